@@ -1,0 +1,32 @@
+"""Connection cleanup on the user queue: `user.deactivated` from the core platform and the
+service's own `connection.disconnect_requested`. Both remove every SolarNexus event from the
+user's calendar, close the channel, revoke the authorization and delete the tokens.
+
+Idempotent by design: a repeated message finds no connection and succeeds. A malformed message
+fails alone (partial batch response) and reaches the DLQ after the queue's maxReceiveCount.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import TypeAdapter
+
+from calsync import runtime
+from calsync.messages import UserDeactivated, UserQueueMessage
+from calsync.observability import logger
+
+processor = BatchProcessor(event_type=EventType.SQS)
+_messages = TypeAdapter(UserQueueMessage)
+
+
+def handle_record(record: SQSRecord) -> str:
+    message = _messages.validate_json(record.body)
+    reason = "user_deactivated" if isinstance(message, UserDeactivated) else "disconnected"
+    logger.append_keys(user_id=message.user_id, message_id=message.message_id)
+    return runtime.connection_service().cleanup(message.user_id, message.org_id, reason)
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context) -> dict:
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

@@ -1,0 +1,45 @@
+"""OAuth callback (GET /v1/calendar/oauth/callback): the browser arrives here from Cronofy.
+
+No JWT on this route (it is a redirect from Cronofy): the signed, single-use, browser-bound
+`state` says who the user is. Every outcome is a 302 to the web app with the result in the
+query string; never a stack trace.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+from calsync import runtime
+from calsync.config import get_settings
+from calsync.oauth_state import BINDING_COOKIE
+from calsync.observability import logger
+
+_PARAMS = ("code", "state", "error")
+
+
+def _binding_cookie(event: APIGatewayProxyEventV2) -> str | None:
+    for cookie in event.cookies or []:
+        name, _, value = cookie.partition("=")
+        if name.strip() == BINDING_COOKIE:
+            return value.strip()
+    return None
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict, context) -> dict:
+    request = APIGatewayProxyEventV2(event)
+    query = request.query_string_parameters or {}
+    params = {k: query[k] for k in _PARAMS if query.get(k)}
+    try:
+        location = runtime.connection_service().complete_oauth(params, _binding_cookie(request))
+    except Exception:  # noqa: BLE001 - the browser must always land back on the web app
+        logger.exception("oauth callback failed")
+        location = f"{get_settings().web_app_url}/profile?calendar_sync=error&reason=internal_error"
+    return {
+        "statusCode": 302,
+        "headers": {"Location": location, "Cache-Control": "no-store"},
+        # The binding cookie has done its job: clear it.
+        "cookies": [f"{BINDING_COOKIE}=; Path=/v1/calendar/oauth; Max-Age=0; HttpOnly; SameSite=Lax"],
+        "body": "",
+    }

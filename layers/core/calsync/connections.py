@@ -1,0 +1,352 @@
+"""The connection lifecycle: connect, OAuth callback, calendar choice, status, disconnect, cleanup.
+
+Rules live here; the Cronofy client talks, the store remembers, handlers only translate events.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from urllib.parse import urlencode
+
+from calsync.caller import Caller
+from calsync.config import Settings
+from calsync.cronofy import (
+    CronofyApp,
+    CronofyAuthError,
+    CronofyError,
+    CronofyUser,
+    InvalidGrant,
+)
+from calsync.errors import ApiError, conflict, not_found
+from calsync.messages import Publisher
+from calsync.models import (
+    CRONOFY_PROVIDER_NAMES,
+    Calendar,
+    Connection,
+    ConnectionState,
+    TokenSet,
+    utcnow,
+)
+from calsync.oauth_state import StateError, StateSigner
+from calsync.observability import logger
+from calsync.store import ConflictError, Store
+from calsync.vault import TokenVault
+
+# A new authorization may replace a connection in these states (reconnect after a broken sync,
+# or a second try while a calendar choice is still pending).
+REPLACEABLE = {ConnectionState.NEEDS_REAUTH.value, ConnectionState.PENDING_CALENDAR.value}
+ACTIVE = {ConnectionState.CONNECTED, ConnectionState.SYNCING}
+
+
+class OrgMismatch(Exception):
+    """A user-queue message names an org the connection does not belong to."""
+
+
+def valid_return_to(value: str | None) -> str | None:
+    """Only same-site paths: no open redirect through the OAuth flow."""
+    if value is None:
+        return None
+    if not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 512:
+        raise ApiError(422, "invalid_return_to", "return_to must be a path on the web app, like /profile")
+    return value
+
+
+class ConnectionService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        vault: TokenVault,
+        cronofy: CronofyApp,
+        signer: StateSigner,
+        publisher: Publisher,
+        signing_key: str,
+    ):
+        self.settings = settings
+        self.store = store
+        self.vault = vault
+        self.cronofy = cronofy
+        self.signer = signer
+        self.publisher = publisher
+        self._signing_key = signing_key.encode()
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def channel_token(self, user_id: str) -> str:
+        """Per-user token in the channel callback URL, derived (not stored) so it can be rebuilt."""
+        digest = hmac.new(self._signing_key, f"channel:{user_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+    def channel_callback_url(self, user_id: str) -> str:
+        return f"{self.settings.public_api_url}/v1/webhooks/cronofy/{self.channel_token(user_id)}"
+
+    def user_client(self, conn: Connection) -> CronofyUser:
+        ciphertext = self.store.get_tokens(conn.user_id)
+        if ciphertext is None:
+            raise InvalidGrant("no tokens stored")
+        tokens = self.vault.open(conn.user_id, ciphertext)
+        return self.cronofy.for_user(tokens, lambda fresh: self._save_tokens(conn.user_id, fresh))
+
+    def _save_tokens(self, user_id: str, tokens: TokenSet) -> None:
+        self.store.save_tokens(user_id, self.vault.seal(user_id, tokens))
+
+    def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
+        if conn.state in (ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING):
+            return conn
+        logger.warning("connection needs re-authorization", extra={"user_id": conn.user_id, "reason": reason})
+        updated = self.store.save_connection(
+            conn.model_copy(
+                update={"state": ConnectionState.NEEDS_REAUTH, "last_error": reason, "updated_at": utcnow()}
+            )
+        )
+        self.publisher.connection_changed(conn.org_id, conn.user_id, ConnectionState.NEEDS_REAUTH, reason)
+        return updated
+
+    def _require_connection(self, caller: Caller) -> Connection:
+        conn = self.store.get_connection(caller.user_id)
+        if conn is None:
+            raise not_found("no calendar is connected")
+        return conn
+
+    def _redirect(self, outcome: str, reason: str | None = None, return_to: str | None = None) -> str:
+        query = {"calendar_sync": outcome}
+        if reason:
+            query["reason"] = reason
+        path = return_to or "/profile"
+        joiner = "&" if "?" in path else "?"
+        return f"{self.settings.web_app_url}{path}{joiner}{urlencode(query)}"
+
+    # ---- connect -----------------------------------------------------------------------------
+
+    def start_connect(self, caller: Caller, provider: str, return_to: str | None) -> tuple[str, str]:
+        """Returns (authorization URL, browser-binding secret for the cookie)."""
+        existing = self.store.get_connection(caller.user_id)
+        if existing and existing.state.value not in REPLACEABLE:
+            raise conflict(
+                f"a calendar is already connected (state {existing.state.value}); "
+                "disconnect it first or choose another calendar"
+            )
+        state, binding, claims = self.signer.issue(caller.user_id, caller.org_id, provider, return_to)
+        self.store.put_oauth_state(claims.nonce, caller.user_id, caller.org_id, claims.expires_at)
+        url = self.cronofy.authorization_url(self.settings.oauth_redirect_uri, state, CRONOFY_PROVIDER_NAMES[provider])
+        return url, binding
+
+    def complete_oauth(self, params: dict[str, str], binding: str | None) -> str:
+        """The OAuth callback. Always returns the web-app URL to redirect to; stores nothing on failure."""
+        try:
+            claims = self.signer.verify(params.get("state", ""), binding)
+        except StateError as error:
+            logger.info("oauth callback refused", extra={"reason": error.reason})
+            return self._redirect("error", error.reason)
+        record = self.store.consume_oauth_state(claims.nonce)
+        if record is None or record.get("user_id") != claims.user_id or record.get("org_id") != claims.org_id:
+            logger.info("oauth callback refused", extra={"reason": "state_used", "user_id": claims.user_id})
+            return self._redirect("error", "state_used", claims.return_to)
+        if params.get("error"):
+            reason = "access_denied" if params["error"] == "access_denied" else "authorization_failed"
+            return self._redirect("error", reason, claims.return_to)
+        if not params.get("code"):
+            return self._redirect("error", "missing_code", claims.return_to)
+        try:
+            return self._connect_with_code(
+                claims.user_id, claims.org_id, claims.provider, params["code"], claims.return_to
+            )
+        except CronofyError as error:
+            logger.warning("oauth completion failed", extra={"user_id": claims.user_id, "error": str(error)})
+            reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
+            return self._redirect("error", reason, claims.return_to)
+
+    def _connect_with_code(self, user_id: str, org_id: str, provider: str, code: str, return_to: str | None) -> str:
+        grant = self.cronofy.exchange_code(code, self.settings.oauth_redirect_uri)
+        tokens = grant.token_set()
+        client = self.cronofy.for_user(tokens, lambda fresh: None)
+        channel_id = None
+        try:
+            calendars = self._writable(
+                client.calendars(), grant.linking_profile.profile_id if grant.linking_profile else None
+            )
+            if not calendars:
+                self._abandon(client, None)
+                return self._redirect("error", "no_writable_calendar", return_to)
+            channel_id = client.create_channel(self.channel_callback_url(user_id)).channel_id
+            now = utcnow()
+            only = calendars[0] if len(calendars) == 1 else None
+            profile = grant.linking_profile
+            conn = Connection(
+                user_id=user_id,
+                org_id=org_id,
+                state=ConnectionState.CONNECTED if only else ConnectionState.PENDING_CALENDAR,
+                provider=provider,
+                cronofy_sub=grant.sub,
+                profile_id=profile.profile_id if profile else None,
+                profile_name=profile.profile_name if profile else calendars[0].profile_name,
+                calendar_id=only.calendar_id if only else None,
+                calendar_name=only.calendar_name if only else None,
+                channel_id=channel_id,
+                connected_at=now,
+                updated_at=now,
+            )
+            self.store.create_connection(conn, self.vault.seal(user_id, client.tokens), REPLACEABLE)
+        except ConflictError:
+            self._abandon(client, channel_id)
+            return self._redirect("error", "already_connected", return_to)
+        except CronofyError:
+            self._abandon(client, channel_id)
+            raise
+        logger.info("calendar connected", extra={"user_id": user_id, "state": conn.state.value})
+        self.publisher.connection_changed(org_id, user_id, conn.state, None)
+        if only:
+            self.on_calendar_selected(conn)
+            return self._redirect("connected", None, return_to)
+        return self._redirect("choose_calendar", None, return_to)
+
+    def _abandon(self, client: CronofyUser, channel_id: str | None) -> None:
+        """Undo a half-made connection at Cronofy so nothing is left behind."""
+        try:
+            if channel_id:
+                client.close_channel(channel_id)
+            self.cronofy.revoke(client.tokens)
+        except CronofyError as error:
+            logger.warning("could not revoke an abandoned authorization", extra={"error": str(error)})
+
+    @staticmethod
+    def _writable(calendars: list[Calendar], profile_id: str | None) -> list[Calendar]:
+        return [c for c in calendars if c.writable and (profile_id is None or c.profile_id == profile_id)]
+
+    def on_calendar_selected(self, conn: Connection) -> Connection:
+        """A calendar was chosen (first time or switch). Later work (backfill) hooks in here."""
+        return conn
+
+    # ---- status and calendar choice ----------------------------------------------------------
+
+    def status(self, caller: Caller) -> dict:
+        conn = self.store.get_connection(caller.user_id)
+        if conn is None:
+            return {"state": ConnectionState.NOT_CONNECTED.value}
+        return conn.public_view()
+
+    def _live_client(self, conn: Connection) -> CronofyUser:
+        if conn.state == ConnectionState.DISCONNECTING:
+            raise conflict("the calendar is being disconnected")
+        if conn.state == ConnectionState.NEEDS_REAUTH:
+            raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed: connect again")
+        return self.user_client(conn)
+
+    def calendars(self, caller: Caller) -> list[dict]:
+        conn = self._require_connection(caller)
+        client = self._live_client(conn)
+        try:
+            found = self._writable(client.calendars(), conn.profile_id)
+        except (InvalidGrant, CronofyAuthError) as error:
+            self.mark_needs_reauth(conn, "authorization_revoked")
+            raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed") from error
+        return [
+            {
+                "id": c.calendar_id,
+                "name": c.calendar_name,
+                "primary": c.calendar_primary,
+                "selected": c.calendar_id == conn.calendar_id,
+            }
+            for c in found
+        ]
+
+    def select_calendar(self, caller: Caller, calendar_id: str) -> dict:
+        conn = self._require_connection(caller)
+        client = self._live_client(conn)
+        try:
+            chosen = next(
+                (c for c in self._writable(client.calendars(), conn.profile_id) if c.calendar_id == calendar_id), None
+            )
+        except (InvalidGrant, CronofyAuthError) as error:
+            self.mark_needs_reauth(conn, "authorization_revoked")
+            raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed") from error
+        if chosen is None:
+            raise ApiError(422, "calendar_not_writable", "that calendar is not a writable calendar of this account")
+        if chosen.calendar_id == conn.calendar_id:
+            return conn.public_view()
+        try:
+            conn = self.store.save_connection(
+                conn.model_copy(
+                    update={
+                        "calendar_id": chosen.calendar_id,
+                        "calendar_name": chosen.calendar_name,
+                        "state": ConnectionState.CONNECTED,
+                        "last_error": None,
+                        "updated_at": utcnow(),
+                    }
+                )
+            )
+        except ConflictError as error:
+            raise conflict("the connection changed meanwhile; try again") from error
+        self.publisher.connection_changed(conn.org_id, conn.user_id, conn.state, None)
+        conn = self.on_calendar_selected(conn)
+        return conn.public_view()
+
+    # ---- disconnect and cleanup ----------------------------------------------------------------
+
+    def request_disconnect(self, caller: Caller) -> dict:
+        conn = self.store.get_connection(caller.user_id)
+        if conn is None:
+            return {"state": ConnectionState.NOT_CONNECTED.value}
+        if conn.state != ConnectionState.DISCONNECTING:
+            try:
+                conn = self.store.save_connection(
+                    conn.model_copy(update={"state": ConnectionState.DISCONNECTING, "updated_at": utcnow()})
+                )
+            except ConflictError as error:
+                raise conflict("the connection changed meanwhile; try again") from error
+        # Sent every time: a lost message is healed by the user asking again.
+        self.publisher.request_disconnect(conn.org_id, conn.user_id)
+        return {"state": ConnectionState.DISCONNECTING.value}
+
+    def cleanup(self, user_id: str, org_id: str, reason: str) -> str:
+        """Remove every SolarNexus event, close the channel, revoke, delete tokens. Idempotent.
+
+        Cronofy outages raise (the queue retries); a revoked authorization does not stop the
+        local cleanup, since nothing at Cronofy can be reached any more.
+        """
+        conn = self.store.get_connection(user_id)
+        if conn is None:
+            self.store.delete_connection(user_id)  # a stray token item, if any
+            return "nothing_to_do"
+        if conn.org_id != org_id:
+            raise OrgMismatch(f"user {user_id} is not in org {org_id}")
+        if conn.state != ConnectionState.DISCONNECTING:
+            conn = self.store.save_connection(
+                conn.model_copy(update={"state": ConnectionState.DISCONNECTING, "updated_at": utcnow()})
+            )
+        outcome = "cleaned"
+        try:
+            client = self.user_client(conn)
+            client.bulk_delete(delete_all=True)
+            if conn.channel_id:
+                client.close_channel(conn.channel_id)
+            self.cronofy.revoke(client.tokens)
+        except (InvalidGrant, CronofyAuthError):
+            outcome = "authorization_already_gone"
+            logger.warning(
+                "authorization already revoked: calendar events could not be removed", extra={"user_id": user_id}
+            )
+        self.store.delete_connection(user_id)
+        self.publisher.connection_changed(conn.org_id, user_id, ConnectionState.NOT_CONNECTED, reason)
+        logger.info("connection cleaned up", extra={"user_id": user_id, "reason": reason, "outcome": outcome})
+        return outcome
+
+    # ---- org view ------------------------------------------------------------------------------
+
+    def org_connections(self, caller: Caller, org_id: str) -> list[dict]:
+        caller.require_org(org_id)
+        rows = []
+        for conn in self.store.connections_in_org(org_id):
+            row = {
+                "user_id": conn.user_id,
+                "state": conn.state.value,
+                "provider": conn.provider,
+                "sync": conn.state in ACTIVE,
+            }
+            if caller.is_admin or conn.user_id == caller.user_id:
+                row.update(calendar_name=conn.calendar_name, profile_name=conn.profile_name, last_error=conn.last_error)
+            rows.append(row)
+        return sorted(rows, key=lambda r: r["user_id"])

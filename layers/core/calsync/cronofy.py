@@ -1,0 +1,397 @@
+"""The one Cronofy client (ARCHITECTURE §8, reference: shared/reference/cronofy-api.md).
+
+Why not pycronofy: it drops `sub`/`linking_profile` from token responses, sends bulk-delete
+`calendar_ids` as query parameters instead of the JSON body the API documents, counts only
+200/202 as batch success, has no retry/backoff or Retry-After handling, and pulls in pytz. What
+we need is a thin layer over one `requests.Session` with those rules right.
+
+- One `requests.Session` per process (connection reuse), explicit timeouts.
+- Data-center hosts from config; `next_page` links are followed only on the API host.
+- 429/5xx/timeouts: retried with exponential backoff and full jitter, honouring Retry-After, but
+  never sleeping past `max_sleep`: longer waits raise `CronofyRateLimited`/`CronofyUnavailable`
+  so queue work is handed back to SQS instead of sleeping inside a Lambda.
+- 401: refresh once and retry; a rotated refresh token is handed to `on_tokens_refreshed`.
+- `invalid_grant` on refresh: `InvalidGrant`, which puts the connection in `needs_reauth`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field
+
+from calsync.models import Calendar, TokenSet, utcnow
+
+DEFAULT_SCOPE = "read_account list_calendars read_events create_event delete_event"
+BATCH_LIMIT = 50
+
+
+# ---- errors ------------------------------------------------------------------------------------
+
+
+class CronofyError(Exception):
+    def __init__(self, message: str, status: int | None = None, body: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class InvalidGrant(CronofyError):
+    """The authorization is gone (revoked, expired code, used code): the user must reconnect."""
+
+
+class CronofyAuthError(CronofyError):
+    """401 even after a refresh."""
+
+
+class CronofyValidationError(CronofyError):
+    """422: the request is wrong; retrying will not help."""
+
+
+class CronofyNotFound(CronofyError):
+    pass
+
+
+class CronofyRateLimited(CronofyError):
+    def __init__(self, message: str, retry_after: float | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class CronofyUnavailable(CronofyError):
+    """5xx, timeouts or connection errors that outlasted the retries."""
+
+
+# ---- response models ---------------------------------------------------------------------------
+
+
+class LinkingProfile(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    provider_name: str
+    provider_service: str | None = None
+    profile_id: str
+    profile_name: str
+
+
+class TokenGrant(BaseModel):
+    """What a code exchange gives: the tokens and who they belong to."""
+
+    model_config = ConfigDict(extra="ignore")
+    access_token: str = Field(repr=False)
+    refresh_token: str = Field(repr=False)
+    expires_in: int
+    scope: str = ""
+    sub: str
+    linking_profile: LinkingProfile | None = None
+
+    def token_set(self) -> TokenSet:
+        return TokenSet(
+            access_token=self.access_token,
+            refresh_token=self.refresh_token,
+            expires_at=utcnow() + timedelta(seconds=self.expires_in),
+            scope=self.scope,
+        )
+
+
+class Channel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    channel_id: str
+    callback_url: str
+    filters: dict[str, Any] = {}
+
+
+class BatchItemResult(BaseModel):
+    status: int
+    data: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        # pycronofy's bug (status % 100 != 2) is why this is a range check.
+        return 200 <= self.status < 300
+
+
+# ---- the client --------------------------------------------------------------------------------
+
+
+class RetryPolicy(BaseModel):
+    max_attempts: int = 4
+    base_delay: float = 0.25
+    max_delay: float = 4.0
+    max_sleep: float = 5.0  # never sleep longer than this at once: hand the work back instead
+
+
+_RETRYABLE = {429, 500, 502, 503, 504}
+
+
+class CronofyApp:
+    """Application-level calls (OAuth) and the factory for per-user clients."""
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        api_base_url: str,
+        app_base_url: str,
+        timeout: float = 8.0,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.client_id = client_id
+        self._secret = client_secret
+        self.api_base_url = api_base_url.rstrip("/")
+        self.app_base_url = app_base_url.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = "solarnexus-calendar-sync/1"
+        self._sleep = sleep
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"CronofyApp(client_id={self.client_id!r}, api={self.api_base_url!r})"
+
+    # -- transport --
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        idempotent: bool = True,
+        bearer: str | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One logical request with retries. Returns any response that is not retryable."""
+        headers = kwargs.pop("headers", {})
+        if bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+            except (requests.Timeout, requests.ConnectionError) as error:
+                # A lost response to a non-idempotent call (code exchange) must not be replayed.
+                if not idempotent or attempt >= self.retry.max_attempts:
+                    raise CronofyUnavailable(f"{method} {urlsplit(url).path}: {type(error).__name__}") from error
+                self._sleep(self._backoff(attempt, None))
+                continue
+            if resp.status_code not in _RETRYABLE:
+                return resp
+            retry_after = _retry_after(resp)
+            delay = self._backoff(attempt, retry_after)
+            if attempt >= self.retry.max_attempts or delay > self.retry.max_sleep:
+                path = urlsplit(url).path
+                if resp.status_code == 429:
+                    raise CronofyRateLimited(f"{method} {path}: 429", retry_after=retry_after, status=429)
+                raise CronofyUnavailable(f"{method} {path}: {resp.status_code}", status=resp.status_code)
+            self._sleep(delay)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        ceiling = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+    # -- OAuth --
+
+    def authorization_url(
+        self, redirect_uri: str, state: str, provider_name: str | None, scope: str = DEFAULT_SCOPE
+    ) -> str:
+        params = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": scope,
+            "state": state,
+            # Without this, accounts authorized in one browser (an office PC) are merged.
+            "avoid_linking": "true",
+        }
+        if provider_name:
+            params["provider_name"] = provider_name
+        return f"{self.app_base_url}/oauth/authorize?{urlencode(params)}"
+
+    def _token_call(self, body: dict[str, str], idempotent: bool) -> dict[str, Any]:
+        body = {"client_id": self.client_id, "client_secret": self._secret, **body}
+        resp = self.send("POST", f"{self.api_base_url}/oauth/token", json=body, idempotent=idempotent)
+        if resp.status_code == 200:
+            return resp.json()
+        error = _json_or_none(resp)
+        code = error.get("error") if isinstance(error, dict) else None
+        if resp.status_code == 400 and code in ("invalid_grant", None):
+            raise InvalidGrant("invalid_grant", status=400, body=error)
+        raise CronofyError(f"token endpoint answered {resp.status_code} ({code})", status=resp.status_code)
+
+    def exchange_code(self, code: str, redirect_uri: str) -> TokenGrant:
+        data = self._token_call(
+            {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}, idempotent=False
+        )
+        return TokenGrant.model_validate(data)
+
+    def refresh(self, tokens: TokenSet) -> TokenSet:
+        data = self._token_call(
+            {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}, idempotent=False
+        )
+        return TokenSet(
+            access_token=data["access_token"],
+            # Cronofy may rotate the refresh token: always keep the one it returns.
+            refresh_token=data.get("refresh_token") or tokens.refresh_token,
+            expires_at=utcnow() + timedelta(seconds=int(data.get("expires_in", 3600))),
+            scope=data.get("scope", tokens.scope),
+        )
+
+    def revoke(self, tokens: TokenSet) -> None:
+        body = {"client_id": self.client_id, "client_secret": self._secret, "token": tokens.refresh_token}
+        resp = self.send("POST", f"{self.api_base_url}/oauth/token/revoke", json=body)
+        if resp.status_code >= 300:
+            raise CronofyError(f"revoke answered {resp.status_code}", status=resp.status_code)
+
+    def for_user(self, tokens: TokenSet, on_tokens_refreshed: Callable[[TokenSet], None]) -> CronofyUser:
+        return CronofyUser(self, tokens, on_tokens_refreshed)
+
+
+class CronofyUser:
+    """Calls made with one user's tokens."""
+
+    def __init__(self, app: CronofyApp, tokens: TokenSet, on_tokens_refreshed: Callable[[TokenSet], None]):
+        self.app = app
+        self.tokens = tokens
+        self._on_refreshed = on_tokens_refreshed
+
+    def _refresh(self) -> None:
+        self.tokens = self.app.refresh(self.tokens)
+        self._on_refreshed(self.tokens)
+
+    def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        url = path_or_url if path_or_url.startswith("http") else f"{self.app.api_base_url}{path_or_url}"
+        if urlsplit(url).netloc != urlsplit(self.app.api_base_url).netloc:
+            raise CronofyError(f"refusing to send a user token to {urlsplit(url).netloc}")
+        if self.tokens.expired():
+            self._refresh()
+        resp = self.app.send(method, url, bearer=self.tokens.access_token, **kwargs)
+        if resp.status_code == 401:
+            self._refresh()
+            resp = self.app.send(method, url, bearer=self.tokens.access_token, **kwargs)
+            if resp.status_code == 401:
+                raise CronofyAuthError("401 after refresh", status=401)
+        return resp
+
+    def _expect(self, resp: requests.Response, *ok: int) -> requests.Response:
+        if resp.status_code in ok:
+            return resp
+        body = _json_or_none(resp)
+        path = urlsplit(resp.request.url or "").path if resp.request is not None else ""
+        message = f"{resp.request.method if resp.request is not None else ''} {path}: {resp.status_code}"
+        if resp.status_code == 422:
+            raise CronofyValidationError(message, status=422, body=body)
+        if resp.status_code == 404:
+            raise CronofyNotFound(message, status=404, body=body)
+        raise CronofyError(message, status=resp.status_code, body=body)
+
+    # -- account --
+
+    def calendars(self) -> list[Calendar]:
+        resp = self._expect(self.request("GET", "/v1/calendars"), 200)
+        return [Calendar.model_validate(c) for c in resp.json().get("calendars", [])]
+
+    def userinfo(self) -> dict[str, Any]:
+        return self._expect(self.request("GET", "/v1/userinfo"), 200).json()
+
+    # -- events --
+
+    def upsert_event(self, calendar_id: str, event: dict[str, Any]) -> None:
+        self._expect(self.request("POST", f"/v1/calendars/{calendar_id}/events", json=event), 202)
+
+    def delete_event(self, calendar_id: str, event_id: str) -> None:
+        self._expect(
+            self.request("DELETE", f"/v1/calendars/{calendar_id}/events", json={"event_id": event_id}), 202, 404
+        )
+
+    def bulk_delete(self, *, delete_all: bool = False, calendar_ids: list[str] | None = None) -> None:
+        """Remove every event this application manages (all, or in some calendars): one request."""
+        if delete_all == bool(calendar_ids):
+            raise ValueError("pass exactly one of delete_all=True or calendar_ids")
+        body: dict[str, Any] = {"delete_all": True} if delete_all else {"calendar_ids": calendar_ids}
+        self._expect(self.request("DELETE", "/v1/events", json=body), 202)
+
+    def _pages(self, path: str, params: dict[str, Any], key: str) -> Iterator[dict[str, Any]]:
+        resp = self._expect(self.request("GET", path, params=params), 200)
+        while True:
+            data = resp.json()
+            yield from data.get(key, [])
+            next_page = (data.get("pages") or {}).get("next_page")
+            if not next_page:
+                return
+            resp = self._expect(self.request("GET", next_page), 200)
+
+    def read_events(self, **params: Any) -> Iterator[dict[str, Any]]:
+        """Read Events across all pages. Booleans are sent as 'true'/'false'; tzid defaults to UTC."""
+        return self._pages("/v1/events", _query(params), "events")
+
+    def free_busy(self, **params: Any) -> Iterator[dict[str, Any]]:
+        return self._pages("/v1/free_busy", _query(params), "free_busy")
+
+    # -- channels --
+
+    def create_channel(self, callback_url: str, filters: dict[str, Any] | None = None) -> Channel:
+        body: dict[str, Any] = {"callback_url": callback_url}
+        if filters:
+            body["filters"] = filters
+        resp = self._expect(self.request("POST", "/v1/channels", json=body), 200)
+        return Channel.model_validate(resp.json()["channel"])
+
+    def list_channels(self) -> list[Channel]:
+        resp = self._expect(self.request("GET", "/v1/channels"), 200)
+        return [Channel.model_validate(c) for c in resp.json().get("channels", [])]
+
+    def close_channel(self, channel_id: str) -> None:
+        self._expect(self.request("DELETE", f"/v1/channels/{channel_id}"), 202, 404)
+
+    # -- batch --
+
+    def batch(self, entries: list[dict[str, Any]]) -> list[BatchItemResult]:
+        """Send up to 50 writes in one request; results are per item, in request order."""
+        if not 0 < len(entries) <= BATCH_LIMIT:
+            raise ValueError(f"a batch holds 1..{BATCH_LIMIT} entries, got {len(entries)}")
+        resp = self._expect(self.request("POST", "/v1/batch", json={"batch": entries}), 207, 200)
+        results = [BatchItemResult.model_validate(r) for r in resp.json().get("batch", [])]
+        if len(results) != len(entries):
+            raise CronofyError(f"batch answered {len(results)} results for {len(entries)} entries")
+        return results
+
+
+def _query(params: dict[str, Any]) -> dict[str, Any]:
+    query: dict[str, Any] = {"tzid": "Etc/UTC"}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if key == "calendar_ids":
+            query["calendar_ids[]"] = list(value)
+        else:
+            query[key] = value
+    return query
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _json_or_none(resp: requests.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return None

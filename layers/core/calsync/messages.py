@@ -1,0 +1,75 @@
+"""SQS message bodies exchanged with the core platform (shared/design/messages.schema.json) and
+the service's own internal jobs."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from calsync.models import ConnectionState, iso, utcnow
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+UtcTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")]
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    message_id: Annotated[str, StringConstraints(min_length=1)]
+    occurred_at: UtcTime
+    org_id: Id
+
+
+class UserDeactivated(Envelope):
+    type: Literal["user.deactivated"]
+    user_id: Id
+
+
+class DisconnectRequested(Envelope):
+    """Internal: the user asked to disconnect (DELETE /v1/calendar/connection)."""
+
+    type: Literal["connection.disconnect_requested"]
+    user_id: Id
+
+
+UserQueueMessage = Annotated[UserDeactivated | DisconnectRequested, Field(discriminator="type")]
+
+
+class ConnectionChanged(BaseModel):
+    type: Literal["calendar.connection_changed"] = "calendar.connection_changed"
+    message_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    occurred_at: str = Field(default_factory=lambda: iso(utcnow()))
+    org_id: str
+    user_id: str
+    state: ConnectionState
+    reason: str | None = None
+
+
+class Publisher:
+    """Sends messages to SQS queues (the core platform's CalendarChangesQueue, our cleanup queue)."""
+
+    def __init__(self, sqs_client, calendar_changes_queue_url: str | None, cleanup_queue_url: str | None):
+        self._sqs = sqs_client
+        self._changes_url = calendar_changes_queue_url
+        self._cleanup_url = cleanup_queue_url
+
+    def _send(self, queue_url: str | None, body: BaseModel) -> None:
+        if not queue_url:
+            raise RuntimeError(f"no queue configured for {type(body).__name__}")
+        self._sqs.send_message(QueueUrl=queue_url, MessageBody=body.model_dump_json(exclude_none=True))
+
+    def connection_changed(self, org_id: str, user_id: str, state: ConnectionState, reason: str | None) -> None:
+        self._send(self._changes_url, ConnectionChanged(org_id=org_id, user_id=user_id, state=state, reason=reason))
+
+    def request_disconnect(self, org_id: str, user_id: str) -> None:
+        self._send(
+            self._cleanup_url,
+            DisconnectRequested(
+                type="connection.disconnect_requested",
+                message_id=str(uuid.uuid4()),
+                occurred_at=iso(utcnow()),
+                org_id=org_id,
+                user_id=user_id,
+            ),
+        )

@@ -1,0 +1,114 @@
+"""Domain models shared by the store, the rules and the handlers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    """The one clock (whole seconds, UTC)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+
+
+class ConnectionState(StrEnum):
+    NOT_CONNECTED = "not_connected"
+    PENDING_CALENDAR = "pending_calendar"
+    SYNCING = "syncing"
+    CONNECTED = "connected"
+    NEEDS_REAUTH = "needs_reauth"
+    DISCONNECTING = "disconnecting"
+
+
+Provider = Literal["google", "microsoft", "apple"]
+
+# What we ask Cronofy's consent page to pre-select for each SolarNexus provider choice.
+CRONOFY_PROVIDER_NAMES: dict[str, str] = {"google": "google", "microsoft": "office365", "apple": "apple"}
+
+
+class Calendar(BaseModel):
+    """A calendar of the connected account, as the web app sees it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    calendar_id: str
+    calendar_name: str
+    profile_id: str | None = None
+    profile_name: str | None = None
+    provider_name: str | None = None
+    calendar_readonly: bool = False
+    calendar_deleted: bool = False
+    calendar_primary: bool = False
+
+    @property
+    def writable(self) -> bool:
+        return not self.calendar_readonly and not self.calendar_deleted
+
+
+class BackfillProgress(BaseModel):
+    done: int = 0
+    total: int = 0
+    status: Literal["pending", "running", "succeeded", "failed"] = "pending"
+
+
+class Connection(BaseModel):
+    """One user's calendar connection. Tokens live in a separate, encrypted item."""
+
+    user_id: str
+    org_id: str
+    state: ConnectionState
+    provider: str
+    cronofy_sub: str
+    profile_id: str | None = None
+    profile_name: str | None = None
+    calendar_id: str | None = None
+    calendar_name: str | None = None
+    channel_id: str | None = None
+    connected_at: datetime
+    updated_at: datetime
+    last_sync_at: datetime | None = None
+    last_error: str | None = None
+    backfill: BackfillProgress | None = None
+    # Bumped on every write; conditional updates compare it so concurrent writers never clobber.
+    revision: int = 0
+
+    def public_view(self) -> dict:
+        """The status route's body (ARCHITECTURE §2)."""
+        return {
+            "state": self.state.value,
+            "provider": self.provider,
+            "profile_name": self.profile_name,
+            "calendar": {"id": self.calendar_id, "name": self.calendar_name} if self.calendar_id else None,
+            "connected_at": iso(self.connected_at),
+            "last_sync_at": iso(self.last_sync_at),
+            "backfill": self.backfill.model_dump() if self.backfill else None,
+            "last_error": self.last_error,
+        }
+
+
+class TokenSet(BaseModel):
+    """Cronofy OAuth tokens. Never logged: repr hides the secrets."""
+
+    access_token: str = Field(repr=False)
+    refresh_token: str = Field(repr=False)
+    expires_at: datetime
+    scope: str = ""
+
+    def expired(self, now: datetime | None = None, leeway_seconds: int = 60) -> bool:
+        return (now or utcnow()).timestamp() >= self.expires_at.timestamp() - leeway_seconds
+
+
+class OAuthStateClaims(BaseModel):
+    user_id: str
+    org_id: str
+    provider: str
+    nonce: str
+    expires_at: int
+    return_to: str | None = None

@@ -1,0 +1,76 @@
+"""Builds the long-lived objects once per Lambda container (constructor injection, no singletons
+inside the classes). Handlers call these at module level or on first use."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import boto3
+
+from calsync.config import get_settings
+
+
+@cache
+def aws_client(name: str):
+    return boto3.session.Session().client(name)
+
+
+@cache
+def store():
+    from calsync.store import Store
+
+    return Store(aws_client("dynamodb"), get_settings().table_name)
+
+
+@cache
+def vault():
+    from calsync.vault import TokenVault
+
+    return TokenVault(aws_client("kms"), get_settings().kms_key_id)
+
+
+@cache
+def publisher():
+    from calsync.messages import Publisher
+
+    settings = get_settings()
+    return Publisher(aws_client("sqs"), settings.calendar_changes_queue_url, settings.cleanup_queue_url)
+
+
+@cache
+def cronofy_app():
+    from calsync.cronofy import CronofyApp
+
+    settings = get_settings()
+    client_secret, _ = settings.secrets()
+    return CronofyApp(
+        settings.cronofy_client_id,
+        client_secret,
+        settings.api_base_url,
+        settings.app_base_url,
+        timeout=settings.http_timeout_seconds,
+    )
+
+
+@cache
+def connection_service():
+    from calsync.connections import ConnectionService
+    from calsync.oauth_state import StateSigner
+
+    settings = get_settings()
+    _, signing_key = settings.secrets()
+    return ConnectionService(
+        settings,
+        store(),
+        vault(),
+        cronofy_app(),
+        StateSigner(signing_key, settings.oauth_state_ttl_seconds),
+        publisher(),
+        signing_key,
+    )
+
+
+def reset() -> None:
+    """Forget every cached object (tests and the local stack switch environments)."""
+    for factory in (aws_client, store, vault, publisher, cronofy_app, connection_service, get_settings):
+        factory.cache_clear()
