@@ -158,19 +158,22 @@ class Store:
             IndexName=index,
             KeyConditionExpression=f"{attribute} = :v",
             ExpressionAttributeValues=_to_item({":v": value}),
-            Limit=2,
+            Limit=1,
         )
         items = resp.get("Items", [])
         if not items:
             return None
-        # The index is eventually consistent: confirm against the base item.
-        return self.get_connection(self._connection_from(items[0]).user_id)
+        # Keys-only index, eventually consistent: read the base item for the truth.
+        user_id = _from_item(items[0])["pk"].removeprefix("USER#")
+        return self.get_connection(user_id)
 
     def connection_by_channel(self, channel_id: str) -> Connection | None:
-        return self._single_by_index("by_channel", "channel_pk", f"CHANNEL#{channel_id}")
+        conn = self._single_by_index("by_channel", "channel_pk", f"CHANNEL#{channel_id}")
+        return conn if conn and conn.channel_id == channel_id else None
 
     def connection_by_sub(self, sub: str) -> Connection | None:
-        return self._single_by_index("by_sub", "sub_pk", f"SUB#{sub}")
+        conn = self._single_by_index("by_sub", "sub_pk", f"SUB#{sub}")
+        return conn if conn and conn.cronofy_sub == sub else None
 
     # ---- tokens --------------------------------------------------------------------------------
 

@@ -1,0 +1,53 @@
+# Front door. Every target installs what it needs first.
+SHELL := /bin/bash
+# The first interpreter that really is 3.13 (a pyenv shim for an inactive version is not).
+PY313 ?= $(firstword $(foreach p,$(HOME)/.pyenv/versions/3.13.0/bin/python python3.13,\
+  $(shell $(p) -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1 && echo $(p))))
+PYSAM ?= $(firstword $(foreach p,python3.11 python3.12 python3 $(PY313),\
+  $(shell $(p) -c 'import sys; assert sys.version_info[:2] >= (3, 9)' >/dev/null 2>&1 && echo $(p))))
+VENV := .venv
+SAMVENV := .venv-sam
+PY := $(VENV)/bin/python
+SAM := $(SAMVENV)/bin/sam
+STAGE ?= dev
+export SAM_CLI_TELEMETRY := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: install demo test lint validate unit bench build deploy clean
+
+$(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
+	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
+	$(PY313) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+# aws-sam-cli pins its own boto3: it lives in a virtualenv of its own.
+$(SAMVENV)/.installed:
+	$(PYSAM) -m venv $(SAMVENV)
+	$(SAMVENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==1.170.0
+	@touch $@
+
+install: $(VENV)/.installed $(SAMVENV)/.installed
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+validate: $(SAMVENV)/.installed
+	$(SAM) validate --lint
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests
+
+test: install lint validate unit
+
+demo: $(VENV)/.installed
+	$(PY) -m localdev.demo
+
+build: $(SAMVENV)/.installed
+	PATH="$(dir $(PY313)):$$PATH" $(SAM) build
+
+deploy: build
+	$(SAM) deploy --config-env $(STAGE)
+
+clean:
+	rm -rf $(VENV) $(SAMVENV) .aws-sam

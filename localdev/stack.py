@@ -1,0 +1,376 @@
+"""The local stack: moto for AWS, the Cronofy emulator for Cronofy, and a router that feeds the
+real handlers API Gateway (HTTP API, payload 2.0) events and SQS batches, as AWS would.
+
+    with LocalStack() as stack:
+        stack.emulator.add_calendar_account("google", "jane@example.com", calendars=[...])
+        session = stack.browser("u_jane", "org_1")        # requests.Session with a session JWT
+        session.post(stack.url("/v1/calendar/connect"), json={"provider": "google"})
+        stack.drain()                                        # deliver queued SQS messages
+
+Everything runs in one process: moto's in-process mock (`mock_aws`), the emulator and the
+router on 127.0.0.1 in daemon threads. Each function is called under its own lock, as one Lambda
+container handles one event at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import boto3
+import requests
+from moto import mock_aws
+
+from localdev import jwt, template
+from localdev.emulator import CronofyEmulator
+
+REGION = "us-east-1"
+CLIENT_ID = "solarnexus-local"
+CLIENT_SECRET = "local-cronofy-client-secret"  # the emulator's: signs push notifications
+SIGNING_KEY = "local-state-signing-key"
+JWT_KEY = b"local-session-jwt-key"
+LOCAL_VISIBILITY_TIMEOUT = 30
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = ""
+    invoked_function_arn: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 20_000
+
+
+class LocalStack:
+    def __init__(self, emulator_options: dict[str, Any] | None = None):
+        self.template = template.load()
+        self.functions = template.functions(self.template)
+        self.routes = template.routes(self.template)
+        self.emulator = CronofyEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                                        **(emulator_options or {}))
+        self._mock = mock_aws()
+        self._handlers: dict[str, Callable] = {}
+        self._locks: dict[str, threading.Lock] = {fid: threading.Lock() for fid in self.functions}
+        self.queue_urls: dict[str, str] = {}
+        self.invocations: dict[str, int] = {fid: 0 for fid in self.functions}
+        self._server: ThreadingHTTPServer | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._set_env({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
+        self._mock.start()
+        self.emulator.start()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _RouterHandler)
+        self._server.daemon_threads = True
+        self._server.stack = self  # type: ignore[attr-defined]
+        threading.Thread(target=self._server.serve_forever, name="router", daemon=True).start()
+        self._create_resources()
+        self._load_handlers()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+        self.emulator.stop()
+        self._mock.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        from calsync import runtime
+
+        runtime.reset()
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def _create_resources(self) -> None:
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        table_id, table_kwargs = template.table_definition(self.template)
+        self.table_name = f"calendar-sync-local-{uuid.uuid4().hex[:6]}"
+        dynamodb.create_table(TableName=self.table_name, **table_kwargs)
+        self.kms_key_id = boto3.client("kms", region_name=REGION).create_key(
+            Description="local token key")["KeyMetadata"]["KeyId"]
+        sqs = boto3.client("sqs", region_name=REGION)
+        arns: dict[str, str] = {}
+        for logical_id, props in template.queues(self.template).items():
+            attributes = {"VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT)}
+            redrive = props.get("RedrivePolicy")
+            if redrive:
+                target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+                attributes["RedrivePolicy"] = json.dumps(
+                    {"deadLetterTargetArn": arns[target], "maxReceiveCount": str(redrive["maxReceiveCount"])})
+            url = sqs.create_queue(QueueName=f"{logical_id}-local", Attributes=attributes)["QueueUrl"]
+            self.queue_urls[logical_id] = url
+            arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+                "Attributes"]["QueueArn"]
+        self.queue_arns = arns
+        local_env = {
+            "STAGE": "local",
+            "TABLE_NAME": self.table_name,
+            "KMS_KEY_ID": self.kms_key_id,
+            "PUBLIC_API_URL": self.base_url,
+            "WEB_APP_URL": f"{self.base_url}/app",
+            "CRONOFY_CLIENT_ID": CLIENT_ID,
+            "CRONOFY_DATA_CENTER": "us",
+            "CRONOFY_SECRET_ARN": "",  # local: the secret comes from the two variables below
+            "CRONOFY_CLIENT_SECRET": CLIENT_SECRET,
+            "STATE_SIGNING_KEY": SIGNING_KEY,
+            "CRONOFY_API_URL": self.emulator.base_url,
+            "CRONOFY_APP_URL": self.emulator.base_url,
+            "CALENDAR_CHANGES_QUEUE_URL": self.queue_urls["CalendarChangesQueue"],
+            "CLEANUP_QUEUE_URL": self.queue_urls["CleanupQueue"],
+            "POWERTOOLS_SERVICE_NAME": "calendar-sync",
+            "POWERTOOLS_METRICS_NAMESPACE": "SolarNexus/CalendarSync",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+        }
+        missing = template.global_env_names(self.template) - set(local_env)
+        if missing:
+            raise RuntimeError(f"template.yaml sets variables the local stack does not: {sorted(missing)}")
+        self._set_env(local_env)
+        from calsync import runtime
+
+        runtime.reset()
+
+    def _load_handlers(self) -> None:
+        for fid, fn in self.functions.items():
+            module = importlib.import_module(fn.module)
+            self._handlers[fid] = getattr(module, fn.handler)
+
+    # ---- invoking functions ------------------------------------------------------------------------
+
+    def invoke(self, function_id: str, event: dict[str, Any]) -> Any:
+        context = LambdaContext(function_name=function_id, aws_request_id=str(uuid.uuid4()),
+                                invoked_function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{function_id}")
+        with self._locks[function_id]:
+            self.invocations[function_id] += 1
+            return self._handlers[function_id](event, context)
+
+    def http_event(self, method: str, raw_path: str, query: str, headers: dict[str, str], body: bytes,
+                   route: template.Route, path_params: dict[str, str], claims: dict | None) -> dict[str, Any]:
+        cookies = [c.strip() for c in headers.get("cookie", "").split(";") if c.strip()]
+        text_body = body.decode("utf-8") if body else None
+        event: dict[str, Any] = {
+            "version": "2.0",
+            "routeKey": f"{method} {route.path}",
+            "rawPath": raw_path,
+            "rawQueryString": query,
+            "headers": {k: v for k, v in headers.items() if k != "cookie"},
+            "queryStringParameters": dict(parse_qsl(query)) or None,
+            "pathParameters": path_params or None,
+            "requestContext": {
+                "accountId": "123456789012",
+                "apiId": "local",
+                "domainName": "127.0.0.1",
+                "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1",
+                         "sourceIp": "127.0.0.1", "userAgent": headers.get("user-agent", "")},
+                "requestId": str(uuid.uuid4()),
+                "routeKey": f"{method} {route.path}",
+                "stage": "$default",
+                "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+                "timeEpoch": int(time.time() * 1000),
+            },
+            "body": text_body,
+            "isBase64Encoded": False,
+        }
+        if cookies:
+            event["cookies"] = cookies
+        if claims is not None:
+            event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+        return event
+
+    # ---- SQS event source mappings ------------------------------------------------------------------
+
+    def send(self, queue_id: str, body: dict[str, Any] | str) -> None:
+        sqs = boto3.client("sqs", region_name=REGION)
+        sqs.send_message(QueueUrl=self.queue_urls[queue_id],
+                         MessageBody=body if isinstance(body, str) else json.dumps(body))
+
+    def _pump_queue(self, function_id: str, queue_id: str) -> int:
+        sqs = boto3.client("sqs", region_name=REGION)
+        url = self.queue_urls[queue_id]
+        resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"],
+                                   MessageAttributeNames=["All"])
+        messages = resp.get("Messages", [])
+        if not messages:
+            return 0
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": self.queue_arns[queue_id],
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+        try:
+            result = self.invoke(function_id, {"Records": records}) or {}
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        except Exception:  # noqa: BLE001 - a crashed invocation returns the whole batch, as Lambda does
+            failed = {r["messageId"] for r in records}
+        for m in messages:
+            if m["MessageId"] in failed:
+                # Lambda would wait out the visibility timeout; locally retry on the next pump.
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+            else:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return len(messages)
+
+    def pump(self) -> int:
+        """One round over every subscribed queue; returns how many messages were delivered."""
+        delivered = 0
+        for fid, fn in self.functions.items():
+            for queue_id in fn.queues:
+                delivered += self._pump_queue(fid, queue_id)
+        return delivered
+
+    def drain(self, max_rounds: int = 50) -> int:
+        """Deliver until every subscribed queue is empty (failed messages retry until their DLQ)."""
+        total = 0
+        for _ in range(max_rounds):
+            self.emulator.wait_for_notifications(timeout=5)
+            delivered = self.pump()
+            total += delivered
+            if not delivered:
+                return total
+        raise RuntimeError("queues did not drain")
+
+    def queue_messages(self, queue_id: str) -> list[dict[str, Any]]:
+        """Read and delete every message on a queue (for queues no function consumes, e.g. the core
+        platform's CalendarChangesQueue, and DLQs)."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        found = []
+        while True:
+            resp = sqs.receive_message(QueueUrl=self.queue_urls[queue_id], MaxNumberOfMessages=10)
+            batch = resp.get("Messages", [])
+            if not batch:
+                return found
+            for m in batch:
+                found.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_urls[queue_id], ReceiptHandle=m["ReceiptHandle"])
+
+    # ---- people ---------------------------------------------------------------------------------------
+
+    def session_token(self, user_id: str, org_id: str, roles: list[str] | None = None) -> str:
+        return jwt.issue(JWT_KEY, user_id, org_id, roles)
+
+    def browser(self, user_id: str, org_id: str, roles: list[str] | None = None) -> requests.Session:
+        """A requests.Session acting as the user's browser: keeps cookies, carries the session JWT."""
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.session_token(user_id, org_id, roles)}"
+        return session
+
+    def raw_items(self) -> list[dict[str, Any]]:
+        """Every raw DynamoDB item (tests inspect what is stored at rest)."""
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        items, kwargs = [], {"TableName": self.table_name}
+        while True:
+            resp = dynamodb.scan(**kwargs)
+            items.extend(resp["Items"])
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+class _RouterHandler(BaseHTTPRequestHandler):
+    """API Gateway stand-in: route, authorize, build the v2 event, call the function, answer."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "LocalApiGateway/1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None,
+                cookies: list[str] | None = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            if key.lower() != "content-length":
+                self.send_header(key, value)
+        for cookie in cookies or []:
+            self.send_header("Set-Cookie", cookie)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, payload: dict) -> None:
+        self._answer(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+    def _handle(self) -> None:
+        stack: LocalStack = self.server.stack  # type: ignore[attr-defined]
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if parts.path.startswith("/app"):
+            return self._web_app(parts.path, parts.query)
+        method = self.command.upper()
+        for route in stack.routes:
+            match = route.pattern.match(parts.path)
+            if match and route.method == method:
+                break
+        else:
+            return self._json(404, {"message": "Not Found"})
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        claims = None
+        if route.authorized:
+            auth = headers.get("authorization", "")
+            claims = jwt.verify(JWT_KEY, auth.removeprefix("Bearer ").strip()) if auth.startswith("Bearer ") else None
+            if claims is None:
+                return self._json(401, {"message": "Unauthorized"})
+        event = stack.http_event(method, parts.path, parts.query, headers, body, route, match.groupdict(), claims)
+        try:
+            result = stack.invoke(route.function, event)
+        except Exception:  # noqa: BLE001 - API Gateway answers 500 when the function fails
+            return self._json(500, {"message": "Internal Server Error"})
+        payload = result.get("body") or ""
+        raw = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
+        self._answer(int(result.get("statusCode", 200)), raw, result.get("headers") or {}, result.get("cookies"))
+
+    def _web_app(self, path: str, query: str) -> None:
+        """The web app's profile page, reduced to what the OAuth redirect lands on."""
+        outcome = dict(parse_qsl(query))
+        text = (f"<!doctype html><title>SolarNexus profile</title><h1>Profile</h1>"
+                f"<p id='calendar-sync'>{html.escape(outcome.get('calendar_sync', ''))}</p>"
+                f"<p id='reason'>{html.escape(outcome.get('reason', ''))}</p>")
+        self._answer(200, text.encode(), {"Content-Type": "text/html; charset=utf-8"})
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
