@@ -1,0 +1,34 @@
+import pytest
+
+from localdev.stack import LocalStack
+
+
+@pytest.fixture
+def stack():
+    """A fresh local stack per test: moto, the Cronofy emulator, the router and the real handlers."""
+    with LocalStack() as local:
+        yield local
+
+
+@pytest.fixture
+def jane(stack):
+    """The help article's Jane: two Google accounts; the one she connects has several calendars."""
+    work = stack.emulator.add_calendar_account("google", "jane.smith@example.com", calendars=[
+        {"name": "jane.smith@example.com", "primary": True},
+        {"name": "Installs", "primary": False},
+        {"name": "US Holidays", "readonly": True},
+    ])
+    personal = stack.emulator.add_calendar_account("google", "jane.personal@example.com", calendars=[
+        {"name": "Personal", "primary": True},
+    ])
+    return {"work": work, "personal": personal, "session": stack.browser("u_jane", "org_sunbright")}
+
+
+@pytest.fixture
+def teammate(stack):
+    """Miguel: one writable calendar (and a read-only one), so his choice is automatic."""
+    account = stack.emulator.add_calendar_account("microsoft", "miguel@sunbright.example", calendars=[
+        {"name": "Calendar", "primary": True},
+        {"name": "Birthdays", "readonly": True},
+    ])
+    return {"account": account, "session": stack.browser("u_miguel", "org_sunbright")}
