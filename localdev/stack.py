@@ -285,7 +285,10 @@ class LocalStack:
             if not batch:
                 return found
             for m in batch:
-                found.append(json.loads(m["Body"]))
+                try:
+                    found.append(json.loads(m["Body"]))
+                except ValueError:
+                    found.append(m["Body"])  # poison messages reach DLQs as they were sent
                 sqs.delete_message(QueueUrl=self.queue_urls[queue_id], ReceiptHandle=m["ReceiptHandle"])
 
     # ---- people ---------------------------------------------------------------------------------------

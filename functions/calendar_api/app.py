@@ -32,17 +32,17 @@ class SelectCalendarRequest(BaseModel):
     calendar_id: str = Field(min_length=1, max_length=128)
 
 
-def _error(error: ApiError) -> Response:
+def _error(error: ApiError) -> Response[dict]:
     return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
 
 
 @app.exception_handler(ApiError)
-def _api_error(error: ApiError) -> Response:
+def _api_error(error: ApiError) -> Response[dict]:
     return _error(error)
 
 
 @app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response:
+def _invalid_request(error: RequestValidationError) -> Response[dict]:
     details = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors()
     )
@@ -54,7 +54,7 @@ def _caller() -> Caller:
 
 
 @app.post("/v1/calendar/connect")
-def connect(request: Annotated[ConnectRequest, Body()]) -> Response:
+def connect(request: Annotated[ConnectRequest, Body()]) -> Response[dict]:
     caller = _caller()
     url, binding = runtime.connection_service().start_connect(
         caller, request.provider, valid_return_to(request.return_to)
@@ -94,7 +94,7 @@ def select_calendar(request: Annotated[SelectCalendarRequest, Body()]) -> dict:
 
 
 @app.delete("/v1/calendar/connection")
-def disconnect() -> Response:
+def disconnect() -> Response[dict]:
     body = runtime.connection_service().request_disconnect(_caller())
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
 
@@ -104,6 +104,6 @@ def org_connections(org_id: str) -> dict:
     return {"connections": runtime.connection_service().org_connections(_caller(), org_id)}
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     return app.resolve(event, context)

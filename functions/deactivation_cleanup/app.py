@@ -23,10 +23,10 @@ _messages = TypeAdapter(UserQueueMessage)
 def handle_record(record: SQSRecord) -> str:
     message = _messages.validate_json(record.body)
     reason = "user_deactivated" if isinstance(message, UserDeactivated) else "disconnected"
-    logger.append_keys(user_id=message.user_id, message_id=message.message_id)
-    return runtime.connection_service().cleanup(message.user_id, message.org_id, reason)
+    with logger.append_context_keys(user_id=message.user_id, message_id=message.message_id):
+        return runtime.connection_service().cleanup(message.user_id, message.org_id, reason)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

@@ -26,7 +26,7 @@ def _binding_cookie(event: APIGatewayProxyEventV2) -> str | None:
     return None
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     request = APIGatewayProxyEventV2(event)
     query = request.query_string_parameters or {}

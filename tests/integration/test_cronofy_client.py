@@ -131,7 +131,7 @@ def test_read_events_follows_every_page(stack, connected):
     for i in range(1, 8):
         stack.emulator.add_external_event(calendar_id, f"Appointment {i}", f"2026-12-{i:02d}T10:00:00Z",
                                           f"2026-12-{i:02d}T11:00:00Z")
-    stack.emulator.page_size = 3
+    stack.emulator.state.page_size = 3
     stack.emulator.clear_request_log()
     found = list(client.read_events(**{"from": "2026-11-30", "to": "2026-12-31"}))
     assert sorted(e["summary"] for e in found) == [f"Appointment {i}" for i in range(1, 8)]
