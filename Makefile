@@ -43,6 +43,9 @@ test: install lint validate unit
 demo: $(VENV)/.installed
 	$(PY) -m localdev.demo
 
+bench: $(VENV)/.installed
+	$(PY) bench/cold_imports.py
+
 build: $(SAMVENV)/.installed
 	PATH="$(dir $(PY313)):$$PATH" $(SAM) build
 
