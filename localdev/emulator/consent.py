@@ -64,7 +64,8 @@ def render_consent(
         pid = escape(profile.profile_id)
         choices.append(
             f'<label class="account" for="profile-{pid}" data-provider="{escape(profile.provider_name)}">'
-            f'<input type="radio" name="profile_id" id="profile-{pid}" value="{pid}"{checked}> '
+            f'<input type="radio" class="account-radio" name="profile_id" id="profile-{pid}" '
+            f'value="{pid}"{checked}> '
             f'<span class="account-email">{escape(profile.email)}</span></label>'
         )
     if not choices:

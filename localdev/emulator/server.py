@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
+import threading
 import time
 import traceback
 import urllib.parse
@@ -300,6 +302,32 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
     block_on_close = False
     request_queue_size = 256  # the default of 5 drops SYNs under concurrent clients (1 s stalls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut kept-alive connections so no handler thread answers after the emulator stopped."""
+        with self._open_lock:
+            conns = list(self._open)
+            self._open.clear()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _error_response(exc: ApiError) -> Response:

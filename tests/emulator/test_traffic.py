@@ -271,3 +271,23 @@ def test_standalone_main_runs(tmp_path):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def test_unexpected_errors_become_500_json_and_the_server_survives(emu, conn, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("bug in the emulator")
+
+    monkeypatch.setattr(emu.state, "authenticate", boom)
+    resp = conn.get("/v1/calendars")
+    assert resp.status_code == 500 and resp.json() == {"error": "internal_error"}
+    monkeypatch.undo()
+    assert conn.get("/v1/calendars").status_code == 200
+
+
+def test_stop_closes_kept_alive_connections():
+    emu = make_emulator()
+    conn = connect(emu)
+    assert conn.get("/v1/userinfo").status_code == 200  # the session now holds a pooled connection
+    emu.stop()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        conn.get("/v1/userinfo")
