@@ -64,6 +64,7 @@ def run(stack: LocalStack) -> None:
     check("Holidays in United States" not in [c["name"] for c in calendars], "read-only calendars are not offered")
     installs = next(c for c in calendars if c["name"] == "Installs")
     jane.put(stack.url("/v1/calendar/connection"), json={"calendar_id": installs["id"]}).raise_for_status()
+    stack.drain()
     status = jane.get(stack.url("/v1/calendar/connection")).json()
     say(f"   profile: state={status['state']} calendar={status['calendar']['name']!r} via {status['profile_name']}")
     check(status["state"] == "connected" and status["calendar"]["name"] == "Installs",
@@ -71,6 +72,7 @@ def run(stack: LocalStack) -> None:
 
     step("Miguel connects his Microsoft calendar")
     outcome = browser.connect(miguel, stack.base_url, "microsoft", miguel_acct["profile_id"])
+    stack.drain()
     status = miguel.get(stack.url("/v1/calendar/connection")).json()
     say(f"   outcome={outcome['calendar_sync']} calendar={status['calendar']['name']!r}")
     check(outcome["calendar_sync"] == "connected" and status["calendar"]["name"] == "Calendar",

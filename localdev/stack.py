@@ -61,13 +61,18 @@ class LocalStack:
         self.routes = template.routes(self.template)
         self.emulator = CronofyEmulator(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
                                         **(emulator_options or {}))
-        self._mock = mock_aws()
+        # Step Functions executions really run (moto's ASL parser); Lambda tasks reach the real
+        # handlers through the patched no-Docker Lambda backend (see _route_lambda_invocations).
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True},
+                                      "lambda": {"use_docker": False}})
         self._handlers: dict[str, Callable] = {}
         self._locks: dict[str, threading.Lock] = {fid: threading.Lock() for fid in self.functions}
         self.queue_urls: dict[str, str] = {}
         self.invocations: dict[str, int] = {fid: 0 for fid in self.functions}
         self._server: ThreadingHTTPServer | None = None
         self._saved_env: dict[str, str | None] = {}
+        self._original_lambda_invoke = None
+        self.state_machine_arns: dict[str, str] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -87,10 +92,15 @@ class LocalStack:
         self._server.daemon_threads = True
         self._server.stack = self  # type: ignore[attr-defined]
         threading.Thread(target=self._server.serve_forever, name="router", daemon=True).start()
+        self._route_lambda_invocations()
         self._create_resources()
         self._load_handlers()
 
     def stop(self) -> None:
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        if self._original_lambda_invoke is not None:
+            LambdaSimpleBackend.invoke = self._original_lambda_invoke
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -139,6 +149,17 @@ class LocalStack:
             arns[logical_id] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
                 "Attributes"]["QueueArn"]
         self.queue_arns = arns
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        for logical_id, machine in template.state_machines(self.template).items():
+            definition = machine["definition"]
+            for name, value in machine["substitutions"].items():
+                definition = definition.replace("${" + name + "}", self._resolve(value))
+            self.state_machine_arns[logical_id] = sfn.create_state_machine(
+                name=f"{logical_id}-local", definition=definition,
+                roleArn="arn:aws:iam::123456789012:role/local-stepfunctions")["stateMachineArn"]
+        function_env = {}
+        for variables in template.function_env(self.template).values():
+            function_env.update({name: self._resolve(value) for name, value in variables.items()})
         local_env = {
             "STAGE": "local",
             "TABLE_NAME": self.table_name,
@@ -162,9 +183,56 @@ class LocalStack:
         if missing:
             raise RuntimeError(f"template.yaml sets variables the local stack does not: {sorted(missing)}")
         self._set_env(local_env)
+        self._set_env(function_env)
         from calsync import runtime
 
         runtime.reset()
+
+    def _resolve(self, value: Any) -> str:
+        """The local value of a template reference (state machines and Lambda ARNs)."""
+        if isinstance(value, dict) and "Ref" in value and value["Ref"] in self.state_machine_arns:
+            return self.state_machine_arns[value["Ref"]]
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            target, attribute = value["Fn::GetAtt"]
+            if attribute == "Arn" and target in self.functions:
+                return f"arn:aws:lambda:{REGION}:123456789012:function:{target}"
+        if isinstance(value, str):
+            return value
+        raise RuntimeError(f"the local stack cannot resolve {value!r}")
+
+    def _route_lambda_invocations(self) -> None:
+        """moto's no-Docker Lambda only echoes; send Step Functions' invocations to the real handlers."""
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        stack = self
+        self._original_lambda_invoke = LambdaSimpleBackend.invoke
+
+        def invoke(backend, function_name, qualifier, body, headers, response_headers):
+            function_id = function_name.split(":function:")[-1].split(":")[0]
+            event = json.loads(body) if body else {}
+            try:
+                result = stack.invoke(function_id, event)
+            except Exception as error:  # noqa: BLE001 - reported as Lambda reports an unhandled error
+                response_headers["x-amz-function-error"] = "Unhandled"
+                return json.dumps({"errorType": type(error).__name__, "errorMessage": str(error)}).encode()
+            return json.dumps(result).encode()
+
+        LambdaSimpleBackend.invoke = invoke
+
+    def executions(self, status: str | None = None) -> list[dict[str, Any]]:
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        found = []
+        for arn in self.state_machine_arns.values():
+            kwargs = {"stateMachineArn": arn} | ({"statusFilter": status} if status else {})
+            found.extend(sfn.list_executions(**kwargs)["executions"])
+        return found
+
+    def wait_for_executions(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.executions("RUNNING"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("Step Functions executions still running")
+            time.sleep(0.05)
 
     def _load_handlers(self) -> None:
         for fid, fn in self.functions.items():
@@ -268,9 +336,10 @@ class LocalStack:
         total = 0
         for _ in range(max_rounds):
             self.emulator.wait_for_notifications(timeout=5)
+            self.wait_for_executions()
             delivered = self.pump()
             total += delivered
-            if not delivered:
+            if not delivered and not self.executions("RUNNING"):
                 return total
         raise RuntimeError("queues did not drain")
 

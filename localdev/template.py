@@ -111,3 +111,25 @@ def queues(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def global_env_names(template: dict[str, Any]) -> set[str]:
     return set(template["Globals"]["Function"]["Environment"]["Variables"])
+
+
+def state_machines(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """State machine logical id -> {"definition": ASL text with substitutions left in, "substitutions": {...}}."""
+    found = {}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            props = resource["Properties"]
+            found[logical_id] = {
+                "definition": (ROOT / props["DefinitionUri"]).read_text(),
+                "substitutions": props.get("DefinitionSubstitutions") or {},
+            }
+    return found
+
+
+def function_env(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Function logical id -> its own (non-global) environment variables, unresolved."""
+    return {
+        lid: ((r["Properties"].get("Environment") or {}).get("Variables") or {})
+        for lid, r in template["Resources"].items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }

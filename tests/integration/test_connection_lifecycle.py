@@ -32,6 +32,7 @@ def connect_jane(stack, jane, calendar="Installs"):
     resp = jane["session"].put(stack.url("/v1/calendar/connection"),
                                json={"calendar_id": cal_id(jane["work"], calendar)})
     assert resp.status_code == 200, resp.text
+    stack.drain()  # the backfill workflow runs
     return resp.json()
 
 
@@ -51,6 +52,8 @@ def test_jane_picks_a_calendar_and_her_status_shows_it(stack, jane):
     resp = jane["session"].put(stack.url("/v1/calendar/connection"),
                                json={"calendar_id": cal_id(jane["work"], "Installs")})
     assert resp.status_code == 200
+    assert resp.json()["state"] == "syncing"  # while the backfill fills the calendar
+    stack.drain()
     # Then her profile shows it
     status = connection(stack, jane["session"])
     assert status["state"] == "connected"
@@ -60,7 +63,8 @@ def test_jane_picks_a_calendar_and_her_status_shows_it(stack, jane):
     channels = stack.emulator.channels()
     assert len(channels) == 1 and channels[0]["callback_url"].startswith(stack.url("/v1/webhooks/cronofy/"))
     changes = stack.queue_messages("CalendarChangesQueue")
-    assert [m["state"] for m in changes] == ["pending_calendar", "connected"]
+    assert [m["state"] for m in changes] == ["pending_calendar", "syncing", "connected"]
+    assert status["backfill"]["status"] == "succeeded"
 
 
 def test_read_only_or_foreign_calendar_cannot_be_selected(stack, jane):
@@ -77,6 +81,7 @@ def test_read_only_or_foreign_calendar_cannot_be_selected(stack, jane):
 def test_single_writable_calendar_is_selected_automatically(stack, teammate):
     result = browser.connect(teammate["session"], stack.base_url, "microsoft", teammate["account"]["profile_id"])
     assert result["calendar_sync"] == "connected"
+    stack.drain()
     status = connection(stack, teammate["session"])
     assert status["state"] == "connected"
     assert status["calendar"]["name"] == "Calendar"

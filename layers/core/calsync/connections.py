@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import uuid
 from urllib.parse import urlencode
 
 from calsync.caller import Caller
@@ -23,6 +24,7 @@ from calsync.errors import ApiError, conflict, not_found
 from calsync.messages import Publisher
 from calsync.models import (
     CRONOFY_PROVIDER_NAMES,
+    BackfillProgress,
     Calendar,
     Connection,
     ConnectionState,
@@ -63,6 +65,7 @@ class ConnectionService:
         signer: StateSigner,
         publisher: Publisher,
         signing_key: str,
+        workflow=None,
     ):
         self.settings = settings
         self.store = store
@@ -71,6 +74,7 @@ class ConnectionService:
         self.signer = signer
         self.publisher = publisher
         self._signing_key = signing_key.encode()
+        self.workflow = workflow  # BackfillWorkflow: starts the backfill state machine
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -177,7 +181,7 @@ class ConnectionService:
             conn = Connection(
                 user_id=user_id,
                 org_id=org_id,
-                state=ConnectionState.CONNECTED if only else ConnectionState.PENDING_CALENDAR,
+                state=ConnectionState.SYNCING if only else ConnectionState.PENDING_CALENDAR,
                 provider=provider,
                 cronofy_sub=grant.sub,
                 profile_id=profile.profile_id if profile else None,
@@ -195,12 +199,11 @@ class ConnectionService:
         except CronofyError:
             self._abandon(client, channel_id)
             raise
-        logger.info("calendar connected", extra={"user_id": user_id, "state": conn.state.value})
-        self.publisher.connection_changed(org_id, user_id, conn.state, None)
         if only:
-            self.on_calendar_selected(conn)
-            return self._redirect("connected", None, return_to)
-        return self._redirect("choose_calendar", None, return_to)
+            conn = self.on_calendar_selected(conn, None)
+        logger.info("calendar connected", extra={"user_id": user_id, "state": conn.state.value})
+        self.publisher.connection_changed(org_id, user_id, conn.state, conn.last_error)
+        return self._redirect("connected" if only else "choose_calendar", None, return_to)
 
     def _abandon(self, client: CronofyUser, channel_id: str | None) -> None:
         """Undo a half-made connection at Cronofy so nothing is left behind."""
@@ -215,8 +218,20 @@ class ConnectionService:
     def _writable(calendars: list[Calendar], profile_id: str | None) -> list[Calendar]:
         return [c for c in calendars if c.writable and (profile_id is None or c.profile_id == profile_id)]
 
-    def on_calendar_selected(self, conn: Connection) -> Connection:
-        """A calendar was chosen (first time or switch). Later work (backfill) hooks in here."""
+    def on_calendar_selected(self, conn: Connection, previous_calendar_id: str | None) -> Connection:
+        """A calendar was chosen (first time or switch; `conn` is already SYNCING): start the backfill
+        that fills it (the last 30 days and everything ahead) or moves every event to it."""
+        run_id = uuid.uuid4().hex
+        self.store.put_backfill(conn.user_id, run_id, BackfillProgress(status="pending"))
+        try:
+            self.workflow.start(conn.user_id, conn.org_id, run_id, previous_calendar_id)
+        except Exception as error:  # noqa: BLE001 - the connection stays usable; repair retries the backfill
+            logger.exception("backfill could not start", extra={"user_id": conn.user_id})
+            self.store.put_backfill(conn.user_id, run_id, BackfillProgress(status="failed"), error=type(error).__name__)
+            return self.store.save_connection(conn.model_copy(update={
+                "state": ConnectionState.CONNECTED,
+                "last_error": "calendar backfill could not start; it will be retried",
+                "updated_at": utcnow()}))
         return conn
 
     # ---- status and calendar choice ----------------------------------------------------------
@@ -225,7 +240,12 @@ class ConnectionService:
         conn = self.store.get_connection(caller.user_id)
         if conn is None:
             return {"state": ConnectionState.NOT_CONNECTED.value}
-        return conn.public_view()
+        view = conn.public_view()
+        progress = self.store.get_backfill(caller.user_id)
+        if progress:
+            view["backfill"] = {"status": progress.get("status"), "done": int(progress.get("done", 0)),
+                                "total": int(progress.get("total", 0)), "error": progress.get("error")}
+        return view
 
     def _live_client(self, conn: Connection) -> CronofyUser:
         if conn.state == ConnectionState.DISCONNECTING:
@@ -265,24 +285,21 @@ class ConnectionService:
         if chosen is None:
             raise ApiError(422, "calendar_not_writable", "that calendar is not a writable calendar of this account")
         if chosen.calendar_id == conn.calendar_id:
-            return conn.public_view()
+            return self.status(caller)
+        previous = conn.calendar_id
         try:
-            conn = self.store.save_connection(
-                conn.model_copy(
-                    update={
-                        "calendar_id": chosen.calendar_id,
-                        "calendar_name": chosen.calendar_name,
-                        "state": ConnectionState.CONNECTED,
-                        "last_error": None,
-                        "updated_at": utcnow(),
-                    }
-                )
-            )
+            conn = self.store.save_connection(conn.model_copy(update={
+                "calendar_id": chosen.calendar_id,
+                "calendar_name": chosen.calendar_name,
+                "state": ConnectionState.SYNCING,
+                "last_error": None,
+                "updated_at": utcnow(),
+            }))
         except ConflictError as error:
             raise conflict("the connection changed meanwhile; try again") from error
-        self.publisher.connection_changed(conn.org_id, conn.user_id, conn.state, None)
-        conn = self.on_calendar_selected(conn)
-        return conn.public_view()
+        conn = self.on_calendar_selected(conn, previous)
+        self.publisher.connection_changed(conn.org_id, conn.user_id, conn.state, conn.last_error)
+        return self.status(caller)
 
     # ---- disconnect and cleanup ----------------------------------------------------------------
 
@@ -310,6 +327,7 @@ class ConnectionService:
         conn = self.store.get_connection(user_id)
         if conn is None:
             self.store.delete_connection(user_id)  # a stray token item, if any
+            self.store.delete_refs_of_user(user_id)
             return "nothing_to_do"
         if conn.org_id != org_id:
             raise OrgMismatch(f"user {user_id} is not in org {org_id}")
@@ -329,6 +347,7 @@ class ConnectionService:
             logger.warning(
                 "authorization already revoked: calendar events could not be removed", extra={"user_id": user_id}
             )
+        self.store.delete_refs_of_user(user_id)
         self.store.delete_connection(user_id)
         self.publisher.connection_changed(conn.org_id, user_id, ConnectionState.NOT_CONNECTED, reason)
         logger.info("connection cleaned up", extra={"user_id": user_id, "reason": reason, "outcome": outcome})

@@ -112,3 +112,23 @@ class OAuthStateClaims(BaseModel):
     nonce: str
     expires_at: int
     return_to: str | None = None
+
+
+class EventRef(BaseModel):
+    """What we last wrote to one user's calendar for one milestone (the loop guard and the map
+    for reassignment, switch, two-way and repair)."""
+
+    milestone_id: str
+    user_id: str
+    calendar_id: str
+    event_id: str
+    version: int
+    content_hash: str
+    start: str
+    end: str
+    all_day: bool
+    timezone: str
+    # The user deleted the event on their calendar at this milestone version: not re-created
+    # until the milestone changes again.
+    removed_by_user_version: int | None = None
+    updated_at: datetime | None = None

@@ -56,6 +56,7 @@ def cronofy_app():
 def connection_service():
     from calsync.connections import ConnectionService
     from calsync.oauth_state import StateSigner
+    from calsync.workflow import BackfillWorkflow
 
     settings = get_settings()
     _, signing_key = settings.secrets()
@@ -67,10 +68,26 @@ def connection_service():
         StateSigner(signing_key, settings.oauth_state_ttl_seconds),
         publisher(),
         signing_key,
+        workflow=BackfillWorkflow(aws_client("stepfunctions"), settings.backfill_state_machine_arn),
     )
 
 
 def reset() -> None:
     """Forget every cached object (tests and the local stack switch environments)."""
-    for factory in (aws_client, store, vault, publisher, cronofy_app, connection_service, get_settings):
+    for factory in (aws_client, store, vault, publisher, cronofy_app, connection_service, sync_engine,
+                    backfill_steps, get_settings):
         factory.cache_clear()
+
+
+@cache
+def sync_engine():
+    from calsync.sync import SyncEngine
+
+    return SyncEngine(store(), connection_service())
+
+
+@cache
+def backfill_steps():
+    from calsync.backfill import BackfillSteps
+
+    return BackfillSteps(store(), sync_engine(), connection_service())

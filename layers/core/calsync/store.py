@@ -11,6 +11,17 @@ One table, keyed `pk`/`sk`, designed from the access patterns:
 | connection by push channel (webhook)  | GSI by_channel: channel_pk=CHANNEL#{channel_id}      |
 | connection by Cronofy account `sub`   | GSI by_sub: sub_pk=SUB#{sub}                         |
 | single-use OAuth state                | pk=OAUTHSTATE#{nonce}, sk=STATE, ttl                 |
+| milestone mirror (newest version)     | pk=MILESTONE#{id}, sk=MIRROR                         |
+| scheduled milestones of a user, by    | pk=MILESTONE#{id}, sk=SCHEDULED#{user}; GSI          |
+|   start (backfill window)             |   by_assignee: assignee_pk=ASSIGNEE#{user},          |
+|                                       |   assignee_sk={start UTC}#{milestone id}             |
+| event written to a user's calendar    | pk=MILESTONE#{id}, sk=REF#{user}; GSI by_user_events |
+|   (by milestone, and by user)         |   ref_user_pk=EVENTS#{user}, ref_user_sk={milestone} |
+| backfill progress of a user           | pk=USER#{user_id}, sk=BACKFILL                       |
+| backfill chunk (milestone ids)        | pk=BACKFILL#{run_id}, sk=CHUNK#{n}, ttl              |
+
+One query of a milestone's partition returns its mirror, its schedule index entries and every
+event written for it, which is all milestone push needs to decide.
 
 No request path scans.
 """
@@ -21,13 +32,16 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from calsync.models import Connection
+from calsync.models import BackfillProgress, Connection, EventRef
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 
 CONNECTION_SK = "CONNECTION"
 TOKENS_SK = "TOKENS"
+BACKFILL_SK = "BACKFILL"
+MIRROR_SK = "MIRROR"
+BATCH_GET_LIMIT = 100
 
 
 class ConflictError(Exception):
@@ -128,12 +142,12 @@ class Store:
         return updated
 
     def delete_connection(self, user_id: str) -> None:
-        """Delete the connection and its tokens together (idempotent)."""
+        """Delete the connection, its tokens and its backfill progress together (idempotent)."""
         pk = _user_pk(user_id)
         self._db.transact_write_items(
             TransactItems=[
-                {"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": CONNECTION_SK})}},
-                {"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": TOKENS_SK})}},
+                {"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": sk})}}
+                for sk in (CONNECTION_SK, TOKENS_SK, BACKFILL_SK)
             ]
         )
 
@@ -215,3 +229,203 @@ class Store:
         except self._db.exceptions.ConditionalCheckFailedException:
             return None
         return _from_item(resp["Attributes"])
+
+    # ---- milestone mirror ----------------------------------------------------------------------
+
+    def put_mirror_if_newer(self, org_id: str, milestone_id: str, version: int, body: str | None) -> bool:
+        """Store a milestone version (body None = deleted) unless the mirror already has it or newer."""
+        item = {"pk": f"MILESTONE#{milestone_id}", "sk": MIRROR_SK, "org_id": org_id, "version": version,
+                "deleted": body is None, "body": body}
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=_to_item(item),
+                ConditionExpression="attribute_not_exists(pk) OR #v < :v",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues=_to_item({":v": version}),
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def milestone_partition(self, milestone_id: str) -> tuple[dict | None, dict[str, str], dict[str, EventRef]]:
+        """(mirror, {user: schedule sort key}, {user: event ref}) in one query."""
+        mirror, scheduled, refs = None, {}, {}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": _to_item({":pk": f"MILESTONE#{milestone_id}"}),
+            "ConsistentRead": True,
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            for raw in resp.get("Items", []):
+                item = _from_item(raw)
+                sk = item["sk"]
+                if sk == MIRROR_SK:
+                    mirror = item
+                elif sk.startswith("SCHEDULED#"):
+                    scheduled[item["user_id"]] = item["assignee_sk"]
+                elif sk.startswith("REF#"):
+                    refs[item["user_id"]] = _ref_from(item)
+            if "LastEvaluatedKey" not in resp:
+                return mirror, scheduled, refs
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def mirrors(self, milestone_ids: list[str]) -> dict[str, dict]:
+        """Newest mirror items by milestone id (BatchGetItem, 100 keys a request)."""
+        found: dict[str, dict] = {}
+        ids = list(dict.fromkeys(milestone_ids))
+        for i in range(0, len(ids), BATCH_GET_LIMIT):
+            keys = [_to_item({"pk": f"MILESTONE#{m}", "sk": MIRROR_SK}) for m in ids[i:i + BATCH_GET_LIMIT]]
+            for item in self._batch_get(keys):
+                found[item["pk"].removeprefix("MILESTONE#")] = item
+        return found
+
+    def _batch_get(self, keys: list[dict]) -> list[dict]:
+        items: list[dict] = []
+        request = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        while request:
+            resp = self._db.batch_get_item(RequestItems=request)
+            items.extend(_from_item(i) for i in resp.get("Responses", {}).get(self._table, []))
+            request = resp.get("UnprocessedKeys") or {}
+        return items
+
+    def set_schedule_index(self, milestone_id: str, add: dict[str, str], remove: list[str]) -> None:
+        """Keep the by_assignee index entries of a milestone equal to its current schedule."""
+        for user_id, sort_key in add.items():
+            self._db.put_item(TableName=self._table, Item=_to_item({
+                "pk": f"MILESTONE#{milestone_id}", "sk": f"SCHEDULED#{user_id}", "user_id": user_id,
+                "assignee_pk": f"ASSIGNEE#{user_id}", "assignee_sk": sort_key}))
+        for user_id in remove:
+            self._db.delete_item(TableName=self._table,
+                                 Key=_to_item({"pk": f"MILESTONE#{milestone_id}", "sk": f"SCHEDULED#{user_id}"}))
+
+    def scheduled_for_user(self, user_id: str, since: str) -> list[str]:
+        """Milestone ids scheduled for a user starting at or after `since` (UTC ISO)."""
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_assignee",
+            "KeyConditionExpression": "assignee_pk = :u AND assignee_sk >= :since",
+            "ExpressionAttributeValues": _to_item({":u": f"ASSIGNEE#{user_id}", ":since": since}),
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            ids.extend(_from_item(i)["pk"].removeprefix("MILESTONE#") for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return ids
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    # ---- event refs ------------------------------------------------------------------------------
+
+    def put_ref(self, ref: EventRef) -> bool:
+        """Record a write; never moves a ref back to an older milestone version."""
+        data = ref.model_dump(mode="json", exclude_none=True)
+        data.update(pk=f"MILESTONE#{ref.milestone_id}", sk=f"REF#{ref.user_id}",
+                    ref_user_pk=f"EVENTS#{ref.user_id}", ref_user_sk=ref.milestone_id)
+        try:
+            self._db.put_item(
+                TableName=self._table, Item=_to_item(data),
+                ConditionExpression="attribute_not_exists(pk) OR #v <= :v",
+                ExpressionAttributeNames={"#v": "version"},
+                ExpressionAttributeValues=_to_item({":v": ref.version}),
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def delete_ref(self, milestone_id: str, user_id: str, version: int | None = None) -> bool:
+        """Forget a write; with `version`, only if no newer version was written meanwhile."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": _to_item({"pk": f"MILESTONE#{milestone_id}", "sk": f"REF#{user_id}"}),
+        }
+        if version is not None:
+            kwargs.update(ConditionExpression="attribute_not_exists(pk) OR #v <= :v",
+                          ExpressionAttributeNames={"#v": "version"},
+                          ExpressionAttributeValues=_to_item({":v": version}))
+        try:
+            self._db.delete_item(**kwargs)
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def refs_of_user(self, user_id: str) -> list[EventRef]:
+        refs: list[EventRef] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_user_events",
+            "KeyConditionExpression": "ref_user_pk = :u",
+            "ExpressionAttributeValues": _to_item({":u": f"EVENTS#{user_id}"}),
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            refs.extend(_ref_from(_from_item(i)) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return refs
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def delete_refs_of_user(self, user_id: str) -> int:
+        refs = self.refs_of_user(user_id)
+        keys = [{"pk": f"MILESTONE#{r.milestone_id}", "sk": f"REF#{user_id}"} for r in refs]
+        for i in range(0, len(keys), 25):
+            request = {self._table: [{"DeleteRequest": {"Key": _to_item(k)}} for k in keys[i:i + 25]]}
+            while request:
+                request = self._db.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+        return len(refs)
+
+    # ---- connections in bulk -----------------------------------------------------------------------
+
+    def connections(self, user_ids: list[str]) -> dict[str, Connection]:
+        ids = list(dict.fromkeys(user_ids))
+        found: dict[str, Connection] = {}
+        for i in range(0, len(ids), BATCH_GET_LIMIT):
+            keys = [_to_item({"pk": _user_pk(u), "sk": CONNECTION_SK}) for u in ids[i:i + BATCH_GET_LIMIT]]
+            for item in self._batch_get(keys):
+                conn = self._connection_from(_to_item(item))
+                found[conn.user_id] = conn
+        return found
+
+    # ---- backfill ----------------------------------------------------------------------------------
+
+    def put_backfill(self, user_id: str, run_id: str, progress: BackfillProgress, error: str | None = None) -> None:
+        self._db.put_item(TableName=self._table, Item=_to_item({
+            "pk": _user_pk(user_id), "sk": BACKFILL_SK, "run_id": run_id, "error": error,
+            **progress.model_dump()}))
+
+    def add_backfill_done(self, user_id: str, run_id: str, count: int) -> None:
+        """Count finished milestones of the current run (a stale run's chunks count nothing)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_to_item({"pk": _user_pk(user_id), "sk": BACKFILL_SK}),
+                UpdateExpression="ADD done :n",
+                ConditionExpression="run_id = :run",
+                ExpressionAttributeValues=_to_item({":n": count, ":run": run_id}),
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass
+
+    def get_backfill(self, user_id: str) -> dict | None:
+        resp = self._db.get_item(TableName=self._table,
+                                 Key=_to_item({"pk": _user_pk(user_id), "sk": BACKFILL_SK}), ConsistentRead=True)
+        return _from_item(resp["Item"]) if "Item" in resp else None
+
+    def put_chunks(self, run_id: str, chunks: list[list[str]], expires_at: int) -> None:
+        for n, ids in enumerate(chunks):
+            self._db.put_item(TableName=self._table, Item=_to_item({
+                "pk": f"BACKFILL#{run_id}", "sk": f"CHUNK#{n:05d}", "milestone_ids": ids, "ttl": expires_at}))
+
+    def get_chunk(self, run_id: str, n: int) -> list[str]:
+        resp = self._db.get_item(TableName=self._table,
+                                 Key=_to_item({"pk": f"BACKFILL#{run_id}", "sk": f"CHUNK#{n:05d}"}),
+                                 ConsistentRead=True)
+        if "Item" not in resp:
+            raise LookupError(f"backfill chunk {run_id}/{n} not found")
+        return list(_from_item(resp["Item"])["milestone_ids"])
+
+
+def _ref_from(item: dict[str, Any]) -> EventRef:
+    return EventRef.model_validate({k: v for k, v in item.items()
+                                    if k not in ("pk", "sk", "ref_user_pk", "ref_user_sk")})

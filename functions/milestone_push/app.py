@@ -1,0 +1,66 @@
+"""Milestone push on the milestone queue: `milestone.upserted` / `milestone.deleted` from the core
+platform, full-state with a growing version.
+
+Each message only advances the milestone mirror; then the batch's milestones are synced together
+so their calendar writes go to Cronofy through /v1/batch (≤ 50 per request, per user). A failed
+write fails only the messages of its milestone. Why the batch response is built here rather than
+with Powertools' BatchProcessor: the processor handles records one at a time, and batching writes
+across the records of one SQS batch is the point of this function.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
+from pydantic import TypeAdapter, ValidationError
+
+from calsync import runtime
+from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
+from calsync.observability import logger
+
+_messages = TypeAdapter(MilestoneMessage)
+
+
+def _mirror(message: MilestoneUpserted | MilestoneDeleted) -> tuple[str, bool]:
+    store = runtime.store()
+    if isinstance(message, MilestoneUpserted):
+        m = message.milestone
+        return m.milestone_id, store.put_mirror_if_newer(message.org_id, m.milestone_id, m.version,
+                                                         m.model_dump_json())
+    return message.milestone_id, store.put_mirror_if_newer(message.org_id, message.milestone_id,
+                                                           message.version, None)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict, context) -> dict:
+    failures: set[str] = set()
+    by_milestone: dict[str, list[str]] = defaultdict(list)
+    for record in SQSEvent(event).records:
+        try:
+            message = _messages.validate_json(record.body)
+            milestone_id, newer = _mirror(message)
+        except (ValidationError, ValueError) as error:
+            logger.error("malformed milestone message", extra={"message_id": record.message_id,
+                                                                "error": str(error)[:500]})
+            failures.add(record.message_id)
+            continue
+        except Exception:  # noqa: BLE001 - this record fails alone; SQS retries it
+            logger.exception("could not store milestone", extra={"message_id": record.message_id})
+            failures.add(record.message_id)
+            continue
+        # Stale or repeated versions still go through the sync: an earlier attempt may have
+        # updated the mirror and crashed before writing the calendars.
+        by_milestone[milestone_id].append(record.message_id)
+        if not newer:
+            logger.debug("stale or repeated milestone version", extra={"milestone_id": milestone_id})
+    if by_milestone:
+        try:
+            result = runtime.sync_engine().sync(list(by_milestone))
+            failed_milestones = result.failed
+        except Exception:  # noqa: BLE001 - the whole sync failed; every message of it is retried
+            logger.exception("milestone sync failed")
+            failed_milestones = set(by_milestone)
+        for milestone_id in failed_milestones:
+            failures.update(by_milestone.get(milestone_id, []))
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failures)]}

@@ -1,0 +1,109 @@
+"""The backfill workflow's steps (statemachines/backfill.asl.json): plan -> Map over chunks ->
+finalize, with `fail` as the Catch. Started when a calendar is selected or switched.
+
+The state carries only chunk numbers; the milestone ids of each chunk are stored in DynamoDB, so
+the execution stays far below the 256 KB payload limit however many milestones a user has.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from calsync.cronofy import CronofyRateLimited, CronofyUnavailable, InvalidGrant
+from calsync.models import BackfillProgress, ConnectionState, iso, utcnow
+from calsync.observability import logger
+from calsync.store import ConflictError, Store
+from calsync.sync import BACKFILL_DAYS, SyncEngine
+
+CHUNK_SIZE = 50
+CHUNK_TTL_SECONDS = 7 * 24 * 3600
+
+
+class BackfillChunkFailed(Exception):
+    """Some writes of a chunk were refused for good (not throttling, not an outage)."""
+
+
+class BackfillSteps:
+    def __init__(self, store: Store, engine: SyncEngine, service):
+        self.store = store
+        self.engine = engine
+        self.service = service
+
+    def _current(self, user_id: str, run_id: str) -> bool:
+        progress = self.store.get_backfill(user_id)
+        return bool(progress and progress.get("run_id") == run_id)
+
+    def plan(self, event: dict) -> dict:
+        user_id, run_id = event["user_id"], event["run_id"]
+        conn = self.store.get_connection(user_id)
+        if conn is None or not conn.calendar_id or not self._current(user_id, run_id):
+            return {"chunks": [], "total": 0, "stale": True}
+        since = iso(utcnow() - timedelta(days=BACKFILL_DAYS))
+        ids = self.store.scheduled_for_user(user_id, since)
+        if event.get("previous_calendar_id"):
+            # A switch moves every event already on the old calendar, however old.
+            ids += [r.milestone_id for r in self.store.refs_of_user(user_id)]
+        ids = list(dict.fromkeys(ids))
+        chunks = [ids[i:i + CHUNK_SIZE] for i in range(0, len(ids), CHUNK_SIZE)]
+        self.store.put_chunks(run_id, chunks, int(time.time()) + CHUNK_TTL_SECONDS)
+        self.store.put_backfill(user_id, run_id, BackfillProgress(done=0, total=len(ids), status="running"))
+        logger.info("backfill planned", extra={"user_id": user_id, "milestones": len(ids), "chunks": len(chunks)})
+        return {"chunks": list(range(len(chunks))), "total": len(ids), "stale": False}
+
+    def chunk(self, event: dict) -> dict:
+        user_id, run_id, n = event["user_id"], event["run_id"], int(event["chunk"])
+        ids = self.store.get_chunk(run_id, n)
+        result = self.engine.sync(ids, only_user=user_id)
+        for error in result.errors:
+            if isinstance(error, CronofyRateLimited | CronofyUnavailable):
+                raise error  # the state machine's Retry backs off and tries the chunk again
+        if result.failed:
+            raise BackfillChunkFailed(f"{len(result.failed)} of {len(ids)} milestones could not be written")
+        self.store.add_backfill_done(user_id, run_id, len(ids))
+        return {"chunk": n, "written": result.written, "requests": result.cronofy_batches}
+
+    def finalize(self, event: dict) -> dict:
+        user_id, run_id = event["user_id"], event["run_id"]
+        if not self._current(user_id, run_id):
+            return {"stale": True}
+        conn = self.store.get_connection(user_id)
+        previous = event.get("previous_calendar_id")
+        if conn and previous and previous != conn.calendar_id:
+            # After a switch nothing of ours may stay on the old calendar: one bulk delete.
+            try:
+                self.service.user_client(conn).bulk_delete(calendar_ids=[previous])
+            except InvalidGrant:
+                pass
+        progress = self.store.get_backfill(user_id) or {}
+        total = int(progress.get("total", 0))
+        self.store.put_backfill(user_id, run_id, BackfillProgress(done=total, total=total, status="succeeded"))
+        self._settle(user_id, None)
+        return {"stale": False, "total": total}
+
+    def fail(self, event: dict) -> dict:
+        user_id, run_id = event["user_id"], event["run_id"]
+        error = (event.get("error") or {}).get("Error", "unknown")
+        if not self._current(user_id, run_id):
+            return {"stale": True}
+        progress = self.store.get_backfill(user_id) or {}
+        self.store.put_backfill(user_id, run_id, BackfillProgress(
+            done=int(progress.get("done", 0)), total=int(progress.get("total", 0)), status="failed"), error=error)
+        self._settle(user_id, f"calendar backfill failed ({error}); it will be retried")
+        logger.warning("backfill failed", extra={"user_id": user_id, "error": error})
+        return {"stale": False}
+
+    def _settle(self, user_id: str, error: str | None) -> None:
+        for _ in range(3):
+            conn = self.store.get_connection(user_id)
+            if conn is None or conn.state != ConnectionState.SYNCING:
+                return
+            try:
+                self.store.save_connection(conn.model_copy(update={
+                    "state": ConnectionState.CONNECTED, "last_error": error,
+                    "last_sync_at": utcnow() if error is None else conn.last_sync_at, "updated_at": utcnow()}))
+            except ConflictError:
+                continue
+            self.service.publisher.connection_changed(conn.org_id, user_id, ConnectionState.CONNECTED, error)
+            return
+

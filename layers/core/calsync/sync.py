@@ -1,0 +1,230 @@
+"""The sync rules: which calendar writes make every user's calendar equal the milestone mirror.
+
+The mirror (newest version of each milestone) is the truth; a milestone message only updates the
+mirror, and every push is a reconciliation of "what the mirror says" against "what we last wrote"
+(event refs). That makes stale, repeated and reordered messages harmless, and lets backfill and
+repair use the same code.
+
+Races between writers (a milestone push and a backfill chunk writing the same event) are closed by
+a re-check after each write: the writer reads the mirror again and, if it moved past the version it
+wrote, writes again. The last write to land is always followed by such a check, so the calendar
+ends at the newest version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from calsync.cronofy import (
+    BATCH_LIMIT,
+    CronofyAuthError,
+    CronofyError,
+    InvalidGrant,
+)
+from calsync.milestones import Milestone, calendar_event, content_hash
+from calsync.models import Connection, ConnectionState, EventRef, iso, utcnow
+from calsync.observability import logger
+from calsync.store import Store
+
+BACKFILL_DAYS = 30
+MAX_ROUNDS = 3
+WRITABLE_STATES = {ConnectionState.CONNECTED, ConnectionState.SYNCING}
+
+
+@dataclass
+class Write:
+    kind: Literal["upsert", "delete"]
+    user_id: str
+    milestone_id: str
+    calendar_id: str
+    event_id: str
+    version: int
+    ref: EventRef | None = None  # the ref to record after an upsert
+    body: dict | None = None
+    forget_ref: bool = True  # False for the delete half of a move to another calendar
+
+    def entry(self) -> dict:
+        url = f"/v1/calendars/{self.calendar_id}/events"
+        if self.kind == "upsert":
+            return {"method": "POST", "relative_url": url, "data": self.body}
+        return {"method": "DELETE", "relative_url": url, "data": {"event_id": self.event_id}}
+
+
+@dataclass
+class Plan:
+    writes: list[Write] = field(default_factory=list)
+    ref_updates: list[EventRef] = field(default_factory=list)  # version bumps with unchanged content
+    ref_deletes: list[tuple[str, str, int]] = field(default_factory=list)
+    index_add: dict[str, dict[str, str]] = field(default_factory=dict)
+    index_remove: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class SyncResult:
+    failed: set[str] = field(default_factory=set)  # milestone ids with a write that did not happen
+    errors: list[Exception] = field(default_factory=list)
+    written: int = 0
+    cronofy_batches: int = 0
+
+
+def mirror_milestone(mirror: dict | None) -> Milestone | None:
+    if not mirror or mirror.get("deleted") or not mirror.get("body"):
+        return None
+    return Milestone.model_validate(json.loads(mirror["body"]))
+
+
+def schedule_key(m: Milestone) -> str:
+    return f"{iso(m.starts_at())}#{m.milestone_id}"
+
+
+def plan_milestone(
+    plan: Plan,
+    milestone_id: str,
+    mirror: dict | None,
+    scheduled: dict[str, str],
+    refs: dict[str, EventRef],
+    connections: dict[str, Connection],
+    now: datetime,
+    only_user: str | None = None,
+) -> None:
+    """Add to `plan` what it takes for this milestone's calendars to match its mirror."""
+    m = mirror_milestone(mirror)
+    version = int(mirror["version"]) if mirror else 0
+    on_calendar = bool(m and m.on_calendar)
+    assignees = set(m.assignee_user_ids) if m and on_calendar else set()
+
+    # The by_assignee index follows the schedule for every assignee, connected or not.
+    wanted_index = {u: schedule_key(m) for u in assignees} if m else {}
+    add = {u: k for u, k in wanted_index.items() if scheduled.get(u) != k}
+    remove = [u for u in scheduled if u not in wanted_index]
+    if add:
+        plan.index_add[milestone_id] = add
+    if remove:
+        plan.index_remove[milestone_id] = remove
+
+    users = assignees | set(refs)
+    if only_user is not None:
+        users &= {only_user}
+    window_start = now - timedelta(days=BACKFILL_DAYS)
+    for user_id in sorted(users):
+        conn = connections.get(user_id)
+        writable = conn is not None and conn.state in WRITABLE_STATES and conn.calendar_id is not None
+        ref = refs.get(user_id)
+        if not writable:
+            continue  # nothing can be written now; connect/backfill or cleanup takes care of it
+        if user_id in assignees and m is not None:
+            if ref and ref.removed_by_user_version is not None and ref.removed_by_user_version >= version:
+                continue  # the user deleted it on their calendar: back only when the milestone changes
+            if ref is None and m.starts_at() < window_start:
+                continue  # older than the window: never created (an existing event keeps following)
+            body = calendar_event(m)
+            digest = content_hash(body)
+            new_ref = EventRef(
+                milestone_id=milestone_id, user_id=user_id, calendar_id=conn.calendar_id,
+                event_id=body["event_id"], version=version, content_hash=digest, start=m.start, end=m.end,
+                all_day=m.all_day, timezone=m.timezone, updated_at=now,
+            )
+            same_place = ref is not None and ref.calendar_id == conn.calendar_id
+            if same_place and ref.content_hash == digest and ref.removed_by_user_version is None:
+                if ref.version < version:
+                    plan.ref_updates.append(new_ref)
+                continue
+            plan.writes.append(Write("upsert", user_id, milestone_id, conn.calendar_id, body["event_id"], version,
+                                     ref=new_ref, body=body))
+            if ref is not None and ref.calendar_id != conn.calendar_id and ref.removed_by_user_version is None:
+                plan.writes.append(Write("delete", user_id, milestone_id, ref.calendar_id, ref.event_id, version,
+                                         forget_ref=False))
+        elif ref is not None:
+            if ref.removed_by_user_version is not None:
+                plan.ref_deletes.append((milestone_id, user_id, version))  # already gone from the calendar
+            else:
+                plan.writes.append(Write("delete", user_id, milestone_id, ref.calendar_id, ref.event_id, version))
+
+
+class SyncEngine:
+    def __init__(self, store: Store, connections_service):
+        self.store = store
+        self.service = connections_service  # user_client(), mark_needs_reauth()
+
+    def sync(self, milestone_ids: list[str], only_user: str | None = None, now: datetime | None = None) -> SyncResult:
+        result = SyncResult()
+        pending = list(dict.fromkeys(milestone_ids))
+        for _ in range(MAX_ROUNDS):
+            if not pending:
+                break
+            plan = Plan()
+            partitions = {mid: self.store.milestone_partition(mid) for mid in pending}
+            users = {only_user} if only_user else set()
+            if not only_user:
+                for mirror, _, refs in partitions.values():
+                    m = mirror_milestone(mirror)
+                    users |= set(refs) | (set(m.assignee_user_ids) if m else set())
+            connections = self.store.connections(sorted(users)) if users else {}
+            for mid, (mirror, scheduled, refs) in partitions.items():
+                plan_milestone(plan, mid, mirror, scheduled, refs, connections, now or utcnow(), only_user)
+            self._apply_bookkeeping(plan)
+            written = self._execute(plan.writes, connections, result)
+            # Re-check: did the mirror move past what we just wrote?
+            if not written:
+                break
+            mirrors = self.store.mirrors(list(written))
+            pending = [mid for mid, v in written.items() if int(mirrors.get(mid, {}).get("version", -1)) > v]
+        return result
+
+    def _apply_bookkeeping(self, plan: Plan) -> None:
+        for mid, add in plan.index_add.items():
+            self.store.set_schedule_index(mid, add, [])
+        for mid, remove in plan.index_remove.items():
+            self.store.set_schedule_index(mid, {}, remove)
+        for ref in plan.ref_updates:
+            self.store.put_ref(ref)
+        for mid, user_id, version in plan.ref_deletes:
+            self.store.delete_ref(mid, user_id, version)
+
+    def _execute(self, writes: list[Write], connections: dict[str, Connection], result: SyncResult) -> dict[str, int]:
+        """Send the writes, one user's at a time through /v1/batch (≤ 50 a request); record refs."""
+        written: dict[str, int] = {}
+        by_user: dict[str, list[Write]] = defaultdict(list)
+        for w in writes:
+            by_user[w.user_id].append(w)
+        for user_id, user_writes in by_user.items():
+            conn = connections[user_id]
+            try:
+                client = self.service.user_client(conn)
+                for i in range(0, len(user_writes), BATCH_LIMIT):
+                    chunk = user_writes[i:i + BATCH_LIMIT]
+                    outcomes = client.batch([w.entry() for w in chunk])
+                    result.cronofy_batches += 1
+                    for w, outcome in zip(chunk, outcomes, strict=True):
+                        if outcome.ok:
+                            self._record(w)
+                            written[w.milestone_id] = max(written.get(w.milestone_id, -1), w.version)
+                            result.written += 1
+                        elif w.kind == "delete" and outcome.status == 404:
+                            self._record(w)  # already gone
+                        else:
+                            logger.warning("calendar write refused", extra={
+                                "user_id": user_id, "milestone_id": w.milestone_id, "status": outcome.status,
+                                "errors": outcome.data})
+                            result.failed.add(w.milestone_id)
+            except (InvalidGrant, CronofyAuthError):
+                # Nothing more can be written for this user until they reconnect; the reconnect's
+                # backfill restores their calendar, so these writes are not retried.
+                self.service.mark_needs_reauth(conn, "authorization_revoked")
+            except CronofyError as error:
+                result.errors.append(error)
+                result.failed.update(w.milestone_id for w in user_writes if w.milestone_id not in written)
+        return written
+
+    def _record(self, w: Write) -> None:
+        if w.kind == "upsert":
+            assert w.ref is not None
+            self.store.put_ref(w.ref)
+        elif w.forget_ref:
+            ref_deleted = self.store.delete_ref(w.milestone_id, w.user_id, w.version)
+            if not ref_deleted:
+                logger.info("newer write exists; ref kept", extra={"milestone_id": w.milestone_id})
