@@ -175,6 +175,7 @@ class LocalStack:
             "CRONOFY_APP_URL": self.emulator.base_url,
             "CALENDAR_CHANGES_QUEUE_URL": self.queue_urls["CalendarChangesQueue"],
             "CLEANUP_QUEUE_URL": self.queue_urls["CleanupQueue"],
+            "NOTIFICATIONS_QUEUE_URL": self.queue_urls["NotificationsQueue"],
             "POWERTOOLS_SERVICE_NAME": "calendar-sync",
             "POWERTOOLS_METRICS_NAMESPACE": "SolarNexus/CalendarSync",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),

@@ -37,6 +37,7 @@ class Settings(BaseModel):
     state_signing_key: SecretStr | None = None
     calendar_changes_queue_url: str | None = None
     cleanup_queue_url: str | None = None
+    notifications_queue_url: str | None = None
     backfill_state_machine_arn: str | None = None
     oauth_state_ttl_seconds: int = 600
     http_timeout_seconds: float = 8.0
