@@ -15,6 +15,7 @@ container handles one event at a time.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import importlib
 import json
@@ -288,6 +289,24 @@ class LocalStack:
         sqs = boto3.client("sqs", region_name=REGION)
         sqs.send_message(QueueUrl=self.queue_urls[queue_id],
                          MessageBody=body if isinstance(body, str) else json.dumps(body))
+
+    def sqs_event(self, queue_id: str, bodies: list[dict[str, Any] | str]) -> dict[str, Any]:
+        """One SQS batch as Lambda receives it, for invoking a function directly with chosen messages."""
+        records = []
+        for i, body in enumerate(bodies):
+            text = body if isinstance(body, str) else json.dumps(body)
+            records.append({
+                "messageId": f"msg-{uuid.uuid4().hex[:8]}-{i}",
+                "receiptHandle": f"handle-{i}",
+                "body": text,
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(text.encode(), usedforsecurity=False).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": self.queue_arns[queue_id],
+                "awsRegion": REGION,
+            })
+        return {"Records": records}
 
     def _pump_queue(self, function_id: str, queue_id: str) -> int:
         sqs = boto3.client("sqs", region_name=REGION)

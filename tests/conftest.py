@@ -32,3 +32,18 @@ def teammate(stack):
         {"name": "Birthdays", "readonly": True},
     ])
     return {"account": account, "session": stack.browser("u_miguel", "org_sunbright")}
+
+
+@pytest.fixture
+def jane_cal(stack, jane):
+    """Jane connected to her Installs calendar (backfill done)."""
+    from tests.helpers import connect
+
+    return connect(stack, jane["session"], "google", jane["work"], "Installs")
+
+
+@pytest.fixture
+def miguel_cal(stack, teammate):
+    from tests.helpers import connect
+
+    return connect(stack, teammate["session"], "microsoft", teammate["account"])

@@ -90,6 +90,7 @@ def plan_milestone(
     connections: dict[str, Connection],
     now: datetime,
     only_user: str | None = None,
+    force: bool = False,
 ) -> None:
     """Add to `plan` what it takes for this milestone's calendars to match its mirror."""
     m = mirror_milestone(mirror)
@@ -129,7 +130,7 @@ def plan_milestone(
                 all_day=m.all_day, timezone=m.timezone, updated_at=now,
             )
             same_place = ref is not None and ref.calendar_id == conn.calendar_id
-            if same_place and ref.content_hash == digest and ref.removed_by_user_version is None:
+            if same_place and ref.content_hash == digest and ref.removed_by_user_version is None and not force:
                 if ref.version < version:
                     plan.ref_updates.append(new_ref)
                 continue
@@ -153,7 +154,7 @@ class SyncEngine:
     def sync(self, milestone_ids: list[str], only_user: str | None = None, now: datetime | None = None) -> SyncResult:
         result = SyncResult()
         pending = list(dict.fromkeys(milestone_ids))
-        for _ in range(MAX_ROUNDS):
+        for round_number in range(MAX_ROUNDS):
             if not pending:
                 break
             plan = Plan()
@@ -165,7 +166,10 @@ class SyncEngine:
                     users |= set(refs) | (set(m.assignee_user_ids) if m else set())
             connections = self.store.connections(sorted(users)) if users else {}
             for mid, (mirror, scheduled, refs) in partitions.items():
-                plan_milestone(plan, mid, mirror, scheduled, refs, connections, now or utcnow(), only_user)
+                # After the first round, our own write may have landed over a newer one: rewrite even
+                # where the ref already shows the newest content.
+                plan_milestone(plan, mid, mirror, scheduled, refs, connections, now or utcnow(), only_user,
+                               force=round_number > 0)
             self._apply_bookkeeping(plan)
             written = self._execute(plan.writes, connections, result)
             # Re-check: did the mirror move past what we just wrote?

@@ -1,0 +1,161 @@
+"""Milestone push: content, ordering, reassignment, removal, batching and failure isolation."""
+
+import itertools
+import math
+
+from calsync import runtime
+from calsync.milestones import MANAGED_LINE, event_id_for
+from tests.helpers import deleted, in_days, managed_events, milestone, push
+
+
+def test_event_content_follows_the_contract(stack, jane_cal):
+    start = in_days(5)
+    assert push(stack, milestone("ms_1", 1, ["u_jane"], start)) == set()
+    event = managed_events(stack, jane_cal)[event_id_for("ms_1")]
+    assert event["summary"] == "Site Survey - Ana Ruiz"
+    for text in ("Ana Ruiz", "+1 555 0100", "ana@example.com", "12 Main St, Fresno, CA", "Gate code 4411",
+                 "https://app.solarnexus.com/projects/ms_1", MANAGED_LINE):
+        assert text in event["description"]
+    assert event["location"]["description"] == "12 Main St, Fresno, CA"
+    assert event["start"] == start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert event["start_tzid"] == "America/Los_Angeles" and event["all_day"] is False
+
+
+def test_all_day_milestone_is_written_as_dates(stack, jane_cal):
+    day = in_days(10).date()
+    msg = milestone("ms_allday", 1, ["u_jane"], day.isoformat(), end=day.isoformat(), all_day=True)
+    assert push(stack, msg) == set()
+    event = managed_events(stack, jane_cal)[event_id_for("ms_allday")]
+    assert event["all_day"] is True
+    assert (event["start"], event["end"]) == (day.isoformat(), (day.fromordinal(day.toordinal() + 1)).isoformat())
+
+
+def test_milestone_crossing_a_dst_change_keeps_its_utc_times(stack, jane_cal):
+    # US daylight saving starts 2027-03-14 at 02:00 local (10:00Z): 09:00Z-12:00Z spans it.
+    msg = milestone("ms_dst", 1, ["u_jane"], "2027-03-14T09:00:00Z", end="2027-03-14T12:00:00Z")
+    assert push(stack, msg) == set()
+    event = managed_events(stack, jane_cal)[event_id_for("ms_dst")]
+    assert (event["start"], event["end"]) == ("2027-03-14T09:00:00Z", "2027-03-14T12:00:00Z")
+    assert event["start_tzid"] == event["end_tzid"] == "America/Los_Angeles"
+
+
+def test_milliseconds_from_the_core_platform_are_trimmed_not_rejected(stack, jane_cal):
+    msg = milestone("ms_ms", 1, ["u_jane"], "2027-01-05T15:00:00.250Z", end="2027-01-05T16:00:00.750Z")
+    assert push(stack, msg) == set()
+    event = managed_events(stack, jane_cal)[event_id_for("ms_ms")]
+    assert (event["start"], event["end"]) == ("2027-01-05T15:00:00Z", "2027-01-05T16:00:00Z")
+
+
+def test_any_delivery_order_ends_in_the_same_calendar(stack, jane_cal):
+    versions = [milestone("ms_x", v, ["u_jane"], in_days(v)) for v in (1, 2, 3)]
+    finals = set()
+    for n, order in enumerate(itertools.permutations(versions)):
+        mid = f"ms_order_{n}"
+        for msg in order:
+            msg = {**msg, "milestone": {**msg["milestone"], "milestone_id": mid}}
+            assert push(stack, msg) == set()
+        finals.add(managed_events(stack, jane_cal)[event_id_for(mid)]["start"])
+    assert finals == {in_days(3).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def test_stale_and_repeated_messages_change_nothing(stack, jane_cal):
+    v2 = milestone("ms_s", 2, ["u_jane"], in_days(4))
+    assert push(stack, v2) == set()
+    stack.emulator.clear_request_log()
+    assert push(stack, v2, v2) == set()  # duplicate delivery, twice in one batch
+    assert push(stack, milestone("ms_s", 1, ["u_jane"], in_days(9))) == set()  # stale
+    assert stack.emulator.request_log == []
+    assert managed_events(stack, jane_cal)[event_id_for("ms_s")]["start"] == in_days(4).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_reassignment_between_two_connected_users(stack, jane_cal, miguel_cal):
+    assert push(stack, milestone("ms_r", 1, ["u_jane"])) == set()
+    assert event_id_for("ms_r") in managed_events(stack, jane_cal)
+    assert push(stack, milestone("ms_r", 2, ["u_miguel"])) == set()
+    assert event_id_for("ms_r") not in managed_events(stack, jane_cal)
+    assert event_id_for("ms_r") in managed_events(stack, miguel_cal)
+    # Both assigned: both calendars
+    assert push(stack, milestone("ms_r", 3, ["u_miguel", "u_jane"])) == set()
+    assert event_id_for("ms_r") in managed_events(stack, jane_cal)
+    assert event_id_for("ms_r") in managed_events(stack, miguel_cal)
+
+
+def test_unscheduled_cancelled_and_deleted_milestones_leave_every_calendar(stack, jane_cal, miguel_cal):
+    for mid in ("ms_u", "ms_c", "ms_d"):
+        assert push(stack, milestone(mid, 1, ["u_jane", "u_miguel"])) == set()
+    assert push(stack,
+                _unscheduled("ms_u", 2, ["u_jane", "u_miguel"]),
+                milestone("ms_c", 2, ["u_jane", "u_miguel"], status="cancelled"),
+                deleted("ms_d", 2)) == set()
+    for cal in (jane_cal, miguel_cal):
+        assert not {event_id_for(m) for m in ("ms_u", "ms_c", "ms_d")} & set(managed_events(stack, cal))
+
+
+def _unscheduled(mid, version, assignees):
+    msg = milestone(mid, version, assignees, status="unscheduled")
+    msg["milestone"].update(start=None, end=None)
+    return msg
+
+
+def test_a_batch_of_ten_changes_is_one_cronofy_request(stack, jane_cal):
+    stack.emulator.clear_request_log()
+    assert push(stack, *[milestone(f"ms_b{i}", 1, ["u_jane"], in_days(i + 1)) for i in range(10)]) == set()
+    assert stack.emulator.count_requests(method="POST", path_prefix="/v1/batch") == 1
+    assert stack.emulator.count_requests(path_prefix="/v1/calendars") == 0
+    assert len(managed_events(stack, jane_cal)) == 10
+
+
+def test_a_refused_write_fails_only_its_own_message(stack, jane_cal, miguel_cal):
+    stack.emulator.update_calendar(miguel_cal, readonly=True)  # Miguel's calendar refuses writes
+    ok, refused, malformed = (milestone("ms_ok", 1, ["u_jane"]), milestone("ms_no", 1, ["u_miguel"]),
+                              "{not json")
+    event = stack.sqs_event("MilestoneEventsQueue", [ok, refused, malformed])
+    result = stack.invoke("MilestonePushFunction", event)
+    failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+    ids = [r["messageId"] for r in event["Records"]]
+    assert failed == {ids[1], ids[2]}
+    assert event_id_for("ms_ok") in managed_events(stack, jane_cal)
+
+
+def test_a_message_that_keeps_failing_ends_in_the_dlq(stack, jane_cal):
+    stack.send("MilestoneEventsQueue", {"type": "milestone.upserted", "message_id": "x", "org_id": "o"})
+    stack.send("MilestoneEventsQueue", milestone("ms_fine", 1, ["u_jane"]))
+    stack.drain()
+    assert len(stack.queue_messages("MilestoneEventsDLQ")) == 1
+    assert event_id_for("ms_fine") in managed_events(stack, jane_cal)
+
+
+def test_throttling_fails_the_messages_for_a_later_retry(stack, jane_cal):
+    stack.emulator.add_fault(path_prefix="/v1/batch", status=429, retry_after=120, count=1)
+    msg = milestone("ms_t", 1, ["u_jane"])
+    stack.send("MilestoneEventsQueue", msg)
+    stack.drain()  # first delivery throttled (Retry-After too long to sleep on), second succeeds
+    assert event_id_for("ms_t") in managed_events(stack, jane_cal)
+    assert stack.queue_messages("MilestoneEventsDLQ") == []
+
+
+def test_unconnected_assignee_is_mirrored_and_backfilled_on_connect(stack, jane, jane_cal, teammate):
+    assert push(stack, milestone("ms_later", 1, ["u_miguel"])) == set()
+    assert stack.emulator.count_requests(path_prefix="/v1/batch") == 0  # Miguel is not connected
+    from tests.helpers import connect
+    miguel_cal = connect(stack, teammate["session"], "microsoft", teammate["account"])
+    assert event_id_for("ms_later") in managed_events(stack, miguel_cal)
+
+
+def test_writes_per_request_is_ceil_n_over_50(stack, jane, teammate):
+    n = 120
+    msgs = [milestone(f"ms_n{i}", 1, ["u_miguel"], in_days(1 + i % 40)) for i in range(n)]
+    for i in range(0, n, 10):
+        assert push(stack, *msgs[i:i + 10]) == set()
+    stack.emulator.clear_request_log()
+    from tests.helpers import connect
+    miguel_cal = connect(stack, teammate["session"], "microsoft", teammate["account"])
+    assert len(managed_events(stack, miguel_cal)) == n
+    assert stack.emulator.count_requests(method="POST", path_prefix="/v1/batch") == math.ceil(n / 50)
+
+
+def test_mirror_is_kept_for_everyone(stack):
+    assert push(stack, milestone("ms_m", 3, ["u_nobody"])) == set()
+    mirror, scheduled, refs = runtime.store().milestone_partition("ms_m")
+    assert int(mirror["version"]) == 3 and set(scheduled) == {"u_nobody"} and refs == {}
