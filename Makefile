@@ -12,6 +12,8 @@ SAM := $(SAMVENV)/bin/sam
 STAGE ?= dev
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
+# The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
+export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
 .PHONY: install demo test lint validate unit bench build deploy clean
 

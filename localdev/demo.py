@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 
 from localdev import browser
 from localdev.stack import LocalStack
@@ -33,6 +35,39 @@ def check(condition: bool, claim: str) -> None:
     say(f"   ok  {claim}")
 
 
+def _when(days: float, hour: int = 16) -> datetime:
+    return (datetime.now(UTC) + timedelta(days=days)).replace(hour=hour, minute=0, second=0, microsecond=0)
+
+
+def _milestone(milestone_id: str, version: int, name: str, assignees: list[str], start: datetime, hours: float,
+               customer: str, address: str) -> dict:
+    end = start + timedelta(hours=hours)
+    return {
+        "type": "milestone.upserted", "message_id": str(uuid.uuid4()), "occurred_at": _z(datetime.now(UTC)),
+        "org_id": ORG,
+        "milestone": {
+            "milestone_id": milestone_id, "version": version, "project_id": f"prj_{milestone_id}", "name": name,
+            "assignee_user_ids": assignees, "start": _z(start), "end": _z(end), "all_day": False,
+            "timezone": "America/Los_Angeles", "status": "scheduled",
+            "customer": {"name": customer, "phone": "+1 555 0100",
+                         "email": f"{customer.split()[0].lower()}@example.com", "address": address},
+            "notes": "Gate code 4411", "url": f"https://app.solarnexus.com/projects/prj_{milestone_id}",
+        },
+    }
+
+
+def _z(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _show_calendar(stack: LocalStack, calendar_id: str, label: str) -> dict[str, dict]:
+    events = {e["event_id"]: e for e in stack.emulator.events(calendar_id) if e["managed"] and not e["deleted"]}
+    say(f"   {label}: {len(events)} SolarNexus event(s)")
+    for event in sorted(events.values(), key=lambda e: e["start"]):
+        say(f"      {event['start']}  {event['summary']}")
+    return events
+
+
 def run(stack: LocalStack) -> None:
     emu = stack.emulator
     step("Calendars at the providers (emulated by the local Cronofy)")
@@ -46,6 +81,18 @@ def run(stack: LocalStack) -> None:
         {"name": "Calendar", "primary": True}, {"name": "Birthdays", "readonly": True}])
     say("   Jane Smith: two Google accounts; jane.smith@example.com has 3 calendars (1 read-only)")
     say("   Miguel Ortiz (her teammate): one Microsoft account with one writable calendar")
+
+    step("SolarNexus already schedules milestones (milestone queue -> milestone push keeps a mirror)")
+    old = _milestone("ms_old", 1, "Utility Inspection", ["u_jane"], _when(-40), 1, "Raj Patel", "9 Elm Ct, Fresno")
+    recent = _milestone("ms_recent", 1, "Site Survey", ["u_jane"], _when(-10), 2, "Lee Wong", "4 Oak St, Clovis")
+    survey = _milestone("ms_survey", 1, "Site Survey", ["u_jane"], _when(2), 2, "Ana Ruiz", "12 Main St, Fresno, CA")
+    install = _milestone("ms_install", 1, "Panel Install", ["u_jane"], _when(9, 15), 6, "Ana Ruiz",
+                         "12 Main St, Fresno, CA")
+    for message in (old, recent, survey, install):
+        stack.send("MilestoneEventsQueue", message)
+        m = message["milestone"]
+        say(f"   {m['name']:<19} {m['start']}  -> {m['assignee_user_ids']}")
+    stack.drain()
 
     jane = stack.browser("u_jane", ORG)
     miguel = stack.browser("u_miguel", ORG)
@@ -63,12 +110,21 @@ def run(stack: LocalStack) -> None:
     say(f"   writable calendars offered: {[c['name'] for c in calendars]}")
     check("Holidays in United States" not in [c["name"] for c in calendars], "read-only calendars are not offered")
     installs = next(c for c in calendars if c["name"] == "Installs")
-    jane.put(stack.url("/v1/calendar/connection"), json={"calendar_id": installs["id"]}).raise_for_status()
+    primary = next(c for c in calendars if c["name"] == "jane.smith@example.com")
+    picked = jane.put(stack.url("/v1/calendar/connection"), json={"calendar_id": installs["id"]}).json()
+    say(f"   picks 'Installs' -> state={picked['state']} (the backfill workflow runs)")
     stack.drain()
     status = jane.get(stack.url("/v1/calendar/connection")).json()
-    say(f"   profile: state={status['state']} calendar={status['calendar']['name']!r} via {status['profile_name']}")
+    say(f"   profile: state={status['state']} calendar={status['calendar']['name']!r} via {status['profile_name']}"
+        f" backfill={status['backfill']['done']}/{status['backfill']['total']} {status['backfill']['status']}")
     check(status["state"] == "connected" and status["calendar"]["name"] == "Installs",
           "Jane's profile shows the calendar she chose")
+    events = _show_calendar(stack, installs["id"], "Jane's 'Installs' calendar")
+    check(set(events) == {"sn-ms_recent", "sn-ms_survey", "sn-ms_install"},
+          "the last 30 days and everything ahead are on it; the 40-day-old inspection is not")
+    survey_event = events["sn-ms_survey"]
+    check("+1 555 0100" in survey_event["description"] and survey_event["location"]["description"]
+          == "12 Main St, Fresno, CA", "events carry the customer's name, phone, email and address")
 
     step("Miguel connects his Microsoft calendar")
     outcome = browser.connect(miguel, stack.base_url, "microsoft", miguel_acct["profile_id"])
@@ -77,6 +133,33 @@ def run(stack: LocalStack) -> None:
     say(f"   outcome={outcome['calendar_sync']} calendar={status['calendar']['name']!r}")
     check(outcome["calendar_sync"] == "connected" and status["calendar"]["name"] == "Calendar",
           "his only writable calendar is selected automatically")
+    miguel_cal = status["calendar"]["id"]
+
+    step("The office moves Jane's site survey two days later (milestone.upserted, version 2)")
+    moved = _milestone("ms_survey", 2, "Site Survey", ["u_jane"], _when(4), 2, "Ana Ruiz", "12 Main St, Fresno, CA")
+    stack.send("MilestoneEventsQueue", moved)
+    stack.send("MilestoneEventsQueue", survey)  # a late duplicate of version 1 arrives afterwards
+    stack.drain()
+    events = _show_calendar(stack, installs["id"], "Jane's 'Installs' calendar")
+    check(events["sn-ms_survey"]["start"] == moved["milestone"]["start"],
+          "the survey moved on her calendar, and the late version-1 copy changed nothing")
+
+    step("The panel install is reassigned from Jane to Miguel (version 2)")
+    reassigned = _milestone("ms_install", 2, "Panel Install", ["u_miguel"], _when(9, 15), 6, "Ana Ruiz",
+                            "12 Main St, Fresno, CA")
+    stack.send("MilestoneEventsQueue", reassigned)
+    stack.drain()
+    jane_events = _show_calendar(stack, installs["id"], "Jane's 'Installs' calendar")
+    miguel_events = _show_calendar(stack, miguel_cal, "Miguel's calendar")
+    check("sn-ms_install" not in jane_events and "sn-ms_install" in miguel_events,
+          "it left Jane's calendar and appeared on Miguel's")
+
+    step("Jane switches to her main calendar (PUT /v1/calendar/connection)")
+    jane.put(stack.url("/v1/calendar/connection"), json={"calendar_id": primary["id"]}).raise_for_status()
+    stack.drain()
+    old_events = _show_calendar(stack, installs["id"], "Jane's 'Installs' calendar")
+    new_events = _show_calendar(stack, primary["id"], "Jane's main calendar")
+    check(old_events == {} and set(new_events) == {"sn-ms_recent", "sn-ms_survey"}, "every event moved")
 
     step("The scheduler's sync icons (GET /v1/orgs/org_sunbright/calendar-connections)")
     rows = jane.get(stack.url(f"/v1/orgs/{ORG}/calendar-connections")).json()["connections"]
@@ -89,24 +172,24 @@ def run(stack: LocalStack) -> None:
 
     step("Jane clicks 'Disconnect My Calendar'")
     jane_sub = _sub(stack, "u_jane")
+    emu.clear_request_log()
     resp = jane.delete(stack.url("/v1/calendar/connection"))
     say(f"   DELETE /v1/calendar/connection -> {resp.status_code} {resp.json()}")
     stack.drain()
-    _check_gone(stack, jane, "u_jane", jane_sub)
+    _check_gone(stack, jane, "u_jane", jane_sub, primary["id"])
+    check(emu.count_requests(method="DELETE", path_prefix="/v1/events") == 1, "one bulk delete did it")
 
     step("Miguel's account is deactivated (user.deactivated on the user queue)")
     miguel_sub = _sub(stack, "u_miguel")
     stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "demo-1",
-                                   "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                   "org_id": ORG, "user_id": "u_miguel"})
+                                   "occurred_at": _z(datetime.now(UTC)), "org_id": ORG, "user_id": "u_miguel"})
     stack.drain()
-    _check_gone(stack, miguel, "u_miguel", miguel_sub)
+    _check_gone(stack, miguel, "u_miguel", miguel_sub, miguel_cal)
 
     step("Messages the core platform received (CalendarChangesQueue)")
     for message in stack.queue_messages("CalendarChangesQueue"):
         say(f"   {message['user_id']:<10} -> {message['state']:<16} {message.get('reason') or ''}")
-    calls = len(emu.request_log)
-    say(f"\nCronofy requests in the whole demo: {calls}")
+    say(f"\nCronofy requests during the demo's last two steps: {len(emu.request_log)}")
 
 
 def _sub(stack: LocalStack, user_id: str) -> str:
@@ -115,8 +198,10 @@ def _sub(stack: LocalStack, user_id: str) -> str:
     return runtime.connection_service().store.get_connection(user_id).cronofy_sub
 
 
-def _check_gone(stack: LocalStack, session, user_id: str, sub: str) -> None:
+def _check_gone(stack: LocalStack, session, user_id: str, sub: str, calendar_id: str) -> None:
     status = session.get(stack.url("/v1/calendar/connection")).json()
+    left_events = [e for e in stack.emulator.events(calendar_id) if e["managed"] and not e["deleted"]]
+    check(left_events == [], f"no SolarNexus event left on {user_id}'s calendar")
     check(status == {"state": "not_connected"}, f"{user_id}'s profile says not connected")
     left = [i for i in stack.raw_items() if i["pk"]["S"] == f"USER#{user_id}"]
     check(left == [], "connection and encrypted tokens deleted from DynamoDB")
