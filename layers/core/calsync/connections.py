@@ -5,12 +5,10 @@ Rules live here; the Cronofy client talks, the store remembers, handlers only tr
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import uuid
 from urllib.parse import urlencode
 
+from calsync import webhook
 from calsync.caller import Caller
 from calsync.config import Settings
 from calsync.cronofy import (
@@ -80,8 +78,7 @@ class ConnectionService:
 
     def channel_token(self, user_id: str) -> str:
         """Per-user token in the channel callback URL, derived (not stored) so it can be rebuilt."""
-        digest = hmac.new(self._signing_key, f"channel:{user_id}".encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+        return webhook.channel_token(self._signing_key.decode(), user_id)
 
     def channel_callback_url(self, user_id: str) -> str:
         return f"{self.settings.public_api_url}/v1/webhooks/cronofy/{self.channel_token(user_id)}"

@@ -272,6 +272,29 @@ class Store:
                 return mirror, scheduled, refs
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
+    def partitions_for_user(
+        self, milestone_ids: list[str], user_id: str
+    ) -> dict[str, tuple[dict | None, dict[str, str], dict[str, EventRef]]]:
+        """Like milestone_partition, for one user's share of many milestones: BatchGetItem instead of a
+        query per milestone (the backfill's read path)."""
+        ids = list(dict.fromkeys(milestone_ids))
+        found: dict[str, tuple[dict | None, dict[str, str], dict[str, EventRef]]] = {m: (None, {}, {}) for m in ids}
+        keys = [
+            _to_item({"pk": f"MILESTONE#{m}", "sk": sk})
+            for m in ids
+            for sk in (MIRROR_SK, f"SCHEDULED#{user_id}", f"REF#{user_id}")
+        ]
+        for i in range(0, len(keys), BATCH_GET_LIMIT):
+            for item in self._batch_get(keys[i:i + BATCH_GET_LIMIT]):
+                mirror, scheduled, refs = found[item["pk"].removeprefix("MILESTONE#")]
+                if item["sk"] == MIRROR_SK:
+                    found[item["pk"].removeprefix("MILESTONE#")] = (item, scheduled, refs)
+                elif item["sk"].startswith("SCHEDULED#"):
+                    scheduled[item["user_id"]] = item["assignee_sk"]
+                else:
+                    refs[item["user_id"]] = _ref_from(item)
+        return found
+
     def mirrors(self, milestone_ids: list[str]) -> dict[str, dict]:
         """Newest mirror items by milestone id (BatchGetItem, 100 keys a request)."""
         found: dict[str, dict] = {}
@@ -321,12 +344,9 @@ class Store:
 
     def put_ref(self, ref: EventRef) -> bool:
         """Record a write; never moves a ref back to an older milestone version."""
-        data = ref.model_dump(mode="json", exclude_none=True)
-        data.update(pk=f"MILESTONE#{ref.milestone_id}", sk=f"REF#{ref.user_id}",
-                    ref_user_pk=f"EVENTS#{ref.user_id}", ref_user_sk=ref.milestone_id)
         try:
             self._db.put_item(
-                TableName=self._table, Item=_to_item(data),
+                TableName=self._table, Item=self._ref_item(ref),
                 ConditionExpression="attribute_not_exists(pk) OR #v <= :v",
                 ExpressionAttributeNames={"#v": "version"},
                 ExpressionAttributeValues=_to_item({":v": ref.version}),
@@ -334,6 +354,18 @@ class Store:
         except self._db.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def put_refs(self, refs: list[EventRef]) -> None:
+        """Record many writes, each conditional on its version. (A TransactWriteItems of 50 would be
+        one request, but costs double write capacity and one moved ref would cancel all 50.)"""
+        for ref in refs:
+            self.put_ref(ref)
+
+    def _ref_item(self, ref: EventRef) -> dict[str, Any]:
+        data = ref.model_dump(mode="json", exclude_none=True)
+        data.update(pk=f"MILESTONE#{ref.milestone_id}", sk=f"REF#{ref.user_id}",
+                    ref_user_pk=f"EVENTS#{ref.user_id}", ref_user_sk=ref.milestone_id)
+        return _to_item(data)
 
     def delete_ref(self, milestone_id: str, user_id: str, version: int | None = None) -> bool:
         """Forget a write; with `version`, only if no newer version was written meanwhile."""

@@ -158,7 +158,10 @@ class SyncEngine:
             if not pending:
                 break
             plan = Plan()
-            partitions = {mid: self.store.milestone_partition(mid) for mid in pending}
+            if only_user:
+                partitions = self.store.partitions_for_user(pending, only_user)
+            else:
+                partitions = {mid: self.store.milestone_partition(mid) for mid in pending}
             users = {only_user} if only_user else set()
             if not only_user:
                 for mirror, _, refs in partitions.values():
@@ -203,18 +206,20 @@ class SyncEngine:
                     chunk = user_writes[i:i + BATCH_LIMIT]
                     outcomes = client.batch([w.entry() for w in chunk])
                     result.cronofy_batches += 1
+                    landed = []
                     for w, outcome in zip(chunk, outcomes, strict=True):
                         if outcome.ok:
-                            self._record(w)
+                            landed.append(w)
                             written[w.milestone_id] = max(written.get(w.milestone_id, -1), w.version)
                             result.written += 1
                         elif w.kind == "delete" and outcome.status == 404:
-                            self._record(w)  # already gone
+                            landed.append(w)  # already gone
                         else:
                             logger.warning("calendar write refused", extra={
                                 "user_id": user_id, "milestone_id": w.milestone_id, "status": outcome.status,
                                 "errors": outcome.data})
                             result.failed.add(w.milestone_id)
+                    self._record(landed)
             except (InvalidGrant, CronofyAuthError):
                 # Nothing more can be written for this user until they reconnect; the reconnect's
                 # backfill restores their calendar, so these writes are not retried.
@@ -224,11 +229,9 @@ class SyncEngine:
                 result.failed.update(w.milestone_id for w in user_writes if w.milestone_id not in written)
         return written
 
-    def _record(self, w: Write) -> None:
-        if w.kind == "upsert":
-            assert w.ref is not None
-            self.store.put_ref(w.ref)
-        elif w.forget_ref:
-            ref_deleted = self.store.delete_ref(w.milestone_id, w.user_id, w.version)
-            if not ref_deleted:
-                logger.info("newer write exists; ref kept", extra={"milestone_id": w.milestone_id})
+    def _record(self, landed: list[Write]) -> None:
+        """Remember what reached the calendar (refs never move back to an older version)."""
+        self.store.put_refs([w.ref for w in landed if w.kind == "upsert" and w.ref is not None])
+        for w in landed:
+            if w.kind == "delete" and w.forget_ref:
+                self.store.delete_ref(w.milestone_id, w.user_id, w.version)
