@@ -3,11 +3,12 @@ disconnect, and the org's connection list. Thin: parse, call the connection serv
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from pydantic import BaseModel, Field
@@ -102,6 +103,20 @@ def disconnect() -> Response[dict]:
 @app.get("/v1/orgs/<org_id>/calendar-connections")
 def org_connections(org_id: str) -> dict:
     return {"connections": runtime.connection_service().org_connections(_caller(), org_id)}
+
+
+@app.get("/v1/orgs/<org_id>/busy")
+def org_busy(
+    org_id: str,
+    user_ids: Annotated[str, Query(min_length=1, max_length=30000, description="comma-separated user ids")],
+    start: Annotated[datetime, Query(alias="from", description="ISO-8601 UTC")],
+    end: Annotated[datetime, Query(alias="to", description="ISO-8601 UTC")],
+) -> dict:
+    """Teammates' busy intervals (no titles or details) from DynamoDB alone."""
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ApiError(422, "invalid_request", "from and to need a time zone, e.g. 2026-12-01T00:00:00Z")
+    ids = [u.strip() for u in user_ids.split(",") if u.strip()]
+    return runtime.busy().for_scheduler(_caller(), org_id, ids, start, end)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

@@ -62,6 +62,10 @@ class Publisher:
     def connection_changed(self, org_id: str, user_id: str, state: ConnectionState, reason: str | None) -> None:
         self._send(self._changes_url, ConnectionChanged(org_id=org_id, user_id=user_id, state=state, reason=reason))
 
+    def calendar_change(self, message: BaseModel) -> None:
+        """A reschedule or removal made on the user's calendar, for the core platform."""
+        self._send(self._changes_url, message)
+
     def request_disconnect(self, org_id: str, user_id: str) -> None:
         self._send(
             self._cleanup_url,
@@ -73,3 +77,27 @@ class Publisher:
                 user_id=user_id,
             ),
         )
+
+
+class MilestoneRescheduledOnCalendar(BaseModel):
+    type: Literal["milestone.rescheduled_on_calendar"] = "milestone.rescheduled_on_calendar"
+    message_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    occurred_at: str = Field(default_factory=lambda: iso(utcnow()))
+    org_id: str
+    milestone_id: str
+    user_id: str
+    based_on_version: int
+    start: str
+    end: str
+    all_day: bool
+    timezone: str
+
+
+class MilestoneRemovedOnCalendar(BaseModel):
+    type: Literal["milestone.removed_on_calendar"] = "milestone.removed_on_calendar"
+    message_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    occurred_at: str = Field(default_factory=lambda: iso(utcnow()))
+    org_id: str
+    milestone_id: str
+    user_id: str
+    based_on_version: int

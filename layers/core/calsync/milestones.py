@@ -120,10 +120,18 @@ MilestoneMessage = Annotated[MilestoneUpserted | MilestoneDeleted, Field(discrim
 
 
 def event_id_for(milestone_id: str) -> str:
-    """Stable, URL-safe Cronofy event_id derived from the milestone id."""
+    """Stable, URL-safe Cronofy event_id derived from the milestone id ("sn-" + id, or "snh-" + a hash
+    for ids with other characters or over 60 long)."""
     if _SAFE_ID.match(milestone_id):
         return f"sn-{milestone_id}"
-    return "sn-h" + hashlib.sha256(milestone_id.encode()).hexdigest()[:40]
+    return "snh-" + hashlib.sha256(milestone_id.encode()).hexdigest()[:40]
+
+
+def milestone_id_from_event_id(event_id: str) -> str | None:
+    """The milestone id when the event id carries it; None for hashed ids (look those up) or foreign ids."""
+    if event_id.startswith("sn-"):
+        return event_id[3:]
+    return None
 
 
 def calendar_event(m: Milestone) -> dict:

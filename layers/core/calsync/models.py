@@ -131,4 +131,8 @@ class EventRef(BaseModel):
     # The user deleted the event on their calendar at this milestone version: not re-created
     # until the milestone changes again.
     removed_by_user_version: int | None = None
+    # The user moved the event on their calendar (reported to the core platform): these times are
+    # expected there until the milestone changes, so neither repair nor a replay reports or reverts them.
+    user_moved_start: str | None = None
+    user_moved_end: str | None = None
     updated_at: datetime | None = None

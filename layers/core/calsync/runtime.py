@@ -75,7 +75,7 @@ def connection_service():
 def reset() -> None:
     """Forget every cached object (tests and the local stack switch environments)."""
     for factory in (aws_client, store, vault, publisher, cronofy_app, connection_service, sync_engine,
-                    backfill_steps, get_settings):
+                    backfill_steps, busy, notification_processor, get_settings):
         factory.cache_clear()
 
 
@@ -91,3 +91,18 @@ def backfill_steps():
     from calsync.backfill import BackfillSteps
 
     return BackfillSteps(store(), sync_engine(), connection_service())
+
+
+@cache
+def busy():
+    from calsync.busy import Busy
+    from calsync.store import BusyStore
+
+    return Busy(BusyStore(store()))
+
+
+@cache
+def notification_processor():
+    from calsync.notifications import NotificationProcessor
+
+    return NotificationProcessor(store(), connection_service(), publisher(), busy())

@@ -18,6 +18,7 @@ One table, keyed `pk`/`sk`, designed from the access patterns:
 | event written to a user's calendar    | pk=MILESTONE#{id}, sk=REF#{user}; GSI by_user_events |
 |   (by milestone, and by user)         |   ref_user_pk=EVENTS#{user}, ref_user_sk={milestone} |
 | backfill progress of a user           | pk=USER#{user_id}, sk=BACKFILL                       |
+| busy blocks of a user (start/end only)| pk=USER#{user_id}, sk=BUSY                           |
 | backfill chunk (milestone ids)        | pk=BACKFILL#{run_id}, sk=CHUNK#{n}, ttl              |
 
 One query of a milestone's partition returns its mirror, its schedule index entries and every
@@ -40,6 +41,7 @@ _de = TypeDeserializer()
 CONNECTION_SK = "CONNECTION"
 TOKENS_SK = "TOKENS"
 BACKFILL_SK = "BACKFILL"
+BUSY_SK = "BUSY"
 MIRROR_SK = "MIRROR"
 BATCH_GET_LIMIT = 100
 
@@ -142,12 +144,12 @@ class Store:
         return updated
 
     def delete_connection(self, user_id: str) -> None:
-        """Delete the connection, its tokens and its backfill progress together (idempotent)."""
+        """Delete the connection, its tokens, backfill progress and busy blocks together (idempotent)."""
         pk = _user_pk(user_id)
         self._db.transact_write_items(
             TransactItems=[
                 {"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": sk})}}
-                for sk in (CONNECTION_SK, TOKENS_SK, BACKFILL_SK)
+                for sk in (CONNECTION_SK, TOKENS_SK, BACKFILL_SK, BUSY_SK)
             ]
         )
 
@@ -355,6 +357,11 @@ class Store:
             return False
         return True
 
+    def get_ref(self, milestone_id: str, user_id: str) -> EventRef | None:
+        resp = self._db.get_item(TableName=self._table, ConsistentRead=True,
+                                 Key=_to_item({"pk": f"MILESTONE#{milestone_id}", "sk": f"REF#{user_id}"}))
+        return _ref_from(_from_item(resp["Item"])) if "Item" in resp else None
+
     def put_refs(self, refs: list[EventRef]) -> None:
         """Record many writes, each conditional on its version. (A TransactWriteItems of 50 would be
         one request, but costs double write capacity and one moved ref would cancel all 50.)"""
@@ -461,3 +468,30 @@ class Store:
 def _ref_from(item: dict[str, Any]) -> EventRef:
     return EventRef.model_validate({k: v for k, v in item.items()
                                     if k not in ("pk", "sk", "ref_user_pk", "ref_user_sk")})
+
+
+class BusyStore:
+    """Busy blocks per user: start and end only, nothing else from the user's other events."""
+
+    def __init__(self, store: Store):
+        self._db = store._db
+        self._table = store._table
+        self._store = store
+
+    def put(self, user_id: str, org_id: str, blocks: list[tuple[str, str]], window_from: str, window_to: str,
+            updated_at: str) -> None:
+        self._db.put_item(TableName=self._table, Item=_to_item({
+            "pk": _user_pk(user_id), "sk": BUSY_SK, "org_id": org_id, "window_from": window_from,
+            "window_to": window_to, "updated_at": updated_at,
+            # compact: "start/end" strings, already merged and sorted
+            "blocks": [f"{s}/{e}" for s, e in blocks]}))
+
+    def get_many(self, user_ids: list[str]) -> dict[str, dict]:
+        """Busy items by user id: ceil(n / 100) BatchGetItem requests however many users are asked for."""
+        ids = list(dict.fromkeys(user_ids))
+        found: dict[str, dict] = {}
+        for i in range(0, len(ids), BATCH_GET_LIMIT):
+            keys = [_to_item({"pk": _user_pk(u), "sk": BUSY_SK}) for u in ids[i:i + BATCH_GET_LIMIT]]
+            for item in self._store._batch_get(keys):
+                found[item["pk"].removeprefix("USER#")] = item
+        return found

@@ -77,6 +77,14 @@ def mirror_milestone(mirror: dict | None) -> Milestone | None:
     return Milestone.model_validate(json.loads(mirror["body"]))
 
 
+def pushed_times(body: dict) -> tuple[str, str]:
+    """The start and end as Cronofy stores them (and Read Events returns them) for an upsert body."""
+    start, end = body["start"], body["end"]
+    if isinstance(start, dict):
+        return start["time"], end["time"]
+    return start, end
+
+
 def schedule_key(m: Milestone) -> str:
     return f"{iso(m.starts_at())}#{m.milestone_id}"
 
@@ -124,9 +132,10 @@ def plan_milestone(
                 continue  # older than the window: never created (an existing event keeps following)
             body = calendar_event(m)
             digest = content_hash(body)
+            start, end = pushed_times(body)
             new_ref = EventRef(
                 milestone_id=milestone_id, user_id=user_id, calendar_id=conn.calendar_id,
-                event_id=body["event_id"], version=version, content_hash=digest, start=m.start, end=m.end,
+                event_id=body["event_id"], version=version, content_hash=digest, start=start, end=end,
                 all_day=m.all_day, timezone=m.timezone, updated_at=now,
             )
             same_place = ref is not None and ref.calendar_id == conn.calendar_id

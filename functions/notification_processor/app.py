@@ -1,0 +1,42 @@
+"""Notification processor on the notifications queue (filled by the webhook intake).
+
+Per record (Powertools BatchProcessor): a failed record (Cronofy outage) is retried alone. No
+Powertools idempotency layer here on purpose: two genuine changes can share a `changes_since`, so a
+key built from the notification could drop the second; processing is idempotent instead (a move or
+removal is reported once, recorded on the event ref; busy refreshes overwrite).
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import BaseModel
+
+from calsync import runtime
+from calsync.observability import logger
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class NotificationJob(BaseModel):
+    type: str
+    notification_type: str
+    channel_id: str
+    user_id: str
+    org_id: str | None = None
+    changes_since: str | None = None
+    message_id: str | None = None
+
+
+def handle_record(record: SQSRecord) -> dict:
+    job = NotificationJob.model_validate_json(record.body)
+    with logger.append_context_keys(user_id=job.user_id, notification_type=job.notification_type):
+        result = runtime.notification_processor().process(job.model_dump())
+        logger.info("notification processed", extra=result)
+        return result
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict, context) -> dict:
+    return process_partial_response(event=event, record_handler=handle_record, processor=processor,
+                                    context=context)

@@ -1,0 +1,111 @@
+"""What a Cronofy notification means for SolarNexus (ARCHITECTURE §4, §6).
+
+`change`: read the user's events changed since `changes_since` (all pages, with managed, deleted and
+moved events). A SolarNexus event the user moved becomes `milestone.rescheduled_on_calendar` (based
+on the version we last pushed); one the user deleted becomes `milestone.removed_on_calendar` and is
+not re-created until the milestone changes. The echo of our own writes is recognised by comparing
+with what we pushed (and with the mirror's newest times) and is never a reschedule. Changes to the
+user's other events refresh their busy blocks.
+
+Conflict rule: the core platform applies a calendar reschedule only while its milestone version
+still equals `based_on_version`; otherwise SolarNexus wins and its next upsert puts the calendar
+back to SolarNexus's time.
+"""
+
+from __future__ import annotations
+
+from calsync.busy import Busy
+from calsync.cronofy import CronofyAuthError, InvalidGrant
+from calsync.messages import MilestoneRemovedOnCalendar, MilestoneRescheduledOnCalendar, Publisher
+from calsync.milestones import calendar_event, cronofy_time, milestone_id_from_event_id
+from calsync.models import Connection, EventRef, utcnow
+from calsync.observability import logger
+from calsync.store import Store
+from calsync.sync import WRITABLE_STATES, mirror_milestone, pushed_times
+
+SOLARNEXUS_PREFIXES = ("sn-", "snh-")
+
+
+def _norm(value: str) -> str:
+    """Times compared as Cronofy writes them (whole seconds, Z); dates unchanged."""
+    return value if len(value) == 10 else cronofy_time(value)
+
+
+class NotificationProcessor:
+    def __init__(self, store: Store, service, publisher: Publisher, busy: Busy):
+        self.store = store
+        self.service = service  # user_client(), mark_needs_reauth()
+        self.publisher = publisher
+        self.busy = busy
+
+    def process(self, notification: dict) -> dict:
+        kind = notification.get("notification_type")
+        conn = self.store.get_connection(notification["user_id"])
+        if conn is None or conn.channel_id != notification.get("channel_id"):
+            return {"outcome": "no_connection"}
+        if kind == "profile_disconnected":
+            self.service.mark_needs_reauth(conn, "profile_disconnected")
+            return {"outcome": "needs_reauth"}
+        if conn.state not in WRITABLE_STATES:
+            return {"outcome": f"skipped_{conn.state.value}"}
+        try:
+            client = self.service.user_client(conn)
+            if kind == "change":
+                return self._change(conn, client, notification.get("changes_since"))
+            if kind == "profile_initial_sync_completed":
+                return {"outcome": "busy_refreshed", "blocks": self.busy.refresh(conn, client)}
+        except (InvalidGrant, CronofyAuthError):
+            self.service.mark_needs_reauth(conn, "authorization_revoked")
+            return {"outcome": "needs_reauth"}
+        return {"outcome": "ignored"}
+
+    def _change(self, conn: Connection, client, changes_since: str | None) -> dict:
+        params = {"include_managed": True, "include_deleted": True, "include_moved": True}
+        if changes_since:
+            params["last_modified"] = cronofy_time(changes_since)
+        others_changed = False
+        reported = 0
+        for event in client.read_events(**params):
+            event_id = event.get("event_id")
+            if event_id and event_id.startswith(SOLARNEXUS_PREFIXES):
+                reported += self._solarnexus_event(conn, event)
+            else:
+                others_changed = True
+        blocks = self.busy.refresh(conn, client) if others_changed else None
+        return {"outcome": "processed", "reported": reported, "busy_blocks": blocks}
+
+    def _ref_for(self, conn: Connection, event_id: str) -> EventRef | None:
+        milestone_id = milestone_id_from_event_id(event_id)
+        if milestone_id is not None:
+            return self.store.get_ref(milestone_id, conn.user_id)
+        return next((r for r in self.store.refs_of_user(conn.user_id) if r.event_id == event_id), None)
+
+    def _solarnexus_event(self, conn: Connection, event: dict) -> int:
+        ref = self._ref_for(conn, event["event_id"])
+        if ref is None or ref.calendar_id != event.get("calendar_id"):
+            return 0  # not (or no longer) ours to report: e.g. the echo of our own delete or move
+        if ref.removed_by_user_version is not None:
+            return 0  # already reported
+        if event.get("deleted"):
+            self.store.put_ref(ref.model_copy(update={"removed_by_user_version": ref.version,
+                                                      "updated_at": utcnow()}))
+            self.publisher.calendar_change(MilestoneRemovedOnCalendar(
+                org_id=conn.org_id, milestone_id=ref.milestone_id, user_id=conn.user_id,
+                based_on_version=ref.version))
+            logger.info("event removed on calendar", extra={"milestone_id": ref.milestone_id})
+            return 1
+        start, end = _norm(event["start"]), _norm(event["end"])
+        if (start, end) in {(ref.start, ref.end), (ref.user_moved_start, ref.user_moved_end)}:
+            return 0  # our own write, or a move already reported
+        mirror, _, _ = self.store.milestone_partition(ref.milestone_id)
+        m = mirror_milestone(mirror)
+        if m is not None and m.on_calendar:
+            if (start, end) == pushed_times(calendar_event(m)):
+                return 0  # the echo of a newer write whose ref is not recorded yet
+        self.store.put_ref(ref.model_copy(update={"user_moved_start": start, "user_moved_end": end,
+                                                  "updated_at": utcnow()}))
+        self.publisher.calendar_change(MilestoneRescheduledOnCalendar(
+            org_id=conn.org_id, milestone_id=ref.milestone_id, user_id=conn.user_id, based_on_version=ref.version,
+            start=start, end=end, all_day=len(start) == 10, timezone=ref.timezone))
+        logger.info("event rescheduled on calendar", extra={"milestone_id": ref.milestone_id})
+        return 1

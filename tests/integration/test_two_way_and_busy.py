@@ -1,0 +1,135 @@
+"""Two-way sync, busy times and broken-sync detection, end to end: emulator (the user's calendar)
+-> signed notification -> webhook intake -> notification processor -> core platform / DynamoDB."""
+
+import requests
+
+from calsync import runtime
+from calsync.milestones import event_id_for
+from tests.helpers import connect, in_days, iso, managed_events, milestone, push
+from tests.schema import assert_valid_message
+
+
+def calendar_changes(stack, kind=None):
+    messages = stack.queue_messages("CalendarChangesQueue")
+    for m in messages:
+        assert_valid_message(m)
+    return [m for m in messages if kind is None or m["type"] == kind]
+
+
+def test_a_move_on_the_calendar_reaches_solarnexus_once(stack, jane_cal):
+    assert push(stack, milestone("ms_survey", 4, ["u_jane"], in_days(2))) == set()
+    calendar_changes(stack)  # drop the connection messages
+    new_start, new_end = in_days(3, hour=17), in_days(3, hour=19)
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_survey"), start=iso(new_start), end=iso(new_end))
+    stack.drain()
+    moves = calendar_changes(stack, "milestone.rescheduled_on_calendar")
+    assert len(moves) == 1
+    move = moves[0]
+    assert (move["milestone_id"], move["user_id"], move["based_on_version"]) == ("ms_survey", "u_jane", 4)
+    assert (move["start"], move["end"], move["all_day"]) == (iso(new_start), iso(new_end), False)
+    assert move["timezone"] == "America/Los_Angeles"
+    ref = runtime.store().get_ref("ms_survey", "u_jane")
+    assert (ref.user_moved_start, ref.user_moved_end) == (iso(new_start), iso(new_end))  # the mirror knows it
+    # A replayed notification (same body, same signature) changes nothing
+    delivered = [n for n in stack.emulator.notifications if '"change"' in n["body"]][-1]
+    resp = requests.post(delivered["url"], data=delivered["body"].encode(),
+                         headers={"Content-Type": "application/json", "Cronofy-HMAC-SHA256": delivered["signature"]})
+    assert resp.status_code < 300
+    stack.drain()
+    assert calendar_changes(stack) == []
+    # A repeated copy of version 4 does not move the event back
+    assert push(stack, milestone("ms_survey", 4, ["u_jane"], in_days(2))) == set()
+    assert managed_events(stack, jane_cal)[event_id_for("ms_survey")]["start"] == iso(new_start)
+
+
+def test_our_own_writes_are_never_reported_as_reschedules(stack, jane_cal):
+    assert push(stack, milestone("ms_echo", 1, ["u_jane"], in_days(2))) == set()
+    assert push(stack, milestone("ms_echo", 2, ["u_jane"], in_days(5))) == set()  # SolarNexus reschedules
+    calendar_changes(stack)
+    # Any user-side change makes Cronofy notify; the read then also returns our own recent write
+    stack.emulator.add_external_event(jane_cal, "Dentist", iso(in_days(1, 9)), iso(in_days(1, 10)))
+    stack.drain()
+    assert calendar_changes(stack, "milestone.rescheduled_on_calendar") == []
+
+
+def test_a_deleted_event_is_reported_and_not_recreated_until_the_milestone_changes(stack, jane_cal):
+    assert push(stack, milestone("ms_del", 2, ["u_jane"], in_days(2))) == set()
+    calendar_changes(stack)
+    stack.emulator.delete_event_as_user(jane_cal, event_id=event_id_for("ms_del"))
+    stack.drain()
+    removals = calendar_changes(stack, "milestone.removed_on_calendar")
+    assert [(r["milestone_id"], r["based_on_version"]) for r in removals] == [("ms_del", 2)]
+    assert push(stack, milestone("ms_del", 2, ["u_jane"], in_days(2))) == set()  # same version again
+    assert event_id_for("ms_del") not in managed_events(stack, jane_cal)
+    assert push(stack, milestone("ms_del", 3, ["u_jane"], in_days(4))) == set()  # the milestone changes
+    assert event_id_for("ms_del") in managed_events(stack, jane_cal)
+
+
+def test_conflict_solarnexus_change_crossing_a_calendar_reschedule_wins(stack, jane_cal):
+    assert push(stack, milestone("ms_c", 1, ["u_jane"], in_days(2))) == set()
+    calendar_changes(stack)
+    # The user drags the event (based on version 1) while the office changes it in SolarNexus (version 2)
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_c"), start=iso(in_days(6)),
+                              end=iso(in_days(6, 17)))
+    assert push(stack, milestone("ms_c", 2, ["u_jane"], in_days(4))) == set()
+    stack.drain()
+    move = calendar_changes(stack, "milestone.rescheduled_on_calendar")
+    # The core platform gets the move based on version 1; its milestone is at 2, so it rejects it
+    assert [m["based_on_version"] for m in move] == [1]
+    # ...and the calendar shows SolarNexus's time
+    assert managed_events(stack, jane_cal)[event_id_for("ms_c")]["start"] == iso(in_days(4))
+
+
+def test_busy_blocks_for_the_scheduler(stack, jane, jane_cal, miguel_cal, teammate):
+    assert push(stack, milestone("ms_mine", 1, ["u_miguel"], in_days(2, 10))) == set()
+    stack.emulator.add_external_event(miguel_cal, "Dentist", iso(in_days(2, 16)), iso(in_days(2, 17)))
+    stack.emulator.add_external_event(miguel_cal, "Focus time", iso(in_days(2, 18)), iso(in_days(2, 20)),
+                                      transparency="transparent")
+    stack.emulator.add_external_event(miguel_cal, "Dentist follow-up", iso(in_days(2, 17)), iso(in_days(2, 18)))
+    stack.drain()
+    stack.emulator.clear_request_log()
+    params = {"user_ids": "u_miguel,u_jane,u_stranger", "from": iso(in_days(0, 0)), "to": iso(in_days(14, 0))}
+    resp = jane["session"].get(stack.url("/v1/orgs/org_sunbright/busy"), params=params)
+    assert resp.status_code == 200, resp.text
+    users = resp.json()["users"]
+    # The dentist and its follow-up merge into one block; focus time (Show as Free) and the
+    # SolarNexus event are not busy; nothing but start and end is returned
+    assert users["u_miguel"] == [{"start": iso(in_days(2, 16)), "end": iso(in_days(2, 18))}]
+    assert users["u_jane"] == [] and users["u_stranger"] == []
+    assert "Dentist" not in resp.text and "Focus" not in resp.text
+    assert stack.emulator.request_log == []  # answered from DynamoDB alone
+    outsider = stack.browser("u_eve", "org_other")
+    assert outsider.get(stack.url("/v1/orgs/org_sunbright/busy"), params=params).status_code == 403
+    bad = dict(params, to=params["from"])
+    assert jane["session"].get(stack.url("/v1/orgs/org_sunbright/busy"), params=bad).status_code == 422
+    assert jane["session"].get(stack.url("/v1/orgs/org_sunbright/busy"),
+                               params={"user_ids": "u_miguel"}).status_code == 422
+
+
+def test_profile_disconnected_needs_reauth_and_reconnecting_restores_without_duplicates(stack, teammate,
+                                                                                         miguel_cal):
+    assert push(stack, *[milestone(f"ms_{i}", 1, ["u_miguel"], in_days(1 + i)) for i in range(3)]) == set()
+    calendar_changes(stack)
+    stack.emulator.disconnect_profile(teammate["account"]["profile_id"])
+    stack.drain()
+    status = teammate["session"].get(stack.url("/v1/calendar/connection")).json()
+    assert status["state"] == "needs_reauth" and status["last_error"] == "profile_disconnected"
+    changed = calendar_changes(stack, "calendar.connection_changed")
+    assert [(m["state"], m["reason"]) for m in changed] == [("needs_reauth", "profile_disconnected")]
+    # Changes while broken are mirrored, not lost
+    assert push(stack, milestone("ms_while_broken", 1, ["u_miguel"], in_days(8))) == set()
+    # The user reconnects (relink), and everything is there exactly once
+    stack.emulator.reconnect_profile(teammate["account"]["profile_id"])
+    cal = connect(stack, teammate["session"], "microsoft", teammate["account"])
+    assert cal == miguel_cal
+    events = [e for e in stack.emulator.events(cal) if e["managed"] and not e["deleted"]]
+    assert sorted(e["event_id"] for e in events) == sorted(
+        [event_id_for(f"ms_{i}") for i in range(3)] + [event_id_for("ms_while_broken")])
+
+
+def test_a_revoked_authorization_is_detected_and_shown(stack, teammate, miguel_cal):
+    sub = runtime.store().get_connection("u_miguel").cronofy_sub
+    stack.emulator.revoke_account(sub)
+    assert push(stack, milestone("ms_x", 1, ["u_miguel"])) == set()  # not retried forever
+    status = teammate["session"].get(stack.url("/v1/calendar/connection")).json()
+    assert status["state"] == "needs_reauth" and status["last_error"] == "authorization_revoked"
