@@ -48,6 +48,7 @@ demo: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/cold_imports.py
 	$(PY) bench/milestones.py
+	$(PY) bench/webhook_intake.py
 
 build: $(SAMVENV)/.installed
 	PATH="$(dir $(PY313)):$$PATH" $(SAM) build

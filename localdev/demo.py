@@ -161,6 +161,52 @@ def run(stack: LocalStack) -> None:
     new_events = _show_calendar(stack, primary["id"], "Jane's main calendar")
     check(old_events == {} and set(new_events) == {"sn-ms_recent", "sn-ms_survey"}, "every event moved")
 
+    step("Jane drags her site survey to Thursday on her own calendar")
+    stack.queue_messages("CalendarChangesQueue")  # (earlier connection messages were shown as they came)
+    thursday = _when((3 - datetime.now(UTC).weekday()) % 7 or 7, 17)
+    emu.move_event(primary["id"], event_id="sn-ms_survey", start=_z(thursday), end=_z(thursday + timedelta(hours=2)))
+    say(f"   (the calendar's owner moves it to {_z(thursday)}; Cronofy sends a signed 'change' notification)")
+    stack.drain()
+    moves = [m for m in stack.queue_messages("CalendarChangesQueue")
+             if m["type"] == "milestone.rescheduled_on_calendar"]
+    for m in moves:
+        say(f"   core platform <- {m['type']}: {m['milestone_id']} {m['start']}..{m['end']} "
+            f"based_on_version={m['based_on_version']}")
+    check(len(moves) == 1 and moves[0]["start"] == _z(thursday) and moves[0]["based_on_version"] == 2,
+          "SolarNexus receives the reschedule, based on the version it last pushed")
+
+    step("Miguel's own appointments: a dentist visit, and focus time marked 'Show as Free'")
+    dentist = _when(5, 17)
+    emu.add_external_event(miguel_cal, "Dentist", _z(dentist), _z(dentist + timedelta(hours=1)))
+    emu.add_external_event(miguel_cal, "Focus time", _z(dentist + timedelta(hours=2)),
+                           _z(dentist + timedelta(hours=4)), transparency="transparent")
+    stack.drain()
+    emu.clear_request_log()
+    params = {"user_ids": "u_miguel", "from": _z(_when(0, 0)), "to": _z(_when(14, 0))}
+    resp = jane.get(stack.url(f"/v1/orgs/{ORG}/busy"), params=params)
+    busy = resp.json()["users"]["u_miguel"]
+    say(f"   Jane's scheduler: GET /v1/orgs/{ORG}/busy -> {busy}")
+    check(busy == [{"start": _z(dentist), "end": _z(dentist + timedelta(hours=1))}],
+          "the dentist shows as an anonymous busy block; focus time and SolarNexus events do not")
+    check("Dentist" not in resp.text and len(emu.request_log) == 0, "no titles, and no Cronofy call behind it")
+
+    step("Miguel revokes SolarNexus's access at his provider")
+    miguel_sub_before = _sub(stack, "u_miguel")
+    emu.revoke_account(miguel_sub_before)
+    stack.send("MilestoneEventsQueue", _milestone("ms_inspect", 1, "Final Inspection", ["u_miguel"], _when(12), 1,
+                                                  "Ana Ruiz", "12 Main St, Fresno, CA"))
+    stack.drain()
+    status = miguel.get(stack.url("/v1/calendar/connection")).json()
+    say(f"   the next write for him fails to refresh -> status: state={status['state']} reason={status['last_error']}")
+    check(status["state"] == "needs_reauth", "his profile says the calendar needs to be reconnected")
+    changed = [m for m in stack.queue_messages("CalendarChangesQueue") if m["type"] == "calendar.connection_changed"]
+    check([m["state"] for m in changed] == ["needs_reauth"], "the core platform is told (calendar.connection_changed)")
+    browser.connect(miguel, stack.base_url, "microsoft", miguel_acct["profile_id"])
+    stack.drain()
+    events = _show_calendar(stack, miguel_cal, "after he reconnects, Miguel's calendar")
+    check(set(events) == {"sn-ms_install", "sn-ms_inspect"}, "sync restored: the change made meanwhile is there, "
+          "nothing is duplicated")
+
     step("The scheduler's sync icons (GET /v1/orgs/org_sunbright/calendar-connections)")
     rows = jane.get(stack.url(f"/v1/orgs/{ORG}/calendar-connections")).json()["connections"]
     for row in rows:
@@ -186,9 +232,10 @@ def run(stack: LocalStack) -> None:
     stack.drain()
     _check_gone(stack, miguel, "u_miguel", miguel_sub, miguel_cal)
 
-    step("Messages the core platform received (CalendarChangesQueue)")
+    step("Messages the core platform received since (CalendarChangesQueue)")
     for message in stack.queue_messages("CalendarChangesQueue"):
-        say(f"   {message['user_id']:<10} -> {message['state']:<16} {message.get('reason') or ''}")
+        say(f"   {message['user_id']:<10} {message['type']:<28} {message.get('state', '')} "
+            f"{message.get('reason') or ''}")
     say(f"\nCronofy requests during the demo's last two steps: {len(emu.request_log)}")
 
 

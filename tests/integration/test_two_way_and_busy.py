@@ -66,18 +66,25 @@ def test_a_deleted_event_is_reported_and_not_recreated_until_the_milestone_chang
 
 
 def test_conflict_solarnexus_change_crossing_a_calendar_reschedule_wins(stack, jane_cal):
+    """Written in the README: the core applies a calendar reschedule only while its version still equals
+    based_on_version; otherwise SolarNexus wins and its next upsert puts the calendar back."""
     assert push(stack, milestone("ms_c", 1, ["u_jane"], in_days(2))) == set()
+    assert push(stack, milestone("ms_d", 1, ["u_jane"], in_days(2, 18))) == set()
     calendar_changes(stack)
-    # The user drags the event (based on version 1) while the office changes it in SolarNexus (version 2)
-    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_c"), start=iso(in_days(6)),
-                              end=iso(in_days(6, 17)))
-    assert push(stack, milestone("ms_c", 2, ["u_jane"], in_days(4))) == set()
+    # (a) The user drags ms_c (based on version 1); the move reaches SolarNexus; meanwhile the office
+    # changes ms_c in SolarNexus (version 2), so the core rejects the move and sends version 2 back.
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_c"), start=iso(in_days(6)), end=iso(in_days(6, 17)))
     stack.drain()
-    move = calendar_changes(stack, "milestone.rescheduled_on_calendar")
-    # The core platform gets the move based on version 1; its milestone is at 2, so it rejects it
-    assert [m["based_on_version"] for m in move] == [1]
-    # ...and the calendar shows SolarNexus's time
+    assert [m["based_on_version"] for m in calendar_changes(stack, "milestone.rescheduled_on_calendar")] == [1]
+    assert push(stack, milestone("ms_c", 2, ["u_jane"], in_days(4))) == set()
     assert managed_events(stack, jane_cal)[event_id_for("ms_c")]["start"] == iso(in_days(4))
+    # (b) The user drags ms_d and the office's version 2 is written before the notification is read:
+    # the calendar already shows SolarNexus's time, and nothing based on a newer version is reported.
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_d"), start=iso(in_days(7)), end=iso(in_days(7, 17)))
+    assert push(stack, milestone("ms_d", 2, ["u_jane"], in_days(5))) == set()
+    stack.drain()
+    assert all(m["based_on_version"] == 1 for m in calendar_changes(stack, "milestone.rescheduled_on_calendar"))
+    assert managed_events(stack, jane_cal)[event_id_for("ms_d")]["start"] == iso(in_days(5))
 
 
 def test_busy_blocks_for_the_scheduler(stack, jane, jane_cal, miguel_cal, teammate):
