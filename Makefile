@@ -29,13 +29,18 @@ $(SAMVENV)/.installed:
 	$(SAMVENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==1.170.0
 	@touch $@
 
-install: $(VENV)/.installed $(SAMVENV)/.installed
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed $(SAMVENV)/.installed node_modules/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-validate: $(SAMVENV)/.installed
+validate: $(SAMVENV)/.installed node_modules/.installed
 	$(SAM) validate --lint
+	for f in statemachines/*.asl.json; do node_modules/.bin/asl-validator --json-path $$f || exit 1; done
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests
@@ -57,4 +62,4 @@ deploy: build
 	$(SAM) deploy --config-env $(STAGE)
 
 clean:
-	rm -rf $(VENV) $(SAMVENV) .aws-sam
+	rm -rf $(VENV) $(SAMVENV) .aws-sam node_modules
