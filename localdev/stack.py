@@ -41,7 +41,9 @@ CLIENT_ID = "solarnexus-local"
 CLIENT_SECRET = "local-cronofy-client-secret"  # the emulator's: signs push notifications
 SIGNING_KEY = "local-state-signing-key"
 JWT_KEY = b"local-session-jwt-key"
-LOCAL_VISIBILITY_TIMEOUT = 30
+# Failed messages come back at once (quick local retries) unless the handler hands them back for
+# later with ChangeMessageVisibility, as a throttled function does.
+LOCAL_VISIBILITY_TIMEOUT = 0
 
 
 @dataclass
@@ -336,12 +338,20 @@ class LocalStack:
         except Exception:  # noqa: BLE001 - a crashed invocation returns the whole batch, as Lambda does
             failed = {r["messageId"] for r in records}
         for m in messages:
-            if m["MessageId"] in failed:
-                # Lambda would wait out the visibility timeout; locally retry on the next pump.
-                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
-            else:
+            if m["MessageId"] not in failed:
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         return len(messages)
+
+    def _in_flight(self) -> int:
+        """Messages on subscribed queues that are invisible for now (handed back for later)."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        total = 0
+        for fn in self.functions.values():
+            for queue_id in fn.queues:
+                attrs = sqs.get_queue_attributes(QueueUrl=self.queue_urls[queue_id],
+                                                 AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+                total += int(attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+        return total
 
     def pump(self) -> int:
         """One round over every subscribed queue; returns how many messages were delivered."""
@@ -351,16 +361,22 @@ class LocalStack:
                 delivered += self._pump_queue(fid, queue_id)
         return delivered
 
-    def drain(self, max_rounds: int = 50) -> int:
-        """Deliver until every subscribed queue is empty (failed messages retry until their DLQ)."""
+    def drain(self, max_rounds: int = 200, timeout: float = 120) -> int:
+        """Deliver until every subscribed queue is empty (failed messages retry until their DLQ;
+        messages handed back for later are waited for)."""
         total = 0
+        deadline = time.monotonic() + timeout
         for _ in range(max_rounds):
             self.emulator.wait_for_notifications(timeout=5)
             self.wait_for_executions()
             delivered = self.pump()
             total += delivered
             if not delivered and not self.executions("RUNNING"):
-                return total
+                if not self._in_flight():
+                    return total
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
         raise RuntimeError("queues did not drain")
 
     def queue_messages(self, queue_id: str) -> list[dict[str, Any]]:
