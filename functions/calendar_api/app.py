@@ -54,7 +54,43 @@ def _caller() -> Caller:
     return caller_from_event(app.current_event.raw_event)
 
 
-@app.post("/v1/calendar/connect")
+def _doc(description: str, schema: str = "Error", **extra) -> dict:
+    """One documented response for the route decorators below (OpenAPI only, no effect on handling;
+    the named schemas and the gateway's own 401/429/500 answers are added by localdev/openapi.py)."""
+    content = {content_types.APPLICATION_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
+    return {"description": description, "content": content, **extra}
+
+
+_NO_CONNECTION = _doc("`not_found`: the user has no calendar connection")
+_CONNECTION_BUSY = _doc(
+    "`conflict`: the connection is being disconnected or changed meanwhile (try again); "
+    "`needs_reauth`: the calendar authorization is gone, connect again"
+)
+
+
+@app.post(
+    "/v1/calendar/connect",
+    operation_id="connectCalendar",
+    tags=["Calendar connection"],
+    summary="Start connecting a calendar",
+    description=(
+        "Returns Cronofy's authorization URL for the chosen provider; the web app sends the browser there. "
+        "Its `state` is signed, names the user and org, expires in 10 minutes and is single-use. The response "
+        "also sets an HttpOnly, SameSite=Lax cookie (path `/v1/calendar/oauth`) whose hash is inside the "
+        "state: the callback refuses a state completed in another browser, so call this with credentials. "
+        "`return_to` is a web-app path the callback redirects to (default `/profile`)."
+    ),
+    responses={
+        200: _doc(
+            "The authorization URL (Cache-Control: no-store)",
+            "ConnectResponse",
+            headers={"Set-Cookie": {"description": "`sn_calendar_oauth`: binds the OAuth flow to this browser",
+                                    "schema": {"type": "string"}}},
+        ),
+        409: _doc("`conflict`: a calendar is already connected (disconnect it first, or choose another calendar)"),
+        422: _doc("`invalid_request`: unknown provider or malformed body; `invalid_return_to`: not a web-app path"),
+    },
+)
 def connect(request: Annotated[ConnectRequest, Body()]) -> Response[dict]:
     caller = _caller()
     url, binding = runtime.connection_service().start_connect(
@@ -79,33 +115,108 @@ def connect(request: Annotated[ConnectRequest, Body()]) -> Response[dict]:
     )
 
 
-@app.get("/v1/calendar/connection")
+@app.get(
+    "/v1/calendar/connection",
+    operation_id="getConnection",
+    tags=["Calendar connection"],
+    summary="The user's calendar connection",
+    description=(
+        "State (`not_connected`, `pending_calendar`, `syncing`, `connected`, `needs_reauth`, `disconnecting`), "
+        "provider, account, calendar, times, backfill progress and the last error. Poll it while `syncing` or "
+        "`disconnecting`."
+    ),
+    responses={200: _doc("The connection's status (only `state` when not connected)", "ConnectionStatus")},
+)
 def get_connection() -> dict:
     return runtime.connection_service().status(_caller())
 
 
-@app.get("/v1/calendar/calendars")
+@app.get(
+    "/v1/calendar/calendars",
+    operation_id="listCalendars",
+    tags=["Calendar connection"],
+    summary="Writable calendars of the connected account",
+    description="The calendars a connection can use: writable ones of the account the user authorized.",
+    responses={200: _doc("The calendars", "CalendarList"), 404: _NO_CONNECTION, 409: _CONNECTION_BUSY},
+)
 def list_calendars() -> dict:
     return {"calendars": runtime.connection_service().calendars(_caller())}
 
 
-@app.put("/v1/calendar/connection")
+@app.put(
+    "/v1/calendar/connection",
+    operation_id="selectCalendar",
+    tags=["Calendar connection"],
+    summary="Choose or switch the calendar",
+    description=(
+        "Selects the calendar SolarNexus events go to. The connection turns `syncing` while a backfill fills "
+        "it (or, after a switch, moves every SolarNexus event from the previous calendar), then `connected`."
+    ),
+    responses={
+        200: _doc("The connection's status after the choice", "ConnectionStatus"),
+        404: _NO_CONNECTION,
+        409: _CONNECTION_BUSY,
+        422: _doc("`invalid_request`: no `calendar_id`; `calendar_not_writable`: not a writable calendar of "
+                  "the connected account"),
+    },
+)
 def select_calendar(request: Annotated[SelectCalendarRequest, Body()]) -> dict:
     return runtime.connection_service().select_calendar(_caller(), request.calendar_id)
 
 
-@app.delete("/v1/calendar/connection")
+@app.delete(
+    "/v1/calendar/connection",
+    operation_id="disconnectCalendar",
+    tags=["Calendar connection"],
+    summary="Disconnect the calendar",
+    description=(
+        "Answers at once; then every SolarNexus event is removed from the calendar, the push channel closed, "
+        "the authorization revoked and the tokens deleted. Safe to repeat."
+    ),
+    responses={
+        202: _doc("`disconnecting` (cleanup queued), or `not_connected` when there was nothing to disconnect",
+                  "DisconnectResponse"),
+        409: _doc("`conflict`: the connection changed meanwhile; try again"),
+    },
+)
 def disconnect() -> Response[dict]:
     body = runtime.connection_service().request_disconnect(_caller())
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-@app.get("/v1/orgs/<org_id>/calendar-connections")
+@app.get(
+    "/v1/orgs/<org_id>/calendar-connections",
+    operation_id="listOrgConnections",
+    tags=["Organization"],
+    summary="Who in the org has a connected calendar",
+    description=(
+        "The scheduler's sync icon. Everyone sees each user's state; calendar and account names only for "
+        "org admins and for the caller's own row."
+    ),
+    responses={200: _doc("The org's connections", "OrgConnections"),
+               403: _doc("`forbidden`: another org than the caller's")},
+)
 def org_connections(org_id: str) -> dict:
     return {"connections": runtime.connection_service().org_connections(_caller(), org_id)}
 
 
-@app.get("/v1/orgs/<org_id>/busy")
+@app.get(
+    "/v1/orgs/<org_id>/busy",
+    operation_id="getOrgBusy",
+    tags=["Organization"],
+    summary="Teammates' busy times",
+    description=(
+        "Busy intervals from the users' own (non-SolarNexus) events, merged and clipped to `from`..`to` (at most "
+        "62 days), with no titles or details; \"Show as Free\" events are not busy. Answered from stored blocks "
+        "alone. A user who is not connected, or not in the org, has `[]`. At most 200 users."
+    ),
+    responses={
+        200: _doc("Busy intervals per requested user", "BusyResponse"),
+        403: _doc("`forbidden`: another org than the caller's"),
+        422: _doc("`invalid_request`: missing or malformed `user_ids`, `from`, `to`; no time zone; `to` not "
+                  "after `from`; span or user count too large"),
+    },
+)
 def org_busy(
     org_id: str,
     user_ids: Annotated[str, Query(min_length=1, max_length=30000, description="comma-separated user ids")],

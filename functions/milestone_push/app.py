@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from calsync import runtime
 from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
 from calsync.observability import logger
+from calsync.queueing import hand_back
 
 _messages = TypeAdapter(MilestoneMessage)
 
@@ -36,7 +37,8 @@ def _mirror(message: MilestoneUpserted | MilestoneDeleted) -> tuple[str, bool]:
 def lambda_handler(event: dict, context) -> dict:
     failures: set[str] = set()
     by_milestone: dict[str, list[str]] = defaultdict(list)
-    for record in SQSEvent(event).records:
+    records = list(SQSEvent(event).records)
+    for record in records:
         try:
             message = _messages.validate_json(record.body)
             milestone_id, newer = _mirror(message)
@@ -55,12 +57,24 @@ def lambda_handler(event: dict, context) -> dict:
         if not newer:
             logger.debug("stale or repeated milestone version", extra={"milestone_id": milestone_id})
     if by_milestone:
+        retry_after = None
         try:
             result = runtime.sync_engine().sync(list(by_milestone))
-            failed_milestones = result.failed
+            failed_milestones, retry_after = result.failed, result.retry_after
         except Exception:  # noqa: BLE001 - the whole sync failed; every message of it is retried
             logger.exception("milestone sync failed")
             failed_milestones = set(by_milestone)
+        throttled = set()
         for milestone_id in failed_milestones:
             failures.update(by_milestone.get(milestone_id, []))
+            throttled.update(by_milestone.get(milestone_id, []))
+        if retry_after is not None and throttled:
+            # Rate limited: come back when there is budget, rather than at once.
+            by_queue: dict[str, list[str]] = defaultdict(list)
+            for record in records:
+                if record.message_id in throttled:
+                    by_queue[record.event_source_arn].append(record.receipt_handle)
+            for queue_arn, handles in by_queue.items():
+                hand_back(queue_arn, handles, retry_after)
+            logger.info("throttled: messages handed back", extra={"count": len(throttled), "seconds": retry_after})
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failures)]}

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from calsync import runtime
 from calsync.observability import logger
+from calsync.queueing import handing_back_when_throttled
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -38,5 +39,6 @@ def handle_record(record: SQSRecord) -> dict:
 
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor,
-                                    context=context)
+    return process_partial_response(
+        event=event, record_handler=handing_back_when_throttled(handle_record), processor=processor, context=context
+    )

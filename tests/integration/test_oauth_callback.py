@@ -10,8 +10,8 @@ from localdev import browser
 
 
 def only_oauth_leftovers(stack):
-    """Nothing but (possibly) unused OAuth state records may be stored after a failed connect."""
-    return [i for i in stack.raw_items() if not i["pk"]["S"].startswith("OAUTHSTATE#")]
+    """Nothing but (possibly) unused OAuth state records (and the shared rate limiter) may be stored."""
+    return [i for i in stack.raw_items() if not i["pk"]["S"].startswith(("OAUTHSTATE#", "RATELIMIT#"))]
 
 
 def callback_url(stack, **params):

@@ -41,6 +41,12 @@ class Settings(BaseModel):
     backfill_state_machine_arn: str | None = None
     oauth_state_ttl_seconds: int = 600
     http_timeout_seconds: float = 8.0
+    # One limiter for the whole application (Cronofy: 50/s and 500/min per application, all users).
+    rate_limit_per_second: float = 50
+    rate_limit_per_minute: float = 500
+    # Short waits for a token are slept; longer ones hand queue work back to SQS (interactive routes
+    # may wait a little longer).
+    cronofy_max_wait_seconds: float = 1.0
 
     @field_validator("cronofy_data_center")
     @classmethod

@@ -142,6 +142,8 @@ class CronofyApp:
         retry: RetryPolicy | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        limiter=None,
+        max_limiter_wait: float = 1.0,
     ):
         self.client_id = client_id
         self._secret = client_secret
@@ -152,6 +154,8 @@ class CronofyApp:
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = "solarnexus-calendar-sync/1"
         self._sleep = sleep
+        self.limiter = limiter  # RateLimiter shared by every function, or None
+        self.max_limiter_wait = max_limiter_wait
 
     def __repr__(self) -> str:  # never show the secret
         return f"CronofyApp(client_id={self.client_id!r}, api={self.api_base_url!r})"
@@ -174,6 +178,7 @@ class CronofyApp:
         attempt = 0
         while True:
             attempt += 1
+            self._take_token(method, url)
             try:
                 resp = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
             except (requests.Timeout, requests.ConnectionError) as error:
@@ -186,12 +191,28 @@ class CronofyApp:
                 return resp
             retry_after = _retry_after(resp)
             delay = self._backoff(attempt, retry_after)
+            if resp.status_code == 429 and self.limiter is not None:
+                self.limiter.penalize(delay)  # everyone backs off, not just this caller
             if attempt >= self.retry.max_attempts or delay > self.retry.max_sleep:
                 path = urlsplit(url).path
                 if resp.status_code == 429:
                     raise CronofyRateLimited(f"{method} {path}: 429", retry_after=retry_after, status=429)
                 raise CronofyUnavailable(f"{method} {path}: {resp.status_code}", status=resp.status_code)
             self._sleep(delay)
+
+    def _take_token(self, method: str, url: str) -> None:
+        """Wait for the shared limiter (short waits only); longer waits hand the work back."""
+        if self.limiter is None:
+            return
+        waited = 0.0
+        while True:
+            wait = self.limiter.acquire(1)
+            if wait <= 0:
+                return
+            if waited + wait > self.max_limiter_wait:
+                raise CronofyRateLimited(f"{method} {urlsplit(url).path}: rate limit reached", retry_after=wait)
+            self._sleep(wait)
+            waited += wait
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -38,6 +38,15 @@ def publisher():
 
 
 @cache
+def rate_limiter():
+    from calsync.ratelimit import RateLimiter
+
+    settings = get_settings()
+    return RateLimiter(aws_client("dynamodb"), settings.table_name, settings.rate_limit_per_second,
+                       settings.rate_limit_per_minute)
+
+
+@cache
 def cronofy_app():
     from calsync.cronofy import CronofyApp
 
@@ -49,6 +58,8 @@ def cronofy_app():
         settings.api_base_url,
         settings.app_base_url,
         timeout=settings.http_timeout_seconds,
+        limiter=rate_limiter(),
+        max_limiter_wait=settings.cronofy_max_wait_seconds,
     )
 
 
@@ -74,7 +85,7 @@ def connection_service():
 
 def reset() -> None:
     """Forget every cached object (tests and the local stack switch environments)."""
-    for factory in (aws_client, store, vault, publisher, cronofy_app, connection_service, sync_engine,
+    for factory in (aws_client, store, vault, publisher, rate_limiter, cronofy_app, connection_service, sync_engine,
                     backfill_steps, busy, notification_processor, get_settings):
         factory.cache_clear()
 

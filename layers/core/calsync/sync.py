@@ -23,6 +23,7 @@ from calsync.cronofy import (
     BATCH_LIMIT,
     CronofyAuthError,
     CronofyError,
+    CronofyRateLimited,
     InvalidGrant,
 )
 from calsync.milestones import Milestone, calendar_event, content_hash
@@ -69,6 +70,12 @@ class SyncResult:
     errors: list[Exception] = field(default_factory=list)
     written: int = 0
     cronofy_batches: int = 0
+
+    @property
+    def retry_after(self) -> float | None:
+        """How long to wait before retrying, when a failure was throttling."""
+        waits = [e.retry_after or 1.0 for e in self.errors if isinstance(e, CronofyRateLimited)]
+        return max(waits) if waits else None
 
 
 def mirror_milestone(mirror: dict | None) -> Milestone | None:

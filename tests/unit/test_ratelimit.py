@@ -1,0 +1,71 @@
+"""The shared Cronofy limiter (GCRA in DynamoDB) against both sliding-window limits, on a fake clock."""
+
+import bisect
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from calsync.ratelimit import RateLimiter, gcra_parameters
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_800_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def db(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                  {"AttributeName": "sk", "AttributeType": "S"}],
+                            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                       {"AttributeName": "sk", "KeyType": "RANGE"}])
+        yield client
+
+
+def max_in_window(times, width):
+    return max(bisect.bisect_left(times, t + width - 1e-9) - i for i, t in enumerate(times))
+
+
+@pytest.mark.parametrize("per_second, per_minute", [(50, 500), (10, 100), (20, 1000)])
+def test_greedy_callers_never_exceed_either_limit_and_drain_above_80_percent(db, per_second, per_minute):
+    clock = Clock()
+    limiter = RateLimiter(db, "t", per_second, per_minute, clock=clock)
+    granted = []
+    end = clock.now + 75
+    while clock.now < end:
+        wait = limiter.acquire(1)
+        if wait == 0:
+            granted.append(clock.now)
+        else:
+            clock.now += wait
+    assert max_in_window(granted, 1.0) <= per_second
+    assert max_in_window(granted, 60.0) <= per_minute
+    binding = min(per_second * 60, per_minute)
+    assert len(granted) / 75 * 60 >= 0.8 * binding  # per minute
+
+
+def test_a_429_holds_everyone_back(db):
+    clock = Clock()
+    a = RateLimiter(db, "t", clock=clock)
+    b = RateLimiter(db, "t", clock=clock)  # another function, same bucket
+    assert a.acquire() == 0
+    a.penalize(30)
+    wait = b.acquire()
+    assert 29 < wait < 40
+    clock.now += wait
+    assert b.acquire() == 0
+
+
+def test_parameters_leave_a_margin():
+    rate, burst = gcra_parameters(50, 500)
+    assert burst + rate <= 50 * 0.95 + 1e-9 and burst + 60 * rate <= 500 * 0.95 + 1e-9
