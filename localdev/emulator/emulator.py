@@ -198,6 +198,10 @@ class CronofyEmulator:
     def close_channel(self, channel_id: str) -> dict[str, Any]:
         return self.state.close_channel(channel_id)
 
+    def drift_event(self, calendar_id: str, event_id: str, **changes: Any) -> None:
+        """Change (start/end/summary) or lose (vanish=True) an event silently: no notification."""
+        self.state.drift_event(calendar_id, event_id, **changes)
+
     # ------------------------------------------------------------------------------------------
     # faults and limits
     # ------------------------------------------------------------------------------------------

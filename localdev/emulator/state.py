@@ -729,6 +729,30 @@ class EmulatorState:
             self.emit_change(calendar_id, event, before)
             return event.snapshot()
 
+    def drift_event(
+        self,
+        calendar_id: str,
+        event_id: str,
+        *,
+        start: Any = None,
+        end: Any = None,
+        summary: str | None = None,
+        vanish: bool = False,
+    ) -> None:
+        """Operator tool: change or lose an event *silently* (no `updated` bump, no notification, no
+        tombstone), as provider-side drift or a lost notification would leave it."""
+        with self.lock:
+            cal = self._calendar(calendar_id)
+            event = self._find_event(cal, event_id, None)
+            if vanish:
+                del cal.events[event.event_uid]
+                del cal.managed_index[event_id]
+                return
+            if start is not None and end is not None:
+                event.start, event.end, event.all_day = self._bounds(start, end)
+            if summary is not None:
+                event.summary = summary
+
     def delete_event_as_user(
         self, calendar_id: str, event_id: str | None = None, event_uid: str | None = None
     ) -> dict[str, Any]:

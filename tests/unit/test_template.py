@@ -44,8 +44,8 @@ def test_sqs_functions_report_partial_batch_failures():
 
 def test_table_has_pitr_and_no_scan_needed_indexes():
     _, table = template.table_definition(T)
-    assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {"by_org", "by_channel", "by_sub",
-                                                                              "by_assignee", "by_user_events"}
+    indexes = {g["IndexName"] for g in table["GlobalSecondaryIndexes"]}
+    assert indexes == {"by_org", "by_channel", "by_sub", "by_assignee", "by_user_events", "by_slot"}
     props = next(r for r in RES.values() if r["Type"] == "AWS::DynamoDB::Table")["Properties"]
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
 

@@ -47,6 +47,8 @@ class Settings(BaseModel):
     # Short waits for a token are slept; longer ones hand queue work back to SQS (interactive routes
     # may wait a little longer).
     cronofy_max_wait_seconds: float = 1.0
+    # Cronofy requests one reconciler run may spend (it runs every 5 minutes by default).
+    reconcile_request_budget: int = 150
 
     @field_validator("cronofy_data_center")
     @classmethod

@@ -156,6 +156,7 @@ class CronofyApp:
         self._sleep = sleep
         self.limiter = limiter  # RateLimiter shared by every function, or None
         self.max_limiter_wait = max_limiter_wait
+        self.requests_sent = 0  # for request budgets (the reconciler)
 
     def __repr__(self) -> str:  # never show the secret
         return f"CronofyApp(client_id={self.client_id!r}, api={self.api_base_url!r})"
@@ -179,6 +180,7 @@ class CronofyApp:
         while True:
             attempt += 1
             self._take_token(method, url)
+            self.requests_sent += 1
             try:
                 resp = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
             except (requests.Timeout, requests.ConnectionError) as error:

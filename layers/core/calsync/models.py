@@ -76,6 +76,7 @@ class Connection(BaseModel):
     last_sync_at: datetime | None = None
     last_error: str | None = None
     backfill: BackfillProgress | None = None
+    last_reconciled_at: datetime | None = None
     # Bumped on every write; conditional updates compare it so concurrent writers never clobber.
     revision: int = 0
 
@@ -128,6 +129,7 @@ class EventRef(BaseModel):
     end: str
     all_day: bool
     timezone: str
+    summary: str | None = None  # as pushed: a changed title on the calendar is drift to repair
     # The user deleted the event on their calendar at this milestone version: not re-created
     # until the milestone changes again.
     removed_by_user_version: int | None = None

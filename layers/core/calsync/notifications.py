@@ -14,6 +14,8 @@ back to SolarNexus's time.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from calsync.busy import Busy
 from calsync.cronofy import CronofyAuthError, InvalidGrant
 from calsync.messages import MilestoneRemovedOnCalendar, MilestoneRescheduledOnCalendar, Publisher
@@ -29,6 +31,14 @@ SOLARNEXUS_PREFIXES = ("sn-", "snh-")
 def _norm(value: str) -> str:
     """Times compared as Cronofy writes them (whole seconds, Z); dates unchanged."""
     return value if len(value) == 10 else cronofy_time(value)
+
+
+def _changed_after(event: dict, ref: EventRef) -> bool:
+    """Did the calendar change this event after we last wrote it? (Cronofy's `updated` vs our write.)"""
+    updated = event.get("updated")
+    if not updated or ref.updated_at is None:
+        return True
+    return datetime.fromisoformat(updated.replace("Z", "+00:00")) > ref.updated_at
 
 
 class NotificationProcessor:
@@ -59,7 +69,12 @@ class NotificationProcessor:
             return {"outcome": "needs_reauth"}
         return {"outcome": "ignored"}
 
-    def _change(self, conn: Connection, client, changes_since: str | None) -> dict:
+    def catch_up(self, conn: Connection, client, since: str) -> dict:
+        """Process what changed since `since` as if a `change` notification had arrived (the reconciler
+        calls this for notifications that may have been missed)."""
+        return self._change(conn, client, since, catching_up=True)
+
+    def _change(self, conn: Connection, client, changes_since: str | None, catching_up: bool = False) -> dict:
         params = {"include_managed": True, "include_deleted": True, "include_moved": True}
         if changes_since:
             params["last_modified"] = cronofy_time(changes_since)
@@ -68,7 +83,7 @@ class NotificationProcessor:
         for event in client.read_events(**params):
             event_id = event.get("event_id")
             if event_id and event_id.startswith(SOLARNEXUS_PREFIXES):
-                reported += self._solarnexus_event(conn, event)
+                reported += self._solarnexus_event(conn, event, catching_up)
             else:
                 others_changed = True
         blocks = self.busy.refresh(conn, client) if others_changed else None
@@ -80,12 +95,14 @@ class NotificationProcessor:
             return self.store.get_ref(milestone_id, conn.user_id)
         return next((r for r in self.store.refs_of_user(conn.user_id) if r.event_id == event_id), None)
 
-    def _solarnexus_event(self, conn: Connection, event: dict) -> int:
+    def _solarnexus_event(self, conn: Connection, event: dict, catching_up: bool = False) -> int:
         ref = self._ref_for(conn, event["event_id"])
         if ref is None or ref.calendar_id != event.get("calendar_id"):
             return 0  # not (or no longer) ours to report: e.g. the echo of our own delete or move
         if ref.removed_by_user_version is not None:
             return 0  # already reported
+        if catching_up and not _changed_after(event, ref):
+            return 0  # not a change made after our write: drift, which the reconciler repairs
         if event.get("deleted"):
             self.store.put_ref(ref.model_copy(update={"removed_by_user_version": ref.version,
                                                       "updated_at": utcnow()}))

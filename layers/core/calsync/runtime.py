@@ -86,7 +86,7 @@ def connection_service():
 def reset() -> None:
     """Forget every cached object (tests and the local stack switch environments)."""
     for factory in (aws_client, store, vault, publisher, rate_limiter, cronofy_app, connection_service, sync_engine,
-                    backfill_steps, busy, notification_processor, get_settings):
+                    backfill_steps, busy, notification_processor, reconciler, get_settings):
         factory.cache_clear()
 
 
@@ -117,3 +117,11 @@ def notification_processor():
     from calsync.notifications import NotificationProcessor
 
     return NotificationProcessor(store(), connection_service(), publisher(), busy())
+
+
+@cache
+def reconciler():
+    from calsync.reconcile import Reconciler
+
+    return Reconciler(store(), connection_service(), sync_engine(), notification_processor(), busy(),
+                      get_settings().reconcile_request_budget)

@@ -10,6 +10,7 @@ One table, keyed `pk`/`sk`, designed from the access patterns:
 | connections by org (sync icons)       | GSI by_org: org_pk=ORG#{org_id}, org_sk=USER#{id}    |
 | connection by push channel (webhook)  | GSI by_channel: channel_pk=CHANNEL#{channel_id}      |
 | connection by Cronofy account `sub`   | GSI by_sub: sub_pk=SUB#{sub}                         |
+| connections per reconcile slot        | GSI by_slot: slot_pk=SLOT#{crc32(user) % 12}         |
 | single-use OAuth state                | pk=OAUTHSTATE#{nonce}, sk=STATE, ttl                 |
 | milestone mirror (newest version)     | pk=MILESTONE#{id}, sk=MIRROR                         |
 | scheduled milestones of a user, by    | pk=MILESTONE#{id}, sk=SCHEDULED#{user}; GSI          |
@@ -29,6 +30,7 @@ No request path scans.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -44,6 +46,14 @@ BACKFILL_SK = "BACKFILL"
 BUSY_SK = "BUSY"
 MIRROR_SK = "MIRROR"
 BATCH_GET_LIMIT = 100
+
+
+RECONCILE_SLOTS = 12
+
+
+def reconcile_slot(user_id: str) -> int:
+    """Users are spread over slots; the reconciler visits one slot a run (12 x 5 min = hourly)."""
+    return zlib.crc32(user_id.encode()) % RECONCILE_SLOTS
 
 
 class ConflictError(Exception):
@@ -77,6 +87,7 @@ class Store:
             org_pk=f"ORG#{conn.org_id}",
             org_sk=_user_pk(conn.user_id),
             sub_pk=f"SUB#{conn.cronofy_sub}",
+            slot_pk=f"SLOT#{reconcile_slot(conn.user_id)}",
         )
         if conn.channel_id:
             data["channel_pk"] = f"CHANNEL#{conn.channel_id}"
@@ -85,7 +96,7 @@ class Store:
     @staticmethod
     def _connection_from(item: dict[str, Any]) -> Connection:
         values = _from_item(item)
-        for key in ("pk", "sk", "org_pk", "org_sk", "sub_pk", "channel_pk"):
+        for key in ("pk", "sk", "org_pk", "org_sk", "sub_pk", "channel_pk", "slot_pk"):
             values.pop(key, None)
         return Connection.model_validate(values)
 
@@ -182,6 +193,22 @@ class Store:
         # Keys-only index, eventually consistent: read the base item for the truth.
         user_id = _from_item(items[0])["pk"].removeprefix("USER#")
         return self.get_connection(user_id)
+
+    def users_in_slot(self, slot: int) -> list[str]:
+        """Connected users the reconciler visits in this slot (GSI by_slot, keys only)."""
+        users: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_slot",
+            "KeyConditionExpression": "slot_pk = :s",
+            "ExpressionAttributeValues": _to_item({":s": f"SLOT#{slot}"}),
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            users.extend(_from_item(i)["pk"].removeprefix("USER#") for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return users
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     def connection_by_channel(self, channel_id: str) -> Connection | None:
         conn = self._single_by_index("by_channel", "channel_pk", f"CHANNEL#{channel_id}")

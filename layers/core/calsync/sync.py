@@ -143,7 +143,7 @@ def plan_milestone(
             new_ref = EventRef(
                 milestone_id=milestone_id, user_id=user_id, calendar_id=conn.calendar_id,
                 event_id=body["event_id"], version=version, content_hash=digest, start=start, end=end,
-                all_day=m.all_day, timezone=m.timezone, updated_at=now,
+                all_day=m.all_day, timezone=m.timezone, summary=body["summary"], updated_at=now,
             )
             same_place = ref is not None and ref.calendar_id == conn.calendar_id
             if same_place and ref.content_hash == digest and ref.removed_by_user_version is None and not force:
