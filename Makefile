@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
-.PHONY: install demo test lint validate unit bench build deploy clean
+.PHONY: install demo test lint validate unit bench build deploy clean openapi chromium
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
@@ -33,7 +33,14 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(VENV)/.installed $(SAMVENV)/.installed node_modules/.installed
+# The browser test (tests/browser) drives Debian's Chromium; Playwright never downloads a browser here.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "$(CHROMIUM) is missing: apt-get install chromium as root (the browser test skips without it)"; fi; }
+
+install: $(VENV)/.installed $(SAMVENV)/.installed node_modules/.installed chromium
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -46,6 +53,10 @@ unit: $(VENV)/.installed
 	$(PY) -m pytest tests
 
 test: install lint validate unit
+
+# openapi/openapi.json from the route declarations (tests/unit/test_openapi.py fails when it is stale).
+openapi: $(VENV)/.installed
+	$(PY) -m localdev.openapi
 
 demo: $(VENV)/.installed
 	$(PY) -m localdev.demo
@@ -60,6 +71,15 @@ build: $(SAMVENV)/.installed
 
 deploy: build
 	$(SAM) deploy --config-env $(STAGE)
+
+# After a fix: put a DLQ's messages back on their queue. QUEUE=UserEvents|Cleanup|MilestoneEvents|Notifications|CalendarChanges
+replay-dlq: $(VENV)/.installed
+	$(PY) scripts/replay_dlq.py --stack calendar-sync-$(STAGE) --queue $(QUEUE)
+
+# The chaos suite at full length (a short run is part of make test)
+chaos: $(VENV)/.installed
+	CHAOS_SEEDS=$${CHAOS_SEEDS:-1,2,3} CHAOS_USERS=$${CHAOS_USERS:-12} CHAOS_CHANGES=$${CHAOS_CHANGES:-600} \
+	  $(PY) -m pytest tests/chaos -s
 
 clean:
 	rm -rf $(VENV) $(SAMVENV) .aws-sam node_modules

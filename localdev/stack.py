@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import importlib
 import json
 import os
@@ -102,6 +101,7 @@ class LocalStack:
     def stop(self) -> None:
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
+        self.stop_pump()
         if self._original_lambda_invoke is not None:
             LambdaSimpleBackend.invoke = self._original_lambda_invoke
         if self._server:
@@ -382,6 +382,32 @@ class LocalStack:
                 time.sleep(0.1)
         raise RuntimeError("queues did not drain")
 
+    def start_pump(self, interval: float = 0.2) -> None:
+        """Deliver SQS batches in a background thread, as Lambda's event source mappings do, for
+        callers that cannot call drain() at the right moment (a real browser driving the web app)."""
+        if getattr(self, "_pump_thread", None) is not None:
+            return
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                try:
+                    self.pump()
+                except Exception as error:  # noqa: BLE001 - a failed round is retried on the next tick
+                    self.pump_error = error  # kept for a test to look at
+
+        self._pump_stop = stop
+        self._pump_thread = threading.Thread(target=loop, name="sqs-pump", daemon=True)
+        self._pump_thread.start()
+
+    def stop_pump(self) -> None:
+        thread = getattr(self, "_pump_thread", None)
+        if thread is None:
+            return
+        self._pump_stop.set()
+        thread.join(timeout=30)
+        self._pump_thread = None
+
     def queue_messages(self, queue_id: str) -> list[dict[str, Any]]:
         """Read and delete every message on a queue (for queues no function consumes, e.g. the core
         platform's CalendarChangesQueue, and DLQs)."""
@@ -451,7 +477,7 @@ class _RouterHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if parts.path.startswith("/app"):
+        if parts.path.split("/")[1] in ("app", "docs", "openapi.json"):
             return self._web_app(parts.path, parts.query)
         method = self.command.upper()
         for route in stack.routes:
@@ -477,11 +503,12 @@ class _RouterHandler(BaseHTTPRequestHandler):
         self._answer(int(result.get("statusCode", 200)), raw, result.get("headers") or {}, result.get("cookies"))
 
     def _web_app(self, path: str, query: str) -> None:
-        """The web app's profile page, reduced to what the OAuth redirect lands on."""
-        outcome = dict(parse_qsl(query))
-        text = (f"<!doctype html><title>SolarNexus profile</title><h1>Profile</h1>"
-                f"<p id='calendar-sync'>{html.escape(outcome.get('calendar_sync', ''))}</p>"
-                f"<p id='reason'>{html.escape(outcome.get('reason', ''))}</p>")
-        self._answer(200, text.encode(), {"Content-Type": "text/html; charset=utf-8"})
+        """Local-dev pages beside the API: the web app's profile page (/app, with /app/session minting
+        a session JWT), Swagger UI (/docs) and the OpenAPI document (/openapi.json)."""
+        from localdev import webapp
+
+        stack: LocalStack = self.server.stack  # type: ignore[attr-defined]
+        status, body, headers = webapp.respond(stack, self.command.upper(), path, query)
+        self._answer(status, body, headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
