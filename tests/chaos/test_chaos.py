@@ -1,0 +1,179 @@
+"""Chaos suite: a seeded workload through the local stack while Cronofy (the emulator) answers 429s,
+5xx and timeouts, SQS delivers duplicates and out of order, and handlers crash mid-batch. After the
+system settles, every invariant the product promises must hold. The seed is printed, so a failure
+replays exactly: CHAOS_SEEDS=<seed> make chaos.
+
+Short run in `make test`; `make chaos` runs longer (CHAOS_SEEDS, CHAOS_USERS, CHAOS_CHANGES).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+
+import pytest
+
+from calsync import runtime
+from calsync.milestones import event_id_for
+from calsync.store import Store
+from localdev.stack import LocalStack
+from tests.helpers import connect, in_days, iso, milestone
+
+SEEDS = [int(s) for s in os.environ.get("CHAOS_SEEDS", "7").split(",")]
+USERS = int(os.environ.get("CHAOS_USERS", "5"))
+CHANGES = int(os.environ.get("CHAOS_CHANGES", "120"))
+
+
+class Crashes:
+    """Handlers die mid-batch: after the calendar write landed, before it was recorded."""
+
+    def __init__(self, rng: random.Random, probability: float):
+        self.rng, self.p, self.count = rng, probability, 0
+        self.enabled = True
+        self._put_ref = Store.put_ref
+
+    def install(self, monkeypatch):
+        crashes = self
+
+        def put_ref(store, ref):
+            if crashes.enabled and crashes.rng.random() < crashes.p:
+                crashes.count += 1
+                raise RuntimeError("chaos: Lambda crashed mid-batch")
+            return crashes._put_ref(store, ref)
+
+        monkeypatch.setattr(Store, "put_ref", put_ref)
+
+
+def faults(stack, rng: random.Random) -> None:
+    choice = rng.random()
+    if choice < 0.3:
+        stack.emulator.add_fault(path_prefix="/v1/", status=429, retry_after=1, count=rng.randint(1, 3))
+    elif choice < 0.55:
+        stack.emulator.add_fault(path_prefix="/v1/", status=rng.choice([500, 502, 503]), count=rng.randint(1, 3))
+    elif choice < 0.7:
+        stack.emulator.add_fault(path_prefix="/v1/batch", mode="timeout", latency_ms=1300, count=1)
+
+
+def deliver(stack, messages: list[dict], rng: random.Random) -> int:
+    """At-least-once, any order: shuffle, duplicate a fifth, send, drain."""
+    copies = messages + [m for m in messages if rng.random() < 0.2]
+    rng.shuffle(copies)
+    for m in copies:
+        stack.send("MilestoneEventsQueue", m)
+    return len(copies) - len(messages)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_chaos(seed, monkeypatch, capsys):
+    rng = random.Random(seed)
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "1")
+    with LocalStack(emulator_options={"rate_limit": (50, 500)}) as stack:
+        org = "org_sunbright"
+        users = [f"u_{i}" for i in range(USERS)]
+        accounts, sessions, calendars = {}, {}, {}
+        for u in users:
+            accounts[u] = stack.emulator.add_calendar_account("google", f"{u}@example.com", calendars=[
+                {"name": "Work", "primary": True}, {"name": "Holidays", "readonly": True}])
+            sessions[u] = stack.browser(u, org)
+            calendars[u] = connect(stack, sessions[u], "google", accounts[u])
+
+        crashes = Crashes(rng, 0.04)
+        crashes.install(monkeypatch)
+        # ---- SolarNexus changes, in rounds, each under fresh faults ----
+        truth: dict[str, dict] = {}  # milestone id -> its newest message
+        versions: Counter = Counter()
+        duplicates = 0
+        leaving = rng.sample(users, 2)  # one disconnects, one is deactivated, part-way through
+        n_milestones = max(4, CHANGES // 4)
+        rounds = 6
+        for r in range(rounds):
+            batch = []
+            for _ in range(CHANGES // rounds):
+                mid = f"ms_{rng.randrange(n_milestones)}"
+                versions[mid] += 1
+                assignees = rng.sample(users, rng.choice([1, 1, 2]))
+                kind = rng.random()
+                if kind < 0.1:
+                    msg = milestone(mid, versions[mid], assignees, status="cancelled")
+                elif kind < 0.15:
+                    msg = {"type": "milestone.deleted", "message_id": f"d-{mid}-{versions[mid]}",
+                           "occurred_at": iso(in_days(0)), "org_id": org, "milestone_id": mid,
+                           "version": versions[mid]}
+                else:
+                    start = in_days(1 + rng.randrange(40), 8 + rng.randrange(9))
+                    msg = milestone(mid, versions[mid], assignees, start)
+                truth[mid] = msg
+                batch.append(msg)
+            duplicates += deliver(stack, batch, rng)
+            faults(stack, rng)
+            if r == 2:
+                sessions[leaving[0]].delete(stack.url("/v1/calendar/connection"))
+            if r == 3:
+                stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "chaos-1",
+                                               "occurred_at": iso(in_days(0)), "org_id": org,
+                                               "user_id": leaving[1]})
+            stack.drain(timeout=300)
+
+        # ---- calendar-side reschedules (the user drags events) ----
+        stack.emulator.advance_clock(5)
+        moved: dict[tuple[str, str], tuple[str, str]] = {}
+        staying = [u for u in users if u not in leaving]
+        for u in staying:
+            ours = [e for e in stack.emulator.events(calendars[u]) if e["managed"] and not e["deleted"]]
+            for event in rng.sample(ours, min(2, len(ours))):
+                start = in_days(50 + rng.randrange(5), 10)
+                stack.emulator.move_event(calendars[u], event_id=event["event_id"], start=iso(start),
+                                          end=iso(start.replace(hour=11)))
+                moved[(u, event["event_id"])] = (iso(start), iso(start.replace(hour=11)))
+        faults(stack, rng)
+        stack.drain(timeout=300)
+
+        # ---- settle: no more chaos; one scheduled reconcile pass ----
+        crashes.enabled = False
+        stack.emulator.clear_faults()
+        stack.drain(timeout=300)
+        heal = stack.invoke("ReconcilerFunction", {"all_slots": True})
+        stack.drain(timeout=300)
+
+        # ---- invariants ----
+        changes = stack.queue_messages("CalendarChangesQueue")
+        reported = {(m["user_id"], event_id_for(m["milestone_id"])) for m in changes
+                    if m["type"] == "milestone.rescheduled_on_calendar"}
+        mismatches, duplicate_events, left_after_leaving = [], 0, 0
+        for u in users:
+            events = [e for e in stack.emulator.events(calendars[u]) if e["managed"] and not e["deleted"]]
+            ids = Counter(e["event_id"] for e in events)
+            duplicate_events += sum(c - 1 for c in ids.values())
+            if u in leaving:
+                left_after_leaving += len(events)
+                continue
+            actual = {e["event_id"]: (e["start"], e["end"]) for e in events}
+            expected = {}
+            for mid, msg in truth.items():
+                m = msg.get("milestone")
+                if m and m["status"] == "scheduled" and u in m["assignee_user_ids"]:
+                    expected[event_id_for(mid)] = moved.get((u, event_id_for(mid)), (m["start"], m["end"]))
+            if actual != expected:
+                mismatches.append((u, sorted(set(actual.items()) ^ set(expected.items()))[:4]))
+        lost_moves = [k for k in moved if k not in reported]
+        dead = sum(len(stack.queue_messages(q)) for q in ("MilestoneEventsDLQ", "UserEventsDLQ", "CleanupDLQ",
+                                                             "NotificationsDLQ"))
+        stats = stack.emulator.stats
+        repairs = {k: v for k, v in heal.items() if v and k not in ("users", "cronofy_requests", "busy_refreshed")}
+        faults_hit = sum(1 for e in stack.emulator.request_log if e.get("fault"))
+        with capsys.disabled():
+            print(f"\nchaos seed={seed} users={USERS} changes={sum(versions.values())} "
+                  f"duplicates_delivered={duplicates} crashes={crashes.count} faults_hit={faults_hit} "
+                  f"cronofy_429_for_rate={stats['rate_limited']} max_per_s={stats['max_per_second']} "
+                  f"max_per_min={stats['max_per_minute']}")
+            print(f"  calendars_wrong={len(mismatches)} duplicate_events={duplicate_events} "
+                  f"events_left_after_leaving={left_after_leaving} moves={len(moved)} moves_lost={len(lost_moves)} "
+                  f"dead_letters={dead} reconciler_repairs={repairs}")
+        assert mismatches == [], mismatches
+        assert duplicate_events == 0
+        assert left_after_leaving == 0
+        assert lost_moves == []
+        assert dead == 0
+        assert stack.emulator.stats["rate_limited"] == 0  # no request over Cronofy's limit reached it
+        assert all(runtime.store().get_connection(u) is None for u in leaving)
