@@ -258,7 +258,11 @@ class LocalStack:
     def http_event(self, method: str, raw_path: str, query: str, headers: dict[str, str], body: bytes,
                    route: template.Route, path_params: dict[str, str], claims: dict | None) -> dict[str, Any]:
         cookies = [c.strip() for c in headers.get("cookie", "").split(";") if c.strip()]
-        text_body = body.decode("utf-8") if body else None
+        # API Gateway passes text bodies as they are and anything else base64-encoded.
+        try:
+            text_body, encoded = (body.decode("utf-8") if body else None), False
+        except UnicodeDecodeError:
+            text_body, encoded = base64.b64encode(body).decode(), True
         event: dict[str, Any] = {
             "version": "2.0",
             "routeKey": f"{method} {route.path}",
@@ -280,7 +284,7 @@ class LocalStack:
                 "timeEpoch": int(time.time() * 1000),
             },
             "body": text_body,
-            "isBase64Encoded": False,
+            "isBase64Encoded": encoded,
         }
         if cookies:
             event["cookies"] = cookies
@@ -512,3 +516,10 @@ class _RouterHandler(BaseHTTPRequestHandler):
         self._answer(status, body, headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+    def __getattr__(self, name: str):
+        # Any other method (HEAD, OPTIONS, QUERY...) reaches the routing too, so an unknown one gets
+        # API Gateway's JSON 404 instead of http.server's 501 page.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)

@@ -3,6 +3,7 @@ disconnect, and the org's connection list. Thin: parse, call the connection serv
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -219,7 +220,10 @@ def org_connections(org_id: str) -> dict:
 )
 def org_busy(
     org_id: str,
-    user_ids: Annotated[str, Query(min_length=1, max_length=30000, description="comma-separated user ids")],
+    user_ids: Annotated[
+        str,
+        Query(min_length=1, max_length=9000, pattern=r"^[A-Za-z0-9_.:@,-]+$", description="comma-separated user ids"),
+    ],
     start: Annotated[datetime, Query(alias="from", description="ISO-8601 UTC")],
     end: Annotated[datetime, Query(alias="to", description="ISO-8601 UTC")],
 ) -> dict:
@@ -230,6 +234,18 @@ def org_busy(
     return runtime.busy().for_scheduler(_caller(), org_id, ids, start, end)
 
 
+def _plain_error(error: ApiError) -> dict:
+    """An error answered before routing (the body could not be handed to the resolver)."""
+    return {"statusCode": error.status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps(error.body())}
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
+    if event.get("body"):
+        content_type = {k.lower(): v for k, v in (event.get("headers") or {}).items()}.get("content-type", "")
+        if content_type and not content_type.split(";")[0].strip().lower().endswith("json"):
+            return _plain_error(ApiError(415, "unsupported_media_type", "send the body as application/json"))
+        if event.get("isBase64Encoded"):  # API Gateway only encodes bodies that are not text
+            return _plain_error(ApiError(422, "invalid_request", "the body must be UTF-8 JSON"))
     return app.resolve(event, context)
