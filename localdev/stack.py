@@ -331,7 +331,11 @@ class LocalStack:
                 "receiptHandle": m["ReceiptHandle"],
                 "body": m["Body"],
                 "attributes": m.get("Attributes", {}),
-                "messageAttributes": m.get("MessageAttributes", {}),
+                "messageAttributes": {  # Lambda's camelCase shape
+                    name: {"stringValue": a.get("StringValue"), "dataType": a.get("DataType", "String"),
+                           "stringListValues": [], "binaryListValues": []}
+                    for name, a in (m.get("MessageAttributes") or {}).items()
+                },
                 "md5OfBody": m["MD5OfBody"],
                 "eventSource": "aws:sqs",
                 "eventSourceARN": self.queue_arns[queue_id],

@@ -5,13 +5,15 @@ BackfillChunkFailed) so the state machine's Retry and Catch can match on them.""
 from __future__ import annotations
 
 from calsync import runtime
-from calsync.observability import logger
+from calsync.observability import logger, metrics
 
 ACTIONS = {"plan", "chunk", "finalize", "fail"}
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
+    logger.set_correlation_id(event.get("correlation_id") or event.get("run_id"))
     action = event.get("action")
     if action not in ACTIONS:
         raise ValueError(f"unknown backfill action {action!r}")

@@ -20,7 +20,7 @@ from calsync.config import get_settings
 from calsync.connections import valid_return_to
 from calsync.errors import ApiError
 from calsync.oauth_state import BINDING_COOKIE
-from calsync.observability import logger
+from calsync.observability import logger, metrics
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -240,6 +240,7 @@ def _plain_error(error: ApiError) -> dict:
             "body": json.dumps(error.body())}
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     if event.get("body"):

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from calsync import runtime
 from calsync.messages import UserDeactivated, UserQueueMessage
-from calsync.observability import logger
+from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.queueing import handing_back_when_throttled
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -22,12 +22,14 @@ _messages = TypeAdapter(UserQueueMessage)
 
 
 def handle_record(record: SQSRecord) -> str:
+    adopt_correlation_id(record)
     message = _messages.validate_json(record.body)
     reason = "user_deactivated" if isinstance(message, UserDeactivated) else "disconnected"
     with logger.append_context_keys(user_id=message.user_id, message_id=message.message_id):
         return runtime.connection_service().cleanup(message.user_id, message.org_id, reason)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     return process_partial_response(

@@ -17,7 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from calsync import runtime
 from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
-from calsync.observability import logger
+from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.queueing import hand_back
 
 _messages = TypeAdapter(MilestoneMessage)
@@ -33,11 +33,14 @@ def _mirror(message: MilestoneUpserted | MilestoneDeleted) -> tuple[str, bool]:
                                                            message.version, None)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     failures: set[str] = set()
     by_milestone: dict[str, list[str]] = defaultdict(list)
     records = list(SQSEvent(event).records)
+    if records:  # one invocation, one batch: continue the first record's correlation id
+        adopt_correlation_id(records[0])
     for record in records:
         try:
             message = _messages.validate_json(record.body)

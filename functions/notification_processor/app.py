@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel
 
 from calsync import runtime
-from calsync.observability import logger
+from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.queueing import handing_back_when_throttled
 
 processor = BatchProcessor(event_type=EventType.SQS)
@@ -30,6 +30,7 @@ class NotificationJob(BaseModel):
 
 
 def handle_record(record: SQSRecord) -> dict:
+    adopt_correlation_id(record)
     job = NotificationJob.model_validate_json(record.body)
     with logger.append_context_keys(user_id=job.user_id, notification_type=job.notification_type):
         result = runtime.notification_processor().process(job.model_dump())
@@ -37,6 +38,7 @@ def handle_record(record: SQSRecord) -> dict:
         return result
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     return process_partial_response(

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from calsync import runtime
 from calsync.config import get_settings
 from calsync.oauth_state import BINDING_COOKIE
-from calsync.observability import logger
+from calsync.observability import logger, metrics
 
 _PARAMS = ("code", "state", "error")
 
@@ -26,6 +26,7 @@ def _binding_cookie(event: APIGatewayProxyEventV2) -> str | None:
     return None
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     request = APIGatewayProxyEventV2(event)

@@ -32,7 +32,7 @@ from botocore.config import Config
 from calsync.config import Settings, get_settings
 from calsync.errors import ApiError
 from calsync.models import iso, utcnow
-from calsync.observability import logger
+from calsync.observability import correlation_attributes, logger
 from calsync.store import Store
 from calsync.webhook import SIGNATURE_HEADER, channel_token_valid, signature_valid
 
@@ -151,7 +151,8 @@ def lambda_handler(event: dict, context) -> dict:
         "received_at": iso(utcnow()),
         "message_id": str(uuid.uuid4()),
     }
-    sqs.send_message(QueueUrl=settings.notifications_queue_url, MessageBody=json.dumps(message))
+    sqs.send_message(QueueUrl=settings.notifications_queue_url, MessageBody=json.dumps(message),
+                     MessageAttributes=correlation_attributes())
     logger.info("cronofy notification queued", extra={
         "notification_type": kind, "channel_id": channel_id, "user_id": connection.user_id,
         "message_id": message["message_id"]})

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from calsync.cronofy import CronofyRateLimited, CronofyUnavailable, InvalidGrant
 from calsync.models import BackfillProgress, ConnectionState, iso, utcnow
-from calsync.observability import logger
+from calsync.observability import logger, metrics
 from calsync.store import ConflictError, Store
 from calsync.sync import BACKFILL_DAYS, SyncEngine
 
@@ -47,7 +47,8 @@ class BackfillSteps:
         ids = list(dict.fromkeys(ids))
         chunks = [ids[i:i + CHUNK_SIZE] for i in range(0, len(ids), CHUNK_SIZE)]
         self.store.put_chunks(run_id, chunks, int(time.time()) + CHUNK_TTL_SECONDS)
-        self.store.put_backfill(user_id, run_id, BackfillProgress(done=0, total=len(ids), status="running"))
+        self.store.put_backfill(user_id, run_id, BackfillProgress(done=0, total=len(ids), status="running"),
+                                started_at=time.time())
         logger.info("backfill planned", extra={"user_id": user_id, "milestones": len(ids), "chunks": len(chunks)})
         return {"chunks": list(range(len(chunks))), "total": len(ids), "stale": False}
 
@@ -77,6 +78,10 @@ class BackfillSteps:
                 pass
         progress = self.store.get_backfill(user_id) or {}
         total = int(progress.get("total", 0))
+        if progress.get("started_at") is not None:
+            metrics.add_metric(name="BackfillDuration", unit="Seconds",
+                               value=round(time.time() - float(progress["started_at"]), 3))
+        metrics.add_metric(name="BackfillMilestones", unit="Count", value=total)
         self.store.put_backfill(user_id, run_id, BackfillProgress(done=total, total=total, status="succeeded"))
         self._settle(user_id, None)
         return {"stale": False, "total": total}

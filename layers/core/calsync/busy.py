@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from calsync.caller import Caller
 from calsync.errors import ApiError
 from calsync.models import Connection, iso, utcnow
+from calsync.observability import metrics
 from calsync.store import BusyStore
 
 DAYS_BACK = 1
@@ -51,6 +52,7 @@ class Busy:
                 continue  # "Show as Free": not busy. tentative/unknown count as busy.
             blocks.append((_instant(block["start"]), _instant(block["end"])))
         merged = merge(blocks)
+        metrics.add_metric(name="BusyRefreshes", unit="Count", value=1)
         self.store.put(conn.user_id, conn.org_id, [(iso(s), iso(e)) for s, e in merged],
                        window_from.isoformat(), window_to.isoformat(), iso(now))
         return len(merged)

@@ -30,7 +30,7 @@ from calsync.models import (
     utcnow,
 )
 from calsync.oauth_state import StateError, StateSigner
-from calsync.observability import logger
+from calsync.observability import logger, metrics
 from calsync.store import ConflictError, Store
 from calsync.vault import TokenVault
 
@@ -97,6 +97,7 @@ class ConnectionService:
         if conn.state in (ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING):
             return conn
         logger.warning("connection needs re-authorization", extra={"user_id": conn.user_id, "reason": reason})
+        metrics.add_metric(name="NeedsReauth", unit="Count", value=1)
         updated = self.store.save_connection(
             conn.model_copy(
                 update={"state": ConnectionState.NEEDS_REAUTH, "last_error": reason, "updated_at": utcnow()}
@@ -295,6 +296,7 @@ class ConnectionService:
         except ConflictError as error:
             raise conflict("the connection changed meanwhile; try again") from error
         conn = self.on_calendar_selected(conn, previous)
+        logger.info("calendar selected", extra={"user_id": conn.user_id, "switch": previous is not None})
         self.publisher.connection_changed(conn.org_id, conn.user_id, conn.state, conn.last_error)
         return self.status(caller)
 
@@ -313,6 +315,7 @@ class ConnectionService:
                 raise conflict("the connection changed meanwhile; try again") from error
         # Sent every time: a lost message is healed by the user asking again.
         self.publisher.request_disconnect(conn.org_id, conn.user_id)
+        logger.info("disconnect requested", extra={"user_id": conn.user_id})
         return {"state": ConnectionState.DISCONNECTING.value}
 
     def cleanup(self, user_id: str, org_id: str, reason: str) -> str:

@@ -27,6 +27,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field
 
 from calsync.models import Calendar, TokenSet, utcnow
+from calsync.observability import metrics
 
 DEFAULT_SCOPE = "read_account list_calendars read_events create_event delete_event"
 BATCH_LIMIT = 50
@@ -193,6 +194,8 @@ class CronofyApp:
                 return resp
             retry_after = _retry_after(resp)
             delay = self._backoff(attempt, retry_after)
+            if resp.status_code == 429:
+                metrics.add_metric(name="CronofyThrottled", unit="Count", value=1)
             if resp.status_code == 429 and self.limiter is not None:
                 self.limiter.penalize(delay)  # everyone backs off, not just this caller
             if attempt >= self.retry.max_attempts or delay > self.retry.max_sleep:

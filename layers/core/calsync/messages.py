@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from calsync.models import ConnectionState, iso, utcnow
+from calsync.observability import correlation_attributes
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 UtcTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")]
@@ -57,7 +58,8 @@ class Publisher:
     def _send(self, queue_url: str | None, body: BaseModel) -> None:
         if not queue_url:
             raise RuntimeError(f"no queue configured for {type(body).__name__}")
-        self._sqs.send_message(QueueUrl=queue_url, MessageBody=body.model_dump_json(exclude_none=True))
+        self._sqs.send_message(QueueUrl=queue_url, MessageBody=body.model_dump_json(exclude_none=True),
+                               MessageAttributes=correlation_attributes())
 
     def connection_changed(self, org_id: str, user_id: str, state: ConnectionState, reason: str | None) -> None:
         self._send(self._changes_url, ConnectionChanged(org_id=org_id, user_id=user_id, state=state, reason=reason))

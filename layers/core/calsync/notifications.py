@@ -21,7 +21,7 @@ from calsync.cronofy import CronofyAuthError, InvalidGrant
 from calsync.messages import MilestoneRemovedOnCalendar, MilestoneRescheduledOnCalendar, Publisher
 from calsync.milestones import calendar_event, cronofy_time, milestone_id_from_event_id
 from calsync.models import Connection, EventRef, utcnow
-from calsync.observability import logger
+from calsync.observability import logger, metrics
 from calsync.store import Store
 from calsync.sync import WRITABLE_STATES, mirror_milestone, pushed_times
 
@@ -110,6 +110,7 @@ class NotificationProcessor:
                 org_id=conn.org_id, milestone_id=ref.milestone_id, user_id=conn.user_id,
                 based_on_version=ref.version))
             logger.info("event removed on calendar", extra={"milestone_id": ref.milestone_id})
+            metrics.add_metric(name="RemovalsReceived", unit="Count", value=1)
             return 1
         start, end = _norm(event["start"]), _norm(event["end"])
         if (start, end) in {(ref.start, ref.end), (ref.user_moved_start, ref.user_moved_end)}:
@@ -125,4 +126,5 @@ class NotificationProcessor:
             org_id=conn.org_id, milestone_id=ref.milestone_id, user_id=conn.user_id, based_on_version=ref.version,
             start=start, end=end, all_day=len(start) == 10, timezone=ref.timezone))
         logger.info("event rescheduled on calendar", extra={"milestone_id": ref.milestone_id})
+        metrics.add_metric(name="ReschedulesReceived", unit="Count", value=1)
         return 1

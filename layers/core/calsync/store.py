@@ -31,6 +31,7 @@ No request path scans.
 from __future__ import annotations
 
 import zlib
+from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -455,10 +456,11 @@ class Store:
 
     # ---- backfill ----------------------------------------------------------------------------------
 
-    def put_backfill(self, user_id: str, run_id: str, progress: BackfillProgress, error: str | None = None) -> None:
+    def put_backfill(self, user_id: str, run_id: str, progress: BackfillProgress, error: str | None = None,
+                     started_at: float | None = None) -> None:
         self._db.put_item(TableName=self._table, Item=_to_item({
             "pk": _user_pk(user_id), "sk": BACKFILL_SK, "run_id": run_id, "error": error,
-            **progress.model_dump()}))
+            "started_at": None if started_at is None else Decimal(f"{started_at:.3f}"), **progress.model_dump()}))
 
     def add_backfill_done(self, user_id: str, run_id: str, count: int) -> None:
         """Count finished milestones of the current run (a stale run's chunks count nothing)."""

@@ -28,7 +28,7 @@ from calsync.cronofy import (
 )
 from calsync.milestones import Milestone, calendar_event, content_hash
 from calsync.models import Connection, ConnectionState, EventRef, iso, utcnow
-from calsync.observability import logger
+from calsync.observability import logger, metrics
 from calsync.store import Store
 
 BACKFILL_DAYS = 30
@@ -236,6 +236,7 @@ class SyncEngine:
                                 "errors": outcome.data})
                             result.failed.add(w.milestone_id)
                     self._record(landed)
+                    metrics.add_metric(name="CalendarWrites", unit="Count", value=len(landed))
             except (InvalidGrant, CronofyAuthError):
                 # Nothing more can be written for this user until they reconnect; the reconnect's
                 # backfill restores their calendar, so these writes are not retried.

@@ -18,6 +18,9 @@ class BackfillWorkflow:
         if not self._arn:
             raise RuntimeError("BACKFILL_STATE_MACHINE_ARN is not set")
         name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{user_id}-{run_id}")[-80:]
+        from calsync.observability import logger
+
         payload = {"user_id": user_id, "org_id": org_id, "run_id": run_id,
-                   "previous_calendar_id": previous_calendar_id}
+                   "previous_calendar_id": previous_calendar_id,
+                   "correlation_id": logger.get_correlation_id() or run_id}
         self._sfn.start_execution(stateMachineArn=self._arn, name=name, input=json.dumps(payload))
