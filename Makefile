@@ -65,6 +65,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/cold_imports.py
 	$(PY) bench/milestones.py
 	$(PY) bench/webhook_intake.py
+	BENCH_REUSE=1 $(PY) bench/week.py
 
 build: $(SAMVENV)/.installed
 	PATH="$(dir $(PY313)):$$PATH" $(SAM) build
@@ -75,6 +76,10 @@ deploy: build
 # After a fix: put a DLQ's messages back on their queue. QUEUE=UserEvents|Cleanup|MilestoneEvents|Notifications|CalendarChanges
 replay-dlq: $(VENV)/.installed
 	$(PY) scripts/replay_dlq.py --stack calendar-sync-$(STAGE) --queue $(QUEUE)
+
+# 20,000 milestone changes across 200 users against the emulator's 50/s and 500/min (about 15 minutes)
+burst: $(VENV)/.installed
+	$(PY) bench/burst.py
 
 # The chaos suite at full length (a short run is part of make test)
 chaos: $(VENV)/.installed
