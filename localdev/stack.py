@@ -191,6 +191,9 @@ class LocalStack:
             raise RuntimeError(f"template.yaml sets variables the local stack does not: {sorted(missing)}")
         self._set_env(local_env)
         self._set_env(function_env)
+        # EMF metrics are recorded but not printed locally (they would drown the demo's narration);
+        # POWERTOOLS_METRICS_DISABLED=false shows them.
+        self._set_env({"POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true")})
         from calsync import runtime
 
         runtime.reset()
