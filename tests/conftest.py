@@ -1,3 +1,7 @@
+import io
+import json
+import logging
+
 import pytest
 
 from localdev.stack import LocalStack
@@ -47,3 +51,31 @@ def miguel_cal(stack, teammate):
     from tests.helpers import connect
 
     return connect(stack, teammate["session"], "microsoft", teammate["account"])
+
+
+class LogCapture:
+    """Everything the service logger writes, formatted as in Lambda (JSON lines)."""
+
+    def __init__(self):
+        self.sink = io.StringIO()
+
+    def getvalue(self) -> str:
+        return self.sink.getvalue()
+
+    def lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.getvalue().splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def service_logs():
+    from calsync.observability import logger
+
+    capture = LogCapture()
+    handler = logging.StreamHandler(capture.sink)
+    handler.setFormatter(logger.registered_formatter)
+    previous = logger.log_level
+    logger.addHandler(handler)
+    logger.setLevel("DEBUG")
+    yield capture
+    logger.setLevel(previous)
+    logger.removeHandler(handler)

@@ -1,32 +1,13 @@
 """Captured logs of a whole lifecycle, at DEBUG, contain no token, code or secret."""
 
-import io
-import logging
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-
 from calsync import runtime
-from calsync.observability import logger
 from localdev import browser
 from localdev import stack as local
 
 
-@pytest.fixture
-def debug_logs():
-    """Everything the service logger writes, at DEBUG, formatted as in Lambda (JSON lines)."""
-    sink = io.StringIO()
-    handler = logging.StreamHandler(sink)
-    handler.setFormatter(logger.registered_formatter)
-    previous = logger.log_level
-    logger.addHandler(handler)
-    logger.setLevel("DEBUG")
-    yield sink
-    logger.setLevel(previous)
-    logger.removeHandler(handler)
-
-
-def test_lifecycle_logs_hold_no_secret(stack, jane, teammate, capfd, debug_logs):
+def test_lifecycle_logs_hold_no_secret(stack, jane, teammate, capfd, service_logs):
     secrets_seen = {local.CLIENT_SECRET, local.SIGNING_KEY}
     s = jane["session"]
     secrets_seen.add(s.headers["Authorization"].removeprefix("Bearer "))
@@ -51,7 +32,7 @@ def test_lifecycle_logs_hold_no_secret(stack, jane, teammate, capfd, debug_logs)
                                    "2026-11-24T10:00:00Z", "org_id": "org_sunbright", "user_id": "u_miguel"})
     stack.drain()
     out = capfd.readouterr()
-    captured = debug_logs.getvalue() + out.out + out.err
+    captured = service_logs.getvalue() + out.out + out.err
     assert "calendar connected" in captured  # the logs were really captured
     leaked = [secret for secret in secrets_seen if secret and secret in captured]
     assert leaked == []

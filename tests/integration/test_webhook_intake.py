@@ -2,15 +2,12 @@
 notifications through the router, and hand-made requests for everything a caller can get wrong."""
 
 import base64
-import io
 import json
-import logging
 
 import pytest
 import requests
 
 from calsync import webhook
-from calsync.observability import logger
 from localdev import browser
 from localdev import stack as local
 from localdev.emulator import SIGNATURE_HEADER, sign_body
@@ -29,17 +26,6 @@ def miguel(stack, teammate):
     return {"channel": channel, "calendar_id": calendar_id, "user_id": "u_miguel", "org_id": "org_sunbright"}
 
 
-@pytest.fixture
-def service_logs():
-    sink = io.StringIO()
-    handler = logging.StreamHandler(sink)
-    handler.setFormatter(logger.registered_formatter)
-    previous = logger.log_level
-    logger.addHandler(handler)
-    logger.setLevel("DEBUG")
-    yield sink
-    logger.setLevel(previous)
-    logger.removeHandler(handler)
 
 
 def notification_body(channel, kind, **fields):

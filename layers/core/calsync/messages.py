@@ -81,25 +81,24 @@ class Publisher:
         )
 
 
-class MilestoneRescheduledOnCalendar(BaseModel):
-    type: Literal["milestone.rescheduled_on_calendar"] = "milestone.rescheduled_on_calendar"
+class _CalendarSideChange(BaseModel):
+    """What the user did to a SolarNexus event on their calendar (ARCHITECTURE §4)."""
+
     message_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     occurred_at: str = Field(default_factory=lambda: iso(utcnow()))
     org_id: str
     milestone_id: str
     user_id: str
     based_on_version: int
+
+
+class MilestoneRescheduledOnCalendar(_CalendarSideChange):
+    type: Literal["milestone.rescheduled_on_calendar"] = "milestone.rescheduled_on_calendar"
     start: str
     end: str
     all_day: bool
     timezone: str
 
 
-class MilestoneRemovedOnCalendar(BaseModel):
+class MilestoneRemovedOnCalendar(_CalendarSideChange):
     type: Literal["milestone.removed_on_calendar"] = "milestone.removed_on_calendar"
-    message_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
-    occurred_at: str = Field(default_factory=lambda: iso(utcnow()))
-    org_id: str
-    milestone_id: str
-    user_id: str
-    based_on_version: int
