@@ -21,6 +21,7 @@ from calsync.connections import valid_return_to
 from calsync.errors import ApiError
 from calsync.oauth_state import BINDING_COOKIE
 from calsync.observability import logger, metrics
+from calsync.store import ConflictError
 
 app = APIGatewayHttpResolver(enable_validation=True)
 
@@ -41,6 +42,11 @@ def _error(error: ApiError) -> Response[dict]:
 @app.exception_handler(ApiError)
 def _api_error(error: ApiError) -> Response[dict]:
     return _error(error)
+
+
+@app.exception_handler(ConflictError)
+def _conflict(error: ConflictError) -> Response[dict]:
+    return _error(ApiError(409, "conflict", "the connection changed meanwhile; try again"))
 
 
 @app.exception_handler(RequestValidationError)

@@ -94,17 +94,25 @@ class ConnectionService:
         self.store.save_tokens(user_id, self.vault.seal(user_id, tokens))
 
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
-        if conn.state in (ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING):
-            return conn
-        logger.warning("connection needs re-authorization", extra={"user_id": conn.user_id, "reason": reason})
-        metrics.add_metric(name="NeedsReauth", unit="Count", value=1)
-        updated = self.store.save_connection(
-            conn.model_copy(
-                update={"state": ConnectionState.NEEDS_REAUTH, "last_error": reason, "updated_at": utcnow()}
-            )
-        )
-        self.publisher.connection_changed(conn.org_id, conn.user_id, ConnectionState.NEEDS_REAUTH, reason)
-        return updated
+        """Put the connection in needs_reauth (re-reading it when another writer, e.g. a finishing
+        backfill, saved it meanwhile)."""
+        for _ in range(5):
+            if conn.state in (ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING):
+                return conn
+            try:
+                updated = self.store.save_connection(conn.model_copy(update={
+                    "state": ConnectionState.NEEDS_REAUTH, "last_error": reason, "updated_at": utcnow()}))
+            except ConflictError:
+                fresh = self.store.get_connection(conn.user_id)
+                if fresh is None:
+                    return conn
+                conn = fresh
+                continue
+            logger.warning("connection needs re-authorization", extra={"user_id": conn.user_id, "reason": reason})
+            metrics.add_metric(name="NeedsReauth", unit="Count", value=1)
+            self.publisher.connection_changed(conn.org_id, conn.user_id, ConnectionState.NEEDS_REAUTH, reason)
+            return updated
+        raise ConflictError(f"connection of {conn.user_id} keeps changing")
 
     def _require_connection(self, caller: Caller) -> Connection:
         conn = self.store.get_connection(caller.user_id)
