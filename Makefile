@@ -66,6 +66,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/cold_imports.py
 	$(PY) bench/milestones.py
 	$(PY) bench/webhook_intake.py
+	$(PY) bench/busy_route.py
 	BENCH_REUSE=1 $(PY) bench/week.py
 
 build: $(SAMVENV)/.installed
