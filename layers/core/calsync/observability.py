@@ -1,8 +1,12 @@
 """Powertools Logger and Metrics, created once; everything imports these objects."""
 
 import os
+import warnings
 
 from aws_lambda_powertools import Logger, Metrics
+
+# Many invocations have nothing to count (a webhook for an unknown type, a no-op cleanup): normal.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME") or "calendar-sync"
 
