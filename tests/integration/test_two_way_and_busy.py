@@ -140,3 +140,32 @@ def test_a_revoked_authorization_is_detected_and_shown(stack, teammate, miguel_c
     assert push(stack, milestone("ms_x", 1, ["u_miguel"])) == set()  # not retried forever
     status = teammate["session"].get(stack.url("/v1/calendar/connection")).json()
     assert status["state"] == "needs_reauth" and status["last_error"] == "authorization_revoked"
+
+
+def test_appointments_already_on_the_calendar_are_busy_from_the_start(stack, jane, teammate):
+    miguel_account = teammate["account"]
+    calendar = next(c["calendar_id"] for c in miguel_account["calendars"] if c["calendar_name"] == "Calendar")
+    stack.emulator.add_external_event(calendar, "Dentist", iso(in_days(3, 16)), iso(in_days(3, 17)))
+    stack.emulator.wait_for_notifications()  # (no channel yet: nobody hears about it)
+    connect(stack, teammate["session"], "microsoft", miguel_account)
+    params = {"user_ids": "u_miguel", "from": iso(in_days(0, 0)), "to": iso(in_days(14, 0))}
+    busy = jane["session"].get(stack.url("/v1/orgs/org_sunbright/busy"), params=params).json()["users"]["u_miguel"]
+    assert busy == [{"start": iso(in_days(3, 16)), "end": iso(in_days(3, 17))}]
+
+
+def test_an_applied_calendar_move_is_not_written_back(stack, jane_cal):
+    assert push(stack, milestone("ms_echo2", 1, ["u_jane"], in_days(2))) == set()
+    stack.emulator.advance_clock(2)
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_echo2"), start=iso(in_days(5)),
+                              end=iso(in_days(5, 17)))
+    stack.drain()
+    [move] = calendar_changes(stack, "milestone.rescheduled_on_calendar")
+    # The core platform applies it: version 2 carries the user's times
+    stack.emulator.clear_request_log()
+    applied = milestone("ms_echo2", 2, ["u_jane"], move["start"], end=move["end"])
+    assert push(stack, applied) == set()
+    assert stack.emulator.count_requests(path_prefix="/v1/batch") == 0
+    assert runtime.store().get_ref("ms_echo2", "u_jane").version == 2
+    # ...and a later change in SolarNexus is written as usual
+    assert push(stack, milestone("ms_echo2", 3, ["u_jane"], in_days(9))) == set()
+    assert managed_events(stack, jane_cal)[event_id_for("ms_echo2")]["start"] == iso(in_days(9))

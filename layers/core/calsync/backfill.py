@@ -25,10 +25,11 @@ class BackfillChunkFailed(Exception):
 
 
 class BackfillSteps:
-    def __init__(self, store: Store, engine: SyncEngine, service):
+    def __init__(self, store: Store, engine: SyncEngine, service, busy):
         self.store = store
         self.engine = engine
         self.service = service
+        self.busy = busy
 
     def _current(self, user_id: str, run_id: str) -> bool:
         progress = self.store.get_backfill(user_id)
@@ -70,10 +71,15 @@ class BackfillSteps:
             return {"stale": True}
         conn = self.store.get_connection(user_id)
         previous = event.get("previous_calendar_id")
-        if conn and previous and previous != conn.calendar_id:
-            # After a switch nothing of ours may stay on the old calendar: one bulk delete.
+        if conn:
             try:
-                self.service.user_client(conn).bulk_delete(calendar_ids=[previous])
+                client = self.service.user_client(conn)
+                if previous and previous != conn.calendar_id:
+                    # After a switch nothing of ours may stay on the old calendar: one bulk delete.
+                    client.bulk_delete(calendar_ids=[previous])
+                # The calendar's existing appointments become busy blocks now, not at the first change
+                # (Cronofy skips profile_initial_sync_completed when its sync finished before the channel).
+                self.busy.refresh(conn, client)
             except InvalidGrant:
                 pass
         progress = self.store.get_backfill(user_id) or {}

@@ -73,6 +73,7 @@ class ConnectionService:
         self.publisher = publisher
         self._signing_key = signing_key.encode()
         self.workflow = workflow  # BackfillWorkflow: starts the backfill state machine
+        self._token_cache: dict[str, tuple[bytes, TokenSet]] = {}
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -87,11 +88,20 @@ class ConnectionService:
         ciphertext = self.store.get_tokens(conn.user_id)
         if ciphertext is None:
             raise InvalidGrant("no tokens stored")
-        tokens = self.vault.open(conn.user_id, ciphertext)
+        # A warm container decrypts a user's tokens once: the cache is keyed by the ciphertext, so a
+        # refresh (a new ciphertext) or a revoke (no item) is seen at once. Plaintext stays in memory only.
+        cached = self._token_cache.get(conn.user_id)
+        if cached is not None and cached[0] == ciphertext:
+            tokens = cached[1]
+        else:
+            tokens = self.vault.open(conn.user_id, ciphertext)
+            self._token_cache[conn.user_id] = (ciphertext, tokens)
         return self.cronofy.for_user(tokens, lambda fresh: self._save_tokens(conn.user_id, fresh))
 
     def _save_tokens(self, user_id: str, tokens: TokenSet) -> None:
-        self.store.save_tokens(user_id, self.vault.seal(user_id, tokens))
+        ciphertext = self.vault.seal(user_id, tokens)
+        self.store.save_tokens(user_id, ciphertext)
+        self._token_cache[user_id] = (ciphertext, tokens)
 
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
         """Put the connection in needs_reauth (re-reading it when another writer, e.g. a finishing

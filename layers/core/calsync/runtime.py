@@ -101,7 +101,7 @@ def sync_engine():
 def backfill_steps():
     from calsync.backfill import BackfillSteps
 
-    return BackfillSteps(store(), sync_engine(), connection_service())
+    return BackfillSteps(store(), sync_engine(), connection_service(), busy())
 
 
 @cache

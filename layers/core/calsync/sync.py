@@ -84,6 +84,20 @@ def mirror_milestone(mirror: dict | None) -> Milestone | None:
     return Milestone.model_validate(json.loads(mirror["body"]))
 
 
+def _only_the_users_move(ref: EventRef, body: dict, start: str, end: str) -> bool:
+    """The new version differs from what we pushed only by the times the user already gave the event
+    on their calendar (the core platform applied their reschedule): writing it would be an echo."""
+    if (start, end) != (ref.user_moved_start, ref.user_moved_end):
+        return False
+    before = dict(body)
+    if isinstance(body["start"], dict):
+        before["start"] = {**body["start"], "time": ref.start}
+        before["end"] = {**body["end"], "time": ref.end}
+    else:
+        before["start"], before["end"] = ref.start, ref.end
+    return content_hash(before) == ref.content_hash
+
+
 def pushed_times(body: dict) -> tuple[str, str]:
     """The start and end as Cronofy stores them (and Read Events returns them) for an upsert body."""
     start, end = body["start"], body["end"]
@@ -146,8 +160,10 @@ def plan_milestone(
                 all_day=m.all_day, timezone=m.timezone, summary=body["summary"], updated_at=now,
             )
             same_place = ref is not None and ref.calendar_id == conn.calendar_id
-            if same_place and ref.content_hash == digest and ref.removed_by_user_version is None and not force:
-                if ref.version < version:
+            unchanged = same_place and ref.removed_by_user_version is None and not force and (
+                ref.content_hash == digest or _only_the_users_move(ref, body, start, end))
+            if unchanged:
+                if ref.version < version or ref.content_hash != digest:
                     plan.ref_updates.append(new_ref)
                 continue
             plan.writes.append(Write("upsert", user_id, milestone_id, conn.calendar_id, body["event_id"], version,
