@@ -29,9 +29,9 @@ import boto3
 from aws_lambda_powertools.logging import correlation_paths
 from botocore.config import Config
 
+from calsync.clock import iso, utcnow
 from calsync.config import Settings, get_settings
 from calsync.errors import ApiError
-from calsync.models import iso, utcnow
 from calsync.observability import correlation_attributes, logger
 from calsync.store import Store
 from calsync.webhook import SIGNATURE_HEADER, channel_token_valid, signature_valid
@@ -128,13 +128,14 @@ def lambda_handler(event: dict, context) -> dict:
         return _refuse(400, "invalid_notification", "the notification has no valid channel_id or changes_since")
 
     _, store, sqs = _store_and_queue()
-    connection = store.connection_by_channel(channel_id)
+    owner = store.channel_owner(channel_id)
     presented = (event.get("pathParameters") or {}).get("channel_token")
     # One answer for an unknown channel and a wrong token: the caller learns nothing about channels.
-    if connection is None:
+    if owner is None:
         return _refuse(401, "invalid_channel", "the notification does not match this callback URL",
                        cause="unknown_channel", channel_id=channel_id, notification_type=kind)
-    if not channel_token_valid(signing_key, connection.user_id, presented):
+    user_id, org_id = owner
+    if not channel_token_valid(signing_key, user_id, presented):
         return _refuse(401, "invalid_channel", "the notification does not match this callback URL",
                        cause="channel_token_mismatch" if presented else "channel_token_missing",
                        channel_id=channel_id, notification_type=kind)
@@ -145,8 +146,8 @@ def lambda_handler(event: dict, context) -> dict:
         "type": MESSAGE_TYPE,
         "notification_type": kind,
         "channel_id": channel_id,
-        "user_id": connection.user_id,
-        "org_id": connection.org_id,
+        "user_id": user_id,
+        "org_id": org_id,
         "changes_since": changes_since,
         "received_at": iso(utcnow()),
         "message_id": str(uuid.uuid4()),
@@ -154,6 +155,6 @@ def lambda_handler(event: dict, context) -> dict:
     sqs.send_message(QueueUrl=settings.notifications_queue_url, MessageBody=json.dumps(message),
                      MessageAttributes=correlation_attributes())
     logger.info("cronofy notification queued", extra={
-        "notification_type": kind, "channel_id": channel_id, "user_id": connection.user_id,
+        "notification_type": kind, "channel_id": channel_id, "user_id": user_id,
         "message_id": message["message_id"]})
     return _answer(202, {"status": "queued"})

@@ -1,4 +1,7 @@
-"""One config loader: environment variables validated once per cold start.
+"""One config loader: environment variables read and validated once per cold start.
+
+A frozen dataclass rather than a pydantic model on purpose: every function imports this, and the
+webhook intake must start inside Cronofy's few seconds without paying for pydantic (~40 ms).
 
 In AWS the Cronofy client secret and the OAuth-state signing key come from Secrets Manager
 (`CRONOFY_SECRET_ARN`, read through Powertools Parameters with caching); local runs and tests
@@ -7,11 +10,11 @@ set `CRONOFY_CLIENT_SECRET` and `STATE_SIGNING_KEY` directly.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from functools import cache
-
-from pydantic import BaseModel, Field, SecretStr, field_validator
 
 DATA_CENTERS = {
     "us": ("https://api.cronofy.com", "https://app.cronofy.com"),
@@ -23,18 +26,23 @@ DATA_CENTERS = {
 }
 
 
-class Settings(BaseModel):
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
     table_name: str
     kms_key_id: str
-    public_api_url: str = Field(description="the stage's public API URL: OAuth redirect and channel callbacks")
+    public_api_url: str  # the stage's public API URL: OAuth redirect and channel callbacks
     web_app_url: str
     cronofy_client_id: str
     cronofy_data_center: str = "us"
     cronofy_api_url: str | None = None  # local override (emulator)
     cronofy_app_url: str | None = None  # local override (emulator)
     cronofy_secret_arn: str | None = None
-    cronofy_client_secret: SecretStr | None = None
-    state_signing_key: SecretStr | None = None
+    cronofy_client_secret: str | None = field(default=None, repr=False)
+    state_signing_key: str | None = field(default=None, repr=False)
     calendar_changes_queue_url: str | None = None
     cleanup_queue_url: str | None = None
     notifications_queue_url: str | None = None
@@ -50,17 +58,28 @@ class Settings(BaseModel):
     # Cronofy requests one reconciler run may spend (it runs every 5 minutes by default).
     reconcile_request_budget: int = 150
 
-    @field_validator("cronofy_data_center")
-    @classmethod
-    def _known_data_center(cls, value: str) -> str:
-        if value not in DATA_CENTERS:
-            raise ValueError(f"unknown Cronofy data center {value!r}; one of {sorted(DATA_CENTERS)}")
-        return value
+    def __post_init__(self) -> None:
+        if self.cronofy_data_center not in DATA_CENTERS:
+            raise ConfigError(
+                f"unknown Cronofy data center {self.cronofy_data_center!r}; one of {sorted(DATA_CENTERS)}")
+        for name in ("public_api_url", "web_app_url"):
+            object.__setattr__(self, name, getattr(self, name).rstrip("/"))
 
-    @field_validator("public_api_url", "web_app_url")
     @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def from_env(cls, environ=os.environ) -> Settings:
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(f.name.upper())
+            if not raw:
+                if f.default is dataclasses.MISSING:
+                    raise ConfigError(f"{f.name.upper()} is required")
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            try:
+                values[f.name] = int(raw) if kind == "int" else float(raw) if kind == "float" else raw
+            except ValueError as error:
+                raise ConfigError(f"{f.name.upper()} must be a {kind}, got {raw!r}") from error
+        return cls(**values)
 
     @property
     def api_base_url(self) -> str:
@@ -83,12 +102,10 @@ class Settings(BaseModel):
             values = json.loads(raw)
             return values["client_secret"], values["state_signing_key"]
         if not self.cronofy_client_secret or not self.state_signing_key:
-            raise RuntimeError("set CRONOFY_SECRET_ARN, or CRONOFY_CLIENT_SECRET and STATE_SIGNING_KEY locally")
-        return self.cronofy_client_secret.get_secret_value(), self.state_signing_key.get_secret_value()
+            raise ConfigError("set CRONOFY_SECRET_ARN, or CRONOFY_CLIENT_SECRET and STATE_SIGNING_KEY locally")
+        return self.cronofy_client_secret, self.state_signing_key
 
 
 @cache
 def get_settings() -> Settings:
-    fields = Settings.model_fields
-    values = {name: os.environ[name.upper()] for name in fields if os.environ.get(name.upper())}
-    return Settings(**values)
+    return Settings.from_env()

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-def utcnow() -> datetime:
-    """The one clock (whole seconds, UTC)."""
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def iso(dt: datetime | None) -> str | None:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+from calsync.clock import iso, utcnow  # noqa: F401  (re-exported: the one clock)
 
 
 class ConnectionState(StrEnum):

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import zlib
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from calsync.models import BackfillProgress, Connection, EventRef
+if TYPE_CHECKING:  # the models (pydantic) load when first needed: the webhook intake never needs them
+    from calsync.models import BackfillProgress, Connection, EventRef
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -96,6 +97,8 @@ class Store:
 
     @staticmethod
     def _connection_from(item: dict[str, Any]) -> Connection:
+        from calsync.models import Connection
+
         values = _from_item(item)
         for key in ("pk", "sk", "org_pk", "org_sk", "sub_pk", "channel_pk", "slot_pk"):
             values.pop(key, None)
@@ -210,6 +213,23 @@ class Store:
             if "LastEvaluatedKey" not in resp:
                 return users
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def channel_owner(self, channel_id: str) -> tuple[str, str] | None:
+        """(user_id, org_id) of the connection whose push channel this is, without building a model
+        (the webhook intake's one read path)."""
+        resp = self._db.query(
+            TableName=self._table, IndexName="by_channel", KeyConditionExpression="channel_pk = :v",
+            ExpressionAttributeValues=_to_item({":v": f"CHANNEL#{channel_id}"}), Limit=1)
+        if not resp.get("Items"):
+            return None
+        user_id = _from_item(resp["Items"][0])["pk"].removeprefix("USER#")
+        item = self._db.get_item(
+            TableName=self._table, Key=_to_item({"pk": _user_pk(user_id), "sk": CONNECTION_SK}),
+            ProjectionExpression="org_id, channel_id").get("Item")
+        if not item:
+            return None
+        values = _from_item(item)
+        return (user_id, values["org_id"]) if values.get("channel_id") == channel_id else None
 
     def connection_by_channel(self, channel_id: str) -> Connection | None:
         conn = self._single_by_index("by_channel", "channel_pk", f"CHANNEL#{channel_id}")
@@ -495,6 +515,8 @@ class Store:
 
 
 def _ref_from(item: dict[str, Any]) -> EventRef:
+    from calsync.models import EventRef
+
     return EventRef.model_validate({k: v for k, v in item.items()
                                     if k not in ("pk", "sk", "ref_user_pk", "ref_user_sk")})
 
