@@ -169,3 +169,15 @@ def test_an_applied_calendar_move_is_not_written_back(stack, jane_cal):
     # ...and a later change in SolarNexus is written as usual
     assert push(stack, milestone("ms_echo2", 3, ["u_jane"], in_days(9))) == set()
     assert managed_events(stack, jane_cal)[event_id_for("ms_echo2")]["start"] == iso(in_days(9))
+
+
+def test_a_newer_solarnexus_version_puts_a_rejected_move_back(stack, jane_cal):
+    assert push(stack, milestone("ms_back", 1, ["u_jane"], in_days(2))) == set()
+    stack.emulator.advance_clock(2)
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_back"), start=iso(in_days(6)),
+                              end=iso(in_days(6, 17)))
+    stack.drain()
+    assert len(calendar_changes(stack, "milestone.rescheduled_on_calendar")) == 1
+    # The core rejects the move (its version moved on) and publishes version 2, same time as before
+    assert push(stack, milestone("ms_back", 2, ["u_jane"], in_days(2))) == set()
+    assert managed_events(stack, jane_cal)[event_id_for("ms_back")]["start"] == iso(in_days(2))

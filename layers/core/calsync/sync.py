@@ -160,8 +160,15 @@ def plan_milestone(
                 all_day=m.all_day, timezone=m.timezone, summary=body["summary"], updated_at=now,
             )
             same_place = ref is not None and ref.calendar_id == conn.calendar_id
-            unchanged = same_place and ref.removed_by_user_version is None and not force and (
-                ref.content_hash == digest or _only_the_users_move(ref, body, start, end))
+            # The calendar already shows this version: what we pushed (unless the user moved it and
+            # SolarNexus has since published a newer version: SolarNexus wins, so write), or the
+            # user's own move that this version adopts.
+            calendar_shows_it = (
+                ref is not None
+                and ref.content_hash == digest
+                and (ref.user_moved_start is None or ref.version >= version)
+            ) or (ref is not None and _only_the_users_move(ref, body, start, end))
+            unchanged = same_place and ref.removed_by_user_version is None and not force and calendar_shows_it
             if unchanged:
                 if ref.version < version or ref.content_hash != digest:
                     plan.ref_updates.append(new_ref)
