@@ -290,7 +290,8 @@ class CronofyUser:
         self.tokens = tokens
         self._on_refreshed = on_tokens_refreshed
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """New access token now (the rotated refresh token goes to `on_tokens_refreshed`)."""
         self.tokens = self.app.refresh(self.tokens)
         self._on_refreshed(self.tokens)
 
@@ -299,10 +300,10 @@ class CronofyUser:
         if urlsplit(url).netloc != urlsplit(self.app.api_base_url).netloc:
             raise CronofyError(f"refusing to send a user token to {urlsplit(url).netloc}")
         if self.tokens.expired():
-            self._refresh()
+            self.refresh()
         resp = self.app.send(method, url, bearer=self.tokens.access_token, **kwargs)
         if resp.status_code == 401:
-            self._refresh()
+            self.refresh()
             resp = self.app.send(method, url, bearer=self.tokens.access_token, **kwargs)
             if resp.status_code == 401:
                 raise CronofyAuthError("401 after refresh", status=401)

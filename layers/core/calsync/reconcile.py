@@ -82,8 +82,7 @@ class Reconciler:
         try:
             client = self.service.user_client(conn)
             if client.tokens.expired(leeway_seconds=15 * 60):
-                client.tokens = self.service.cronofy.refresh(client.tokens)
-                self.service._save_tokens(conn.user_id, client.tokens)
+                client.refresh()  # the client's own refresh: stores (and caches) the rotated tokens
                 repairs["tokens_refreshed"] += 1
             if conn.state == ConnectionState.SYNCING and now - conn.updated_at > STUCK_AFTER:
                 self._restart_backfill(conn)
