@@ -381,7 +381,8 @@ class LocalStack:
         total = 0
         deadline = time.monotonic() + timeout
         for _ in range(max_rounds):
-            self.emulator.wait_for_notifications(timeout=5)
+            # Cronofy catches up first: accepted writes land, pushes (and their retries) go out
+            self.emulator.settle(timeout=10)
             self.wait_for_executions()
             delivered = self.pump()
             total += delivered
@@ -392,6 +393,24 @@ class LocalStack:
                     break
                 time.sleep(0.1)
         raise RuntimeError("queues did not drain")
+
+    def settle(self) -> bool:
+        """Let Cronofy (the emulator) catch up without sleeping: every accepted write lands, every
+        queued push and its retries are delivered to the webhook. SQS is not pumped (see drain)."""
+        return self.emulator.settle(timeout=10)
+
+    def rotate_client_secret(self, new_secret: str) -> None:
+        """Step 1+2 of a Cronofy client secret rotation: a second secret becomes active at Cronofy
+        (pushes carry two HMACs) and the service switches to it (the secret store is updated)."""
+        self.emulator.begin_secret_rotation(new_secret)
+        self._set_env({"CRONOFY_CLIENT_SECRET": new_secret})
+        from calsync import runtime
+
+        runtime.reset()
+
+    def complete_secret_rotation(self) -> None:
+        """Step 3: the old secret is retired at Cronofy."""
+        self.emulator.complete_secret_rotation()
 
     def start_pump(self, interval: float = 0.2) -> None:
         """Deliver SQS batches in a background thread, as Lambda's event source mappings do, for

@@ -10,8 +10,8 @@ from typing import Any
 from .control import build_control_router
 from .errors import EmulatorError
 from .notify import Notifier
-from .server import EmulatorHTTPServer, Request, build_api_router, make_handler
 from .realism import Realism
+from .server import EmulatorHTTPServer, Request, build_api_router, make_handler
 from .state import DEFAULT_SCOPE, EmulatorState
 from .timefmt import fmt_time
 from .traffic import FaultInjector, RateLimiter

@@ -8,8 +8,10 @@ import hmac
 import http.client
 import json
 import random
+import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,8 +178,8 @@ class Notifier:
             if self.on_tick is not None:
                 try:
                     self.on_tick()  # outside our lock: the state's lock is taken before ours
-                except Exception:  # noqa: BLE001 - the worker must survive anything
-                    pass
+                except Exception:  # the worker must survive anything; say what happened
+                    traceback.print_exc(file=sys.stderr)
             with self._cond:
                 if self._stopping:
                     return
