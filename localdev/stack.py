@@ -75,6 +75,8 @@ class LocalStack:
         self._saved_env: dict[str, str | None] = {}
         self._original_lambda_invoke = None
         self.state_machine_arns: dict[str, str] = {}
+        self._webhook_failures = 0
+        self._webhook_failures_lock = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -403,10 +405,28 @@ class LocalStack:
         """Step 1+2 of a Cronofy client secret rotation: a second secret becomes active at Cronofy
         (pushes carry two HMACs) and the service switches to it (the secret store is updated)."""
         self.emulator.begin_secret_rotation(new_secret)
-        self._set_env({"CRONOFY_CLIENT_SECRET": new_secret})
+        self.use_client_secret(new_secret)
+
+    def use_client_secret(self, secret: str) -> None:
+        """The service's copy of the Cronofy client secret changes (Secrets Manager, then new
+        containers): OAuth calls and push verification use it from now on."""
+        self._set_env({"CRONOFY_CLIENT_SECRET": secret})
         from calsync import runtime
 
         runtime.reset()
+
+    def fail_webhooks(self, count: int) -> None:
+        """The next `count` pushes reaching the webhook route are answered 503 (an API Gateway or
+        Lambda outage): Cronofy retries them."""
+        with self._webhook_failures_lock:
+            self._webhook_failures += count
+
+    def _take_webhook_failure(self) -> bool:
+        with self._webhook_failures_lock:
+            if self._webhook_failures > 0:
+                self._webhook_failures -= 1
+                return True
+            return False
 
     def complete_secret_rotation(self) -> None:
         """Step 3: the old secret is retired at Cronofy."""
@@ -516,6 +536,8 @@ class _RouterHandler(BaseHTTPRequestHandler):
                 break
         else:
             return self._json(404, {"message": "Not Found"})
+        if route.function == "WebhookIntakeFunction" and stack._take_webhook_failure():
+            return self._json(503, {"message": "Service Unavailable"})  # as API Gateway would
         headers = {k.lower(): v for k, v in self.headers.items()}
         claims = None
         if route.authorized:
