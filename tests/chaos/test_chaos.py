@@ -70,7 +70,9 @@ def deliver(stack, messages: list[dict], rng: random.Random) -> int:
 def test_chaos(seed, monkeypatch, capsys):
     rng = random.Random(seed)
     monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "1")
-    with LocalStack(emulator_options={"rate_limit": (50, 500)}) as stack:
+    # the emulator's realism is on (asynchronous writes, outside-only last_modified, push retries,
+    # duplicates and reordering), its push randomness seeded with the run
+    with LocalStack(emulator_options={"rate_limit": (50, 500), "realism": {"push_seed": seed}}) as stack:
         org = "org_sunbright"
         users = [f"u_{i}" for i in range(USERS)]
         accounts, sessions, calendars = {}, {}, {}
