@@ -177,7 +177,8 @@ def test_read_events_with_every_parameter_the_service_uses_and_paging(emu):
     moved_to = start + dt.timedelta(days=1)
     emu.move_event(cal, event_id="p1", start=moved_to, end=moved_to + dt.timedelta(hours=1))
     emu.delete_event_as_user(cal, event_id="p2")
-    dentist = emu.add_external_event(cal, "Dentist", start + dt.timedelta(days=2), start + dt.timedelta(days=2, hours=1))
+    later = start + dt.timedelta(days=2)
+    dentist = emu.add_external_event(cal, "Dentist", later, later + dt.timedelta(hours=1))
     client.upsert_event(cal, timed("p0", start + dt.timedelta(minutes=30)))  # our own change after the mark
     emu.settle()
     # pycronofy sends every boolean as True/False: accepted with their meaning
