@@ -389,6 +389,8 @@ class LocalStack:
             delivered = self.pump()
             total += delivered
             if not delivered and not self.executions("RUNNING"):
+                if self.emulator.pending_writes or self.emulator.notifier.pending:
+                    continue  # the last round's writes (or pushes) are still on their way: settle again
                 if not self._in_flight():
                     return total
                 if time.monotonic() > deadline:
