@@ -88,6 +88,9 @@ class NotificationProcessor:
             return {"outcome": f"skipped_{conn.state.value}"}
         changes = [n.get("changes_since") for n in mine if n.get("notification_type") == "change"]
         initial_sync = "profile_initial_sync_completed" in kinds
+        if (initial_sync and received_at is not None and conn.busy_rebuilt_at is not None
+                and conn.busy_rebuilt_at > received_at):
+            initial_sync = False  # the busy periods were rebuilt (backfill end) after the sync completed
         if not changes and not initial_sync:
             return {"outcome": "ignored"}
         if (changes and not initial_sync and received_at is not None and conn.changes_read_at is not None
@@ -105,13 +108,15 @@ class NotificationProcessor:
         except (InvalidGrant, CronofyAuthError):
             self.service.mark_needs_reauth(conn, "authorization_revoked")
             return {"outcome": "needs_reauth"}
-        self._seen(conn, read_at if changes else None)
+        self._seen(conn, read_at if changes else None, read_at if initial_sync else None)
         return result
 
-    def _seen(self, conn: Connection, read_at: datetime | None) -> None:
+    def _seen(self, conn: Connection, read_at: datetime | None, rebuilt_at: datetime | None = None) -> None:
         """The channel works (a notification came through it); changes were read through `read_at`."""
         now = utcnow()
         update: dict = {"channel_seen_at": now}
+        if rebuilt_at is not None:
+            update["busy_rebuilt_at"] = rebuilt_at
         if read_at is not None and (conn.changes_read_at is None or read_at > conn.changes_read_at):
             update["changes_read_at"] = read_at
         self.store.update_connection(conn.user_id, lambda c: c.model_copy(update=update))
