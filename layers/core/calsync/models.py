@@ -70,6 +70,12 @@ class Connection(BaseModel):
     last_error: str | None = None
     backfill: BackfillProgress | None = None
     last_reconciled_at: datetime | None = None
+    # When last_error was set (the admin's sync-health view shows it with the reason).
+    last_error_at: datetime | None = None
+    # The account's IANA time zone (Cronofy userinfo `zoneinfo`): working hours and all-day busy
+    # blocks are local to it. None until known (treated as UTC); re-checked daily by the reconciler.
+    timezone: str | None = None
+    timezone_checked_at: datetime | None = None
     # Bumped on every write; conditional updates compare it so concurrent writers never clobber.
     revision: int = 0
 
