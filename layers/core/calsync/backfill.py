@@ -112,6 +112,7 @@ class BackfillSteps:
             try:
                 self.store.save_connection(conn.model_copy(update={
                     "state": ConnectionState.CONNECTED, "last_error": error,
+                    "last_error_at": utcnow() if error is not None else None,
                     "last_sync_at": utcnow() if error is None else conn.last_sync_at, "updated_at": utcnow()}))
             except ConflictError:
                 continue

@@ -7,13 +7,16 @@ the scheduler's route answers from DynamoDB alone, with no Cronofy call.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
+from calsync import freshness
 from calsync.caller import Caller
 from calsync.errors import ApiError
 from calsync.models import Connection, iso, utcnow
 from calsync.observability import metrics
-from calsync.store import BusyStore
+from calsync.slots import local_instant
+from calsync.store import BusyStore, Store
 
 DAYS_BACK = 1
 DAYS_AHEAD = 60
@@ -21,10 +24,10 @@ MAX_USERS = 200
 MAX_SPAN_DAYS = 62
 
 
-def _instant(value: str) -> datetime:
-    """A free/busy bound: a Time, or a Date (all-day blocks; taken at 00:00 UTC)."""
+def _instant(value: str, zone: ZoneInfo = freshness.UTC_ZONE) -> datetime:
+    """A free/busy bound: a Time, or a Date (all-day blocks: from the user's local midnight, in `zone`)."""
     if len(value) == 10:
-        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+        return local_instant(date.fromisoformat(value), time(0), zone)
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
@@ -39,18 +42,19 @@ def merge(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, da
 
 
 class Busy:
-    def __init__(self, busy_store: BusyStore):
+    def __init__(self, busy_store: BusyStore, store: Store | None = None):
         self.store = busy_store
+        self.connections = store  # the scheduler's view flags stale members (calsync.freshness)
 
     def refresh(self, conn: Connection, client, now: datetime | None = None) -> int:
         """Re-read the user's free/busy for the scheduler's window; returns the number of blocks kept."""
         now = now or utcnow()
         window_from, window_to = (now - timedelta(days=DAYS_BACK)).date(), (now + timedelta(days=DAYS_AHEAD)).date()
-        blocks = []
+        blocks, zone = [], freshness.user_zone(conn)
         for block in client.free_busy(**{"from": window_from.isoformat(), "to": window_to.isoformat()}):
             if block.get("free_busy_status") == "free":
                 continue  # "Show as Free": not busy. tentative/unknown count as busy.
-            blocks.append((_instant(block["start"]), _instant(block["end"])))
+            blocks.append((_instant(block["start"], zone), _instant(block["end"], zone)))
         merged = merge(blocks)
         metrics.add_metric(name="BusyRefreshes", unit="Count", value=1)
         self.store.put(conn.user_id, conn.org_id, [(iso(s), iso(e)) for s, e in merged],
@@ -64,18 +68,19 @@ class Busy:
             raise ApiError(422, "invalid_request", f"user_ids: between 1 and {MAX_USERS} ids")
         if end <= start or end - start > timedelta(days=MAX_SPAN_DAYS):
             raise ApiError(422, "invalid_request", f"to must be after from, at most {MAX_SPAN_DAYS} days later")
-        items = self.store.get_many(user_ids)
+        stored = freshness.read_busy(self.store, user_ids)
+        conns = self.connections.connections(user_ids) if self.connections is not None else {}
+        now, stale_after = utcnow(), freshness.stale_after()
         users: dict[str, list[dict[str, str]]] = {}
+        members: dict[str, dict] = {}
         for user_id in user_ids:
-            item = items.get(user_id)
-            if item is None or item.get("org_id") != org_id:
-                users[user_id] = []  # not connected (or not in this org): nothing to show
-                continue
-            clipped = []
-            for pair in item.get("blocks", []):
-                s, e = (_instant(x) for x in pair.split("/"))
-                s, e = max(s, start), min(e, end)
-                if e > s:
-                    clipped.append((s, e))
+            conn = conns.get(user_id)
+            busy = stored.get(user_id)
+            if conn is not None and conn.org_id != org_id:
+                conn = None
+            if busy is None or busy.org_id != org_id:
+                busy = None  # not connected (or not in this org): nothing to show
+            clipped = [(max(s, start), min(e, end)) for s, e in (busy.blocks if busy else [])]
             users[user_id] = [{"start": iso(s), "end": iso(e)} for s, e in merge(clipped)]
-        return {"users": users}
+            members[user_id] = freshness.member_status(conn, busy, now, stale_after)
+        return {"users": users, "members": members}

@@ -57,6 +57,8 @@ class Settings:
     cronofy_max_wait_seconds: float = 1.0
     # Cronofy requests one reconciler run may spend (it runs every 5 minutes by default).
     reconcile_request_budget: int = 150
+    # Busy data older than this is flagged stale to the scheduler and the admin (calsync.freshness).
+    busy_stale_after_minutes: int = 180
 
     def __post_init__(self) -> None:
         if self.cronofy_data_center not in DATA_CENTERS:

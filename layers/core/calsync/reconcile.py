@@ -84,6 +84,7 @@ class Reconciler:
             if client.tokens.expired(leeway_seconds=15 * 60):
                 client.refresh()  # the client's own refresh: stores (and caches) the rotated tokens
                 repairs["tokens_refreshed"] += 1
+            conn = self.service.refresh_timezone(conn, client, now)  # daily: all-day blocks are local
             if conn.state == ConnectionState.SYNCING and now - conn.updated_at > STUCK_AFTER:
                 self._restart_backfill(conn)
                 repairs["backfills_restarted"] += 1
