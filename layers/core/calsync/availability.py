@@ -149,8 +149,8 @@ class Availability:
         user_ids = request.user_ids
         connections = {u: c for u, c in self.store.connections(user_ids).items() if c.org_id == org_id}
         busy = {u: b for u, b in freshness.read_busy(self.busy_store, user_ids).items() if b.org_id == org_id}
-        assigned = {u: self.store.assigned_milestone_ids(u, iso(query.start - ASSIGNMENT_LOOKBACK), iso(query.end))
-                    for u in user_ids}
+        since, until = iso(query.start - ASSIGNMENT_LOOKBACK), iso(query.end)
+        assigned = {u: self.store.assigned_milestone_ids(u, since, until) for u in user_ids}
         mirrors = self.store.mirrors([m for ids in assigned.values() for m in ids])
         default_zone = ZoneInfo(request.timezone)
         stale_after = freshness.stale_after()
