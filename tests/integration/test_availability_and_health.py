@@ -12,6 +12,7 @@ import botocore.client
 import pytest
 
 from calsync import runtime
+from calsync.busy import weeks_between
 from calsync.models import iso as iso_z
 from calsync.models import utcnow
 from localdev import browser
@@ -103,7 +104,8 @@ def test_the_first_two_hours_when_the_whole_crew_is_free(stack, crew):
     assert members["u_dee"] == {"connected": False, "state": "not_connected", "timezone": "America/Los_Angeles",
                                 "as_of": None, "stale": True}
     assert stack.emulator.request_log == []  # no Cronofy request
-    # 1 BatchGetItem of connections + 1 of busy blocks + 1 query per member + 1 BatchGetItem of mirrors
+    # 1 BatchGetItem of connections + 1 of busy weeks (4 users x 2-3 weeks) + 1 query per member + 1
+    # BatchGetItem of mirrors
     assert counts == Counter({"BatchGetItem": 3, "Query": 4})
 
     # A 30-minute buffer around busy times: Ben's install ends 11:00 Pacific -> 11:30
@@ -143,16 +145,18 @@ def test_stale_data_is_flagged_on_busy_and_availability(stack, crew):
     params = {"user_ids": "u_ana,u_ben,u_cy", "from": iso(utcnow()), "to": iso(utcnow() + timedelta(days=7))}
     fresh = crew["ana"]["session"].get(stack.url(f"/v1/orgs/{ORG}/busy"), params=params).json()["members"]
     assert [fresh[u]["stale"] for u in ("u_ana", "u_ben", "u_cy")] == [False, False, False]
-    # Ben's authorization is revoked (seen at the next write); Cy's busy data was last refreshed 4 hours ago
+    # Ben's authorization is revoked (seen at the next write); Cy's busy data was last known current
+    # 9 days ago (no notification, no rebuild since: past the default of 8 days)
     stack.emulator.revoke_account(runtime.store().get_connection("u_ben").cronofy_sub)
     assert push(stack, milestone("ms_x", 1, ["u_ben"])) == set()
-    four_hours_ago = utcnow() - timedelta(hours=4)
-    runtime.busy().store.put("u_cy", ORG, [], "2026-01-01", "2026-03-01", iso_z(four_hours_ago))
+    nine_days_ago = utcnow() - timedelta(days=9)
+    runtime.busy().store.touch("u_cy", ORG, iso_z(nine_days_ago))
+    runtime.store().update_connection("u_cy", lambda c: c.model_copy(update={"changes_read_at": None}))
     members = crew["ana"]["session"].get(stack.url(f"/v1/orgs/{ORG}/busy"), params=params).json()["members"]
     assert members["u_ana"]["stale"] is False
     assert members["u_ben"]["stale"] is True and members["u_ben"]["state"] == "needs_reauth"
     assert members["u_cy"] == {"connected": True, "state": "connected", "timezone": "America/Los_Angeles",
-                               "as_of": iso_z(four_hours_ago), "stale": True}
+                               "as_of": iso_z(nine_days_ago), "stale": True}
     body = {"user_ids": ["u_ana", "u_ben", "u_cy"], "duration_minutes": 60, "from": params["from"],
             "to": params["to"]}
     assert ask(stack, crew["ana"]["session"], **body).json()["members"] == members
@@ -160,17 +164,21 @@ def test_stale_data_is_flagged_on_busy_and_availability(stack, crew):
 
 def test_the_time_zone_is_kept_current_by_the_reconciler(stack, crew):
     store = runtime.store()
-    conn = store.get_connection("u_cy")
     stack.emulator.set_zoneinfo(crew["cy"]["account"]["profile_id"], "America/New_York")
-    # Checked less than a day ago: no request, no change
-    runtime.reconciler().reconcile_user(conn)
-    assert store.get_connection("u_cy").timezone == "America/Los_Angeles"
-    conn = store.get_connection("u_cy")
-    store.save_connection(conn.model_copy(update={"timezone_checked_at": utcnow() - timedelta(days=2)}))
     stack.emulator.clear_request_log()
-    runtime.reconciler().reconcile_user(store.get_connection("u_cy"))
+    # Checked at connect, less than a week ago: the visit asks nothing about it
+    runtime.reconciler().visit("u_cy")
+    assert store.get_connection("u_cy").timezone == "America/Los_Angeles"
+    assert stack.emulator.count_requests(path_prefix="/v1/userinfo") == 0
+    store.update_connection("u_cy", lambda c: c.model_copy(update={
+        "timezone_checked_at": utcnow() - timedelta(days=8)}))
+    runtime.reconciler().visit("u_cy")
     assert store.get_connection("u_cy").timezone == "America/New_York"
     assert stack.emulator.count_requests(path_prefix="/v1/userinfo") == 1
+    # and the scheduler sees Cy's working hours in New York from now on
+    params = {"user_ids": "u_cy", "from": iso(utcnow()), "to": iso(utcnow() + timedelta(days=1))}
+    members = crew["ana"]["session"].get(stack.url(f"/v1/orgs/{ORG}/busy"), params=params).json()["members"]
+    assert members["u_cy"]["timezone"] == "America/New_York"
 
 
 def test_bad_requests_get_a_clear_422_and_other_orgs_403(stack, crew):
@@ -229,7 +237,8 @@ def test_sync_health_for_admins(stack, crew):
 
 
 def test_dynamodb_requests_stay_bounded_for_a_big_crew(stack, crew):
-    """50 members (the maximum), 120 assignments in the window: 2 + 50 + ceil(120 / 100) requests."""
+    """50 members (the maximum) over 14 days, 120 assignments in the window: 1 BatchGetItem of connections
+    + ceil(50 x (weeks + 1) / 100) of busy weeks + 50 queries + ceil(120 / 100) of mirrors."""
     monday = next_monday()
     users = [f"u_{i}" for i in range(47)] + ["u_ana", "u_ben", "u_cy"]
     msgs = [milestone(f"ms_big_{i}", 1, [users[i % 50], users[(i + 1) % 50]], at(monday, 8 + i % 8, LA))
@@ -241,4 +250,7 @@ def test_dynamodb_requests_stay_bounded_for_a_big_crew(stack, crew):
     with dynamodb_requests() as counts:
         resp = ask(stack, crew["ana"]["session"], **body)
     assert resp.status_code == 200, resp.text
-    assert sum(counts.values()) == 2 + 50 + math.ceil(120 / 100)
+    start = datetime.fromisoformat(body["from"])
+    weeks = len(weeks_between(start - timedelta(days=1), start + timedelta(days=15)))
+    assert counts == Counter({"BatchGetItem": 1 + math.ceil(50 * (weeks + 1) / 100) + math.ceil(120 / 100),
+                              "Query": 50})

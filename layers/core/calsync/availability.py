@@ -6,8 +6,9 @@ plus their SolarNexus assignments from the milestone mirror, working hours in ea
 time zone. The slot finding itself is `calsync.slots` (pure).
 
 DynamoDB requests per call, for n members (at most 50) and m milestones assigned to them that start
-in [from - 7 days, to): 1 BatchGetItem of connections + 1 BatchGetItem of busy blocks + n queries of
-the `by_assignee` index + ceil(m / 100) BatchGetItems of mirrors. An assignment that started more
+in [from - 7 days, to): 1 BatchGetItem of connections + ceil(n x (w + 1) / 100) BatchGetItems of busy
+periods (w: the weeks from - 1 day .. to + 1 day touches; 1 request for 10 members x 14 days) + n
+queries of the `by_assignee` index + ceil(m / 100) BatchGetItems of mirrors. An assignment that started more
 than 7 days before `from` and is still running is not seen (installs are days, not weeks).
 """
 
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from calsync import freshness, slots
+from calsync.busy import Busy
 from calsync.caller import Caller
 from calsync.messages import Id
 from calsync.models import iso, utcnow
@@ -138,9 +140,9 @@ def assignment_of(mirror: dict, user_id: str, org_id: str) -> slots.Assignment |
 
 
 class Availability:
-    def __init__(self, store: Store, busy_store):
+    def __init__(self, store: Store, busy: Busy):
         self.store = store
-        self.busy_store = busy_store
+        self.busy = busy
 
     def find(self, caller: Caller, org_id: str, request: AvailabilityRequest, now: datetime | None = None) -> dict:
         caller.require_org(org_id)
@@ -148,11 +150,13 @@ class Availability:
         query = request.query()
         user_ids = request.user_ids
         connections = {u: c for u, c in self.store.connections(user_ids).items() if c.org_id == org_id}
-        busy = {u: b for u, b in freshness.read_busy(self.busy_store, user_ids).items() if b.org_id == org_id}
+        default_zone = ZoneInfo(request.timezone)
+        zones = {u: freshness.user_zone(connections.get(u), default_zone) for u in user_ids}
+        busy = {u: b for u, b in self.busy.periods(user_ids, query.start - query.buffer, query.end + query.buffer,
+                                                   zones).items() if b.org_id == org_id}
         since, until = iso(query.start - ASSIGNMENT_LOOKBACK), iso(query.end)
         assigned = {u: self.store.assigned_milestone_ids(u, since, until) for u in user_ids}
         mirrors = self.store.mirrors([m for ids in assigned.values() for m in ids])
-        default_zone = ZoneInfo(request.timezone)
         stale_after = freshness.stale_after()
         members, statuses = [], {}
         for user_id in user_ids:
@@ -161,11 +165,8 @@ class Availability:
             assignments = [a for a in (assignment_of(mirrors[m], user_id, org_id)
                                        for m in assigned[user_id] if m in mirrors) if a is not None]
             hours = request.member_working_hours.get(user_id, request.working_hours)
-            members.append(slots.Member(
-                user_id, freshness.user_zone(conn, default_zone), hours.rule(),
-                busy=[b for b in stored.blocks if b[1] > query.start - query.buffer
-                      and b[0] < query.end + query.buffer] if stored else [],
-                assignments=assignments))
+            members.append(slots.Member(user_id, zones[user_id], hours.rule(),
+                                        busy=stored.blocks if stored else [], assignments=assignments))
             statuses[user_id] = freshness.member_status(conn, stored, now, stale_after, default_zone)
         found = slots.find_slots(members, query)
         return {

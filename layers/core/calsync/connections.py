@@ -29,6 +29,7 @@ from calsync.models import (
     Connection,
     ConnectionState,
     TokenSet,
+    iso,
     utcnow,
 )
 from calsync.oauth_state import StateError, StateSigner
@@ -40,7 +41,7 @@ from calsync.vault import TokenVault
 # or a second try while a calendar choice is still pending).
 REPLACEABLE = {ConnectionState.NEEDS_REAUTH.value, ConnectionState.PENDING_CALENDAR.value}
 ACTIVE = {ConnectionState.CONNECTED, ConnectionState.SYNCING}
-TIMEZONE_RECHECK = timedelta(days=1)
+TIMEZONE_RECHECK = timedelta(days=7)
 
 
 def calendars_of(userinfo: dict) -> list[Calendar]:
@@ -64,6 +65,9 @@ def known_zone(name: str | None) -> str | None:
         logger.warning("unknown time zone from the calendar account", extra={"zoneinfo": name})
         return None
     return name
+
+
+EARLY_CHECK_AFTER = timedelta(hours=12)
 
 
 class OrgMismatch(Exception):
@@ -128,6 +132,10 @@ class ConnectionService:
         ciphertext = self.vault.seal(user_id, tokens)
         self.store.save_tokens(user_id, ciphertext)
         self._token_cache[user_id] = (ciphertext, tokens)
+        # A fresh access token is good for about an hour: if the reconciler's daily check is more than
+        # half due, bring it forward so it uses this token instead of minting one of its own.
+        now = utcnow()
+        self.store.request_visit(user_id, iso(now), iso(now - EARLY_CHECK_AFTER))
 
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
         """Put the connection in needs_reauth (re-reading it when another writer, e.g. a finishing
@@ -281,23 +289,16 @@ class ConnectionService:
                 "updated_at": utcnow()}))
         return conn
 
-    def refresh_timezone(self, conn: Connection, client: CronofyUser, now: datetime | None = None) -> Connection:
-        """Keep the account's time zone current: at most one userinfo request a day per user (the
-        reconciler calls this); returns the connection as saved."""
+    def refresh_timezone(self, conn: Connection, client: CronofyUser, now: datetime | None = None) -> None:
+        """Keep the account's time zone current: one userinfo request a week per user at most (the
+        reconciler's visit calls this; Cronofy sends no notification when it changes)."""
         now = now or utcnow()
         if conn.timezone_checked_at is not None and now - conn.timezone_checked_at < TIMEZONE_RECHECK:
-            return conn
+            return
         zone = known_zone(client.userinfo().get("zoneinfo")) or conn.timezone
-        for _ in range(3):
-            try:
-                return self.store.save_connection(conn.model_copy(update={
-                    "timezone": zone, "timezone_checked_at": now}))  # updated_at untouched: it dates state changes
-            except ConflictError:
-                fresh = self.store.get_connection(conn.user_id)
-                if fresh is None:
-                    return conn
-                conn = fresh
-        return conn
+        # updated_at untouched: it dates state changes
+        self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
+            "timezone": zone, "timezone_checked_at": now}))
 
     # ---- status and calendar choice ----------------------------------------------------------
 

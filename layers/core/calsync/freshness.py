@@ -2,18 +2,19 @@
 
 One rule, used by the busy route, crew availability and sync health: a member's busy data is `stale`
 when their connection is not syncing (none, `needs_reauth`, still `pending_calendar` or being
-disconnected) or when it was last refreshed from Cronofy (`as_of`) longer ago than
-`BUSY_STALE_AFTER_MINUTES`. The reconciler refreshes everyone hourly, so the default of three hours
-means two missed visits.
+disconnected) or when it was last known current (`as_of`) longer ago than `BUSY_STALE_AFTER_MINUTES`.
+`as_of` is the later of the last write of their busy periods (a rebuild, or a change applied) and the
+last time a notification's Read Events read their changes (which refreshes busy periods whenever
+their own events changed). A quiet calendar sends nothing and is rebuilt weekly by the reconciler, so
+the default is 8 days.
 
-The busy blocks themselves are read only through `read_busy`, so how they are stored can change
-behind it.
+The busy periods themselves are read only through `Busy.periods` (calsync/busy.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from calsync.models import Connection, ConnectionState, iso
@@ -28,23 +29,6 @@ class StoredBusy:
     org_id: str | None
     blocks: list[tuple[datetime, datetime]]  # UTC, merged, sorted
     as_of: datetime | None  # the last successful refresh from Cronofy
-
-
-def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def read_busy(busy_store, user_ids: list[str]) -> dict[str, StoredBusy]:
-    """Stored busy blocks by user (absent: never refreshed). BusyStore.get_many: ceil(n / 100) requests."""
-    found = {}
-    for user_id, item in busy_store.get_many(user_ids).items():
-        blocks = []
-        for pair in item.get("blocks", []):
-            start, end = pair.split("/")
-            blocks.append((_utc(start), _utc(end)))
-        updated = item.get("updated_at")
-        found[user_id] = StoredBusy(item.get("org_id"), blocks, _utc(updated) if updated else None)
-    return found
 
 
 def user_zone(conn: Connection | None, default: ZoneInfo = UTC_ZONE) -> ZoneInfo:
@@ -63,17 +47,23 @@ def is_stale(conn: Connection | None, as_of: datetime | None, now: datetime, sta
     return now - as_of > stale_after
 
 
+def as_of(conn: Connection | None, busy: StoredBusy | None) -> datetime | None:
+    """When the member's busy data was last known current (None: never)."""
+    moments = [busy.as_of if busy is not None else None, conn.changes_read_at if conn is not None else None]
+    return max((m for m in moments if m is not None), default=None)
+
+
 def member_status(conn: Connection | None, busy: StoredBusy | None, now: datetime, stale_after: timedelta,
                   default_zone: ZoneInfo = UTC_ZONE) -> dict:
     """`{"connected", "state", "timezone", "as_of", "stale"}` for one member (`conn` None when the member has no
     connection in the caller's org)."""
-    as_of = busy.as_of if busy is not None else None
+    known = as_of(conn, busy)
     return {
         "connected": conn is not None and conn.state in LINKED_STATES,
         "state": conn.state.value if conn is not None else ConnectionState.NOT_CONNECTED.value,
         "timezone": user_zone(conn, default_zone).key,
-        "as_of": iso(as_of),
-        "stale": is_stale(conn, as_of, now, stale_after),
+        "as_of": iso(known),
+        "stale": is_stale(conn, known, now, stale_after),
     }
 
 

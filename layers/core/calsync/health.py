@@ -5,7 +5,7 @@ with its reason and time, backfill progress, the stale flag (calsync.freshness) 
 keep on their calendar. So a sync that stopped is seen by someone, not discovered by a double booking.
 
 From DynamoDB alone, for n members: 1 query of GSI by_org (per 1 MB), ceil(n / 100) BatchGetItems of
-busy blocks and of backfill progress, and one COUNT query per member for the managed events.
+busy bookkeeping (as_of) and of backfill progress, and one COUNT query per member for the managed events.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from calsync import freshness
+from calsync.busy import Busy
 from calsync.caller import Caller
 from calsync.errors import forbidden
 from calsync.models import Connection, ConnectionState, iso, utcnow
@@ -20,9 +21,9 @@ from calsync.store import Store
 
 
 class SyncHealth:
-    def __init__(self, store: Store, busy_store):
+    def __init__(self, store: Store, busy: Busy):
         self.store = store
-        self.busy_store = busy_store
+        self.busy = busy
 
     def for_org(self, caller: Caller, org_id: str, now: datetime | None = None) -> dict:
         caller.require_org(org_id)
@@ -31,7 +32,7 @@ class SyncHealth:
         now = now or utcnow()
         connections = sorted(self.store.connections_in_org(org_id), key=lambda c: c.user_id)
         ids = [c.user_id for c in connections]
-        busy = freshness.read_busy(self.busy_store, ids) if ids else {}
+        busy = self.busy.periods(ids) if ids else {}  # as_of only: no weeks read
         backfills = self.store.backfills(ids) if ids else {}
         stale_after = freshness.stale_after()
         members = [self._member(c, busy.get(c.user_id), backfills.get(c.user_id), now, stale_after)
@@ -48,10 +49,10 @@ class SyncHealth:
         }
 
     def _member(self, conn: Connection, stored, backfill: dict | None, now: datetime, stale_after) -> dict:
-        as_of = stored.as_of if stored is not None and stored.org_id == conn.org_id else None
-        # The last time data moved successfully either way: a finished backfill, or a busy refresh (a
-        # successful read of the calendar).
-        last_sync = max((t for t in (conn.last_sync_at, as_of) if t is not None), default=None)
+        as_of = freshness.as_of(conn, stored if stored is not None and stored.org_id == conn.org_id else None)
+        # The last time data moved successfully: a finished backfill, the reconciler's full check of the
+        # calendar, or a read of the user's changes (busy data).
+        last_sync = max((t for t in (conn.last_sync_at, conn.last_checked_at, as_of) if t is not None), default=None)
         error = None
         if conn.last_error:
             error = {"reason": conn.last_error, "at": iso(conn.last_error_at or conn.updated_at)}

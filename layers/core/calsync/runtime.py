@@ -110,23 +110,21 @@ def busy():
     from calsync.busy import Busy
     from calsync.store import BusyStore
 
-    return Busy(BusyStore(store()), store())
+    return Busy(BusyStore(aws_client("dynamodb"), get_settings().table_name), store())
 
 
 @cache
 def availability():
     from calsync.availability import Availability
-    from calsync.store import BusyStore
 
-    return Availability(store(), BusyStore(store()))
+    return Availability(store(), busy())
 
 
 @cache
 def sync_health():
     from calsync.health import SyncHealth
-    from calsync.store import BusyStore
 
-    return SyncHealth(store(), BusyStore(store()))
+    return SyncHealth(store(), busy())
 
 
 @cache
@@ -141,4 +139,4 @@ def reconciler():
     from calsync.reconcile import Reconciler
 
     return Reconciler(store(), connection_service(), sync_engine(), notification_processor(), busy(),
-                      get_settings().reconcile_request_budget)
+                      get_settings().reconcile_request_budget, rate_limiter())
