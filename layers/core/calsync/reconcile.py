@@ -105,7 +105,7 @@ class Reconciler:
             have = self.limiter.headroom()
             if have >= need:
                 return True
-            wait = min(MAX_WAIT_SECONDS, (need - have) / self.limiter.rate)
+            wait = min(MAX_WAIT_SECONDS, (need - have) / self.limiter.rate + 0.05)
             if deadline is not None and time.monotonic() + wait > deadline:
                 return False
             time.sleep(wait)
