@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from calsync import runtime
-from calsync.models import utcnow
 from calsync.milestones import event_id_for
+from calsync.models import utcnow
 from tests.helpers import in_days, iso, managed_events, milestone, push
 from tests.schema import assert_valid_message
 
