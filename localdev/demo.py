@@ -302,7 +302,7 @@ def _crew_and_health(stack: LocalStack) -> None:
     check(slot == {"start": _z(local(8, pacific)), "end": _z(local(9, pacific)), "user_ids": ["u_kai"]},
           "Monday 08:00 Pacific with Kai (Tomas's dentist, with its buffer, starts 08:30)")
 
-    step("Kai revokes SolarNexus's access; the hourly reconciler notices; an admin checks sync health")
+    step("Kai revokes SolarNexus's access; the reconciler's next visit notices; an admin checks sync health")
     emu.revoke_account(runtime.store().get_connection("u_kai").cronofy_sub)
     stack.invoke("ReconcilerFunction", {"user_ids": ["u_kai"]})
     emu.clear_request_log()
