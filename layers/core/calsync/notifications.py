@@ -41,6 +41,17 @@ def _changed_after(event: dict, ref: EventRef) -> bool:
     return datetime.fromisoformat(updated.replace("Z", "+00:00")) > ref.updated_at
 
 
+def _before_our_last_write(event: dict, ref: EventRef) -> bool:
+    """Did the calendar's change happen before our latest write of this event? Cronofy answers a
+    write with 202 and applies it later, so a read can still show a user's move that our newer write
+    (already sent) is about to replace: SolarNexus wins that race, as if the write had landed first.
+    Cronofy's `updated` has whole seconds; a change in the same second as our write is reported."""
+    updated = event.get("updated")
+    if not updated or ref.updated_at is None:
+        return False
+    return datetime.fromisoformat(updated.replace("Z", "+00:00")) < ref.updated_at.replace(microsecond=0)
+
+
 def _earliest(values: list[str | None]) -> str | None:
     """The earliest `changes_since` (None, a notification without one, means read everything)."""
     if not values or any(v is None for v in values):
@@ -158,6 +169,8 @@ class NotificationProcessor:
         if m is not None and m.on_calendar:
             if (start, end) == pushed_times(calendar_event(m)):
                 return 0  # the echo of a newer write whose ref is not recorded yet
+        if _before_our_last_write(event, ref):
+            return 0  # our newer write (not applied by Cronofy yet) puts SolarNexus's time back
         self.store.put_ref(ref.model_copy(update={"user_moved_start": start, "user_moved_end": end,
                                                   "updated_at": utcnow()}))
         self.publisher.calendar_change(MilestoneRescheduledOnCalendar(
