@@ -240,6 +240,9 @@ class CronofyEmulator:
     ) -> str:
         return self.state.add_external_event(calendar_id, summary, start, end, transparency, status, **extra)
 
+    def set_zoneinfo(self, profile_id: str, zoneinfo: str) -> dict[str, Any]:
+        return self.state.set_zoneinfo(profile_id, zoneinfo)
+
     def disconnect_profile(self, profile_id: str) -> dict[str, Any]:
         return self.state.disconnect_profile(profile_id)
 

@@ -23,6 +23,7 @@ from .timefmt import (
     ONE_SECOND,
     coerce_time_or_date,
     fmt_time,
+    get_zone,
     is_time_string,
     parse_date,
     parse_time,
@@ -920,6 +921,13 @@ class EmulatorState:
             cal.events[uid] = event
             self.emit_change(calendar_id, event, now - ONE_SECOND)
             return uid
+
+    def set_zoneinfo(self, profile_id: str, zoneinfo: str) -> dict[str, Any]:
+        """The account's owner changes their time zone (Cronofy sends no notification for it)."""
+        get_zone(zoneinfo)  # an IANA name, as Cronofy's userinfo gives
+        with self.lock:
+            self._profile(profile_id).zoneinfo = zoneinfo
+            return {"profile_id": profile_id, "zoneinfo": zoneinfo}
 
     def disconnect_profile(self, profile_id: str) -> dict[str, Any]:
         with self.lock:

@@ -200,6 +200,7 @@ class Reconciler:
         if plan.check:
             try:
                 client = self.service.user_client(conn)
+                self.service.refresh_timezone(conn, client, now)  # weekly: the account's zone may change
                 repairs.update(self._check(conn, client, now))
                 update["last_checked_at"] = now
                 if plan.channel:
