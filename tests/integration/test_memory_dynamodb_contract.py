@@ -248,7 +248,8 @@ def test_store_connections_lifecycle(db):
         store.create_connection(_conn(), b"cipher", set())
     store.create_connection(_conn(), b"cipher2", {"connected"})  # replaceable state
     conn = store.get_connection("u_1")
-    saved = store.save_connection(conn.model_copy(update={"last_reconciled_at": datetime(2026, 11, 23, 10, tzinfo=UTC)}))
+    visited = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    saved = store.save_connection(conn.model_copy(update={"last_reconciled_at": visited}))
     with pytest.raises(ConflictError):
         store.save_connection(conn)  # stale revision
     assert store.get_connection("u_1").last_reconciled_at == saved.last_reconciled_at
