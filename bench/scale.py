@@ -73,12 +73,10 @@ import json
 import math
 import os
 import random
-import statistics
 import sys
 import threading
 import time
 import uuid
-from bisect import bisect_left
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -564,7 +562,7 @@ class Sim:
         in_bursts = 0
         while in_bursts < burst_target:
             uid, size, t = rng.choice(roster), rng.randint(3, 6), self.work_time(day_start)
-            for k in range(size):
+            for _ in range(size):
                 self.at(t + rng.uniform(0, 10), self.change, uid, True)
             in_bursts += size
         for _ in range(total - in_bursts):
@@ -625,7 +623,8 @@ class Sim:
                                                                       microsecond=0)
             free = rng.random() < 0.25
             uid_ = emu.add_external_event(u.calendar_id, "Focus time" if free else "Dentist", z(start),
-                                          z(start + timedelta(hours=1)), transparency="transparent" if free else "opaque")
+                                          z(start + timedelta(hours=1)),
+                                          transparency="transparent" if free else "opaque")
             u.own.append(uid_)
         elif rng.random() < 0.5:
             ev = rng.choice(u.own)
