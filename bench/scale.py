@@ -1088,8 +1088,10 @@ def ceiling(r: dict) -> dict:
     if rec["users_never_visited"] or rec["longest_gap_hours"] is not None and rec["longest_gap_hours"] > 24:
         coverage = rec["distinct_users_reached_in_24h"]
     n_reconcile = min(int(throughput), n_spare, *([coverage] if coverage is not None else []))
+    if r.get("quiet_day"):  # no live traffic to scale: only the reconciler's bound means anything
+        n_minute = n_latency = None
     return {
-        "users": min(n_minute, n_latency, n_reconcile),
+        "users": min(x for x in (n_minute, n_latency, n_reconcile) if x is not None),
         "busiest_minute_bound": n_minute, "latency_bound": n_latency, "reconciler_bound": n_reconcile,
         "reconciler": {"visits_per_day_capacity": int(throughput), "spare_requests_per_day": int(spare),
                        "requests_per_visit": per_visit, "coverage_bound": coverage},
@@ -1144,7 +1146,7 @@ def table(r: dict) -> str:
           f"{q['lost']}")
     ce = r["ceiling"]
     w(f"capacity ceiling (one application, default limits): {ce['users']:,} users (busiest minute bound "
-      f"{ce['busiest_minute_bound']:,}, latency bound {ce['latency_bound']:,}, reconciler bound "
+      f"{ce['busiest_minute_bound'] or '-'}, latency bound {ce['latency_bound'] or '-'}, reconciler bound "
       f"{ce['reconciler_bound']:,})")
     w(f"  model vs measured at {p['users']:,}: {ce['check_at_measured']}")
     w(f"backfills {r['backfills']}, DLQ {r['dlq']}, core platform {r['core_platform']}")

@@ -128,6 +128,32 @@ class MemorySQS:
             return {"MessageId": mid, "MD5OfMessageBody": hashlib.md5(MessageBody.encode(),
                                                                       usedforsecurity=False).hexdigest()}
 
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict]):  # noqa: N803
+        with self._lock:
+            ok = []
+            for e in Entries:
+                sent = self.send_message(QueueUrl, e["MessageBody"], e.get("MessageAttributes"),
+                                         e.get("DelaySeconds", 0))
+                ok.append({"Id": e["Id"], "MessageId": sent["MessageId"], "MD5OfMessageBody": sent["MD5OfMessageBody"]})
+            return {"Successful": ok, "Failed": []}
+
+    def delete_message_batch(self, QueueUrl: str, Entries: list[dict]):  # noqa: N803
+        with self._lock:
+            for e in Entries:
+                self.delete_message(QueueUrl, e["ReceiptHandle"])
+            return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+    def change_message_visibility_batch(self, QueueUrl: str, Entries: list[dict]):  # noqa: N803
+        with self._lock:
+            ok, failed = [], []
+            for e in Entries:
+                try:
+                    self.change_message_visibility(QueueUrl, e["ReceiptHandle"], e["VisibilityTimeout"])
+                    ok.append({"Id": e["Id"]})
+                except ClientError:
+                    failed.append({"Id": e["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True})
+            return {"Successful": ok, "Failed": failed}
+
     def receive_message(self, QueueUrl: str, MaxNumberOfMessages: int = 1, VisibilityTimeout: int | None = None,  # noqa: N803
                         **_):
         with self._lock:
