@@ -1012,6 +1012,9 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             "busiest_hour": busiest_hour[1], "busiest_hour_reconciler": rec_hour,
             "busiest_hour_at": z(datetime.fromtimestamp(busiest_hour[0] * 3600, UTC)),
             "emulator_stats": stack.emulator.stats,
+            # the emulator counts every API request it receives; each one here also has its sender
+            "counted": {"at_emulator": stack.emulator.stats["requests"], "attributed": len(log.requests),
+                        "unattributed": sum(1 for _, o, _, _ in log.requests if o not in FUNCTIONS)},
             "over_limit_429": stack.emulator.stats.get("rate_limited", 0),
         },
         "reconciler": {
@@ -1129,7 +1132,9 @@ def table(r: dict) -> str:
       f"475), busiest second {c['busiest_second']} (limit 50); busiest hour {c['busiest_hour']:,} at "
       f"{c['busiest_hour_at']}; emulator max/min {c['emulator_stats']['max_per_minute']}, max/s "
       f"{c['emulator_stats']['max_per_second']}")
-    w(f"requests over the limit (emulator 429s): {c['over_limit_429']}")
+    w(f"requests over the limit (emulator 429s): {c['over_limit_429']}; counted at the emulator "
+      f"{c['counted']['at_emulator']:,}, attributed to a function {c['counted']['attributed']:,} "
+      f"(unattributed {c['counted']['unattributed']})")
     w(f"reconciler: {rec['runs']} runs, {rec['visits']:,} visits, {rec['requests_per_visit']} requests/visit, "
       f"at most {rec['max_visits_in_a_run']} users / {rec['max_requests_in_a_run']} requests in a run; longest gap "
       f"between visits {rec['longest_gap_hours']} h; users never visited {rec['users_never_visited']} of "

@@ -27,6 +27,7 @@ def test_a_small_day_keeps_every_invariant(tmp_path):
     r = run_scale(tmp_path, "--users", "20", "--days", "1", "--seed", "3")
     c = r["cronofy"]
     assert c["over_limit_429"] == 0
+    assert c["counted"]["at_emulator"] == c["counted"]["attributed"] and c["counted"]["unattributed"] == 0
     assert c["busiest_minute"] <= 500 and c["busiest_second"] <= 50
     assert r["checks"]["ok"], r["checks"]
     assert r["reconciler"]["users_never_visited"] == 0
