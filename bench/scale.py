@@ -1109,6 +1109,39 @@ def ceiling(r: dict) -> dict:
     }
 
 
+def model_check(small: dict, big: dict) -> dict:
+    """Calibrate the model on one run (`small`) and predict another at its user count (`big`): the live
+    per-user costs carry over, the reconciler's spend is per-user until its per-run budget caps it, and
+    users reached = min(N, throughput) under fair sharing. Prints what matches and what does not."""
+    n0, n1 = small["period"]["users"], big["period"]["users"]
+    cs, cb = small["cronofy"], big["cronofy"]
+    budget = small.get("reconcile_budget_per_run")
+    per_visit = small["reconciler"]["requests_per_visit"] or 1
+    rec_small = cs["by_function"]["Reconciler"] / small["period"]["days"]
+    rec_day = rec_small * n1 / n0
+    if budget:
+        rec_day = min(rec_day, budget * 86400 / SCHEDULE)
+    live = {k: v for k, v in cs["by_function_per_user_per_working_day"].items() if k != "Reconciler"}
+    wd = big["period"]["working_days"]
+    predicted_total = sum(live.values()) + rec_day * big["period"]["days"] / wd / n1
+    rec_minute = min(cs["busiest_minute_reconciler"] * n1 / n0, budget or math.inf)
+    live_minute = (cs["busiest_minute"] - cs["busiest_minute_reconciler"]) * n1 / n0
+    fair_reach = min(n1, int(ceiling(small)["reconciler"]["visits_per_day_capacity"]))
+    rows = {
+        "requests per user per working day, all functions": (round(predicted_total, 2),
+                                                              cb["per_user_per_working_day"]),
+        "  of which live (all but the reconciler)": (round(sum(live.values()), 2), round(
+            cb["per_user_per_working_day"] - cb["by_function_per_user_per_working_day"]["Reconciler"], 2)),
+        "reconciler requests a day": (round(rec_day), round(cb["by_function"]["Reconciler"] / big["period"]["days"])),
+        "busiest minute": (round(live_minute + rec_minute), cb["busiest_minute"]),
+        "requests per reconciler visit": (per_visit, big["reconciler"]["requests_per_visit"]),
+        "users reconciled within a day (fair sharing)": (fair_reach,
+                                                         big["reconciler"]["distinct_users_reached_in_24h"]),
+    }
+    return {"calibrated_at": n0, "predicted_at": n1, "rows": {k: {"predicted": a, "measured": b}
+                                                               for k, (a, b) in rows.items()}}
+
+
 def table(r: dict) -> str:
     out = []
     w = out.append
@@ -1180,6 +1213,8 @@ def parse(argv: list[str] | None = None) -> Config:
     ap.add_argument("--small", action="store_true", help="50 users, 1 day")
     ap.add_argument("--label", default=d.label)
     ap.add_argument("--out", default=None, help="results file (default bench/results/scale.json)")
+    ap.add_argument("--model-check", nargs=2, metavar=("SMALL_JSON", "BIG_JSON"),
+                    help="no simulation: calibrate the model on one results file and predict the other")
     args = ap.parse_args(argv)
     cfg = Config(**{k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__})
     if args.small:
@@ -1187,17 +1222,25 @@ def parse(argv: list[str] | None = None) -> Config:
     if cfg.quiet_day:
         cfg.days = 1
     cfg.out = args.out  # type: ignore[attr-defined]
+    cfg.model_check = args.model_check  # type: ignore[attr-defined]
     return cfg
 
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse(argv)
+    if cfg.model_check:
+        small, big = (json.loads(Path(f).read_text()) for f in cfg.model_check)
+        check = model_check(small, big)
+        print(f"model calibrated at {check['calibrated_at']:,} users, predicting {check['predicted_at']:,}:")
+        for k, v in check["rows"].items():
+            print(f"  {k:<52}{v['predicted']!s:>12}{v['measured']!s:>12}")
+        return check
     result = run(cfg)
     print()
     print(table(result))
     out = Path(getattr(cfg, "out", None) or ROOT / "bench" / "results" / "scale.json")
     out.parent.mkdir(exist_ok=True)
-    result["config"] = {k: v for k, v in result["config"].items() if k != "out"}
+    result["config"] = {k: v for k, v in result["config"].items() if k not in ("out", "model_check")}
     out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     return result
