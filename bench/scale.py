@@ -274,6 +274,13 @@ class Sim:
         self.execution_count = 0
         self.failed_backfills = 0
         tpl = stack.template
+        params = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
+
+        def value(v, default):  # a number, or a !Ref to a template parameter (its default)
+            if isinstance(v, dict) and "Ref" in v:
+                v = params.get(v["Ref"], default)
+            return default if v is None else v
+
         self.esm = []  # (function id, queue id, batch size, window)
         for fid, resource in tpl["Resources"].items():
             if resource["Type"] != "AWS::Serverless::Function":
@@ -281,10 +288,10 @@ class Sim:
             for ev in (resource["Properties"].get("Events") or {}).values():
                 if ev["Type"] == "SQS":
                     p = ev["Properties"]
-                    self.esm.append((fid, p["Queue"]["Fn::GetAtt"][0], int(p.get("BatchSize", 10)),
-                                     float(p.get("MaximumBatchingWindowInSeconds", 0))))
+                    self.esm.append((fid, p["Queue"]["Fn::GetAtt"][0], int(value(p.get("BatchSize"), 10)),
+                                     float(value(p.get("MaximumBatchingWindowInSeconds"), 0))))
         for qid, props in template.queues(tpl).items():  # failed messages return after the real timeout
-            SQS.set_visibility_timeout(stack.queue_urls[qid], float(props.get("VisibilityTimeout", 30)))
+            SQS.set_visibility_timeout(stack.queue_urls[qid], float(value(props.get("VisibilityTimeout"), 30)))
         asl = json.loads((ROOT / "statemachines" / "backfill.asl.json").read_text())
         self.asl = asl
         self.table = DDB._tables[stack.table_name]
@@ -315,10 +322,18 @@ class Sim:
 
     # ---- Lambda's event source mappings, Step Functions, the core platform -----------------------------------
 
-    def settle(self) -> None:
+    def cronofy_catch_up(self) -> None:
+        """Pushes delivered; with the realistic emulator (asynchronous writes, push retries) everything
+        it would do by itself is done now (its settle(), as LocalStack.drain does)."""
         emu = self.stack.emulator
-        for _ in range(100000):
+        if hasattr(emu, "settle"):
+            emu.settle(timeout=60)
+        else:
             emu.wait_for_notifications(timeout=60)
+
+    def settle(self) -> None:
+        for _ in range(100000):
+            self.cronofy_catch_up()
             for execution in SFN.take_started():
                 BackfillExecution(self, execution).start()
             delivered = 0
@@ -330,7 +345,7 @@ class Sim:
                         break
                     self.deliver(fid, qid, batch)
                     delivered += 1
-                    emu.wait_for_notifications(timeout=60)
+                    self.cronofy_catch_up()
             self.core_platform()
             if not delivered and not SFN.started:
                 break
