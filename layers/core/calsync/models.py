@@ -51,9 +51,9 @@ class BackfillProgress(BaseModel):
     status: Literal["pending", "running", "succeeded", "failed"] = "pending"
 
 
-# The reconciler's cadence: a full comparison of the calendar about daily; a connection stuck in
+# The reconciler's cadence: a full comparison of the calendar about daily (every 23 h); a connection stuck in
 # `disconnecting` or `syncing` this long gets its job again.
-CHECK_EVERY = timedelta(hours=24)
+CHECK_EVERY = timedelta(hours=23)  # an hour in hand: a visit is never more than 24 h after the last
 STUCK_AFTER = timedelta(minutes=15)
 
 
