@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_chaos(seed, monkeypatch, capsys):
                     msg = milestone(mid, versions[mid], assignees, status="cancelled")
                 elif kind < 0.15:
                     msg = {"type": "milestone.deleted", "message_id": f"d-{mid}-{versions[mid]}",
-                           "occurred_at": iso(in_days(0)), "org_id": org, "milestone_id": mid,
+                           "occurred_at": iso(datetime.now(UTC)), "org_id": org, "milestone_id": mid,
                            "version": versions[mid]}
                 else:
                     start = in_days(1 + rng.randrange(40), 8 + rng.randrange(9))
@@ -111,7 +112,7 @@ def test_chaos(seed, monkeypatch, capsys):
                 sessions[leaving[0]].delete(stack.url("/v1/calendar/connection"))
             if r == 3:
                 stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "chaos-1",
-                                               "occurred_at": iso(in_days(0)), "org_id": org,
+                                               "occurred_at": iso(datetime.now(UTC)), "org_id": org,
                                                "user_id": leaving[1]})
             stack.drain(timeout=300)
 

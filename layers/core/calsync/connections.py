@@ -6,6 +6,7 @@ Rules live here; the Cronofy client talks, the store remembers, handlers only tr
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from urllib.parse import urlencode
 
 from calsync import webhook
@@ -200,6 +201,7 @@ class ConnectionService:
                 state=ConnectionState.SYNCING if only else ConnectionState.PENDING_CALENDAR,
                 provider=provider,
                 cronofy_sub=grant.sub,
+                connection_id=uuid.uuid4().hex,
                 profile_id=profile.profile_id if profile else None,
                 profile_name=profile.profile_name if profile else calendars[0].profile_name,
                 calendar_id=only.calendar_id if only else None,
@@ -332,23 +334,34 @@ class ConnectionService:
             except ConflictError as error:
                 raise conflict("the connection changed meanwhile; try again") from error
         # Sent every time: a lost message is healed by the user asking again.
-        self.publisher.request_disconnect(conn.org_id, conn.user_id)
+        self.publisher.request_disconnect(conn.org_id, conn.user_id, conn.connection_id)
         logger.info("disconnect requested", extra={"user_id": conn.user_id})
         return {"state": ConnectionState.DISCONNECTING.value}
 
-    def cleanup(self, user_id: str, org_id: str, reason: str) -> str:
+    def cleanup(self, user_id: str, org_id: str, reason: str, *, connection_id: str | None = None,
+                occurred_before: datetime | None = None, only_if_disconnecting: bool = False) -> str:
         """Remove every SolarNexus event, close the channel, revoke, delete tokens. Idempotent.
+
+        A job acts only on the connection it was issued for, so a replay (SQS duplicate, a re-queued
+        job, a DLQ redrive) after the user connected again is a no-op: `connection_id` names the
+        connection a disconnect was asked for; `occurred_before` (a deactivation's `occurred_at`)
+        spares a connection made after it; `only_if_disconnecting` (a disconnect job that names no
+        connection) acts only on a connection still being disconnected.
 
         Cronofy outages raise (the queue retries); a revoked authorization does not stop the
         local cleanup, since nothing at Cronofy can be reached any more.
         """
         conn = self.store.get_connection(user_id)
         if conn is None:
-            self.store.delete_connection(user_id)  # a stray token item, if any
-            self.store.delete_refs_of_user(user_id)
+            self.store.delete_stray_tokens(user_id)  # a stray token item, if any (never a new connection)
             return "nothing_to_do"
         if conn.org_id != org_id:
             raise OrgMismatch(f"user {user_id} is not in org {org_id}")
+        stale = self._stale_job(conn, connection_id, occurred_before, only_if_disconnecting)
+        if stale:
+            logger.info("cleanup job is not for the current connection: nothing done",
+                        extra={"user_id": user_id, "reason": reason, "cause": stale})
+            return "not_this_connection"
         if conn.state != ConnectionState.DISCONNECTING:
             conn = self.store.save_connection(
                 conn.model_copy(update={"state": ConnectionState.DISCONNECTING, "updated_at": utcnow()})
@@ -366,10 +379,22 @@ class ConnectionService:
                 "authorization already revoked: calendar events could not be removed", extra={"user_id": user_id}
             )
         self.store.delete_refs_of_user(user_id)
-        self.store.delete_connection(user_id)
+        self.store.delete_connection(user_id, conn.connection_id)
         self.publisher.connection_changed(conn.org_id, user_id, ConnectionState.NOT_CONNECTED, reason)
         logger.info("connection cleaned up", extra={"user_id": user_id, "reason": reason, "outcome": outcome})
         return outcome
+
+    @staticmethod
+    def _stale_job(conn: Connection, connection_id: str | None, occurred_before: datetime | None,
+                   only_if_disconnecting: bool) -> str | None:
+        """Why a cleanup job is not for this connection (None: it is)."""
+        if connection_id is not None and conn.connection_id is not None and connection_id != conn.connection_id:
+            return "another_connection"
+        if occurred_before is not None and conn.connected_at > occurred_before:
+            return "connected_after_the_event"
+        if connection_id is None and only_if_disconnecting and conn.state != ConnectionState.DISCONNECTING:
+            return "not_disconnecting"
+        return None
 
     # ---- org view ------------------------------------------------------------------------------
 

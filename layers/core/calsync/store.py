@@ -46,6 +46,7 @@ CONNECTION_SK = "CONNECTION"
 TOKENS_SK = "TOKENS"
 BACKFILL_SK = "BACKFILL"
 BUSY_SK = "BUSY"
+CALENDARS_SK = "CALENDARS"
 MIRROR_SK = "MIRROR"
 BATCH_GET_LIMIT = 100
 
@@ -158,15 +159,37 @@ class Store:
             raise ConflictError(f"connection of {conn.user_id} changed concurrently") from error
         return updated
 
-    def delete_connection(self, user_id: str) -> None:
-        """Delete the connection, its tokens, backfill progress and busy blocks together (idempotent)."""
+    def delete_connection(self, user_id: str, connection_id: str | None = None) -> None:
+        """Delete the connection, its tokens, backfill progress and busy blocks together (idempotent).
+
+        With `connection_id`, only that connection: if another one replaced it meanwhile, nothing is
+        deleted and ConflictError is raised."""
         pk = _user_pk(user_id)
-        self._db.transact_write_items(
-            TransactItems=[
-                {"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": sk})}}
-                for sk in (CONNECTION_SK, TOKENS_SK, BACKFILL_SK, BUSY_SK)
-            ]
-        )
+        items: list[dict[str, Any]] = [
+            {"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": sk})}}
+            for sk in (CONNECTION_SK, TOKENS_SK, BACKFILL_SK, BUSY_SK, CALENDARS_SK)
+        ]
+        if connection_id is not None:
+            items[0]["Delete"].update(
+                ConditionExpression="attribute_not_exists(pk) OR connection_id = :cid",
+                ExpressionAttributeValues=_to_item({":cid": connection_id}))
+        try:
+            self._db.transact_write_items(TransactItems=items)
+        except self._db.exceptions.TransactionCanceledException as error:
+            raise ConflictError(f"the connection of {user_id} was replaced meanwhile") from error
+
+    def delete_stray_tokens(self, user_id: str) -> None:
+        """Tokens (and progress) left without a connection; never anything of a connection made meanwhile."""
+        pk = _user_pk(user_id)
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"ConditionCheck": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": CONNECTION_SK}),
+                                    "ConditionExpression": "attribute_not_exists(pk)"}},
+                *({"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": sk})}}
+                  for sk in (TOKENS_SK, BACKFILL_SK, BUSY_SK, CALENDARS_SK)),
+            ])
+        except self._db.exceptions.TransactionCanceledException:
+            pass  # a connection exists again: its items are not stray
 
     def connections_in_org(self, org_id: str) -> list[Connection]:
         found: list[Connection] = []
