@@ -218,7 +218,8 @@ _SIGNATURE = Annotated[str, Header(alias="Cronofy-HMAC-SHA256", convert_undersco
         "`pending_calendar`. Always a 302 to the web app (`{WebAppUrl}{return_to or /profile}`) with "
         "`calendar_sync=connected|choose_calendar|error` and, on error, `reason=access_denied | invalid_state | "
         "state_expired | state_used | state_not_for_this_browser | code_exchange_failed | "
-        "calendar_service_unavailable | no_writable_calendar | already_connected | internal_error`. Nothing is "
+        "calendar_service_unavailable | no_writable_calendar | already_connected | account_in_use | "
+        "internal_error` (`account_in_use`: another SolarNexus user connected that calendar account). Nothing is "
         "stored on a failure."
     ),
     responses={

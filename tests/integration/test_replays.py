@@ -104,3 +104,57 @@ def test_a_replayed_deactivation_spares_a_connection_made_after_it(stack, teamma
     assert state_of(stack, teammate["session"]) == "connected"
     assert live_managed(stack, calendar) == ["ms_after"]
     assert stack.queue_messages("UserEventsDLQ") == []
+
+
+# ---- one calendar account, two SolarNexus users (a shared installs@ mailbox) ----------------------
+
+
+def test_a_second_user_cannot_connect_an_account_a_teammate_connected(stack, jane):
+    from tests.helpers import connect
+
+    installs = connect(stack, jane["session"], "google", jane["work"], "Installs")
+    managed_event("u_jane", installs, "ms_jane")
+    jane_sub = runtime.connection_service().store.get_connection("u_jane").cronofy_sub
+    # Ana authorizes the same (shared) account
+    ana = stack.browser("u_ana", "org_sunbright")
+    outcome = browser.connect(ana, stack.base_url, "google", jane["work"]["profile_id"])
+    # Then she is told why, and nothing of hers is stored
+    assert outcome == {"calendar_sync": "error", "reason": "account_in_use"}
+    assert state_of(stack, ana) == "not_connected"
+    assert not [i for i in stack.raw_items() if i["pk"]["S"] == "USER#u_ana"]
+    # And Jane's authorization, channel and events are untouched
+    assert stack.emulator.account_state(jane_sub)["revoked"] is False
+    assert len(stack.emulator.channels(jane_sub)) == 1
+    assert live_managed(stack, installs) == ["ms_jane"]
+    # When Jane leaves, Ana can connect that account
+    jane["session"].delete(stack.url("/v1/calendar/connection"))
+    stack.drain()
+    outcome = browser.connect(ana, stack.base_url, "google", jane["work"]["profile_id"])
+    assert outcome == {"calendar_sync": "choose_calendar"}
+
+
+def test_replacing_a_pending_connection_closes_its_channel_and_revokes_another_account(stack, jane):
+    store = runtime.connection_service().store
+    # Jane authorizes her work account (several calendars: pending), then the same account again
+    assert browser.connect(jane["session"], stack.base_url, "google", jane["work"]["profile_id"]) == {
+        "calendar_sync": "choose_calendar"}
+    first = store.get_connection("u_jane")
+    assert browser.connect(jane["session"], stack.base_url, "google", jane["work"]["profile_id"]) == {
+        "calendar_sync": "choose_calendar"}
+    second = store.get_connection("u_jane")
+    # The first attempt's channel is closed, the account stays authorized for the new connection
+    open_channels = [c["channel_id"] for c in stack.emulator.account_state(first.cronofy_sub)["channels"]]
+    assert open_channels == [second.channel_id]
+    assert stack.emulator.account_state(first.cronofy_sub)["revoked"] is False
+    # Then she picks her personal account instead: the work account's authorization is revoked
+    assert browser.connect(jane["session"], stack.base_url, "google", jane["personal"]["profile_id"]) == {
+        "calendar_sync": "connected"}
+    stack.drain()
+    work = stack.emulator.account_state(first.cronofy_sub)
+    assert work["revoked"] is True and work["channels"] == []
+    personal = store.get_connection("u_jane")
+    assert personal.cronofy_sub != first.cronofy_sub
+    assert stack.emulator.account_state(personal.cronofy_sub)["revoked"] is False
+    # and the work account is free for a teammate
+    ana = stack.browser("u_ana", "org_sunbright")
+    assert browser.connect(ana, stack.base_url, "google", jane["work"]["profile_id"])["calendar_sync"] != "error"

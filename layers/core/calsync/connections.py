@@ -32,7 +32,7 @@ from calsync.models import (
 )
 from calsync.oauth_state import StateError, StateSigner
 from calsync.observability import logger, metrics
-from calsync.store import ConflictError, Store
+from calsync.store import AccountInUse, ConflictError, Store
 from calsync.vault import TokenVault
 
 # A new authorization may replace a connection in these states (reconnect after a broken sync,
@@ -183,6 +183,15 @@ class ConnectionService:
         grant = self.cronofy.exchange_code(code, self.settings.oauth_redirect_uri)
         tokens = grant.token_set()
         client = self.cronofy.for_user(tokens, lambda fresh: None)
+        owner = self.store.account_owner(grant.sub)
+        if owner is not None and owner != user_id:
+            # A shared mailbox (installs@) already connected by a teammate. Refused: a disconnect's bulk
+            # delete and revoke act on the whole account, so two users on it would take each other's
+            # events and authorization. Not revoked either, for the same reason: the teammate keeps it.
+            logger.info("calendar account already connected by another user", extra={"user_id": user_id})
+            return self._redirect("error", "account_in_use", return_to)
+        replaced = self.store.get_connection(user_id)
+        replaced_tokens = self.store.get_tokens(user_id) if replaced else None
         channel_id = None
         try:
             calendars = self._writable(
@@ -211,12 +220,17 @@ class ConnectionService:
                 updated_at=now,
             )
             self.store.create_connection(conn, self.vault.seal(user_id, client.tokens), REPLACEABLE)
+        except AccountInUse:
+            self._close_quietly(client, channel_id)  # our new channel only: the account stays authorized
+            return self._redirect("error", "account_in_use", return_to)
         except ConflictError:
             self._abandon(client, channel_id)
             return self._redirect("error", "already_connected", return_to)
         except CronofyError:
             self._abandon(client, channel_id)
             raise
+        if replaced is not None:
+            self._retire(replaced, replaced_tokens, client, conn)
         if only:
             conn = self.on_calendar_selected(conn, None)
         logger.info("calendar connected", extra={"user_id": user_id, "state": conn.state.value})
@@ -231,6 +245,35 @@ class ConnectionService:
             self.cronofy.revoke(client.tokens)
         except CronofyError as error:
             logger.warning("could not revoke an abandoned authorization", extra={"error": str(error)})
+
+    @staticmethod
+    def _close_quietly(client: CronofyUser, channel_id: str | None) -> None:
+        if not channel_id:
+            return
+        try:
+            client.close_channel(channel_id)
+        except CronofyError as error:
+            logger.warning("could not close a channel", extra={"error": str(error)})
+
+    def _retire(self, old: Connection, old_ciphertext: bytes | None, new_client: CronofyUser,
+                new: Connection) -> None:
+        """A new authorization replaced a pending or broken connection: close its channel and, when it
+        was another calendar account, revoke that account's authorization and release its claim. (The
+        same account is not revoked: that would revoke the new authorization too.)"""
+        if old.cronofy_sub == new.cronofy_sub:
+            if old.channel_id != new.channel_id:  # Cronofy hands back the same channel for the same URL
+                self._close_quietly(new_client, old.channel_id)
+            return
+        try:
+            if old_ciphertext is None:
+                raise InvalidGrant("no tokens stored")
+            old_client = self.cronofy.for_user(self.vault.open(old.user_id, old_ciphertext), lambda fresh: None)
+            self._close_quietly(old_client, old.channel_id)
+            self.cronofy.revoke(old_client.tokens)
+        except CronofyError as error:  # a broken authorization may be gone already
+            logger.warning("could not revoke a replaced authorization", extra={"user_id": old.user_id,
+                                                                               "error": str(error)})
+        self.store.release_account(old.cronofy_sub, old.user_id)
 
     @staticmethod
     def _writable(calendars: list[Calendar], profile_id: str | None) -> list[Calendar]:
@@ -380,6 +423,7 @@ class ConnectionService:
             )
         self.store.delete_refs_of_user(user_id)
         self.store.delete_connection(user_id, conn.connection_id)
+        self.store.release_account(conn.cronofy_sub, user_id)
         self.publisher.connection_changed(conn.org_id, user_id, ConnectionState.NOT_CONNECTED, reason)
         logger.info("connection cleaned up", extra={"user_id": user_id, "reason": reason, "outcome": outcome})
         return outcome

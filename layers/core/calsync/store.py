@@ -12,6 +12,8 @@ One table, keyed `pk`/`sk`, designed from the access patterns:
 | connection by Cronofy account `sub`   | GSI by_sub: sub_pk=SUB#{sub}                         |
 | connections per reconcile slot        | GSI by_slot: slot_pk=SLOT#{crc32(user) % 12}         |
 | single-use OAuth state                | pk=OAUTHSTATE#{nonce}, sk=STATE, ttl                 |
+| the one user of a Cronofy account     | pk=ACCOUNT#{sub}, sk=OWNER (user_id, org_id)         |
+| a user's calendar list (60 s cache)   | pk=USER#{user_id}, sk=CALENDARS, ttl                 |
 | milestone mirror (newest version)     | pk=MILESTONE#{id}, sk=MIRROR                         |
 | scheduled milestones of a user, by    | pk=MILESTONE#{id}, sk=SCHEDULED#{user}; GSI          |
 |   start (backfill window)             |   by_assignee: assignee_pk=ASSIGNEE#{user},          |
@@ -47,6 +49,7 @@ TOKENS_SK = "TOKENS"
 BACKFILL_SK = "BACKFILL"
 BUSY_SK = "BUSY"
 CALENDARS_SK = "CALENDARS"
+ACCOUNT_SK = "OWNER"
 MIRROR_SK = "MIRROR"
 BATCH_GET_LIMIT = 100
 
@@ -61,6 +64,10 @@ def reconcile_slot(user_id: str) -> int:
 
 class ConflictError(Exception):
     """A conditional write lost a race or found the item in another state."""
+
+
+class AccountInUse(ConflictError):
+    """The calendar account is already connected by another SolarNexus user."""
 
 
 def _user_pk(user_id: str) -> str:
@@ -133,15 +140,46 @@ class Store:
         if states:
             put_conn["ExpressionAttributeNames"] = {"#state": "state"}
             put_conn["ExpressionAttributeValues"] = _to_item(names)
+        # One calendar account, one SolarNexus user: the account's claim is taken in the same transaction.
+        claim = {
+            "TableName": self._table,
+            "Item": _to_item({"pk": f"ACCOUNT#{conn.cronofy_sub}", "sk": ACCOUNT_SK, "user_id": conn.user_id,
+                              "org_id": conn.org_id}),
+            "ConditionExpression": "attribute_not_exists(pk) OR user_id = :me",
+            "ExpressionAttributeValues": _to_item({":me": conn.user_id}),
+        }
         try:
             self._db.transact_write_items(
                 TransactItems=[
                     {"Put": put_conn},
                     {"Put": {"TableName": self._table, "Item": self._tokens_item(conn.user_id, token_ciphertext)}},
+                    {"Put": claim},
                 ]
             )
         except self._db.exceptions.TransactionCanceledException as error:
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if len(reasons) == 3 and reasons[2] == "ConditionalCheckFailed" and reasons[0] != "ConditionalCheckFailed":
+                raise AccountInUse("this calendar account is connected by another user") from error
             raise ConflictError("a connection exists in a state that cannot be replaced") from error
+
+    def account_owner(self, sub: str) -> str | None:
+        """The user whose connection uses this Cronofy account (its claim, else the by_sub index for
+        connections stored before claims existed)."""
+        item = self._db.get_item(TableName=self._table, ConsistentRead=True,
+                                 Key=_to_item({"pk": f"ACCOUNT#{sub}", "sk": ACCOUNT_SK})).get("Item")
+        if item:
+            return _from_item(item)["user_id"]
+        conn = self.connection_by_sub(sub)
+        return conn.user_id if conn else None
+
+    def release_account(self, sub: str, user_id: str) -> None:
+        """Drop this user's claim on an account (never another user's)."""
+        try:
+            self._db.delete_item(TableName=self._table, Key=_to_item({"pk": f"ACCOUNT#{sub}", "sk": ACCOUNT_SK}),
+                                 ConditionExpression="user_id = :me",
+                                 ExpressionAttributeValues=_to_item({":me": user_id}))
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass
 
     def save_connection(self, conn: Connection) -> Connection:
         """Write `conn` if nobody else wrote since it was read (optimistic concurrency on `revision`)."""
