@@ -69,6 +69,7 @@ def _doc(description: str, schema: str = "Error", **extra) -> dict:
 
 
 _NO_CONNECTION = _doc("`not_found`: the user has no calendar connection")
+_OTHER_ORG = _doc("`forbidden`: the user's calendar connection belongs to another org than the session's")
 _CONNECTION_BUSY = _doc(
     "`conflict`: the connection is being disconnected or changed meanwhile (try again); "
     "`needs_reauth`: the calendar authorization is gone, connect again"
@@ -94,6 +95,7 @@ _CONNECTION_BUSY = _doc(
             headers={"Set-Cookie": {"description": "`sn_calendar_oauth`: binds the OAuth flow to this browser",
                                     "schema": {"type": "string"}}},
         ),
+        403: _OTHER_ORG,
         409: _doc("`conflict`: a calendar is already connected (disconnect it first, or choose another calendar)"),
         422: _doc("`invalid_request`: unknown provider or malformed body; `invalid_return_to`: not a web-app path"),
     },
@@ -132,7 +134,8 @@ def connect(request: Annotated[ConnectRequest, Body()]) -> Response[dict]:
         "provider, account, calendar, times, backfill progress and the last error. Poll it while `syncing` or "
         "`disconnecting`."
     ),
-    responses={200: _doc("The connection's status (only `state` when not connected)", "ConnectionStatus")},
+    responses={200: _doc("The connection's status (only `state` when not connected)", "ConnectionStatus"),
+               403: _OTHER_ORG},
 )
 def get_connection() -> dict:
     return runtime.connection_service().status(_caller())
@@ -144,7 +147,8 @@ def get_connection() -> dict:
     tags=["Calendar connection"],
     summary="Writable calendars of the connected account",
     description="The calendars a connection can use: writable ones of the account the user authorized.",
-    responses={200: _doc("The calendars", "CalendarList"), 404: _NO_CONNECTION, 409: _CONNECTION_BUSY},
+    responses={200: _doc("The calendars", "CalendarList"), 403: _OTHER_ORG, 404: _NO_CONNECTION,
+               409: _CONNECTION_BUSY},
 )
 def list_calendars() -> dict:
     return {"calendars": runtime.connection_service().calendars(_caller())}
@@ -161,6 +165,7 @@ def list_calendars() -> dict:
     ),
     responses={
         200: _doc("The connection's status after the choice", "ConnectionStatus"),
+        403: _OTHER_ORG,
         404: _NO_CONNECTION,
         409: _CONNECTION_BUSY,
         422: _doc("`invalid_request`: no `calendar_id`; `calendar_not_writable`: not a writable calendar of "
@@ -183,6 +188,7 @@ def select_calendar(request: Annotated[SelectCalendarRequest, Body()]) -> dict:
     responses={
         202: _doc("`disconnecting` (cleanup queued), or `not_connected` when there was nothing to disconnect",
                   "DisconnectResponse"),
+        403: _OTHER_ORG,
         409: _doc("`conflict`: the connection changed meanwhile; try again"),
     },
 )

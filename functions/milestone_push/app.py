@@ -18,6 +18,7 @@ from calsync import runtime
 from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
 from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.queueing import hand_back
+from calsync.store import MilestoneOrgMismatch
 
 _messages = TypeAdapter(MilestoneMessage)
 
@@ -56,6 +57,12 @@ def lambda_handler(event: dict, context) -> dict:
         try:
             message = _messages.validate_json(record.body)
             milestone_id, newer = _mirror(message)
+        except MilestoneOrgMismatch as error:
+            # Never let one org's message overwrite another org's milestone: refused (DLQ, alarm).
+            logger.error("milestone message refused: the milestone belongs to another org",
+                         extra={"message_id": record.message_id, "error": str(error)[:500]})
+            failures.add(record.message_id)
+            continue
         except (ValidationError, ValueError) as error:
             logger.error("malformed milestone message", extra={"message_id": record.message_id,
                                                                 "error": str(error)[:500]})

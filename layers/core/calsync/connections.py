@@ -19,7 +19,7 @@ from calsync.cronofy import (
     CronofyUser,
     InvalidGrant,
 )
-from calsync.errors import ApiError, conflict, not_found
+from calsync.errors import ApiError, conflict, forbidden, not_found
 from calsync.messages import Publisher
 from calsync.models import (
     CRONOFY_PROVIDER_NAMES,
@@ -125,8 +125,17 @@ class ConnectionService:
             return updated
         raise ConflictError(f"connection of {conn.user_id} keeps changing")
 
-    def _require_connection(self, caller: Caller) -> Connection:
+    def _own_connection(self, caller: Caller) -> Connection | None:
+        """The caller's connection. User ids (the JWT `sub`) are unique across SolarNexus, not per org;
+        a connection is still only ever reached with a session of its own org."""
         conn = self.store.get_connection(caller.user_id)
+        if conn is not None and conn.org_id != caller.org_id:
+            logger.warning("session org differs from the connection's org", extra={"user_id": caller.user_id})
+            raise forbidden("this calendar connection belongs to another organization")
+        return conn
+
+    def _require_connection(self, caller: Caller) -> Connection:
+        conn = self._own_connection(caller)
         if conn is None:
             raise not_found("no calendar is connected")
         return conn
@@ -143,7 +152,7 @@ class ConnectionService:
 
     def start_connect(self, caller: Caller, provider: str, return_to: str | None) -> tuple[str, str]:
         """Returns (authorization URL, browser-binding secret for the cookie)."""
-        existing = self.store.get_connection(caller.user_id)
+        existing = self._own_connection(caller)
         if existing and existing.state.value not in REPLACEABLE:
             raise conflict(
                 f"a calendar is already connected (state {existing.state.value}); "
@@ -191,6 +200,8 @@ class ConnectionService:
             logger.info("calendar account already connected by another user", extra={"user_id": user_id})
             return self._redirect("error", "account_in_use", return_to)
         replaced = self.store.get_connection(user_id)
+        if replaced is not None and replaced.org_id != org_id:
+            return self._redirect("error", "already_connected", return_to)  # never across orgs
         replaced_tokens = self.store.get_tokens(user_id) if replaced else None
         channel_id = None
         try:
@@ -298,7 +309,7 @@ class ConnectionService:
     # ---- status and calendar choice ----------------------------------------------------------
 
     def status(self, caller: Caller) -> dict:
-        conn = self.store.get_connection(caller.user_id)
+        conn = self._own_connection(caller)
         if conn is None:
             return {"state": ConnectionState.NOT_CONNECTED.value}
         view = conn.public_view()
@@ -366,7 +377,7 @@ class ConnectionService:
     # ---- disconnect and cleanup ----------------------------------------------------------------
 
     def request_disconnect(self, caller: Caller) -> dict:
-        conn = self.store.get_connection(caller.user_id)
+        conn = self._own_connection(caller)
         if conn is None:
             return {"state": ConnectionState.NOT_CONNECTED.value}
         if conn.state != ConnectionState.DISCONNECTING:

@@ -66,6 +66,10 @@ class ConflictError(Exception):
     """A conditional write lost a race or found the item in another state."""
 
 
+class MilestoneOrgMismatch(ValueError):
+    """A milestone message names a milestone id that belongs to another org."""
+
+
 class AccountInUse(ConflictError):
     """The calendar account is already connected by another SolarNexus user."""
 
@@ -344,18 +348,27 @@ class Store:
     # ---- milestone mirror ----------------------------------------------------------------------
 
     def put_mirror_if_newer(self, org_id: str, milestone_id: str, version: int, body: str | None) -> bool:
-        """Store a milestone version (body None = deleted) unless the mirror already has it or newer."""
+        """Store a milestone version (body None = deleted) unless the mirror already has it or newer.
+
+        A milestone belongs to the org that first sent it: a message from another org naming the same
+        milestone id raises MilestoneOrgMismatch and changes nothing."""
         item = {"pk": f"MILESTONE#{milestone_id}", "sk": MIRROR_SK, "org_id": org_id, "version": version,
                 "deleted": body is None, "body": body}
         try:
             self._db.put_item(
                 TableName=self._table,
                 Item=_to_item(item),
-                ConditionExpression="attribute_not_exists(pk) OR #v < :v",
+                ConditionExpression="attribute_not_exists(pk) OR (#v < :v AND org_id = :org)",
                 ExpressionAttributeNames={"#v": "version"},
-                ExpressionAttributeValues=_to_item({":v": version}),
+                ExpressionAttributeValues=_to_item({":v": version, ":org": org_id}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except self._db.exceptions.ConditionalCheckFailedException:
+        except self._db.exceptions.ConditionalCheckFailedException as error:
+            old = _from_item(error.response.get("Item") or {})
+            if not old:  # older SDKs/emulators do not return the item: read it
+                old = self.mirrors([milestone_id]).get(milestone_id, {})
+            if old.get("org_id") not in (None, org_id):
+                raise MilestoneOrgMismatch(f"milestone {milestone_id} belongs to another org") from error
             return False
         return True
 
