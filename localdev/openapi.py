@@ -145,7 +145,7 @@ class BusyResponse(BaseModel):
 
 
 class WebhookAnswer(BaseModel):
-    status: Literal["queued", "ignored"]
+    status: Literal["queued", "ignored", "duplicate", "stale"]
 
 
 RESPONSE_MODELS = (Error, GatewayError, ConnectResponse, ConnectionStatus, CalendarList, DisconnectResponse,
@@ -193,7 +193,9 @@ _WEBHOOK_DESCRIPTION = (
     "no Cronofy call is made, so the answer comes well within Cronofy's 5 s."
 )
 _WEBHOOK_RESPONSES = {
-    200: _ref("`ignored`: `verification` or a notification type this service does not act on", "WebhookAnswer"),
+    200: _ref("`ignored`: `verification` or a notification type this service does not act on; `duplicate`: the "
+              "same notification was already accepted (a replay); `stale`: its `changes_since` is far behind the "
+              "newest accepted on its channel. Nothing is queued", "WebhookAnswer"),
     202: _ref("`queued`: one message on the notifications queue", "WebhookAnswer"),
     400: _ref("`invalid_body`: not decodable; `invalid_notification`: not a Cronofy notification, or no valid "
               "`channel_id` / `changes_since`", "Error"),

@@ -1,6 +1,8 @@
 """Notification processor on the notifications queue (filled by the webhook intake).
 
-Per record (Powertools BatchProcessor): a failed record (Cronofy outage) is retried alone. No
+Per record (Powertools BatchProcessor): a failed record (Cronofy outage) is retried alone. Replayed
+push notifications are dropped at the webhook intake (`Store.accept_notification`); this handler only
+tells it when a job starts reading, so a genuine later change with the same `changes_since` passes. No
 Powertools idempotency layer here on purpose: two genuine changes can share a `changes_since`, so a
 key built from the notification could drop the second; processing is idempotent instead (a move or
 removal is reported once, recorded on the event ref; busy refreshes overwrite).
@@ -33,6 +35,9 @@ def handle_record(record: SQSRecord) -> dict:
     adopt_correlation_id(record)
     job = NotificationJob.model_validate_json(record.body)
     with logger.append_context_keys(user_id=job.user_id, notification_type=job.notification_type):
+        # Before any Cronofy call: from now on a copy of this notification at the intake may announce a
+        # later change (replays of it are dropped there).
+        runtime.store().notification_read_started(job.channel_id, job.notification_type, job.changes_since)
         result = runtime.notification_processor().process(job.model_dump())
         logger.info("notification processed", extra=result)
         return result

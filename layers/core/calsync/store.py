@@ -12,6 +12,8 @@ One table, keyed `pk`/`sk`, designed from the access patterns:
 | connection by Cronofy account `sub`   | GSI by_sub: sub_pk=SUB#{sub}                         |
 | connections per reconcile slot        | GSI by_slot: slot_pk=SLOT#{crc32(user) % 12}         |
 | single-use OAuth state                | pk=OAUTHSTATE#{nonce}, sk=STATE, ttl                 |
+| push notifications already accepted   | pk=NOTIFY#{channel}, sk={type}#{changes_since}, ttl; |
+|   (replays) and the newest per channel|   sk=NEWEST                                          |
 | the one user of a Cronofy account     | pk=ACCOUNT#{sub}, sk=OWNER (user_id, org_id)         |
 | a user's calendar list (60 s cache)   | pk=USER#{user_id}, sk=CALENDARS, ttl                 |
 | milestone mirror (newest version)     | pk=MILESTONE#{id}, sk=MIRROR                         |
@@ -345,6 +347,76 @@ class Store:
             return None
         return _from_item(resp["Attributes"])
 
+    # ---- push notifications (replays) --------------------------------------------------------------
+
+    def accept_notification(self, channel_id: str, kind: str, changes_since: str | None, now: float,
+                            window: float, stale_after: float, grace: float = 60, max_copies: int = 3) -> str:
+        """"new", "duplicate" or "stale" for a verified push notification, before anything is queued.
+
+        - The same (channel, type, changes_since) is accepted once per `window` seconds. A copy that
+          arrives while the first is still queued is covered by that job's read (it reads later).
+          Two genuine changes in the same second share a `changes_since`, so a copy arriving after the
+          first job began reading, within `grace` seconds of the first, passes (at most `max_copies`).
+        - "stale": `changes_since` more than `stale_after` seconds behind the newest accepted on the
+          channel (Cronofy retries for a day; the reconciler covers anything missed).
+        A duplicate costs one conditional write; nothing else is read."""
+        pk, sk = f"NOTIFY#{channel_id}", f"{kind}#{changes_since or '-'}"
+        expires = int(now + window)
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=_to_item({"pk": pk, "sk": sk, "accepted_at": int(now), "expires_at": expires, "ttl": expires,
+                               "read_started": False, "copies": 0}),
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+                ExpressionAttributeValues=_to_item({":now": int(now)}),
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            try:
+                self._db.update_item(
+                    TableName=self._table, Key=_to_item({"pk": pk, "sk": sk}),
+                    UpdateExpression="SET read_started = :f ADD copies :one",
+                    ConditionExpression="read_started = :t AND accepted_at >= :since AND copies < :max",
+                    ExpressionAttributeValues=_to_item({":f": False, ":t": True, ":one": 1,
+                                                        ":since": int(now - grace), ":max": max_copies}),
+                )
+            except self._db.exceptions.ConditionalCheckFailedException:
+                return "duplicate"
+        if not changes_since:
+            return "new"
+        try:
+            self._db.update_item(
+                TableName=self._table, Key=_to_item({"pk": pk, "sk": "NEWEST"}),
+                UpdateExpression="SET newest = :cs", ConditionExpression="attribute_not_exists(newest) OR newest < :cs",
+                ExpressionAttributeValues=_to_item({":cs": changes_since}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException as error:
+            newest = _from_item(error.response.get("Item") or {}).get("newest")
+            if newest is None:
+                newest = _from_item(self._db.get_item(TableName=self._table, ConsistentRead=True,
+                                                      Key=_to_item({"pk": pk, "sk": "NEWEST"})).get("Item") or {}
+                                    ).get("newest")
+            if newest and _seconds_between(changes_since, newest) > stale_after:
+                return "stale"
+        return "new"
+
+    def notification_read_started(self, channel_id: str, kind: str, changes_since: str | None) -> None:
+        """The processor is about to read what this notification announced: a copy arriving from now on
+        may be a genuine later change (see accept_notification)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_to_item({"pk": f"NOTIFY#{channel_id}", "sk": f"{kind}#{changes_since or '-'}"}),
+                UpdateExpression="SET read_started = :t", ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=_to_item({":t": True}))
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass
+
+    def forget_notification(self, channel_id: str, kind: str, changes_since: str | None) -> None:
+        """Undo accept_notification's marker (the message could not be queued: Cronofy's retry must pass)."""
+        self._db.delete_item(TableName=self._table,
+                             Key=_to_item({"pk": f"NOTIFY#{channel_id}", "sk": f"{kind}#{changes_since or '-'}"}))
+
     # ---- milestone mirror ----------------------------------------------------------------------
 
     def put_mirror_if_newer(self, org_id: str, milestone_id: str, version: int, body: str | None) -> bool:
@@ -586,6 +658,16 @@ class Store:
         if "Item" not in resp:
             raise LookupError(f"backfill chunk {run_id}/{n} not found")
         return list(_from_item(resp["Item"])["milestone_ids"])
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    """later - earlier in seconds for two wire times; 0 when either is not a time."""
+    from calsync.clock import parse_utc
+
+    try:
+        return (parse_utc(later) - parse_utc(earlier)).total_seconds()
+    except (ValueError, TypeError):
+        return 0.0
 
 
 def _ref_from(item: dict[str, Any]) -> EventRef:
