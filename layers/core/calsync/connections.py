@@ -16,6 +16,7 @@ from calsync.cronofy import (
     CronofyApp,
     CronofyAuthError,
     CronofyError,
+    CronofyInvalidResponse,
     CronofyUser,
     InvalidGrant,
 )
@@ -185,7 +186,8 @@ class ConnectionService:
             )
         except CronofyError as error:
             logger.warning("oauth completion failed", extra={"user_id": claims.user_id, "error": str(error)})
-            reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
+            refused = isinstance(error, InvalidGrant | CronofyInvalidResponse)
+            reason = "code_exchange_failed" if refused else "calendar_service_unavailable"
             return self._redirect("error", reason, claims.return_to)
 
     def _connect_with_code(self, user_id: str, org_id: str, provider: str, code: str, return_to: str | None) -> str:
