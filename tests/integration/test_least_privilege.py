@@ -2,7 +2,7 @@
 every call its real handler makes through a whole lifecycle (moto does not enforce IAM, so this test
 does), and every KMS call names the user in its encryption context (the key policy denies the rest)."""
 
-import contextvars
+import threading
 from collections import defaultdict
 
 import botocore.client
@@ -10,7 +10,12 @@ import botocore.client
 from localdev import browser, template
 from tests.helpers import cal_id, in_days, iso, milestone, push
 
-_current = contextvars.ContextVar("function", default=None)
+_calls = threading.local()  # the functions being invoked in this thread, innermost last
+
+
+def _current():
+    stack = getattr(_calls, "stack", None)
+    return stack[-1] if stack else None
 _TRANSACT = {"Put": "PutItem", "Delete": "DeleteItem", "Update": "UpdateItem", "ConditionCheck": "ConditionCheckItem"}
 
 
@@ -35,7 +40,7 @@ def test_every_call_of_a_lifecycle_is_allowed_by_the_functions_policy(stack, jan
     original_invoke = stack.invoke
 
     def record(client, operation, params):
-        function = _current.get()
+        function = _current()
         service = client.meta.service_model.endpoint_prefix
         if function and service == "dynamodb":
             if operation == "TransactWriteItems":
@@ -48,11 +53,11 @@ def test_every_call_of_a_lifecycle_is_allowed_by_the_functions_policy(stack, jan
         return original_call(client, operation, params)
 
     def invoke(function_id, event):
-        token = _current.set(function_id)
+        _calls.stack = [*getattr(_calls, "stack", []), function_id]
         try:
             return original_invoke(function_id, event)
         finally:
-            _current.reset(token)
+            _calls.stack = _calls.stack[:-1]
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
     monkeypatch.setattr(stack, "invoke", invoke)

@@ -40,6 +40,7 @@ from calsync.vault import TokenVault
 # or a second try while a calendar choice is still pending).
 REPLACEABLE = {ConnectionState.NEEDS_REAUTH.value, ConnectionState.PENDING_CALENDAR.value}
 ACTIVE = {ConnectionState.CONNECTED, ConnectionState.SYNCING}
+CALENDARS_CACHE_SECONDS = 60
 
 
 class OrgMismatch(Exception):
@@ -321,21 +322,33 @@ class ConnectionService:
                                 "total": int(progress.get("total", 0)), "error": progress.get("error")}
         return view
 
-    def _live_client(self, conn: Connection) -> CronofyUser:
+    @staticmethod
+    def _require_live(conn: Connection) -> None:
         if conn.state == ConnectionState.DISCONNECTING:
             raise conflict("the calendar is being disconnected")
         if conn.state == ConnectionState.NEEDS_REAUTH:
             raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed: connect again")
-        return self.user_client(conn)
 
-    def calendars(self, caller: Caller) -> list[dict]:
-        conn = self._require_connection(caller)
-        client = self._live_client(conn)
+    def _account_calendars(self, conn: Connection) -> list[Calendar]:
+        """The writable calendars of the connection's account: from Cronofy at most once per
+        CALENDARS_CACHE_SECONDS per connection (the picker, then the choice, cost one request)."""
+        self._require_live(conn)
+        key = conn.connection_id or conn.cronofy_sub
+        now = int(utcnow().timestamp())
+        cached = self.store.get_calendars(conn.user_id, key, now)
+        if cached is not None:
+            return [Calendar.model_validate(c) for c in cached]
         try:
-            found = self._writable(client.calendars(), conn.profile_id)
+            found = self._writable(self.user_client(conn).calendars(), conn.profile_id)
         except (InvalidGrant, CronofyAuthError) as error:
             self.mark_needs_reauth(conn, "authorization_revoked")
             raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed") from error
+        self.store.put_calendars(conn.user_id, key, [c.model_dump() for c in found], now + CALENDARS_CACHE_SECONDS)
+        return found
+
+    def calendars(self, caller: Caller) -> list[dict]:
+        conn = self._require_connection(caller)
+        found = self._account_calendars(conn)
         return [
             {
                 "id": c.calendar_id,
@@ -348,14 +361,7 @@ class ConnectionService:
 
     def select_calendar(self, caller: Caller, calendar_id: str) -> dict:
         conn = self._require_connection(caller)
-        client = self._live_client(conn)
-        try:
-            chosen = next(
-                (c for c in self._writable(client.calendars(), conn.profile_id) if c.calendar_id == calendar_id), None
-            )
-        except (InvalidGrant, CronofyAuthError) as error:
-            self.mark_needs_reauth(conn, "authorization_revoked")
-            raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed") from error
+        chosen = next((c for c in self._account_calendars(conn) if c.calendar_id == calendar_id), None)
         if chosen is None:
             raise ApiError(422, "calendar_not_writable", "that calendar is not a writable calendar of this account")
         if chosen.calendar_id == conn.calendar_id:
@@ -435,8 +441,7 @@ class ConnectionService:
                 "authorization already revoked: calendar events could not be removed", extra={"user_id": user_id}
             )
         self.store.delete_refs_of_user(user_id)
-        self.store.delete_connection(user_id, conn.connection_id)
-        self.store.release_account(conn.cronofy_sub, user_id)
+        self.store.delete_connection(user_id, conn.connection_id, sub=conn.cronofy_sub)
         self.publisher.connection_changed(conn.org_id, user_id, ConnectionState.NOT_CONNECTED, reason)
         logger.info("connection cleaned up", extra={"user_id": user_id, "reason": reason, "outcome": outcome})
         return outcome

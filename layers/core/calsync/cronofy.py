@@ -19,6 +19,8 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -30,6 +32,20 @@ from calsync.models import Calendar, TokenSet, utcnow
 from calsync.observability import metrics
 
 DEFAULT_SCOPE = "read_account list_calendars read_events create_event delete_event"
+
+# Who is waiting for the requests sent in this context: "queue" work (the default) goes first at the
+# shared limiter; "interactive" (a person on a route) may not use the share reserved for queue work.
+_priority: ContextVar[str] = ContextVar("cronofy_priority", default="queue")
+
+
+@contextmanager
+def interactive() -> Iterator[None]:
+    """Cronofy requests sent inside are a person's (the web app's routes, the OAuth callback)."""
+    token = _priority.set("interactive")
+    try:
+        yield
+    finally:
+        _priority.reset(token)
 BATCH_LIMIT = 50
 
 
@@ -215,7 +231,7 @@ class CronofyApp:
             return
         waited = 0.0
         while True:
-            wait = self.limiter.acquire(1)
+            wait = self.limiter.acquire(1, priority=_priority.get())
             if wait <= 0:
                 return
             if waited + wait > self.max_limiter_wait:

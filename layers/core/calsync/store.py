@@ -203,8 +203,9 @@ class Store:
             raise ConflictError(f"connection of {conn.user_id} changed concurrently") from error
         return updated
 
-    def delete_connection(self, user_id: str, connection_id: str | None = None) -> None:
-        """Delete the connection, its tokens, backfill progress and busy blocks together (idempotent).
+    def delete_connection(self, user_id: str, connection_id: str | None = None, sub: str | None = None) -> None:
+        """Delete the connection, its tokens, backfill progress and busy blocks together (idempotent),
+        and with `sub` this user's claim on that calendar account.
 
         With `connection_id`, only that connection: if another one replaced it meanwhile, nothing is
         deleted and ConflictError is raised."""
@@ -217,9 +218,19 @@ class Store:
             items[0]["Delete"].update(
                 ConditionExpression="attribute_not_exists(pk) OR connection_id = :cid",
                 ExpressionAttributeValues=_to_item({":cid": connection_id}))
+        claim = None
+        if sub is not None:
+            claim = {"Delete": {"TableName": self._table, "Key": _to_item({"pk": f"ACCOUNT#{sub}", "sk": ACCOUNT_SK}),
+                                "ConditionExpression": "attribute_not_exists(pk) OR user_id = :me",
+                                "ExpressionAttributeValues": _to_item({":me": user_id})}}
         try:
-            self._db.transact_write_items(TransactItems=items)
+            self._db.transact_write_items(TransactItems=items + ([claim] if claim else []))
         except self._db.exceptions.TransactionCanceledException as error:
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if claim and reasons and reasons[0] != "ConditionalCheckFailed":
+                # Someone else's claim on the account (connections from before claims): keep it.
+                self._db.transact_write_items(TransactItems=items)
+                return
             raise ConflictError(f"the connection of {user_id} was replaced meanwhile") from error
 
     def delete_stray_tokens(self, user_id: str) -> None:
@@ -322,6 +333,28 @@ class Store:
         )
         item = resp.get("Item")
         return bytes(_from_item(item)["ciphertext"]) if item else None
+
+    # ---- calendar list cache -----------------------------------------------------------------------
+
+    def put_calendars(self, user_id: str, key: str, calendars: list[dict], expires_at: int) -> None:
+        """The account's calendars, briefly (the calendar picker is not a Cronofy call per click)."""
+        import json
+
+        self._db.put_item(TableName=self._table, Item=_to_item({
+            "pk": _user_pk(user_id), "sk": CALENDARS_SK, "key": key, "calendars": json.dumps(calendars),
+            "expires_at": expires_at, "ttl": expires_at}))
+
+    def get_calendars(self, user_id: str, key: str, now: int) -> list[dict] | None:
+        import json
+
+        item = self._db.get_item(TableName=self._table, ConsistentRead=True,
+                                 Key=_to_item({"pk": _user_pk(user_id), "sk": CALENDARS_SK})).get("Item")
+        if not item:
+            return None
+        values = _from_item(item)
+        if values.get("key") != key or int(values.get("expires_at", 0)) <= now:
+            return None
+        return json.loads(values["calendars"])
 
     # ---- OAuth state ---------------------------------------------------------------------------
 
