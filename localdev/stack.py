@@ -360,15 +360,19 @@ class LocalStack:
         return len(messages)
 
     def _in_flight(self) -> int:
-        """Messages on subscribed queues that are invisible or delayed for now (handed back for later)."""
+        """Messages on subscribed queues not delivered yet: invisible or delayed for now (handed back or
+        requeued for later), or visible again since the last pump."""
         sqs = boto3.client("sqs", region_name=REGION)
         total = 0
         for fn in self.functions.values():
             for queue_id in fn.queues:
                 attrs = sqs.get_queue_attributes(QueueUrl=self.queue_urls[queue_id], AttributeNames=[
-                    "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+                    "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed"])["Attributes"]
                 total += int(attrs["ApproximateNumberOfMessagesNotVisible"])
                 total += int(attrs.get("ApproximateNumberOfMessagesDelayed", 0))  # requeued for later
+                # one that became visible (or ended its delay) since the last pump
+                total += int(attrs.get("ApproximateNumberOfMessages", 0))
         return total
 
     def pump(self) -> int:

@@ -1,7 +1,9 @@
-"""Reconciler, on an EventBridge schedule (every 5 minutes by default): one slot of users per run, so
-every connected user is visited once an hour; see calsync/reconcile.py for what it repairs.
+"""Reconciler, on an EventBridge schedule (every 5 minutes by default): visits the users whose visit is
+due, most overdue first, within what the shared Cronofy limiter has left after live work; see
+calsync/reconcile.py for what a visit does and costs.
 
-Manual runs (operations): {"user_ids": ["u_1", ...]} or {"all_slots": true}.
+Manual runs (operations): {"user_ids": ["u_1", ...]} visits those users now, due or not; {"all": true}
+visits every connection the reconciler looks after, due or not (within the same budget).
 """
 
 from __future__ import annotations
@@ -10,27 +12,22 @@ import time
 
 from calsync import runtime
 from calsync.observability import logger, metrics
-from calsync.store import RECONCILE_SLOTS
 
-SCHEDULE_MINUTES = 5
-
-
-def _users(event: dict) -> list[str]:
-    store = runtime.store()
-    if event.get("user_ids"):
-        return list(event["user_ids"])
-    if event.get("all_slots"):
-        return [u for slot in range(RECONCILE_SLOTS) for u in store.users_in_slot(slot)]
-    slot = event.get("slot")
-    if slot is None:
-        slot = int(time.time() // (SCHEDULE_MINUTES * 60)) % RECONCILE_SLOTS
-    return store.users_in_slot(int(slot))
+MAX_RUN_SECONDS = 240  # under the 5-minute schedule: runs do not overlap (reserved concurrency 1 too)
+MARGIN_SECONDS = 30
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
-    users = _users(event or {})
-    report = runtime.reconciler().run(users)
+    event = event or {}
+    seconds = MAX_RUN_SECONDS
+    if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+        remaining = context.get_remaining_time_in_millis() / 1000
+        seconds = min(seconds, remaining - MARGIN_SECONDS if remaining > 2 * MARGIN_SECONDS else remaining / 2)
+    user_ids = list(event["user_ids"]) if event.get("user_ids") else None
+    if event.get("all"):
+        user_ids = runtime.store().users_due("9999-12-31T23:59:59Z", 100_000)
+    report = runtime.reconciler().run(user_ids, deadline=time.monotonic() + max(1.0, seconds))
     logger.info("reconcile run", extra={"report": report})
     return report

@@ -166,7 +166,7 @@ def test_chaos(seed, monkeypatch, capsys):
         crashes.enabled = False
         stack.emulator.clear_faults()
         stack.drain(timeout=300)
-        heal = stack.invoke("ReconcilerFunction", {"all_slots": True})
+        heal = stack.invoke("ReconcilerFunction", {"all": True})
         stack.drain(timeout=300)
 
         # ---- invariants ----

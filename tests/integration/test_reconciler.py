@@ -1,14 +1,26 @@
-"""The reconciler heals what notifications did not: drift, lost notifications, closed channels, the
-busy window, and it keeps to its Cronofy budget."""
+"""The reconciler heals what notifications did not: drift, lost notifications, closed channels, busy
+periods; it visits the most overdue users first within what the limiter leaves, and one failing user
+never stops a run."""
+
+from datetime import timedelta
+
+import pytest
 
 from calsync import runtime
 from calsync.milestones import event_id_for
+from calsync.models import utcnow
 from tests.helpers import in_days, iso, managed_events, milestone, push
 from tests.schema import assert_valid_message
 
 
 def reconcile(stack, **event):
     return stack.invoke("ReconcilerFunction", event)
+
+
+def age(user_id, **ago):
+    """Move a connection's bookkeeping into the past: age("u", last_checked_at=timedelta(hours=25))."""
+    now = utcnow()
+    runtime.store().update_connection(user_id, lambda c: c.model_copy(update={k: now - d for k, d in ago.items()}))
 
 
 def lose_notifications(stack):
@@ -32,6 +44,7 @@ def test_a_drifted_calendar_is_back_in_line_after_one_run(stack, jane, jane_cal)
         "event_id": "sn-ghost", "summary": "Orphan", "start": {"time": iso(in_days(3)), "tzid": "Etc/UTC"},
         "end": {"time": iso(in_days(3, 16)), "tzid": "Etc/UTC"}})
     emu.close_channel(conn.channel_id)
+    age("u_jane", channel_seen_at=timedelta(days=8))  # no notification for a week: the channel is listed
     report = reconcile(stack, user_ids=["u_jane"])
     assert (report["missing"], report["moved"], report["content"], report["orphans"], report["channels"]) == (
         1, 1, 1, 1, 1)
@@ -58,12 +71,16 @@ def test_a_lost_notification_still_reaches_solarnexus_and_the_move_is_kept(stack
     assert managed_events(stack, jane_cal)[event_id_for("ms_m")]["start"] == iso(in_days(4))
 
 
-def test_busy_window_rolls_forward_without_notifications(stack, jane, jane_cal):
+def test_busy_periods_are_rebuilt_weekly_without_notifications(stack, jane, jane_cal):
     stack.emulator.add_external_event(jane_cal, "Roof inspection course", iso(in_days(30, 9)), iso(in_days(30, 12)))
     lose_notifications(stack)
     params = {"user_ids": "u_jane", "from": iso(in_days(29, 0)), "to": iso(in_days(31, 0))}
     assert jane["session"].get(stack.url("/v1/orgs/org_sunbright/busy"), params=params).json()["users"]["u_jane"] == []
-    reconcile(stack, user_ids=["u_jane"])
+    reconcile(stack, user_ids=["u_jane"])  # rebuilt at the backfill's end: not due yet
+    assert jane["session"].get(stack.url("/v1/orgs/org_sunbright/busy"), params=params).json()["users"]["u_jane"] == []
+    age("u_jane", busy_rebuilt_at=timedelta(days=8))
+    report = reconcile(stack, user_ids=["u_jane"])
+    assert report["busy_rebuilt"] == 1
     busy = jane["session"].get(stack.url("/v1/orgs/org_sunbright/busy"), params=params).json()["users"]["u_jane"]
     assert busy == [{"start": iso(in_days(30, 9)), "end": iso(in_days(30, 12))}]
 
@@ -79,21 +96,105 @@ def test_never_pushed_milestones_are_written(stack, jane_cal, monkeypatch):
     assert event_id_for("ms_lost") in managed_events(stack, jane_cal)
 
 
-def test_the_run_keeps_to_its_budget_and_defers_the_rest(stack, jane_cal, miguel_cal, monkeypatch):
-    reconciler = runtime.reconciler()
-    monkeypatch.setattr(reconciler, "budget", 8)
+def test_a_quiet_healthy_visit_costs_one_request_and_finds_nothing(stack, jane_cal):
     stack.emulator.clear_request_log()
-    report = reconcile(stack, all_slots=True)
-    assert report["users"] == 1 and report["deferred_users"] == 1
-    assert report["cronofy_requests"] <= 8
-    assert len(stack.emulator.request_log) == report["cronofy_requests"]
+    report = reconcile(stack, user_ids=["u_jane"])  # the token from the connect is still fresh
+    assert report["cronofy_requests"] == 1 == len(stack.emulator.request_log)
+    assert not any(report.get(k) for k in ("missing", "moved", "orphans", "channels", "reported"))
 
 
-def test_every_connected_user_is_in_exactly_one_slot(stack, jane_cal, miguel_cal):
-    from calsync.store import RECONCILE_SLOTS
+def test_the_scheduled_run_visits_due_users_only_and_moves_them_a_day_on(stack, jane_cal, miguel_cal):
     store = runtime.store()
-    found = [u for slot in range(RECONCILE_SLOTS) for u in store.users_in_slot(slot)]
-    assert sorted(found) == ["u_jane", "u_miguel"]
+    report = reconcile(stack)  # both were checked at the end of their backfill: nobody is due
+    assert report.get("users", 0) == 0 and report["backlog"] == 0
+    age("u_miguel", last_checked_at=timedelta(hours=25))
+    report = reconcile(stack)
+    assert report["users"] == 1 and report["backlog"] == 0
+    miguel = store.get_connection("u_miguel")
+    assert miguel.last_checked_at >= utcnow() - timedelta(minutes=1)
+    assert miguel.due_at() == miguel.last_checked_at + timedelta(hours=24)
+    assert store.users_due("9999", 10) == sorted(["u_jane", "u_miguel"], key=lambda u: store.get_connection(u).due_at())
+
+
+def test_the_run_keeps_to_its_budget_and_what_the_limiter_leaves(stack, jane_cal, miguel_cal, monkeypatch):
+    reconciler = runtime.reconciler()
+    age("u_jane", last_checked_at=timedelta(hours=30))
+    age("u_miguel", last_checked_at=timedelta(hours=26))
+    monkeypatch.setattr(reconciler, "max_requests", 3)  # one visit (1 request): then 1 + 3 kept in hand > 3
+    report = reconcile(stack)
+    assert report["users"] == 1 and report["stopped_for_budget"] == 1 and report["backlog"] == 1
+    assert runtime.store().get_connection("u_jane").last_checked_at > utcnow() - timedelta(minutes=1)  # most overdue
+    monkeypatch.setattr(reconciler, "max_requests", 1000)
+    limiter = runtime.rate_limiter()
+    monkeypatch.setattr(limiter, "headroom", lambda: limiter.burst / 2)  # live work is using the rest
+    report = reconcile(stack)
+    assert report.get("users", 0) == 0 and report["stopped_for_budget"] == 1 and report["backlog"] == 1
+
+
+def test_forty_users_with_room_for_two_a_run_are_all_visited_within_twenty_runs(stack, monkeypatch):
+    from tests.helpers import connect
+
+    users = [f"u_crew{i:02d}" for i in range(40)]
+    for u in users:
+        account = stack.emulator.add_calendar_account("google", f"{u}@example.com",
+                                                      calendars=[{"name": "Work", "primary": True}])
+        connect(stack, stack.browser(u, "org_sunbright"), "google", account)
+    for u in users:
+        age(u, last_checked_at=timedelta(hours=25))
+    monkeypatch.setattr(runtime.reconciler(), "max_requests", 5)  # two visits of one or two requests
+    store, visits = runtime.store(), {}
+    limiter = runtime.rate_limiter()  # the 40 connects spent the shared bucket: this test is about the cap
+    monkeypatch.setattr(limiter, "headroom", lambda: float(limiter.burst))
+    for run in range(20):
+        reconcile(stack)
+        for u in users:
+            checked = store.get_connection(u).last_checked_at
+            if checked > utcnow() - timedelta(hours=1):
+                visits.setdefault(u, run)
+    assert sorted(visits) == users, sorted(set(users) - set(visits))
+    assert max(visits.values()) <= 19
+
+
+def test_a_user_whose_visit_raises_does_not_stop_the_others(stack, jane_cal, miguel_cal, monkeypatch):
+    reconciler = runtime.reconciler()
+    age("u_jane", last_checked_at=timedelta(hours=30))
+    age("u_miguel", last_checked_at=timedelta(hours=26))
+    real_check = reconciler._check
+
+    def broken(conn, client, now):
+        if conn.user_id == "u_jane":
+            raise KeyError("a bug, not Cronofy")
+        return real_check(conn, client, now)
+
+    monkeypatch.setattr(reconciler, "_check", broken)
+    report = reconcile(stack)
+    assert report["errors"] == 1 and report["users"] == 2
+    jane, miguel = (runtime.store().get_connection(u) for u in ("u_jane", "u_miguel"))
+    assert miguel.last_checked_at > utcnow() - timedelta(minutes=1)
+    assert "KeyError" in jane.reconcile_error and jane.due_at() > utcnow() + timedelta(minutes=50)
+    assert reconcile(stack).get("users", 0) == 0  # the failing user waits an hour, not every run
+
+
+def test_a_tombstone_older_than_our_write_is_a_loss_and_is_restored(stack, jane_cal):
+    assert push(stack, milestone("ms_t", 1, ["u_jane"], in_days(3))) == set()
+    emu = stack.emulator
+    emu.delete_event_as_user(jane_cal, event_id=event_id_for("ms_t"))
+    lose_notifications(stack)
+    ref = runtime.store().get_ref("ms_t", "u_jane")
+    # The provider lost it before our last write landed: our write is newer than the tombstone.
+    runtime.store().put_ref(ref.model_copy(update={"updated_at": utcnow() + timedelta(minutes=5)}))
+    report = reconcile(stack, user_ids=["u_jane"])
+    assert report["missing"] == 1 and report.get("reported", 0) == 0
+    assert event_id_for("ms_t") in managed_events(stack, jane_cal)
+    assert not [m for m in stack.queue_messages("CalendarChangesQueue") if m["type"] == "milestone.removed_on_calendar"]
+
+
+@pytest.mark.parametrize("state", ["needs_reauth"])
+def test_connections_that_need_no_visits_are_not_in_the_due_index(stack, teammate, miguel_cal, state):
+    stack.emulator.revoke_account(runtime.store().get_connection("u_miguel").cronofy_sub)
+    reconcile(stack, user_ids=["u_miguel"])
+    assert runtime.store().get_connection("u_miguel").state.value == state
+    assert runtime.store().users_due("9999", 10) == []
 
 
 def test_a_revoked_authorization_is_found_by_the_reconciler(stack, teammate, miguel_cal):

@@ -45,7 +45,7 @@ def test_sqs_functions_report_partial_batch_failures():
 def test_table_has_pitr_and_no_scan_needed_indexes():
     _, table = template.table_definition(T)
     indexes = {g["IndexName"] for g in table["GlobalSecondaryIndexes"]}
-    assert indexes == {"by_org", "by_channel", "by_sub", "by_assignee", "by_user_events", "by_slot"}
+    assert indexes == {"by_org", "by_channel", "by_sub", "by_assignee", "by_user_events", "by_slot", "by_due"}
     props = next(r for r in RES.values() if r["Type"] == "AWS::DynamoDB::Table")["Properties"]
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
 

@@ -71,15 +71,23 @@ class BackfillSteps:
             return {"stale": True}
         conn = self.store.get_connection(user_id)
         previous = event.get("previous_calendar_id")
+        busy_built = False
         if conn:
             try:
                 client = self.service.user_client(conn)
                 if previous and previous != conn.calendar_id:
                     # After a switch nothing of ours may stay on the old calendar: one bulk delete.
                     client.bulk_delete(calendar_ids=[previous])
-                # The calendar's existing appointments become busy blocks now, not at the first change
+                # The calendar's existing appointments become busy periods now, not at the first change
                 # (Cronofy skips profile_initial_sync_completed when its sync finished before the channel).
-                self.busy.refresh(conn, client)
+                # A failure here does not fail the backfill: the reconciler rebuilds them on its next visit.
+                try:
+                    self.busy.rebuild(conn, client)
+                    busy_built = True
+                except (CronofyRateLimited, CronofyUnavailable):
+                    raise
+                except Exception:  # noqa: BLE001 - see above
+                    logger.exception("busy periods not rebuilt at backfill end", extra={"user_id": user_id})
             except InvalidGrant:
                 pass
         progress = self.store.get_backfill(user_id) or {}
@@ -89,7 +97,7 @@ class BackfillSteps:
                                value=round(time.time() - float(progress["started_at"]), 3))
         metrics.add_metric(name="BackfillMilestones", unit="Count", value=total)
         self.store.put_backfill(user_id, run_id, BackfillProgress(done=total, total=total, status="succeeded"))
-        self._settle(user_id, None)
+        self._settle(user_id, None, busy_built)
         return {"stale": False, "total": total}
 
     def fail(self, event: dict) -> dict:
@@ -104,15 +112,20 @@ class BackfillSteps:
         logger.warning("backfill failed", extra={"user_id": user_id, "error": error})
         return {"stale": False}
 
-    def _settle(self, user_id: str, error: str | None) -> None:
+    def _settle(self, user_id: str, error: str | None, busy_built: bool = False) -> None:
         for _ in range(3):
             conn = self.store.get_connection(user_id)
             if conn is None or conn.state != ConnectionState.SYNCING:
                 return
             try:
+                now = utcnow()
+                # Every event was just written: the reconciler's first full check is a day away; busy
+                # periods not built here are rebuilt on its first visit.
                 self.store.save_connection(conn.model_copy(update={
                     "state": ConnectionState.CONNECTED, "last_error": error,
-                    "last_sync_at": utcnow() if error is None else conn.last_sync_at, "updated_at": utcnow()}))
+                    "last_sync_at": now if error is None else conn.last_sync_at, "updated_at": now,
+                    "last_checked_at": now if error is None else conn.last_checked_at,
+                    "busy_rebuilt_at": now if busy_built else None}))
             except ConflictError:
                 continue
             self.service.publisher.connection_changed(conn.org_id, user_id, ConnectionState.CONNECTED, error)

@@ -1,12 +1,20 @@
 """Teammates' busy times for the scheduler (ARCHITECTURE §6).
 
-Refreshed from Cronofy free/busy when a user's other events change (managed events excluded by
-Cronofy's default, "free"/"Show as Free" blocks dropped here); stored as merged start/end pairs so
-the scheduler's route answers from DynamoDB alone, with no Cronofy call.
+Kept from the Read Events requests the service makes anyway, with no free/busy call of their own:
+- a `change` notification's Read Events (`last_modified`) returns the user's changed events: each one
+  updates its own busy period (`apply`);
+- a full rebuild (`rebuild`, one Read Events of the user's own events over the window) runs when a
+  backfill finishes, when Cronofy says a profile's first sync completed, and weekly from the
+  reconciler (events entering Cronofy's window as time passes are not notified).
+Only start and end are stored, under a hash of the event's id: no title, no details. Managed
+(SolarNexus) events are never busy blocks here; "Show as Free" (transparent), cancelled and declined
+events are not busy; tentative counts as busy. The route answers from DynamoDB alone.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from calsync.caller import Caller
@@ -19,16 +27,17 @@ DAYS_BACK = 1
 DAYS_AHEAD = 60
 MAX_USERS = 200
 MAX_SPAN_DAYS = 62
+KEEP_WEEKS_AFTER = timedelta(days=14)
 
 
 def _instant(value: str) -> datetime:
-    """A free/busy bound: a Time, or a Date (all-day blocks; taken at 00:00 UTC)."""
+    """A busy bound: a Time, or a Date (all-day events; taken at 00:00 UTC)."""
     if len(value) == 10:
         return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
-def merge(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+def merge(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
     merged: list[tuple[datetime, datetime]] = []
     for start, end in sorted(i for i in intervals if i[1] > i[0]):
         if merged and start <= merged[-1][1]:
@@ -38,24 +47,98 @@ def merge(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, da
     return merged
 
 
+def week_of(moment: datetime) -> str:
+    """The Monday (ISO date) of the week holding `moment` (UTC)."""
+    day = moment.astimezone(UTC).date()
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+def weeks_between(start: datetime, end: datetime) -> list[str]:
+    """Every week overlapping [start, end)."""
+    weeks, monday = [], date.fromisoformat(week_of(start))
+    last = end - timedelta(microseconds=1) if end > start else start
+    while monday <= last.astimezone(UTC).date():
+        weeks.append(monday.isoformat())
+        monday += timedelta(days=7)
+    return weeks
+
+
+def event_key(event: dict) -> str:
+    """What identifies an event's busy period: a hash of its uid (recurring occurrences add their
+    start, as they may share one uid)."""
+    ident = event.get("event_uid") or event.get("event_id") or ""
+    if event.get("recurring"):
+        ident = f"{ident}@{event.get('start')}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def busy_period(event: dict) -> str | None:
+    """"start/end" when the event makes its owner busy, else None."""
+    if event.get("deleted") or event.get("transparency") == "transparent":
+        return None
+    if event.get("status") == "cancelled" or event.get("participation_status") == "declined":
+        return None
+    start, end = event.get("start"), event.get("end")
+    if not isinstance(start, str) or not isinstance(end, str) or _instant(end) <= _instant(start):
+        return None
+    return f"{start}/{end}"
+
+
+def _expiry(week: str) -> int:
+    return int((datetime.combine(date.fromisoformat(week), datetime.min.time(), UTC)
+                + timedelta(days=7) + KEEP_WEEKS_AFTER).timestamp())
+
+
 class Busy:
     def __init__(self, busy_store: BusyStore):
         self.store = busy_store
 
-    def refresh(self, conn: Connection, client, now: datetime | None = None) -> int:
-        """Re-read the user's free/busy for the scheduler's window; returns the number of blocks kept."""
+    def apply(self, conn: Connection, events: list[dict], now: datetime | None = None) -> int:
+        """Update the busy periods of these changed (non-SolarNexus) events; returns how many changed."""
+        if not events:
+            return 0
+        stored = self.store.weeks_of_user(conn.user_id)
+        weeks = {w: dict(item.get("periods") or {}) for w, item in stored.items()}
+        changed: set[str] = set()
+        for event in events:
+            key = event_key(event)
+            for week, periods in weeks.items():
+                if periods.pop(key, None) is not None:
+                    changed.add(week)
+            period = busy_period(event)
+            if period is None:
+                continue
+            start, end = (_instant(x) for x in period.split("/"))
+            for week in weeks_between(start, end):
+                weeks.setdefault(week, {})[key] = period
+                changed.add(week)
+        self._write(conn, {w: weeks[w] for w in changed}, now)
+        return len(changed)
+
+    def rebuild(self, conn: Connection, client, now: datetime | None = None) -> int:
+        """Re-read the user's own events over the scheduler's window (one Read Events, paged) and store
+        their busy periods afresh; returns the number of periods kept."""
         now = now or utcnow()
         window_from, window_to = (now - timedelta(days=DAYS_BACK)).date(), (now + timedelta(days=DAYS_AHEAD)).date()
-        blocks = []
-        for block in client.free_busy(**{"from": window_from.isoformat(), "to": window_to.isoformat()}):
-            if block.get("free_busy_status") == "free":
-                continue  # "Show as Free": not busy. tentative/unknown count as busy.
-            blocks.append((_instant(block["start"]), _instant(block["end"])))
-        merged = merge(blocks)
+        weeks: dict[str, dict[str, str]] = {w: {} for w in self.store.weeks_of_user(conn.user_id)}
+        kept = 0
+        # include_managed defaults to false: only the user's own events, never SolarNexus's.
+        for event in client.read_events(**{"from": window_from.isoformat(), "to": window_to.isoformat()}):
+            period = busy_period(event)
+            if period is None:
+                continue
+            kept += 1
+            start, end = (_instant(x) for x in period.split("/"))
+            for week in weeks_between(start, end):
+                weeks.setdefault(week, {})[event_key(event)] = period
+        self._write(conn, weeks, now)
+        return kept
+
+    def _write(self, conn: Connection, weeks: dict[str, dict[str, str]], now: datetime | None) -> None:
+        stamp = iso(now or utcnow())
+        self.store.write_weeks(conn.user_id, conn.org_id, weeks, stamp, {w: _expiry(w) for w in weeks})
+        self.store.touch(conn.user_id, conn.org_id, stamp)
         metrics.add_metric(name="BusyRefreshes", unit="Count", value=1)
-        self.store.put(conn.user_id, conn.org_id, [(iso(s), iso(e)) for s, e in merged],
-                       window_from.isoformat(), window_to.isoformat(), iso(now))
-        return len(merged)
 
     def for_scheduler(self, caller: Caller, org_id: str, user_ids: list[str], start: datetime,
                       end: datetime) -> dict:
@@ -64,7 +147,8 @@ class Busy:
             raise ApiError(422, "invalid_request", f"user_ids: between 1 and {MAX_USERS} ids")
         if end <= start or end - start > timedelta(days=MAX_SPAN_DAYS):
             raise ApiError(422, "invalid_request", f"to must be after from, at most {MAX_SPAN_DAYS} days later")
-        items = self.store.get_many(user_ids)
+        # All-day periods are dates taken at 00:00 UTC: read one more day each side.
+        items = self.store.get_many(user_ids, weeks_between(start - timedelta(days=1), end + timedelta(days=1)))
         users: dict[str, list[dict[str, str]]] = {}
         for user_id in user_ids:
             item = items.get(user_id)
@@ -72,7 +156,7 @@ class Busy:
                 users[user_id] = []  # not connected (or not in this org): nothing to show
                 continue
             clipped = []
-            for pair in item.get("blocks", []):
+            for pair in set(item.get("periods", [])):
                 s, e = (_instant(x) for x in pair.split("/"))
                 s, e = max(s, start), min(e, end)
                 if e > s:

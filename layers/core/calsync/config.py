@@ -55,8 +55,9 @@ class Settings:
     # Short waits for a token are slept; longer ones hand queue work back to SQS (interactive routes
     # may wait a little longer).
     cronofy_max_wait_seconds: float = 1.0
-    # Cronofy requests one reconciler run may spend (it runs every 5 minutes by default).
-    reconcile_request_budget: int = 150
+    # The most Cronofy requests one reconciler run may spend (it runs every 5 minutes by default); within
+    # it, a run only spends what the shared limiter has left after live work.
+    reconcile_request_budget: int = 1000
 
     def __post_init__(self) -> None:
         if self.cronofy_data_center not in DATA_CENTERS:

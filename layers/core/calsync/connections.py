@@ -6,7 +6,7 @@ Rules live here; the Cronofy client talks, the store remembers, handlers only tr
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from calsync import webhook
@@ -29,6 +29,7 @@ from calsync.models import (
     Connection,
     ConnectionState,
     TokenSet,
+    iso,
     utcnow,
 )
 from calsync.oauth_state import StateError, StateSigner
@@ -41,6 +42,9 @@ from calsync.vault import TokenVault
 REPLACEABLE = {ConnectionState.NEEDS_REAUTH.value, ConnectionState.PENDING_CALENDAR.value}
 ACTIVE = {ConnectionState.CONNECTED, ConnectionState.SYNCING}
 CALENDARS_CACHE_SECONDS = 60
+
+
+EARLY_CHECK_AFTER = timedelta(hours=12)
 
 
 class OrgMismatch(Exception):
@@ -105,6 +109,10 @@ class ConnectionService:
         ciphertext = self.vault.seal(user_id, tokens)
         self.store.save_tokens(user_id, ciphertext)
         self._token_cache[user_id] = (ciphertext, tokens)
+        # A fresh access token is good for about an hour: if the reconciler's daily check is more than
+        # half due, bring it forward so it uses this token instead of minting one of its own.
+        now = utcnow()
+        self.store.request_visit(user_id, iso(now), iso(now - EARLY_CHECK_AFTER))
 
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
         """Put the connection in needs_reauth (re-reading it when another writer, e.g. a finishing

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -51,6 +51,12 @@ class BackfillProgress(BaseModel):
     status: Literal["pending", "running", "succeeded", "failed"] = "pending"
 
 
+# The reconciler's cadence: a full comparison of the calendar about daily; a connection stuck in
+# `disconnecting` or `syncing` this long gets its job again.
+CHECK_EVERY = timedelta(hours=24)
+STUCK_AFTER = timedelta(minutes=15)
+
+
 class Connection(BaseModel):
     """One user's calendar connection. Tokens live in a separate, encrypted item."""
 
@@ -73,8 +79,34 @@ class Connection(BaseModel):
     last_error: str | None = None
     backfill: BackfillProgress | None = None
     last_reconciled_at: datetime | None = None
+    # The reconciler's bookkeeping (calsync/reconcile.py): when the calendar was last compared in full
+    # with what we wrote, when the push channel was last proven open (listed, or a notification came
+    # through it), through when changes have been read, and a visit asked for early (the token is fresh).
+    last_checked_at: datetime | None = None
+    channel_seen_at: datetime | None = None
+    changes_read_at: datetime | None = None
+    visit_requested_at: datetime | None = None
+    busy_rebuilt_at: datetime | None = None
+    # A visit that failed (any error) is tried again at this time; the error is kept for operators.
+    reconcile_retry_at: datetime | None = None
+    reconcile_error: str | None = None
     # Bumped on every write; conditional updates compare it so concurrent writers never clobber.
     revision: int = 0
+
+    def due_at(self) -> datetime | None:
+        """When the reconciler should next look at this connection (None: never). The `by_due` index
+        is kept from this on every write, so the most overdue users come first in every run."""
+        if self.state in (ConnectionState.DISCONNECTING, ConnectionState.SYNCING):
+            due = self.updated_at + STUCK_AFTER  # a lost cleanup job or a stalled backfill
+        elif self.state != ConnectionState.CONNECTED or not self.calendar_id:
+            return None
+        else:
+            due = (self.last_checked_at or self.connected_at) + CHECK_EVERY
+            if self.visit_requested_at is not None and self.visit_requested_at < due:
+                due = self.visit_requested_at
+        if self.reconcile_retry_at is not None and self.reconcile_retry_at > due:
+            due = self.reconcile_retry_at
+        return due
 
     def public_view(self) -> dict:
         """The status route's body (ARCHITECTURE §2)."""

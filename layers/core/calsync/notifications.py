@@ -41,6 +41,13 @@ def _changed_after(event: dict, ref: EventRef) -> bool:
     return datetime.fromisoformat(updated.replace("Z", "+00:00")) > ref.updated_at
 
 
+def _earliest(values: list[str | None]) -> str | None:
+    """The earliest `changes_since` (None, a notification without one, means read everything)."""
+    if not values or any(v is None for v in values):
+        return None
+    return min(values, key=lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")))  # type: ignore[union-attr]
+
+
 class NotificationProcessor:
     def __init__(self, store: Store, service, publisher: Publisher, busy: Busy):
         self.store = store
@@ -49,45 +56,76 @@ class NotificationProcessor:
         self.busy = busy
 
     def process(self, notification: dict) -> dict:
-        kind = notification.get("notification_type")
-        conn = self.store.get_connection(notification["user_id"])
-        if conn is None or conn.channel_id != notification.get("channel_id"):
+        """One notification (see `process_user` for several of one user)."""
+        return self.process_user(notification["user_id"], [notification])
+
+    def process_user(self, user_id: str, notifications: list[dict], received_at: datetime | None = None) -> dict:
+        """Every notification of one user in a batch, with one Read Events between them.
+
+        `received_at` is when the newest of them was queued by the webhook intake: if the user's changes
+        were already read after that (another batch, or a retry of Cronofy's), there is nothing new to
+        read and no Cronofy request is made."""
+        conn = self.store.get_connection(user_id)
+        mine = [n for n in notifications if conn is not None and conn.channel_id == n.get("channel_id")]
+        if conn is None or not mine:
             return {"outcome": "no_connection"}
-        if kind == "profile_disconnected":
+        kinds = {n.get("notification_type") for n in mine}
+        if "profile_disconnected" in kinds:
             self.service.mark_needs_reauth(conn, "profile_disconnected")
             return {"outcome": "needs_reauth"}
         if conn.state not in WRITABLE_STATES:
             return {"outcome": f"skipped_{conn.state.value}"}
+        changes = [n.get("changes_since") for n in mine if n.get("notification_type") == "change"]
+        initial_sync = "profile_initial_sync_completed" in kinds
+        if not changes and not initial_sync:
+            return {"outcome": "ignored"}
+        if (changes and not initial_sync and received_at is not None and conn.changes_read_at is not None
+                and conn.changes_read_at > received_at):
+            self._seen(conn, None)
+            return {"outcome": "already_read", "coalesced": len(mine)}
+        read_at = utcnow()
         try:
             client = self.service.user_client(conn)
-            if kind == "change":
-                return self._change(conn, client, notification.get("changes_since"))
-            if kind == "profile_initial_sync_completed":
-                return {"outcome": "busy_refreshed", "blocks": self.busy.refresh(conn, client)}
+            result: dict = {"outcome": "processed", "coalesced": len(mine)}
+            if changes:
+                result.update(self._change(conn, client, _earliest(changes)))
+            if initial_sync:
+                result["busy_periods"] = self.busy.rebuild(conn, client)
         except (InvalidGrant, CronofyAuthError):
             self.service.mark_needs_reauth(conn, "authorization_revoked")
             return {"outcome": "needs_reauth"}
-        return {"outcome": "ignored"}
+        self._seen(conn, read_at if changes else None)
+        return result
 
-    def catch_up(self, conn: Connection, client, since: str) -> dict:
-        """Process what changed since `since` as if a `change` notification had arrived (the reconciler
-        calls this for notifications that may have been missed)."""
-        return self._change(conn, client, since, catching_up=True)
+    def _seen(self, conn: Connection, read_at: datetime | None) -> None:
+        """The channel works (a notification came through it); changes were read through `read_at`."""
+        now = utcnow()
+        update: dict = {"channel_seen_at": now}
+        if read_at is not None and (conn.changes_read_at is None or read_at > conn.changes_read_at):
+            update["changes_read_at"] = read_at
+        self.store.update_connection(conn.user_id, lambda c: c.model_copy(update=update))
 
-    def _change(self, conn: Connection, client, changes_since: str | None, catching_up: bool = False) -> dict:
+    def read_and_report(self, conn: Connection, client, events: list[dict], catching_up: bool) -> int:
+        """Report the user's moves and deletes of SolarNexus events among `events` (the reconciler's
+        full read goes through the same rules as a notification's)."""
+        return sum(self._solarnexus_event(conn, e, catching_up) for e in events
+                   if (e.get("event_id") or "").startswith(SOLARNEXUS_PREFIXES))
+
+    def _change(self, conn: Connection, client, changes_since: str | None) -> dict:
         params = {"include_managed": True, "include_deleted": True, "include_moved": True}
         if changes_since:
             params["last_modified"] = cronofy_time(changes_since)
-        others_changed = False
+        others: list[dict] = []
         reported = 0
         for event in client.read_events(**params):
             event_id = event.get("event_id")
             if event_id and event_id.startswith(SOLARNEXUS_PREFIXES):
-                reported += self._solarnexus_event(conn, event, catching_up)
+                reported += self._solarnexus_event(conn, event)
             else:
-                others_changed = True
-        blocks = self.busy.refresh(conn, client) if others_changed else None
-        return {"outcome": "processed", "reported": reported, "busy_blocks": blocks}
+                others.append(event)
+        # The changed events' own busy periods: no free/busy request.
+        weeks = self.busy.apply(conn, others) if others else 0
+        return {"reported": reported, "busy_weeks_changed": weeks}
 
     def _ref_for(self, conn: Connection, event_id: str) -> EventRef | None:
         milestone_id = milestone_id_from_event_id(event_id)
@@ -128,3 +166,4 @@ class NotificationProcessor:
         logger.info("event rescheduled on calendar", extra={"milestone_id": ref.milestone_id})
         metrics.add_metric(name="ReschedulesReceived", unit="Count", value=1)
         return 1
+

@@ -27,10 +27,13 @@ def correlation_attributes() -> dict:
 def adopt_correlation_id(record) -> None:
     """Continue the correlation id an SQS record carries (from the function that sent it), or start
     one from the message id."""
-    attributes = getattr(record, "message_attributes", None) or {}
+    if isinstance(record, dict):  # a raw Lambda SQS record
+        attributes, message_id = record.get("messageAttributes") or {}, record.get("messageId")
+    else:
+        attributes, message_id = getattr(record, "message_attributes", None) or {}, record.message_id
     value = None
     attribute = attributes.get(CORRELATION_ATTRIBUTE) if hasattr(attributes, "get") else None
     if attribute is not None:
         value = getattr(attribute, "string_value", None) or (attribute.get("stringValue") if isinstance(
             attribute, dict) else None)
-    logger.set_correlation_id(value or record.message_id)
+    logger.set_correlation_id(value or message_id)

@@ -92,6 +92,14 @@ class RateLimiter:
                 return 0.0
         return 0.05  # heavy contention: ask the caller to come back in a moment
 
+    def headroom(self) -> float:
+        """Requests that could pass right now without waiting (0..burst): what live work leaves.
+        One consistent read; nothing is taken."""
+        stored = self._read_tat()
+        now = self._clock()
+        backlog = max(0.0, (stored if stored is not None else now) - now)
+        return max(0.0, self.burst - backlog * self.rate)
+
     def penalize(self, seconds: float) -> None:
         """Cronofy said 429: nobody sends anything for `seconds`."""
         for _ in range(5):

@@ -1,140 +1,248 @@
-"""The reconciler (EventBridge schedule): so nobody ever has to disconnect and reconnect.
+"""The reconciler (EventBridge schedule): so nobody ever has to disconnect and reconnect, at a Cronofy
+cost that lets one application carry tens of thousands of users.
 
-For each connected user of this run's slot (users are spread over RECONCILE_SLOTS; a 5-minute
-schedule visits everyone hourly):
-1. catch up on missed notifications: process changes since the last visit exactly as a `change`
-   notification would (a user's move or delete reaches SolarNexus, it is not reverted);
-2. compare the calendar's SolarNexus events with the refs and the mirror and repair: missing events
-   and wrong times or content are rewritten from the mirror, orphans (no ref, or on another
-   calendar) deleted, milestones that should be there but never were pushed;
-3. re-create a closed or missing push channel;
-4. roll the busy window forward (Cronofy sends nothing when events enter its window as time passes);
-5. refresh the access token before it lapses.
-It stops before a user when the run's Cronofy request budget would be exceeded (the rest come next
-run) and reports what it repaired (metrics and one log line per user).
+Every connection that needs looking after has a *due time* (`Connection.due_at`, kept in the `by_due`
+index on every write): about a day after its last full check, earlier when live work has just
+refreshed its access token (a visit then costs no token request of its own), 15 minutes after it got
+stuck in `disconnecting` or `syncing`. Each run takes the most overdue users first, so no fixed order
+can starve a tail: a visited user goes to the back of the line by its next due time.
+
+A visit of a connected user (`visit`), cadence by need rather than by the clock:
+1. one Read Events of the SolarNexus events on the calendar (`only_managed`, with deletions, over
+   Cronofy's window) is both the catch-up and the drift check: a move or delete the user made after our
+   last write reaches SolarNexus exactly as a notification would (a lost notification loses nothing);
+   then missing events (gone silently, or a tombstone older than our write: the provider lost it),
+   moved or retitled ones are written again from the mirror, orphans deleted, never-pushed milestones
+   written;
+2. the push channel is listed only when no notification has come through it for a week;
+3. busy periods are rebuilt from the user's own events weekly (they are otherwise kept from the
+   notifications' reads);
+4. tokens are refreshed only by the client, when a request is about to use an expired one.
+A healthy user's visit is one request (two when its token has lapsed).
+
+The run's budget is what the shared limiter has left after live work: before each visit it checks the
+bucket and keeps a reserve for the queues; it never waits long (the rest come next run). A user whose
+visit raises (any error) is recorded, retried an hour later, and never stops the run. The run reports
+its backlog (users due and not visited, the oldest due time) as metrics, with an alarm.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from calsync.busy import Busy
-from calsync.cronofy import BATCH_LIMIT, CronofyAuthError, CronofyError, CronofyRateLimited, InvalidGrant
-from calsync.models import Connection, ConnectionState, iso, utcnow
-from calsync.notifications import SOLARNEXUS_PREFIXES, NotificationProcessor, _norm
+from calsync.cronofy import BATCH_LIMIT, CronofyAuthError, CronofyRateLimited, InvalidGrant
+from calsync.models import STUCK_AFTER, Connection, ConnectionState, EventRef, iso, utcnow
+from calsync.notifications import SOLARNEXUS_PREFIXES, NotificationProcessor, _changed_after, _norm
 from calsync.observability import logger, metrics
-from calsync.store import ConflictError, Store
+from calsync.store import Store
 from calsync.sync import BACKFILL_DAYS, SyncEngine
 
-PER_USER_ESTIMATE = 6  # Cronofy requests a typical user costs: keep this much budget in hand
-STUCK_AFTER = timedelta(minutes=15)
+CHANNEL_CHECK_EVERY = timedelta(days=7)
+BUSY_REBUILD_EVERY = timedelta(days=7)
+RETRY_FAILED_AFTER = timedelta(hours=1)
+READ_DAYS_AHEAD = 201  # Cronofy's sync window: it holds nothing further ahead
+PER_VISIT_ESTIMATE = 3  # requests a visit may need (refresh, read, a write): kept in hand before each
+DUE_PAGE = 25
+MAX_WAITS = 10
+MAX_WAIT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class VisitPlan:
+    """What a visit does (pure: decided from the connection and the time)."""
+
+    requeue_cleanup: bool = False
+    restart_backfill: bool = False
+    check: bool = False
+    channel: bool = False
+    busy: bool = False
+
+
+def plan_visit(conn: Connection, now: datetime) -> VisitPlan:
+    if conn.state == ConnectionState.DISCONNECTING:
+        return VisitPlan(requeue_cleanup=now - conn.updated_at >= STUCK_AFTER)
+    if conn.state == ConnectionState.SYNCING:
+        return VisitPlan(restart_backfill=now - conn.updated_at >= STUCK_AFTER)
+    if conn.state != ConnectionState.CONNECTED or not conn.calendar_id:
+        return VisitPlan()
+    channel_seen = conn.channel_seen_at or conn.connected_at
+    busy_due = conn.busy_rebuilt_at is None or now - conn.busy_rebuilt_at >= BUSY_REBUILD_EVERY
+    return VisitPlan(check=True, channel=now - channel_seen >= CHANNEL_CHECK_EVERY, busy=busy_due)
+
+
+def in_window(ref: EventRef, first_day: str, end_day: str) -> bool:
+    """Does the event of this ref start inside the Read Events window [first_day, end_day)?"""
+    return first_day <= ref.start[:10] < end_day
 
 
 class Reconciler:
     def __init__(self, store: Store, service, engine: SyncEngine, processor: NotificationProcessor, busy: Busy,
-                 budget: int):
+                 max_requests: int, limiter=None):
         self.store = store
         self.service = service
         self.engine = engine
         self.processor = processor
         self.busy = busy
-        self.budget = budget
+        self.max_requests = max_requests
+        self.limiter = limiter
 
-    def run(self, user_ids: list[str]) -> dict:
+    # ---- the run ----------------------------------------------------------------------------------
+
+    def _room(self, spent: int, deadline: float | None) -> bool:
+        """Is there budget for one more visit? The run's own cap, then the shared limiter: live work
+        (queues, people) keeps half the burst. A short wait for the bucket to refill is slept (this is
+        a scheduled job with time to spend, not queue work); a bucket live work keeps drained ends the run."""
+        if spent + PER_VISIT_ESTIMATE > self.max_requests:
+            return False
+        if self.limiter is None:
+            return True
+        need = self.limiter.burst / 2 + PER_VISIT_ESTIMATE
+        for _ in range(MAX_WAITS):
+            have = self.limiter.headroom()
+            if have >= need:
+                return True
+            wait = min(MAX_WAIT_SECONDS, (need - have) / self.limiter.rate + 0.05)
+            if deadline is not None and time.monotonic() + wait > deadline:
+                return False
+            time.sleep(wait)
+            if self.limiter.headroom() <= have:
+                return False  # live work took what refilled: it comes first
+        return False
+
+    def run(self, user_ids: list[str] | None = None, deadline: float | None = None) -> dict:
+        """Visit these users, or (None) the due ones, most overdue first, while budget and time last."""
         app = self.service.cronofy
         start_count = app.requests_sent
         totals: Counter = Counter()
-        visited = 0
-        for user_id in user_ids:
-            if app.requests_sent - start_count + PER_USER_ESTIMATE > self.budget:
-                totals["deferred_users"] += len(user_ids) - visited
+        now = utcnow()
+        explicit = user_ids is not None
+        queue = list(user_ids or [])
+        done: set[str] = set()
+        while True:
+            if not queue:
+                if explicit:
+                    break
+                queue = [u for u in self.store.users_due(iso(now), DUE_PAGE + len(done)) if u not in done]
+                if not queue:
+                    break
+            if deadline is not None and time.monotonic() > deadline:
+                totals["stopped_for_time"] += 1
                 break
-            visited += 1
-            conn = self.store.get_connection(user_id)
-            if conn is None:
-                continue
+            if not self._room(app.requests_sent - start_count, deadline):
+                totals["stopped_for_budget"] += 1
+                break
+            user_id = queue.pop(0)
+            done.add(user_id)
             try:
-                repairs = self.reconcile_user(conn)
+                repairs = self.visit(user_id, now)
             except CronofyRateLimited:
-                totals["deferred_users"] += len(user_ids) - visited + 1
-                break
-            except CronofyError as error:
+                totals["stopped_for_budget"] += 1
+                break  # this user stays due: first in line next run
+            except Exception as error:  # noqa: BLE001 - one user's bad day never stops the others
+                logger.exception("reconcile failed for user", extra={"user_id": user_id})
+                self._failed(user_id, error)
                 repairs = Counter(errors=1)
-                logger.warning("reconcile failed for user", extra={"user_id": user_id, "error": str(error)})
             totals.update(repairs)
-            logger.info("reconciled", extra={"user_id": user_id, "repairs": dict(repairs)})
-        totals["users"] = visited
+            totals["users"] += 1
         totals["cronofy_requests"] = app.requests_sent - start_count
-        for name in ("missing", "moved", "orphans", "channels", "backfills_restarted", "busy_refreshed"):
+        if not explicit:
+            backlog, oldest = self.store.due_backlog(iso(utcnow()))
+            totals["backlog"] = backlog
+            overdue = (utcnow() - datetime.fromisoformat(oldest.replace("Z", "+00:00"))) if oldest else timedelta()
+            totals["oldest_overdue_minutes"] = int(overdue.total_seconds() // 60)
+            metrics.add_metric(name="Reconcile_Backlog", unit="Count", value=backlog)
+            metrics.add_metric(name="Reconcile_OldestOverdueMinutes", unit="Count",
+                               value=totals["oldest_overdue_minutes"])
+        for name in ("users", "missing", "moved", "orphans", "channels", "backfills_restarted", "errors",
+                     "cronofy_requests"):
             metrics.add_metric(name=f"Reconcile_{name}", unit="Count", value=totals.get(name, 0))
         return dict(totals)
 
-    def reconcile_user(self, conn: Connection) -> Counter:
+    def _failed(self, user_id: str, error: Exception) -> None:
+        retry = utcnow() + RETRY_FAILED_AFTER
+        try:
+            self.store.update_connection(user_id, lambda c: c.model_copy(update={
+                "reconcile_retry_at": retry, "visit_requested_at": None,
+                "reconcile_error": f"{type(error).__name__}: {str(error)[:200]}"}))
+        except Exception:  # noqa: BLE001 - the store itself failing: the user is tried again next run
+            logger.exception("could not record a failed visit", extra={"user_id": user_id})
+
+    # ---- one user ---------------------------------------------------------------------------------
+
+    def visit(self, user_id: str, now: datetime | None = None) -> Counter:
+        now = now or utcnow()
         repairs: Counter = Counter()
-        now = utcnow()
-        if conn.state == ConnectionState.DISCONNECTING and now - conn.updated_at > STUCK_AFTER:
+        conn = self.store.get_connection(user_id)
+        if conn is None:
+            return repairs
+        plan = plan_visit(conn, now)
+        if plan.requeue_cleanup:
             self.service.publisher.request_disconnect(conn.org_id, conn.user_id)  # a lost cleanup job
             repairs["cleanups_requeued"] += 1
-            return repairs
-        if conn.state not in (ConnectionState.CONNECTED, ConnectionState.SYNCING) or not conn.calendar_id:
-            return repairs
-        try:
-            client = self.service.user_client(conn)
-            if client.tokens.expired(leeway_seconds=15 * 60):
-                client.refresh()  # the client's own refresh: stores (and caches) the rotated tokens
-                repairs["tokens_refreshed"] += 1
-            if conn.state == ConnectionState.SYNCING and now - conn.updated_at > STUCK_AFTER:
-                self._restart_backfill(conn)
-                repairs["backfills_restarted"] += 1
-            repairs.update(self._channel(conn, client))
-            since = conn.last_reconciled_at or conn.connected_at
-            self.processor.catch_up(conn, client, iso(since - timedelta(minutes=5)))
-            # (only changes made after our own last write count as the user's; the rest is drift)
-            repairs.update(self._events(conn, client))
-            self.busy.refresh(conn, client, now)
-            repairs["busy_refreshed"] += 1
-        except (InvalidGrant, CronofyAuthError):
-            self.service.mark_needs_reauth(conn, "authorization_revoked")
-            repairs["needs_reauth"] += 1
-            return repairs
-        self._touch(conn.user_id, now)
+        if plan.restart_backfill:
+            self.service.on_calendar_selected(conn, None)
+            repairs["backfills_restarted"] += 1
+        update: dict = {"last_reconciled_at": now, "visit_requested_at": None, "reconcile_retry_at": None,
+                        "reconcile_error": None}
+        if plan.check:
+            try:
+                client = self.service.user_client(conn)
+                repairs.update(self._check(conn, client, now))
+                update["last_checked_at"] = now
+                if plan.channel:
+                    repairs.update(self._channel(conn, client))
+                    update["channel_seen_at"] = now
+                if plan.busy:
+                    self.busy.rebuild(conn, client, now)
+                    repairs["busy_rebuilt"] += 1
+                    update["busy_rebuilt_at"] = now
+            except (InvalidGrant, CronofyAuthError):
+                self.service.mark_needs_reauth(conn, "authorization_revoked")
+                repairs["needs_reauth"] += 1
+                return repairs
+        elif not (plan.requeue_cleanup or plan.restart_backfill):
+            update.pop("last_reconciled_at")
+        if plan.requeue_cleanup or plan.restart_backfill:
+            update["reconcile_retry_at"] = now + STUCK_AFTER  # give the job time before asking again
+        self.store.update_connection(user_id, lambda c: c.model_copy(update=update))
+        logger.info("reconciled", extra={"user_id": user_id, "repairs": dict(repairs)})
         return repairs
-
-    def _restart_backfill(self, conn: Connection) -> None:
-        self.service.on_calendar_selected(conn, None)
 
     def _channel(self, conn: Connection, client) -> Counter:
         open_ids = {c.channel_id for c in client.list_channels()}
         if conn.channel_id in open_ids:
             return Counter()
         channel = client.create_channel(self.service.channel_callback_url(conn.user_id))
-        for _ in range(3):
-            fresh = self.store.get_connection(conn.user_id)
-            if fresh is None:
-                return Counter()
-            try:
-                self.store.save_connection(fresh.model_copy(update={"channel_id": channel.channel_id,
-                                                                    "updated_at": utcnow()}))
-                break
-            except ConflictError:
-                continue
+        self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
+            "channel_id": channel.channel_id, "updated_at": utcnow()}))
         return Counter(channels=1)
 
-    def _events(self, conn: Connection, client) -> Counter:
+    def _check(self, conn: Connection, client, now: datetime) -> Counter:
+        """One read of our events: the catch-up of missed notifications, then drift repair."""
+        first_day = (now - timedelta(days=BACKFILL_DAYS)).date().isoformat()
+        end_day = (now + timedelta(days=READ_DAYS_AHEAD)).date().isoformat()
+        events = [e for e in client.read_events(include_managed=True, only_managed=True, include_deleted=True,
+                                                **{"from": first_day, "to": end_day})
+                  if (e.get("event_id") or "").startswith(SOLARNEXUS_PREFIXES)]
         repairs: Counter = Counter()
-        refs = {r.event_id: r for r in self.store.refs_of_user(conn.user_id)}
+        repairs["reported"] += self.processor.read_and_report(conn, client, events, catching_up=True)
+        refs = {r.event_id: r for r in self.store.refs_of_user(conn.user_id)}  # after the catch-up's records
         seen: set[str] = set()
         orphans: list[tuple[str, str]] = []
         rewrite: set[str] = set()
-        for event in client.read_events(include_managed=True, only_managed=True, include_deleted=True):
-            event_id = event.get("event_id") or ""
-            if not event_id.startswith(SOLARNEXUS_PREFIXES):
-                continue
+        for event in events:
+            event_id = event["event_id"]
             ref = refs.get(event_id)
             if event.get("deleted"):
                 if ref is not None and ref.calendar_id == event["calendar_id"]:
-                    seen.add(event_id)  # a tombstone: the user's delete (handled by the catch-up)
+                    seen.add(event_id)
+                    if ref.removed_by_user_version is None and not _changed_after(event, ref):
+                        rewrite.add(ref.milestone_id)  # deleted before our last write: lost, not the user's
+                        repairs["missing"] += 1
                 continue
             if ref is None or ref.calendar_id != event["calendar_id"] or ref.removed_by_user_version is not None:
                 orphans.append((event["calendar_id"], event_id))
@@ -148,22 +256,21 @@ class Reconciler:
                 rewrite.add(ref.milestone_id)
                 repairs["content"] += 1
         for event_id, ref in refs.items():
-            if event_id not in seen and ref.removed_by_user_version is None and ref.calendar_id == conn.calendar_id:
+            if (event_id not in seen and ref.removed_by_user_version is None and ref.calendar_id == conn.calendar_id
+                    and in_window(ref, first_day, end_day)):
                 rewrite.add(ref.milestone_id)
                 repairs["missing"] += 1
-        since = iso(utcnow() - timedelta(days=BACKFILL_DAYS))
+        since = iso(now - timedelta(days=BACKFILL_DAYS))
         never_pushed = set(self.store.scheduled_for_user(conn.user_id, since)) - {r.milestone_id for r in refs.values()}
         if rewrite:
             self._forget(conn.user_id, rewrite)
         if rewrite or never_pushed:
             self.engine.sync(sorted(rewrite | never_pushed), only_user=conn.user_id)
         repairs["never_pushed"] += len(never_pushed)
-        if orphans:
-            for i in range(0, len(orphans), BATCH_LIMIT):
-                chunk = orphans[i:i + BATCH_LIMIT]
-                client.batch([{"method": "DELETE", "relative_url": f"/v1/calendars/{cal}/events",
-                               "data": {"event_id": eid}} for cal, eid in chunk])
-            repairs["orphans"] += len(orphans)
+        for i in range(0, len(orphans), BATCH_LIMIT):
+            client.batch([{"method": "DELETE", "relative_url": f"/v1/calendars/{cal}/events",
+                           "data": {"event_id": eid}} for cal, eid in orphans[i:i + BATCH_LIMIT]])
+        repairs["orphans"] += len(orphans)
         return repairs
 
     def _forget(self, user_id: str, milestone_ids: set[str]) -> None:
@@ -172,14 +279,3 @@ class Reconciler:
             ref = self.store.get_ref(mid, user_id)
             if ref is not None:
                 self.store.put_ref(ref.model_copy(update={"content_hash": "drifted"}))
-
-    def _touch(self, user_id: str, now) -> None:
-        for _ in range(3):
-            conn = self.store.get_connection(user_id)
-            if conn is None:
-                return
-            try:
-                self.store.save_connection(conn.model_copy(update={"last_reconciled_at": now}))
-                return
-            except ConflictError:
-                continue

@@ -109,7 +109,7 @@ def busy():
     from calsync.busy import Busy
     from calsync.store import BusyStore
 
-    return Busy(BusyStore(store()))
+    return Busy(BusyStore(aws_client("dynamodb"), get_settings().table_name))
 
 
 @cache
@@ -124,4 +124,4 @@ def reconciler():
     from calsync.reconcile import Reconciler
 
     return Reconciler(store(), connection_service(), sync_engine(), notification_processor(), busy(),
-                      get_settings().reconcile_request_budget)
+                      get_settings().reconcile_request_budget, rate_limiter())

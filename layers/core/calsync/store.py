@@ -10,7 +10,8 @@ One table, keyed `pk`/`sk`, designed from the access patterns:
 | connections by org (sync icons)       | GSI by_org: org_pk=ORG#{org_id}, org_sk=USER#{id}    |
 | connection by push channel (webhook)  | GSI by_channel: channel_pk=CHANNEL#{channel_id}      |
 | connection by Cronofy account `sub`   | GSI by_sub: sub_pk=SUB#{sub}                         |
-| connections per reconcile slot        | GSI by_slot: slot_pk=SLOT#{crc32(user) % 12}         |
+| connections the reconciler is due to  | GSI by_due: due_pk=DUE, due_sk={next visit, UTC ISO} |
+|   visit, most overdue first           |   (sparse: only connections that need visits)        |
 | single-use OAuth state                | pk=OAUTHSTATE#{nonce}, sk=STATE, ttl                 |
 | push notifications already accepted   | pk=NOTIFY#{channel}, sk={type}#{changes_since}, ttl; |
 |   (replays) and the newest per channel|   sk=NEWEST                                          |
@@ -23,7 +24,8 @@ One table, keyed `pk`/`sk`, designed from the access patterns:
 | event written to a user's calendar    | pk=MILESTONE#{id}, sk=REF#{user}; GSI by_user_events |
 |   (by milestone, and by user)         |   ref_user_pk=EVENTS#{user}, ref_user_sk={milestone} |
 | backfill progress of a user           | pk=USER#{user_id}, sk=BACKFILL                       |
-| busy blocks of a user (start/end only)| pk=USER#{user_id}, sk=BUSY                           |
+| busy periods of a user, one item per  | pk=USER#{user_id}, sk=BUSY#{Monday of the week}      |
+|   week (start/end per event only)     |   (bounded items however busy the calendar)          |
 | backfill chunk (milestone ids)        | pk=BACKFILL#{run_id}, sk=CHUNK#{n}, ttl              |
 
 One query of a milestone's partition returns its mirror, its schedule index entries and every
@@ -34,11 +36,12 @@ No request path scans.
 
 from __future__ import annotations
 
-import zlib
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from calsync.clock import iso
 
 if TYPE_CHECKING:  # the models (pydantic) load when first needed: the webhook intake never needs them
     from calsync.models import BackfillProgress, Connection, EventRef
@@ -49,19 +52,15 @@ _de = TypeDeserializer()
 CONNECTION_SK = "CONNECTION"
 TOKENS_SK = "TOKENS"
 BACKFILL_SK = "BACKFILL"
-BUSY_SK = "BUSY"
+BUSY_SK = "BUSY"  # the busy periods' bookkeeping (as_of) when no week holds any
+BUSY_PREFIX = "BUSY#"
 CALENDARS_SK = "CALENDARS"
 ACCOUNT_SK = "OWNER"
 MIRROR_SK = "MIRROR"
 BATCH_GET_LIMIT = 100
 
 
-RECONCILE_SLOTS = 12
-
-
-def reconcile_slot(user_id: str) -> int:
-    """Users are spread over slots; the reconciler visits one slot a run (12 x 5 min = hourly)."""
-    return zlib.crc32(user_id.encode()) % RECONCILE_SLOTS
+DUE_PK = "DUE"
 
 
 class ConflictError(Exception):
@@ -103,8 +102,10 @@ class Store:
             org_pk=f"ORG#{conn.org_id}",
             org_sk=_user_pk(conn.user_id),
             sub_pk=f"SUB#{conn.cronofy_sub}",
-            slot_pk=f"SLOT#{reconcile_slot(conn.user_id)}",
         )
+        due = conn.due_at()
+        if due is not None:
+            data.update(due_pk=DUE_PK, due_sk=iso(due))
         if conn.channel_id:
             data["channel_pk"] = f"CHANNEL#{conn.channel_id}"
         return _to_item(data)
@@ -114,7 +115,7 @@ class Store:
         from calsync.models import Connection
 
         values = _from_item(item)
-        for key in ("pk", "sk", "org_pk", "org_sk", "sub_pk", "channel_pk", "slot_pk"):
+        for key in ("pk", "sk", "org_pk", "org_sk", "sub_pk", "channel_pk", "slot_pk", "due_pk", "due_sk"):
             values.pop(key, None)
         return Connection.model_validate(values)
 
@@ -203,13 +204,28 @@ class Store:
             raise ConflictError(f"connection of {conn.user_id} changed concurrently") from error
         return updated
 
-    def delete_connection(self, user_id: str, connection_id: str | None = None, sub: str | None = None) -> None:
-        """Delete the connection, its tokens, backfill progress and busy blocks together (idempotent),
-        and with `sub` this user's claim on that calendar account.
+    def update_connection(self, user_id: str, change, attempts: int = 3) -> Connection | None:
+        """Read, change (`change(conn) -> conn`) and save a connection, again after a concurrent write;
+        None when there is no connection or every attempt lost a race."""
+        for _ in range(attempts):
+            conn = self.get_connection(user_id)
+            if conn is None:
+                return None
+            try:
+                return self.save_connection(change(conn))
+            except ConflictError:
+                continue
+        return None
 
-        With `connection_id`, only that connection: if another one replaced it meanwhile, nothing is
-        deleted and ConflictError is raised."""
+    def delete_connection(self, user_id: str, connection_id: str | None = None, sub: str | None = None) -> None:
+        """Delete the connection, its tokens, backfill progress and busy periods (idempotent), and with
+        `sub` this user's claim on that calendar account. The busy weeks go first: a crash in between
+        leaves the connection, and its cleanup is retried.
+
+        With `connection_id`, only that connection: if another one replaced it meanwhile, nothing of it
+        is deleted (but busy weeks, which it rebuilds) and ConflictError is raised."""
         pk = _user_pk(user_id)
+        BusyStore(self._db, self._table).delete_user(user_id)
         items: list[dict[str, Any]] = [
             {"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": sk})}}
             for sk in (CONNECTION_SK, TOKENS_SK, BACKFILL_SK, BUSY_SK, CALENDARS_SK)
@@ -244,7 +260,8 @@ class Store:
                   for sk in (TOKENS_SK, BACKFILL_SK, BUSY_SK, CALENDARS_SK)),
             ])
         except self._db.exceptions.TransactionCanceledException:
-            pass  # a connection exists again: its items are not stray
+            return  # a connection exists again: its items are not stray
+        BusyStore(self._db, self._table).delete_user(user_id)
 
     def connections_in_org(self, org_id: str) -> list[Connection]:
         found: list[Connection] = []
@@ -276,21 +293,69 @@ class Store:
         user_id = _from_item(items[0])["pk"].removeprefix("USER#")
         return self.get_connection(user_id)
 
-    def users_in_slot(self, slot: int) -> list[str]:
-        """Connected users the reconciler visits in this slot (GSI by_slot, keys only)."""
+    def users_due(self, now: str, limit: int) -> list[str]:
+        """Up to `limit` users whose reconciler visit is due at `now` (UTC ISO), most overdue first
+        (GSI by_due, keys only). No fixed order: a visited user moves to the back by its next due time."""
         users: list[str] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": "by_slot",
-            "KeyConditionExpression": "slot_pk = :s",
-            "ExpressionAttributeValues": _to_item({":s": f"SLOT#{slot}"}),
+            "IndexName": "by_due",
+            "KeyConditionExpression": "due_pk = :p AND due_sk <= :now",
+            "ExpressionAttributeValues": _to_item({":p": DUE_PK, ":now": now}),
+            "Limit": limit,
         }
-        while True:
+        while len(users) < limit:
             resp = self._db.query(**kwargs)
             users.extend(_from_item(i)["pk"].removeprefix("USER#") for i in resp.get("Items", []))
             if "LastEvaluatedKey" not in resp:
-                return users
+                break
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+            kwargs["Limit"] = limit - len(users)
+        return users[:limit]
+
+    def due_backlog(self, now: str) -> tuple[int, str | None]:
+        """(how many users are due at `now`, the oldest due time): the reconciler's backlog."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_due",
+            "KeyConditionExpression": "due_pk = :p AND due_sk <= :now",
+            "ExpressionAttributeValues": _to_item({":p": DUE_PK, ":now": now}),
+            "Select": "COUNT",
+        }
+        count = 0
+        while True:
+            resp = self._db.query(**kwargs)
+            count += resp.get("Count", 0)
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        if not count:
+            return 0, None
+        first = self._db.query(TableName=self._table, IndexName="by_due", Limit=1,
+                               KeyConditionExpression="due_pk = :p",
+                               ExpressionAttributeValues=_to_item({":p": DUE_PK}))
+        items = first.get("Items", [])
+        return count, (_from_item(items[0])["due_sk"] if items else None)
+
+    def request_visit(self, user_id: str, at: str, checked_before: str) -> bool:
+        """Bring a connected user's reconciler visit forward to `at` when its last full check is older
+        than `checked_before` (the caller just refreshed the token: a visit now needs no refresh of its
+        own). A hint only: it does not bump `revision`, and a concurrent full write may drop it."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_to_item({"pk": _user_pk(user_id), "sk": CONNECTION_SK}),
+                UpdateExpression="SET visit_requested_at = :at, due_sk = :at",
+                ConditionExpression=("attribute_exists(due_pk) AND #state = :connected AND "
+                                     "(attribute_not_exists(last_checked_at) OR last_checked_at < :before) AND "
+                                     "due_sk > :at"),
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=_to_item({":at": at, ":before": checked_before,
+                                                    ":connected": "connected"}),
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def channel_owner(self, channel_id: str) -> tuple[str, str] | None:
         """(user_id, org_id) of the connection whose push channel this is, without building a model
@@ -535,13 +600,7 @@ class Store:
         return found
 
     def _batch_get(self, keys: list[dict]) -> list[dict]:
-        items: list[dict] = []
-        request = {self._table: {"Keys": keys, "ConsistentRead": True}}
-        while request:
-            resp = self._db.batch_get_item(RequestItems=request)
-            items.extend(_from_item(i) for i in resp.get("Responses", {}).get(self._table, []))
-            request = resp.get("UnprocessedKeys") or {}
-        return items
+        return _batch_get(self._db, self._table, keys)
 
     def set_schedule_index(self, milestone_id: str, add: dict[str, str], remove: list[str]) -> None:
         """Keep the by_assignee index entries of a milestone equal to its current schedule."""
@@ -711,27 +770,86 @@ def _ref_from(item: dict[str, Any]) -> EventRef:
 
 
 class BusyStore:
-    """Busy blocks per user: start and end only, nothing else from the user's other events."""
+    """Busy periods per user: one item per week (`sk=BUSY#{Monday}`), holding `periods`, a map from a
+    hash of the event's id to "start/end" and nothing else of the event. An event is kept in every
+    week it overlaps, so a read of a range needs only that range's weeks. Items stay small however
+    busy a calendar is (a week of ~6,000 events is ~350 KB; a whole calendar in one item was not
+    bounded), and expire (TTL) two weeks after their week ends."""
 
-    def __init__(self, store: Store):
-        self._db = store._db
-        self._table = store._table
-        self._store = store
+    def __init__(self, dynamodb_client, table_name: str):
+        self._db = dynamodb_client
+        self._table = table_name
 
-    def put(self, user_id: str, org_id: str, blocks: list[tuple[str, str]], window_from: str, window_to: str,
-            updated_at: str) -> None:
-        self._db.put_item(TableName=self._table, Item=_to_item({
-            "pk": _user_pk(user_id), "sk": BUSY_SK, "org_id": org_id, "window_from": window_from,
-            "window_to": window_to, "updated_at": updated_at,
-            # compact: "start/end" strings, already merged and sorted
-            "blocks": [f"{s}/{e}" for s, e in blocks]}))
-
-    def get_many(self, user_ids: list[str]) -> dict[str, dict]:
-        """Busy items by user id: ceil(n / 100) BatchGetItem requests however many users are asked for."""
-        ids = list(dict.fromkeys(user_ids))
+    def weeks_of_user(self, user_id: str) -> dict[str, dict]:
+        """Every stored week of a user: {week (Monday, ISO date): item} (one query, paged)."""
         found: dict[str, dict] = {}
-        for i in range(0, len(ids), BATCH_GET_LIMIT):
-            keys = [_to_item({"pk": _user_pk(u), "sk": BUSY_SK}) for u in ids[i:i + BATCH_GET_LIMIT]]
-            for item in self._store._batch_get(keys):
-                found[item["pk"].removeprefix("USER#")] = item
+        kwargs: dict[str, Any] = {
+            "TableName": self._table, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :busy)",
+            "ExpressionAttributeValues": _to_item({":pk": _user_pk(user_id), ":busy": BUSY_PREFIX}),
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            for raw in resp.get("Items", []):
+                item = _from_item(raw)
+                found[item["sk"].removeprefix(BUSY_PREFIX)] = item
+            if "LastEvaluatedKey" not in resp:
+                return found
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def write_weeks(self, user_id: str, org_id: str, weeks: dict[str, dict[str, str]], updated_at: str,
+                    expires_at: dict[str, int]) -> None:
+        """Store these weeks' periods (an empty map deletes the week), 25 items a request."""
+        requests: list[dict] = []
+        for week, periods in weeks.items():
+            key = {"pk": _user_pk(user_id), "sk": f"{BUSY_PREFIX}{week}"}
+            if periods:
+                requests.append({"PutRequest": {"Item": _to_item({
+                    **key, "org_id": org_id, "updated_at": updated_at, "periods": periods,
+                    "ttl": expires_at[week]})}})
+            else:
+                requests.append({"DeleteRequest": {"Key": _to_item(key)}})
+        _batch_write(self._db, self._table, requests)
+
+    def touch(self, user_id: str, org_id: str, updated_at: str) -> None:
+        """Record a successful refresh that changed nothing (the `as_of` of a user with no busy time)."""
+        self._db.put_item(TableName=self._table, Item=_to_item({
+            "pk": _user_pk(user_id), "sk": BUSY_SK, "org_id": org_id, "updated_at": updated_at}))
+
+    def get_many(self, user_ids: list[str], weeks: list[str]) -> dict[str, dict]:
+        """{user: {"org_id", "updated_at", "periods": ["start/end", ...]}} for these weeks, from
+        BatchGetItem (100 keys a request: ceil(users x (weeks + 1) / 100) requests)."""
+        ids = list(dict.fromkeys(user_ids))
+        keys = [_to_item({"pk": _user_pk(u), "sk": sk}) for u in ids
+                for sk in [BUSY_SK, *(f"{BUSY_PREFIX}{w}" for w in weeks)]]
+        found: dict[str, dict] = {}
+        for i in range(0, len(keys), BATCH_GET_LIMIT):
+            for item in _batch_get(self._db, self._table, keys[i:i + BATCH_GET_LIMIT]):
+                user = item["pk"].removeprefix("USER#")
+                entry = found.setdefault(user, {"org_id": item.get("org_id"), "updated_at": None, "periods": []})
+                if item.get("updated_at") and (entry["updated_at"] is None or item["updated_at"] > entry["updated_at"]):
+                    entry["updated_at"] = item["updated_at"]
+                entry["periods"].extend((item.get("periods") or {}).values())
         return found
+
+    def delete_user(self, user_id: str) -> None:
+        keys = [{"pk": _user_pk(user_id), "sk": f"{BUSY_PREFIX}{w}"} for w in self.weeks_of_user(user_id)]
+        keys.append({"pk": _user_pk(user_id), "sk": BUSY_SK})
+        _batch_write(self._db, self._table, [{"DeleteRequest": {"Key": _to_item(k)}} for k in keys])
+
+
+def _batch_get(db, table: str, keys: list[dict]) -> list[dict]:
+    items: list[dict] = []
+    request = {table: {"Keys": keys, "ConsistentRead": True}}
+    while request:
+        resp = db.batch_get_item(RequestItems=request)
+        items.extend(_from_item(i) for i in resp.get("Responses", {}).get(table, []))
+        request = resp.get("UnprocessedKeys") or {}
+    return items
+
+
+def _batch_write(db, table: str, requests: list[dict]) -> None:
+    for i in range(0, len(requests), 25):
+        pending = {table: requests[i:i + 25]}
+        while pending:
+            pending = db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
