@@ -43,13 +43,14 @@ def main(argv: list[str] | None = None) -> None:
         rate_limit=args.rate_limit,
         verbose=args.verbose,
     ).start()
+    # Seeded before the "listening" line: a caller that waits for it finds the demo accounts there.
+    accounts = seed_demo(emu) if args.seed_demo else []
     print(f"Cronofy emulator listening on {emu.base_url}", flush=True)
-    if args.seed_demo:
-        for account in seed_demo(emu):
-            print(
-                json.dumps({k: account[k] for k in ("provider_name", "profile_id", "profile_name")}),
-                flush=True,
-            )
+    for account in accounts:
+        print(
+            json.dumps({k: account[k] for k in ("provider_name", "profile_id", "profile_name")}),
+            flush=True,
+        )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
