@@ -78,6 +78,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/milestones.py
 	$(PY) bench/webhook_intake.py
 	$(PY) bench/busy_route.py
+	$(PY) bench/availability.py
 	BENCH_REUSE=1 $(PY) bench/week.py
 
 build: $(SAMVENV)/.installed

@@ -67,8 +67,8 @@ def classify(method: str, path: str) -> str:
         return "token"
     if path.startswith("/v1/channels"):
         return "channels"
-    if path.startswith("/v1/calendars"):
-        return "calendars"
+    if path.startswith("/v1/calendars") or path.startswith("/v1/userinfo"):
+        return "calendars"  # userinfo: the account's calendars and time zone, read at connect
     if path.startswith(BROWSER_PATHS):
         return "browser"
     return path

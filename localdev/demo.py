@@ -10,6 +10,8 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
 
 from localdev import browser
 from localdev.stack import LocalStack
@@ -216,6 +218,8 @@ def run(stack: LocalStack) -> None:
     code = outsider.get(stack.url(f"/v1/orgs/{ORG}/calendar-connections")).status_code
     check(code == 403, "another organization's admin gets 403")
 
+    _crew_and_health(stack)
+
     step("Jane clicks 'Disconnect My Calendar'")
     jane_sub = _sub(stack, "u_jane")
     emu.clear_request_log()
@@ -237,6 +241,87 @@ def run(stack: LocalStack) -> None:
         say(f"   {message['user_id']:<10} {message['type']:<28} {message.get('state', '')} "
             f"{message.get('reason') or ''}")
     say(f"\nCronofy requests during the demo's last two steps: {len(emu.request_log)}")
+
+
+def _crew_and_health(stack: LocalStack) -> None:
+    emu = stack.emulator
+    pacific, mountain = ZoneInfo("America/Los_Angeles"), ZoneInfo("America/Denver")
+    today = datetime.now(UTC).date()
+    monday = today + timedelta(days=7 + (7 - today.weekday()) % 7)
+
+    def local(hour: int, zone: ZoneInfo, minute: int = 0, day=monday) -> datetime:
+        return datetime.combine(day, dt_time(hour, minute), zone).astimezone(UTC)
+
+    step("An install crew of three connects: Tomas and Kai in California, Priya in Colorado")
+    crew = {}
+    for user_id, provider, email, zone in (("u_tomas", "google", "tomas@sunbright.example", "America/Los_Angeles"),
+                                           ("u_priya", "microsoft", "priya@sunbright.example", "America/Denver"),
+                                           ("u_kai", "apple", "kai@icloud.example", "America/Los_Angeles")):
+        account = emu.add_calendar_account(provider, email, zoneinfo=zone)
+        session = stack.browser(user_id, ORG)
+        browser.connect(session, stack.base_url, provider, account["profile_id"])
+        crew[user_id] = {"account": account, "calendar": account["calendars"][0]["calendar_id"], "session": session}
+    stack.drain()
+    from calsync import runtime
+
+    zones = {u: runtime.store().get_connection(u).timezone for u in crew}
+    say(f"   time zones from their calendar accounts (Cronofy userinfo, read at connect): {zones}")
+    check(zones == {"u_tomas": "America/Los_Angeles", "u_priya": "America/Denver", "u_kai": "America/Los_Angeles"},
+          "each member's zone is stored with their connection")
+    emu.add_external_event(crew["u_tomas"]["calendar"], "Dentist", _z(local(9, pacific)), _z(local(10, pacific, 30)))
+    stack.send("MilestoneEventsQueue", _milestone("ms_battery", 1, "Battery Install", ["u_priya"], local(8, mountain),
+                                                  4, "Dana Cole", "7 Pine Rd, Boulder, CO"))
+    stack.drain()
+    say(f"   Monday {monday}: Tomas has a dentist appointment 09:00-10:30 Pacific (his own calendar);")
+    say("   Priya is already on a battery install 08:00-12:00 Mountain (a SolarNexus assignment)")
+
+    step(f"The scheduler asks for the first two hours the whole crew is free (POST /v1/orgs/{ORG}/availability)")
+    emu.clear_request_log()
+    scheduler = stack.browser("u_jane", ORG)
+    ask = {"user_ids": list(crew), "required": "all", "duration_minutes": 120, "from": _z(local(0, pacific)),
+           "to": _z(local(0, pacific, day=monday + timedelta(days=5))), "buffer_minutes": 30,
+           "working_hours": {"weekdays": [1, 2, 3, 4, 5], "start": "08:00", "end": "17:00"}, "max_results": 3}
+    answer = scheduler.post(stack.url(f"/v1/orgs/{ORG}/availability"), json=ask).json()
+    say("   working hours 08:00-17:00 in each member's own zone, 30 minutes' buffer around busy times")
+    for slot in answer["slots"]:
+        start = datetime.fromisoformat(slot["start"])
+        say(f"   slot {slot['start']} .. {slot['end']}  = {start.astimezone(pacific):%a %H:%M} Pacific / "
+            f"{start.astimezone(mountain):%H:%M} Mountain  free: {', '.join(slot['user_ids'])}")
+    for user_id, member in answer["members"].items():
+        say(f"   {user_id:<8} {member['timezone']:<20} as_of={member['as_of']} stale={member['stale']}")
+    first = answer["slots"][0]
+    check(first["start"] == _z(local(11, pacific, 30)) and first["user_ids"] == list(crew),
+          "first slot for all three: Monday 11:30 Pacific (12:30 Mountain), after Priya's install plus buffer")
+    check(len(emu.request_log) == 0, "answered from DynamoDB alone: 0 Cronofy requests")
+
+    step("A site survey needs any one of two surveyors (required: 1)")
+    survey = dict(ask, user_ids=["u_tomas", "u_kai"], required=1, duration_minutes=60, max_results=1)
+    slot = scheduler.post(stack.url(f"/v1/orgs/{ORG}/availability"), json=survey).json()["slots"][0]
+    say(f"   first slot {slot['start']} ({datetime.fromisoformat(slot['start']).astimezone(pacific):%a %H:%M} "
+        f"Pacific) free: {slot['user_ids']}")
+    check(slot == {"start": _z(local(8, pacific)), "end": _z(local(9, pacific)), "user_ids": ["u_kai"]},
+          "Monday 08:00 Pacific with Kai (Tomas's dentist, with its buffer, starts 08:30)")
+
+    step("Kai revokes SolarNexus's access; the reconciler's next visit notices; an admin checks sync health")
+    emu.revoke_account(runtime.store().get_connection("u_kai").cronofy_sub)
+    stack.invoke("ReconcilerFunction", {"user_ids": ["u_kai"]})
+    emu.clear_request_log()
+    admin = stack.browser("u_sofia", ORG, roles=["admin"])
+    health = admin.get(stack.url(f"/v1/orgs/{ORG}/calendar-health")).json()
+    for row in health["members"]:
+        error = row["last_error"]
+        say(f"   {row['user_id']:<9} {row['state']:<13} {row['provider']:<9} stale={str(row['stale']):<5} "
+            f"last_sync={row['last_sync_at']} events={row['managed_events']} "
+            f"error={error['reason'] + ' at ' + error['at'] if error else '-'}")
+    say(f"   summary: {health['summary']}")
+    kai = next(r for r in health["members"] if r["user_id"] == "u_kai")
+    check(kai["state"] == "needs_reauth" and kai["stale"] and kai["last_error"]["reason"] == "authorization_revoked",
+          "the admin sees Kai's broken sync, why and since when")
+    check(len(emu.request_log) == 0, "0 Cronofy requests behind the health view")
+    check(scheduler.get(stack.url(f"/v1/orgs/{ORG}/calendar-health")).status_code == 403,
+          "a member who is not an admin gets 403")
+    answer = scheduler.post(stack.url(f"/v1/orgs/{ORG}/availability"), json=ask).json()
+    check(answer["members"]["u_kai"]["stale"] is True, "the scheduler's availability flags Kai's data as stale")
 
 
 def _sub(stack: LocalStack, user_id: str) -> str:

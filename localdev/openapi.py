@@ -140,8 +140,74 @@ class BusyInterval(BaseModel):
     end: datetime
 
 
+class MemberData(BaseModel):
+    """How far a member's busy data can be trusted."""
+
+    connected: bool = Field(description="Has a calendar connection in this org (`connected`, `syncing` or "
+                                        "`needs_reauth`); without one, a member counts as free in working hours")
+    state: ConnectionState
+    timezone: str = Field(description="IANA zone their working hours are in (their calendar account's, else the "
+                                      "request's `timezone`, else UTC)")
+    as_of: datetime | None = Field(description="Last successful refresh of their busy blocks from the calendar")
+    stale: bool = Field(description="Not syncing (no connection, `needs_reauth`, ...) or not refreshed for longer "
+                                    "than the stage's `BusyStaleAfterMinutes`")
+
+
 class BusyResponse(BaseModel):
     users: dict[str, list[BusyInterval]] = Field(description="Every requested user id, `[]` when nothing is known")
+    members: dict[str, MemberData] = Field(description="Every requested user id")
+
+
+class AvailabilitySlot(BaseModel):
+    start: datetime
+    end: datetime
+    user_ids: list[str] = Field(description="Every member free for the whole slot (at least `required`), in "
+                                            "request order")
+
+
+class AvailabilityResponse(BaseModel):
+    slots: list[AvailabilitySlot] = Field(description="In time order, at most `max_results`")
+    members: dict[str, MemberData] = Field(description="Every requested user id")
+
+
+class HealthError(BaseModel):
+    reason: str
+    at: datetime
+
+
+class HealthBackfill(BaseModel):
+    done: int
+    total: int
+    status: Literal["pending", "running", "succeeded", "failed"] | None = None
+
+
+class MemberHealth(BaseModel):
+    user_id: str
+    state: ConnectionState
+    provider: str
+    profile_name: str | None = None
+    calendar_name: str | None = None
+    timezone: str | None = Field(description="The calendar account's IANA zone, if known")
+    connected_at: datetime
+    last_sync_at: datetime | None = Field(description="Last successful sync: a finished backfill or a busy refresh")
+    as_of: datetime | None = Field(description="Last successful refresh of the busy blocks")
+    last_error: HealthError | None
+    stale: bool
+    backfill: HealthBackfill | None
+    managed_events: int = Field(description="SolarNexus events kept on the member's calendar")
+
+
+class HealthSummary(BaseModel):
+    members: int
+    stale: int
+    needs_reauth: int
+    with_errors: int
+
+
+class CalendarHealthResponse(BaseModel):
+    members: list[MemberHealth] = Field(description="Members with a calendar connection, by user id")
+    summary: HealthSummary
+    checked_at: datetime
 
 
 class WebhookAnswer(BaseModel):
@@ -149,7 +215,7 @@ class WebhookAnswer(BaseModel):
 
 
 RESPONSE_MODELS = (Error, GatewayError, ConnectResponse, ConnectionStatus, CalendarList, DisconnectResponse,
-                   OrgConnections, BusyResponse, WebhookAnswer)
+                   OrgConnections, BusyResponse, AvailabilityResponse, CalendarHealthResponse, WebhookAnswer)
 
 
 # ---- the routes of the functions that do not use the Event Handler (documentation only) -------------

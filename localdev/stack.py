@@ -76,6 +76,8 @@ class LocalStack:
         self._saved_env: dict[str, str | None] = {}
         self._original_lambda_invoke = None
         self.state_machine_arns: dict[str, str] = {}
+        self._webhook_failures = 0
+        self._webhook_failures_lock = threading.Lock()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -183,6 +185,7 @@ class LocalStack:
             "RATE_LIMIT_PER_SECOND": os.environ.get("RATE_LIMIT_PER_SECOND", "50"),
             "RATE_LIMIT_PER_MINUTE": os.environ.get("RATE_LIMIT_PER_MINUTE", "500"),
             "RECONCILE_REQUEST_BUDGET": os.environ.get("RECONCILE_REQUEST_BUDGET", "150"),
+            "BUSY_STALE_AFTER_MINUTES": os.environ.get("BUSY_STALE_AFTER_MINUTES", "180"),
             "POWERTOOLS_SERVICE_NAME": "calendar-sync",
             "POWERTOOLS_METRICS_NAMESPACE": "SolarNexus/CalendarSync",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
@@ -389,17 +392,56 @@ class LocalStack:
         total = 0
         deadline = time.monotonic() + timeout
         for _ in range(max_rounds):
-            self.emulator.wait_for_notifications(timeout=5)
+            # Cronofy catches up first: accepted writes land, pushes (and their retries) go out
+            self.emulator.settle(timeout=10)
             self.wait_for_executions()
             delivered = self.pump()
             total += delivered
             if not delivered and not self.executions("RUNNING"):
+                if self.emulator.pending_writes or self.emulator.notifier.pending:
+                    continue  # the last round's writes (or pushes) are still on their way: settle again
                 if not self._in_flight():
                     return total
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
         raise RuntimeError("queues did not drain")
+
+    def settle(self) -> bool:
+        """Let Cronofy (the emulator) catch up without sleeping: every accepted write lands, every
+        queued push and its retries are delivered to the webhook. SQS is not pumped (see drain)."""
+        return self.emulator.settle(timeout=10)
+
+    def rotate_client_secret(self, new_secret: str) -> None:
+        """Step 1+2 of a Cronofy client secret rotation: a second secret becomes active at Cronofy
+        (pushes carry two HMACs) and the service switches to it (the secret store is updated)."""
+        self.emulator.begin_secret_rotation(new_secret)
+        self.use_client_secret(new_secret)
+
+    def use_client_secret(self, secret: str) -> None:
+        """The service's copy of the Cronofy client secret changes (Secrets Manager, then new
+        containers): OAuth calls and push verification use it from now on."""
+        self._set_env({"CRONOFY_CLIENT_SECRET": secret})
+        from calsync import runtime
+
+        runtime.reset()
+
+    def fail_webhooks(self, count: int) -> None:
+        """The next `count` pushes reaching the webhook route are answered 503 (an API Gateway or
+        Lambda outage): Cronofy retries them."""
+        with self._webhook_failures_lock:
+            self._webhook_failures += count
+
+    def _take_webhook_failure(self) -> bool:
+        with self._webhook_failures_lock:
+            if self._webhook_failures > 0:
+                self._webhook_failures -= 1
+                return True
+            return False
+
+    def complete_secret_rotation(self) -> None:
+        """Step 3: the old secret is retired at Cronofy."""
+        self.emulator.complete_secret_rotation()
 
     def start_pump(self, interval: float = 0.2) -> None:
         """Deliver SQS batches in a background thread, as Lambda's event source mappings do, for
@@ -505,6 +547,8 @@ class _RouterHandler(BaseHTTPRequestHandler):
                 break
         else:
             return self._json(404, {"message": "Not Found"})
+        if route.function == "WebhookIntakeFunction" and stack._take_webhook_failure():
+            return self._json(503, {"message": "Service Unavailable"})  # as API Gateway would
         headers = {k.lower(): v for k, v in self.headers.items()}
         claims = None
         if route.authorized:

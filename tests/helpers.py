@@ -67,6 +67,9 @@ def deleted(milestone_id: str, version: int, org_id: str = "org_sunbright") -> d
 
 
 def managed_events(stack, calendar_id: str) -> dict[str, dict]:
+    """The calendar's SolarNexus events once Cronofy has applied every write it accepted (writes
+    land asynchronously: the emulator's realism.write_delay)."""
+    stack.settle()
     return {e["event_id"]: e for e in stack.emulator.events(calendar_id) if e["managed"] and not e["deleted"]}
 
 

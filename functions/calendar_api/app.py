@@ -1,5 +1,6 @@
 """Calendar API for the web app (ARCHITECTURE §2): connect, status, calendars, select/switch,
-disconnect, and the org's connection list. Thin: parse, call the connection service, shape."""
+disconnect, the org's connection list, busy times, crew availability and sync health. Thin: parse,
+call the core, shape."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from pydantic import BaseModel, Field
 
 from calsync import runtime
+from calsync.availability import AvailabilityRequest
 from calsync.caller import Caller, caller_from_event
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
@@ -273,6 +275,53 @@ def org_busy(
         raise ApiError(422, "invalid_request", "from and to need a time zone, e.g. 2026-12-01T00:00:00Z")
     ids = [u.strip() for u in user_ids.split(",") if u.strip()]
     return runtime.busy().for_scheduler(_caller(), org_id, ids, start, end)
+
+
+@app.post(
+    "/v1/orgs/<org_id>/availability",
+    operation_id="findCrewAvailability",
+    tags=["Organization"],
+    summary="The first slots when a crew is free",
+    description=(
+        "Slots of `duration_minutes` between `from` and `to` (at most 62 days) when all of `user_ids` "
+        "(`required: \"all\"`) or any N of them are free, in time order, at most `max_results`. A member is busy "
+        "during their calendar's busy blocks and their scheduled SolarNexus assignments (except "
+        "`ignore_milestone_id`, the milestone being rescheduled), widened by `buffer_minutes`, and free only in "
+        "their working hours in their own time zone (their calendar account's; `timezone` for members whose zone "
+        "is not known). Candidate starts are multiples of `slot_interval_minutes` from 00:00 UTC. Members without "
+        "a connection count as free in working hours; `members` says, per member, whether their data can be "
+        "trusted (`connected`, `as_of`, `stale`). Answered from stored data alone: no calendar provider is "
+        "called. At most 50 members."
+    ),
+    responses={
+        200: _doc("Slots and the members' data freshness", "AvailabilityResponse"),
+        403: _doc("`forbidden`: another org than the caller's"),
+        422: _doc("`invalid_request`: e.g. duration not positive, `to` not after `from`, span over 62 days, more "
+                  "than 50 users, `required` above the crew size, unknown time zone, malformed working hours"),
+    },
+)
+def org_availability(org_id: str, request: Annotated[AvailabilityRequest, Body()]) -> dict:
+    return runtime.availability().find(_caller(), org_id, request)
+
+
+@app.get(
+    "/v1/orgs/<org_id>/calendar-health",
+    operation_id="getOrgCalendarHealth",
+    tags=["Organization"],
+    summary="Sync health of the org's calendars (admins)",
+    description=(
+        "For org admins: every member with a calendar connection, with state, provider, calendar, last "
+        "successful sync, last error (reason and time), backfill progress, `stale` (no refresh from the calendar "
+        "for a while, or the authorization is gone) and the number of SolarNexus events kept on their calendar. "
+        "Answered from stored data alone."
+    ),
+    responses={
+        200: _doc("Per-member sync health", "CalendarHealthResponse"),
+        403: _doc("`forbidden`: another org than the caller's, or the caller is not an org admin"),
+    },
+)
+def org_calendar_health(org_id: str) -> dict:
+    return runtime.sync_health().for_org(_caller(), org_id)
 
 
 def _plain_error(error: ApiError) -> dict:

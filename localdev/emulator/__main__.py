@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-limit", type=_rate_limit, default=None, metavar="PER_SECOND,PER_MINUTE")
     parser.add_argument("--seed-demo", action="store_true", help="seed demo calendar accounts and events")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument("--kind", action="store_true",
+                        help="realism off: synchronous writes, one push attempt, no duplicates (see README)")
     args = parser.parse_args(argv)
 
     emu = CronofyEmulator(
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         rotate_refresh_tokens=not args.no_rotate_refresh_tokens,
         rate_limit=args.rate_limit,
         verbose=args.verbose,
+        realism=False if args.kind else None,
     ).start()
     # Seeded before the "listening" line: a caller that waits for it finds the demo accounts there.
     accounts = seed_demo(emu) if args.seed_demo else []

@@ -64,8 +64,10 @@ def _bool_param(query: Query, name: str, errs: FieldErrors, default: bool = Fals
     raw = _one(query, name)
     if raw is None:
         return default
-    if raw in ("true", "false"):
-        return raw == "true"
+    # "True"/"False" as pycronofy (Cronofy's own SDK) sends them on every Read Events and
+    # free/busy call are accepted; anything else ("1", "yes", "") is refused (README, issue 12).
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
     errs.invalid(name, f"{name} must be true or false")
     return default
 
@@ -130,6 +132,28 @@ def _window(query_from: Any, query_to: Any, zone: ZoneInfo, now: datetime) -> tu
     lo = day_start(query_from, zone) if query_from else now - DEFAULT_PAST
     hi = day_start(query_to, zone) if query_to else now + DEFAULT_FUTURE
     return lo, hi
+
+
+def _in_sync_window(state: EmulatorState, event: Event, zone: ZoneInfo, include_moved: bool) -> bool:
+    """Cronofy syncs a calendar's events from 42 days back to 201 days ahead; an external event
+    outside that window is not known to Cronofy (docs: recommended sync FAQ, free-busy defaults)."""
+    if not state.realism.enforce_windows:
+        return True
+    now = state.now()
+    return _overlaps(event, zone, now - DEFAULT_PAST, now + DEFAULT_FUTURE, include_moved)
+
+
+def _check_free_busy_bounds(state: EmulatorState, q_from: Any, q_to: Any, zone: ZoneInfo, errs: FieldErrors) -> None:
+    """free/busy: `from` is at the earliest 42 days back, `to` at the latest 201 days ahead
+    (docs.cronofy.com/developers/api/events/free-busy/: "minimum value of 42 days in the past",
+    "maximum value of 201 days in the future"). Beyond: 422 in Cronofy's field-error shape."""
+    if not state.realism.enforce_windows:
+        return
+    today = state.now().astimezone(zone).date()
+    if q_from is not None and q_from < today - DEFAULT_PAST:
+        errs.invalid("from", f"from must not be more than {DEFAULT_PAST.days} days in the past")
+    if q_to is not None and q_to > today + DEFAULT_FUTURE + timedelta(days=1):
+        errs.invalid("to", f"to must not be more than {DEFAULT_FUTURE.days} days in the future")
 
 
 def _bound_json(event: Event, value: str, tzid: str | None, localize: bool) -> Any:
@@ -302,54 +326,58 @@ def upsert_event(
         write, errs = validate_upsert(data)
         errs.raise_if_any()
         assert write is not None
-        now = state.now()
-        uid = cal.managed_index.get(write.event_id)
-        event = cal.events.get(uid) if uid else None
-        if event is None:
-            profile = state.profiles[cal.profile_id]
-            event = Event(
-                calendar_id=cal.calendar_id,
-                event_uid=state.new_event_uid(),
-                event_id=write.event_id,
-                summary=write.summary,
-                start=write.start,
-                end=write.end,
-                all_day=write.all_day,
-                start_tzid=write.start_tzid,
-                end_tzid=write.end_tzid,
-                created=now,
-                updated=now,
-                organizer={"email": profile.email, "display_name": profile.name},
-                spans=[(write.start, write.end)],
-            )
-            cal.events[event.event_uid] = event
-            cal.managed_index[write.event_id] = event.event_uid
-        else:
-            event.summary = write.summary
-            event.start, event.end, event.all_day = write.start, write.end, write.all_day
-            event.start_tzid, event.end_tzid = write.start_tzid, write.end_tzid
-            if event.spans[-1:] != [(write.start, write.end)]:
-                event.spans.append((write.start, write.end))
-            if event.deleted:
-                event.deleted = False
-                event.deleted_by = None
-                event.status = "confirmed"
-            event.updated = now
-        for name, value in write.optional.items():
-            if name == "attendees":
-                invited = [
-                    {"email": a["email"], "display_name": a.get("display_name", ""), "status": "needs_action"}
-                    for a in value.get("invite", [])
-                ]
-                removed = {a["email"] for a in value.get("remove", []) + value.get("reject", [])}
-                keep = [a for a in event.attendees if a["email"] not in removed]
-                known = {a["email"] for a in keep}
-                event.attendees = keep + [a for a in invited if a["email"] not in known]
-            elif name == "transparency":
-                event.transparency = value
-            else:
-                setattr(event, name, value)
+        profile = state.profiles[cal.profile_id]
+        state.defer(lambda now: _apply_upsert(state, cal, profile, write, now))
         return 202, None
+
+
+def _apply_upsert(state: EmulatorState, cal: Calendar, profile: Any, write: Any, now: datetime) -> None:
+    """Land a validated upsert (deferred by ``realism.write_delay``)."""
+    uid = cal.managed_index.get(write.event_id)
+    event = cal.events.get(uid) if uid else None
+    if event is None:
+        event = Event(
+            calendar_id=cal.calendar_id,
+            event_uid=state.new_event_uid(),
+            event_id=write.event_id,
+            summary=write.summary,
+            start=write.start,
+            end=write.end,
+            all_day=write.all_day,
+            start_tzid=write.start_tzid,
+            end_tzid=write.end_tzid,
+            created=now,
+            updated=now,
+            organizer={"email": profile.email, "display_name": profile.name},
+            spans=[(write.start, write.end)],
+        )
+        cal.events[event.event_uid] = event
+        cal.managed_index[write.event_id] = event.event_uid
+    else:
+        event.summary = write.summary
+        event.start, event.end, event.all_day = write.start, write.end, write.all_day
+        event.start_tzid, event.end_tzid = write.start_tzid, write.end_tzid
+        if event.spans[-1:] != [(write.start, write.end)]:
+            event.spans.append((write.start, write.end))
+        if event.deleted:
+            event.deleted = False
+            event.deleted_by = None
+            event.status = "confirmed"
+        event.updated = now
+    for name, value in write.optional.items():
+        if name == "attendees":
+            invited = [
+                {"email": a["email"], "display_name": a.get("display_name", ""), "status": "needs_action"}
+                for a in value.get("invite", [])
+            ]
+            removed = {a["email"] for a in value.get("remove", []) + value.get("reject", [])}
+            keep = [a for a in event.attendees if a["email"] not in removed]
+            known = {a["email"] for a in keep}
+            event.attendees = keep + [a for a in invited if a["email"] not in known]
+        elif name == "transparency":
+            event.transparency = value
+        else:
+            setattr(event, name, value)
 
 
 def delete_event(
@@ -380,13 +408,21 @@ def delete_event(
                     "errors.invalid",
                     "event_id must be 1-64 characters from A-Z a-z 0-9 _ - . @",
                 )
-            uid = cal.managed_index.get(event_id)
-            event = cal.events.get(uid) if uid else None
-        if event is not None and not event.deleted:
-            event.deleted = True
-            event.deleted_by = "app"
-            event.status = "cancelled"
-            event.updated = state.now()
+        target = event
+        managed_id = None if target is not None else event_id
+
+        def apply(now: datetime) -> None:
+            found = target
+            if managed_id is not None:
+                uid = cal.managed_index.get(managed_id)
+                found = cal.events.get(uid) if uid else None
+            if found is not None and not found.deleted:
+                found.deleted = True
+                found.deleted_by = "app"
+                found.status = "cancelled"
+                found.updated = now
+
+        state.defer(apply)
         return 202, None
 
 
@@ -440,14 +476,17 @@ def bulk_delete(state: EmulatorState, account: Account, token: AccessToken, data
                     "errors.profile_disconnected",
                     f"profile {profile.profile_id} is disconnected and must be relinked",
                 )
-        now = state.now()
-        for cal in targets:
-            for event in cal.events.values():
-                if event.managed and not event.deleted:
-                    event.deleted = True
-                    event.deleted_by = "app"
-                    event.status = "cancelled"
-                    event.updated = now
+
+        def apply(now: datetime) -> None:
+            for cal in targets:
+                for event in cal.events.values():
+                    if event.managed and not event.deleted:
+                        event.deleted = True
+                        event.deleted_by = "app"
+                        event.status = "cancelled"
+                        event.updated = now
+
+        state.defer(apply)
         return 202, None
 
 
@@ -579,11 +618,15 @@ def read_events(state: EmulatorState, account: Account, token: AccessToken, quer
                     continue
                 if only_managed and not event.managed:
                     continue
-                if last_modified is not None and event.updated < last_modified:
-                    continue
+                if last_modified is not None:
+                    stamp = event.external_updated if state.realism.last_modified_external_only else event.updated
+                    if stamp is None or stamp < last_modified:
+                        continue
                 if (not event.managed or explicit_window) and not _overlaps(
                     event, zone, lo, hi, include_moved
                 ):
+                    continue
+                if not event.managed and not _in_sync_window(state, event, zone, include_moved):
                     continue
                 selected.append(event)
         selected.sort(key=lambda e: (_event_span(e, e.start, e.end, zone)[0], e.event_uid))
@@ -605,6 +648,8 @@ def free_busy(state: EmulatorState, account: Account, token: AccessToken, query:
             errs.invalid("to", "to must be after from")
         errs.raise_if_any()
         assert zone is not None
+        _check_free_busy_bounds(state, q_from, q_to, zone, errs)
+        errs.raise_if_any()
         lo, hi = _window(q_from, q_to, zone, state.now())
         selected: list[Event] = []
         for cal in state.account_calendars(account):
@@ -616,6 +661,8 @@ def free_busy(state: EmulatorState, account: Account, token: AccessToken, query:
                 if event.managed and not include_managed:
                     continue
                 if not _overlaps(event, zone, lo, hi, False):
+                    continue
+                if not event.managed and not _in_sync_window(state, event, zone, False):
                     continue
                 selected.append(event)
         selected.sort(key=lambda e: (_event_span(e, e.start, e.end, zone)[0], e.event_uid))

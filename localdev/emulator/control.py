@@ -159,6 +159,28 @@ def build_control_router(emu: CronofyEmulator) -> Router:
         emu.advance_clock(float(args["seconds"]))
         return ok(200, {"now": emu.now_iso()})
 
+    @add("GET", "/realism")
+    def realism(request: Request) -> Response:
+        return ok(200, emu.realism.as_dict())
+
+    @add("POST", "/realism")
+    def configure(request: Request) -> Response:
+        return ok(200, emu.configure(**_body(request)))
+
+    @add("POST", "/settle")
+    def settle(request: Request) -> Response:
+        args = _pick(_body(request), "timeout")
+        return ok(200, {"settled": emu.settle(timeout=float(args.get("timeout", 10)))})
+
+    @add("POST", "/rotation")
+    def begin_rotation(request: Request) -> Response:
+        args = _pick(_body(request), "new_secret", required=("new_secret",))
+        return ok(200, {"active_secrets": len(emu.begin_secret_rotation(args["new_secret"]))})
+
+    @add("POST", "/rotation/complete")
+    def complete_rotation(request: Request) -> Response:
+        return ok(200, {"active_secrets": len(emu.complete_secret_rotation())})
+
     @add("GET", "/faults")
     def faults(request: Request) -> Response:
         return ok(200, {"faults": emu.faults.list()})

@@ -10,6 +10,7 @@ from typing import Any
 from .control import build_control_router
 from .errors import EmulatorError
 from .notify import Notifier
+from .realism import Realism
 from .server import EmulatorHTTPServer, Request, build_api_router, make_handler
 from .state import DEFAULT_SCOPE, EmulatorState
 from .timefmt import fmt_time
@@ -36,13 +37,21 @@ class CronofyEmulator:
         rate_limit: tuple[int, int] | None = None,
         notification_timeout: float = 5.0,
         verbose: bool = False,
+        realism: Realism | dict[str, Any] | bool | None = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.host = host
         self.port = port
         self.verbose = verbose
-        self.notifier = Notifier(client_secret, timeout=notification_timeout)
+        self.realism = Realism.build(realism)
+        self.notifier = Notifier(
+            lambda: list(self.state.client_secrets),
+            timeout=notification_timeout,
+            clock=lambda: self.state.clock.precise(),
+            realism=lambda: self.realism,
+            on_give_up=lambda meta: self.state.give_up_channel(meta),
+        )
         self.state = EmulatorState(
             client_id=client_id,
             client_secret=client_secret,
@@ -51,7 +60,9 @@ class CronofyEmulator:
             rotate_refresh_tokens=rotate_refresh_tokens,
             notify=self.notifier.enqueue,
             base_url=lambda: self.base_url,
+            realism=self.realism,
         )
+        self.notifier.on_tick = self.state.tick
         self.faults = FaultInjector()
         self.limiter = RateLimiter(rate_limit)
         self._log: list[dict[str, Any]] = []
@@ -102,6 +113,7 @@ class CronofyEmulator:
     def reset(self) -> None:
         """Forget every account, token, event and channel; clear faults, logs and statistics."""
         self.state.reset()
+        self.notifier.clear_queue()
         self.faults.clear()
         self.limiter.reset_stats()
         self.clear_request_log()
@@ -118,7 +130,49 @@ class CronofyEmulator:
         return fmt_time(self.state.now())
 
     def advance_clock(self, seconds: float) -> datetime:
-        return self.state.clock.advance(seconds)
+        now = self.state.clock.advance(seconds)
+        self.state.tick()  # writes and initial syncs now due land; the notifier sees due pushes
+        return now
+
+    # ------------------------------------------------------------------------------------------
+    # realism (issue 12): asynchronous writes, outside-only last_modified, push retries,
+    # duplicates and reordering, secret rotation, initial sync, window bounds
+    # ------------------------------------------------------------------------------------------
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change realism settings at runtime (names: ``Realism`` fields). Returns them all."""
+        with self.state.lock:
+            self.realism = self.realism.updated(**changes)
+            self.state.realism = self.realism
+            if "push_seed" in changes:
+                self.notifier.reseed(self.realism.push_seed)
+            return self.realism.as_dict()
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Everything Cronofy would do by itself, done now: land every pending write, finish every
+        running initial sync, deliver every queued push (retries without their backoff, until
+        delivered or the channel is given up). False if pushes were still pending at ``timeout``."""
+        self.state.tick(flush=True)
+        if not self.notifier.running:
+            return self.notifier.pending == 0
+        return self.notifier.flush(timeout)
+
+    flush = settle
+
+    @property
+    def pending_writes(self) -> int:
+        with self.state.lock:
+            return len(self.state.pending_writes)
+
+    def begin_secret_rotation(self, new_secret: str) -> list[str]:
+        """A second client secret becomes active: pushes carry two comma-separated HMACs (old, new)
+        and the OAuth endpoints accept either secret."""
+        return self.state.begin_secret_rotation(new_secret)
+
+    def complete_secret_rotation(self) -> list[str]:
+        """The old secret is retired: only the new one signs and authenticates."""
+        secrets = self.state.complete_secret_rotation()
+        self.client_secret = secrets[0]
+        return secrets
 
     # ------------------------------------------------------------------------------------------
     # seeding
@@ -185,6 +239,9 @@ class CronofyEmulator:
         **extra: Any,
     ) -> str:
         return self.state.add_external_event(calendar_id, summary, start, end, transparency, status, **extra)
+
+    def set_zoneinfo(self, profile_id: str, zoneinfo: str) -> dict[str, Any]:
+        return self.state.set_zoneinfo(profile_id, zoneinfo)
 
     def disconnect_profile(self, profile_id: str) -> dict[str, Any]:
         return self.state.disconnect_profile(profile_id)
@@ -303,7 +360,9 @@ class CronofyEmulator:
         self.notifier.clear_log()
 
     def wait_for_notifications(self, timeout: float = 5) -> bool:
-        """Block until every queued notification was delivered (or failed). False on timeout."""
+        """Block until every queued notification was delivered (retries included, their backoff
+        skipped) or its channel given up. False on timeout. Pending writes are not landed (see
+        ``settle``)."""
         if not self.notifier.running:
             raise EmulatorError("the emulator is not started; notifications are not being delivered")
         return self.notifier.wait_idle(timeout)

@@ -186,10 +186,15 @@ def build_api_router(emu: CronofyEmulator) -> Router:
         unknown = [s for s in scopes if s not in KNOWN_SCOPES]
         if unknown:
             raise _ConsentError(f"unknown scope: {' '.join(unknown)}")
+        # An empty provider_name means none (pycronofy's user_auth_link always sends the
+        # parameter, empty by default); "False"/"True" are booleans too (pycronofy sends them).
         provider = params.get("provider_name")
+        if provider == "":
+            params.pop("provider_name")
+            provider = None
         if provider is not None and provider not in AUTHORIZE_PROVIDERS:
             raise _ConsentError(f"unknown provider_name {provider}")
-        if params.get("avoid_linking") not in (None, "true", "false"):
+        if params.get("avoid_linking") is not None and params["avoid_linking"].lower() not in ("true", "false"):
             raise _ConsentError("avoid_linking must be true or false")
         return params
 

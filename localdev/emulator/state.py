@@ -18,10 +18,12 @@ from typing import Any
 
 from .errors import ApiError, EmulatorError
 from .notify import encode_notification
+from .realism import Realism
 from .timefmt import (
     ONE_SECOND,
     coerce_time_or_date,
     fmt_time,
+    get_zone,
     is_time_string,
     parse_date,
     parse_time,
@@ -114,6 +116,8 @@ class Profile:
     calendar_ids: list[str] = field(default_factory=list)
     connected: bool = True
     relink_url: str | None = None
+    initial_sync_due: datetime | None = None  # first sync running until then
+    initial_sync_done: bool = False
 
 
 @dataclass
@@ -158,6 +162,7 @@ class Event:
     series_identifier: str | None = None
     categories: list[str] = field(default_factory=list)
     spans: list[tuple[str, str]] = field(default_factory=list)  # every (start, end) it has had
+    external_updated: datetime | None = None  # last change made outside the application
 
     @property
     def managed(self) -> bool:
@@ -239,6 +244,7 @@ class Channel:
     filters: dict[str, Any]
     created: datetime
     open: bool = True
+    closed_reason: str | None = None
 
     def body(self) -> dict[str, Any]:
         return {"channel_id": self.channel_id, "callback_url": self.callback_url, "filters": self.filters}
@@ -256,6 +262,12 @@ class Clock:
             offset = self._offset
         return whole_seconds(datetime.now(UTC) + offset)
 
+    def precise(self) -> datetime:
+        """The same clock without truncation (write visibility, push timing)."""
+        with self._lock:
+            offset = self._offset
+        return datetime.now(UTC) + offset
+
     def advance(self, seconds: float) -> datetime:
         if seconds < 0:
             raise EmulatorError("the emulator clock only moves forward")
@@ -265,6 +277,13 @@ class Clock:
 
 
 NotifySink = Callable[[str, bytes, dict[str, Any]], None]
+
+
+@dataclass
+class PendingWrite:
+    due: datetime
+    seq: int
+    apply: Callable[[datetime], None]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -283,11 +302,14 @@ class EmulatorState:
         rotate_refresh_tokens: bool,
         notify: NotifySink,
         base_url: Callable[[], str],
+        realism: Realism | None = None,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         self.client_id = client_id
         self.client_secret = client_secret
+        self.client_secrets: list[str] = [client_secret]  # active secrets (two during a rotation)
+        self.realism = realism or Realism.off()
         self.access_token_ttl = access_token_ttl
         self.page_size = page_size
         self.rotate_refresh_tokens = rotate_refresh_tokens
@@ -308,6 +330,74 @@ class EmulatorState:
             self.codes: dict[str, AuthCode] = {}
             self.channels: dict[str, Channel] = {}
             self.page_cursors: dict[str, dict[str, Any]] = {}
+            self.pending_writes: list[PendingWrite] = []
+            self._write_seq = 0
+
+    # --------------------------------------------------------------------------------------
+    # Asynchronous writes, initial syncs (issue 12)
+    # --------------------------------------------------------------------------------------
+    def defer(self, apply: Callable[[datetime], None]) -> None:
+        """Apply a write ``realism.write_delay`` seconds from now (at once when the delay is 0).
+        ``apply(when)`` gets the time the write lands."""
+        with self.lock:
+            self.tick()
+            delay = self.realism.write_delay
+            if delay <= 0 and not self.pending_writes:
+                apply(self.now())
+                return
+            self._write_seq += 1
+            due = self.clock.precise() + timedelta(seconds=delay)
+            self.pending_writes.append(PendingWrite(due, self._write_seq, apply))
+
+    def tick(self, *, flush: bool = False) -> None:
+        """Land the writes whose time has come (all of them with ``flush``) and finish due initial
+        syncs. Called before every read, inspection and write, and by the notifier's clock."""
+        with self.lock:
+            now = self.clock.precise()
+            while self.pending_writes and (flush or self.pending_writes[0].due <= now):
+                write = self.pending_writes.pop(0)
+                write.apply(whole_seconds(min(write.due, now)))
+            for profile in self.profiles.values():
+                if profile.initial_sync_due is not None and (flush or profile.initial_sync_due <= now):
+                    self._complete_initial_sync(profile)
+
+    def _complete_initial_sync(self, profile: Profile) -> None:
+        profile.initial_sync_due = None
+        profile.initial_sync_done = True
+        sub = self.account_by_profile.get(profile.profile_id)
+        account = self.accounts.get(sub) if sub else None
+        if account is None or account.revoked or not account.profile_attached:
+            return
+        # Channels created after this moment never hear of it (Cronofy skips it for them).
+        for chan in self.channels.values():
+            if chan.open and chan.sub == account.sub:
+                self.emit(chan, {"type": "profile_initial_sync_completed"})
+
+    # --------------------------------------------------------------------------------------
+    # Client secret rotation (issue 12)
+    # --------------------------------------------------------------------------------------
+    def begin_secret_rotation(self, new_secret: str) -> list[str]:
+        if not isinstance(new_secret, str) or not new_secret:
+            raise EmulatorError("new_secret must be a non-empty string")
+        with self.lock:
+            self.client_secrets = [self.client_secrets[0], new_secret]
+            return list(self.client_secrets)
+
+    def complete_secret_rotation(self) -> list[str]:
+        with self.lock:
+            if len(self.client_secrets) < 2:
+                raise EmulatorError("no client secret rotation is in progress", status=409)
+            self.client_secrets = [self.client_secrets[-1]]
+            self.client_secret = self.client_secrets[0]
+            return list(self.client_secrets)
+
+    def give_up_channel(self, meta: dict[str, Any]) -> None:
+        """Persistent delivery failure: Cronofy closes the channel."""
+        with self.lock:
+            chan = self.channels.get(meta.get("channel_id", ""))
+            if chan is not None and chan.open:
+                chan.open = False
+                chan.closed_reason = "delivery_failed"
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -443,7 +533,7 @@ class EmulatorState:
             "profile_id": profile.profile_id,
             "profile_name": profile.email,
             "profile_connected": profile.connected,
-            "profile_initial_sync_required": False,
+            "profile_initial_sync_required": profile.initial_sync_due is not None,
         }
         if not profile.connected and profile.relink_url:
             out["profile_relink_url"] = profile.relink_url
@@ -483,7 +573,9 @@ class EmulatorState:
         if not client_id or not client_secret:
             raise ApiError(401, {"error": "invalid_client"})
         ok_id = secrets.compare_digest(client_id.encode(), self.client_id.encode())
-        ok_secret = secrets.compare_digest(client_secret.encode(), self.client_secret.encode())
+        ok_secret = any(
+            secrets.compare_digest(client_secret.encode(), s.encode()) for s in list(self.client_secrets)
+        )
         if not (ok_id and ok_secret):
             raise ApiError(401, {"error": "invalid_client"})
 
@@ -541,6 +633,9 @@ class EmulatorState:
         account.revoked = False
         account.profile_attached = True
         account.scope = code.scope
+        delay = self.realism.initial_sync_delay
+        if delay is not None and not profile.initial_sync_done and profile.initial_sync_due is None:
+            profile.initial_sync_due = self.clock.precise() + timedelta(seconds=delay)
         access = self._mint_access(account.sub, code.scope)
         refresh = self._mint_refresh(account.sub, code.scope)
         return {
@@ -615,6 +710,7 @@ class EmulatorState:
     def authenticate(self, authorization: str | None) -> tuple[Account, AccessToken]:
         """Resolve a ``Bearer`` header to (account, token) or raise a 401."""
         with self.lock:
+            self.tick()
             if not authorization or not authorization.startswith("Bearer "):
                 raise _unauthorized("missing bearer token", "invalid_request")
             value = authorization[len("Bearer ") :].strip()
@@ -715,6 +811,7 @@ class EmulatorState:
         end: Any,
     ) -> dict[str, Any]:
         with self.lock:
+            self.tick()
             cal = self._calendar(calendar_id)
             event = self._find_event(cal, event_id, event_uid)
             if event.deleted:
@@ -725,7 +822,7 @@ class EmulatorState:
             if not all_day and event.start_tzid is None:
                 event.start_tzid = event.end_tzid = "Etc/UTC"
             event.spans.append((start_wire, end_wire))
-            event.updated = self.now()
+            event.updated = event.external_updated = self.now()
             self.emit_change(calendar_id, event, before)
             return event.snapshot()
 
@@ -742,6 +839,7 @@ class EmulatorState:
         """Operator tool: change or lose an event *silently* (no `updated` bump, no notification, no
         tombstone), as provider-side drift or a lost notification would leave it."""
         with self.lock:
+            self.tick()
             cal = self._calendar(calendar_id)
             event = self._find_event(cal, event_id, None)
             if vanish:
@@ -757,6 +855,7 @@ class EmulatorState:
         self, calendar_id: str, event_id: str | None = None, event_uid: str | None = None
     ) -> dict[str, Any]:
         with self.lock:
+            self.tick()
             cal = self._calendar(calendar_id)
             event = self._find_event(cal, event_id, event_uid)
             if not event.deleted:
@@ -764,7 +863,7 @@ class EmulatorState:
                 event.deleted = True
                 event.deleted_by = "user"
                 event.status = "cancelled"
-                event.updated = self.now()
+                event.updated = event.external_updated = self.now()
                 self.emit_change(calendar_id, event, before)
             return event.snapshot()
 
@@ -790,6 +889,7 @@ class EmulatorState:
         if not isinstance(summary, str) or not summary:
             raise EmulatorError("summary is required")
         with self.lock:
+            self.tick()
             cal = self._calendar(calendar_id)
             profile = self.profiles[cal.profile_id]
             start_wire, end_wire, all_day = self._bounds(start, end)
@@ -816,10 +916,18 @@ class EmulatorState:
                 series_identifier=_hex(10) if recurring else None,
                 event_private=event_private,
                 spans=[(start_wire, end_wire)],
+                external_updated=now,
             )
             cal.events[uid] = event
             self.emit_change(calendar_id, event, now - ONE_SECOND)
             return uid
+
+    def set_zoneinfo(self, profile_id: str, zoneinfo: str) -> dict[str, Any]:
+        """The account's owner changes their time zone (Cronofy sends no notification for it)."""
+        get_zone(zoneinfo)  # an IANA name, as Cronofy's userinfo gives
+        with self.lock:
+            self._profile(profile_id).zoneinfo = zoneinfo
+            return {"profile_id": profile_id, "zoneinfo": zoneinfo}
 
     def disconnect_profile(self, profile_id: str) -> dict[str, Any]:
         with self.lock:
@@ -863,6 +971,7 @@ class EmulatorState:
     # --------------------------------------------------------------------------------------
     def events(self, calendar_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         with self.lock:
+            self.tick()
             cal = self._calendar(calendar_id)
             items = [e for e in cal.events.values() if include_deleted or not e.deleted]
             items.sort(key=lambda e: (e.start, e.event_uid))
@@ -873,6 +982,7 @@ class EmulatorState:
             account = self.accounts.get(sub)
             if account is None:
                 raise EmulatorError(f"unknown account {sub}", status=404)
+            self.tick()
             now = self.now()
             tokens_valid = any(r.sub == sub and not r.revoked for r in self.refresh_tokens.values()) or any(
                 a.sub == sub and not a.revoked and now < a.expires_at for a in self.access_tokens.values()
@@ -899,6 +1009,7 @@ class EmulatorState:
 
     def summary(self) -> dict[str, Any]:
         with self.lock:
+            self.tick()
             return {
                 "now": fmt_time(self.now()),
                 "profiles": self.list_profiles(),

@@ -326,6 +326,41 @@ async function refresh() {
   if (gen === generation) await show(status);
 }
 
+// ---- org admins: the team's sync health (GET /v1/orgs/{org_id}/calendar-health) ----
+
+async function showHealth() {
+  const section = document.getElementById("sync-health");
+  if (!(session.roles || []).includes("admin")) return;
+  section.hidden = false;
+  const box = document.getElementById("health-panel");
+  let health;
+  try {
+    health = await api("GET", `/v1/orgs/${encodeURIComponent(session.org_id)}/calendar-health`);
+  } catch (error) {
+    box.replaceChildren(el("p", { class: "warning", id: "health-error" }, error.message));
+    return;
+  }
+  const s = health.summary;
+  const rows = health.members.map((m) => el("tr", { "data-user": m.user_id, class: m.stale ? "stale" : null },
+    el("td", {}, m.user_id),
+    el("td", {}, el("span", { class: "state", "data-state": m.state }, STATE_LABELS[m.state] || m.state)),
+    el("td", {}, `${providerLabel(m.provider)}${m.calendar_name ? ` · ${m.calendar_name}` : ""}`),
+    el("td", {}, formatTime(m.last_sync_at)),
+    el("td", {}, m.last_error ? `${m.last_error.reason} (${formatTime(m.last_error.at)})` : "—"),
+    el("td", {}, m.backfill ? `${m.backfill.done}/${m.backfill.total}` : "—"),
+    el("td", {}, String(m.managed_events)),
+    el("td", { class: "stale-flag" }, m.stale ? "Out of date" : "Current")));
+  box.replaceChildren(
+    el("p", { id: "health-summary" }, `${s.members} connected member(s): ${s.stale} out of date, `
+      + `${s.needs_reauth} need to reconnect, ${s.with_errors} with errors.`),
+    el("table", { class: "health", id: "health-table" },
+      el("thead", {}, el("tr", {}, ...["Member", "Status", "Calendar", "Last sync", "Last error", "Backfill",
+        "Events", "Busy data"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)),
+    el("div", { class: "actions" }, el("button", { type: "button", id: "health-refresh", onclick: showHealth },
+      "Refresh")));
+}
+
 function showOutcome(params) {
   const outcome = params.get("calendar_sync");
   if (outcome === "connected") {
@@ -357,6 +392,7 @@ async function main() {
   // The outcome is shown once; a reload shows the current state only.
   if (window.location.search) window.history.replaceState(null, "", window.location.pathname);
   await refresh();
+  await showHealth();
 }
 
 document.addEventListener("DOMContentLoaded", main);

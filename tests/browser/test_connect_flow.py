@@ -117,3 +117,28 @@ def test_jane_connects_her_installs_calendar_and_disconnects_in_a_browser(stack,
     assert stack.emulator.account_state(sub)["revoked"] is True
 
     assert all(p.stat().st_size > 1000 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in shot.taken)
+
+
+def test_an_admin_sees_the_teams_sync_health_on_the_profile_page(stack, jane, jane_cal, miguel_cal, page):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    # Miguel's authorization is revoked; the next write for him finds out
+    stack.emulator.revoke_account(runtime.store().get_connection("u_miguel").cronofy_sub)
+    stack.send("MilestoneEventsQueue", milestone("ms_health", 1, ["u_miguel", "u_jane"]))
+    stack.drain()
+    # A member sees no health section
+    page.goto(stack.url("/app/profile?as=u_jane&org=org_sunbright"))
+    expect(page.locator("#connection-state")).to_have_attribute("data-state", "connected")
+    expect(page.locator("#sync-health")).to_be_hidden()
+    # An admin does
+    page.goto(stack.url("/app/profile?as=u_sofia&org=org_sunbright&roles=admin,member"))
+    expect(page.locator("#health-table")).to_be_visible()
+    miguel = page.locator('#health-table tr[data-user="u_miguel"]')
+    expect(miguel).to_contain_text("Sync stopped")
+    expect(miguel).to_contain_text("authorization_revoked")
+    expect(miguel).to_contain_text("Out of date")
+    expect(page.locator('#health-table tr[data-user="u_jane"]')).to_contain_text("Current")
+    expect(page.locator("#health-summary")).to_contain_text("2 connected member(s): 1 out of date, 1 need to reconnect")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "sync-health-admin.png"), full_page=True)

@@ -50,6 +50,8 @@ class Crashes:
 
 
 def faults(stack, rng: random.Random) -> None:
+    if rng.random() < 0.5:
+        stack.fail_webhooks(rng.randint(1, 3))  # API Gateway/Lambda hiccup: Cronofy retries the pushes
     choice = rng.random()
     if choice < 0.3:
         stack.emulator.add_fault(path_prefix="/v1/", status=429, retry_after=1, count=rng.randint(1, 3))
@@ -72,7 +74,9 @@ def deliver(stack, messages: list[dict], rng: random.Random) -> int:
 def test_chaos(seed, monkeypatch, capsys):
     rng = random.Random(seed)
     monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "1")
-    with LocalStack(emulator_options={"rate_limit": (50, 500)}) as stack:
+    # the emulator's realism is on (asynchronous writes, outside-only last_modified, push retries,
+    # duplicates and reordering), its push randomness seeded with the run
+    with LocalStack(emulator_options={"rate_limit": (50, 500), "realism": {"push_seed": seed}}) as stack:
         org = "org_sunbright"
         users = [f"u_{i}" for i in range(USERS)]
         accounts, sessions, calendars = {}, {}, {}
@@ -122,6 +126,14 @@ def test_chaos(seed, monkeypatch, capsys):
             duplicates += deliver(stack, batch, rng)
             sent += batch
             faults(stack, rng)
+            # the users' own events: Cronofy pushes `change` (retried, duplicated, reordered)
+            owner = rng.choice(users)
+            day = in_days(1 + rng.randrange(30), 7)
+            stack.emulator.add_external_event(calendars[owner], "Own", iso(day), iso(day.replace(hour=8)))
+            if r == 3:  # a client secret rotation in the middle: Cronofy signs with both secrets ...
+                stack.emulator.begin_secret_rotation(f"chaos-rotated-secret-{seed}")
+            if r == 4:
+                stack.use_client_secret(f"chaos-rotated-secret-{seed}")  # ... we switch ...
             if r == 2:
                 sessions[returning].delete(stack.url("/v1/calendar/connection"))
                 [cleanup_job] = stack.queue_messages("CleanupQueue")
@@ -161,11 +173,16 @@ def test_chaos(seed, monkeypatch, capsys):
                 moved[(u, event["event_id"])] = (iso(start), iso(start.replace(hour=11)))
         faults(stack, rng)
         stack.drain(timeout=300)
+        stack.emulator.complete_secret_rotation()  # ... and the old one is retired
 
         # ---- settle: no more chaos; one scheduled reconcile pass ----
         crashes.enabled = False
         stack.emulator.clear_faults()
         stack.drain(timeout=300)
+        # the scheduled pass comes long after our writes (Cronofy has applied them all by then)
+        from calsync import reconcile
+
+        monkeypatch.setattr(reconcile, "RECENT_WRITE", reconcile.timedelta(0))
         heal = stack.invoke("ReconcilerFunction", {"all": True})
         stack.drain(timeout=300)
 
@@ -195,6 +212,12 @@ def test_chaos(seed, monkeypatch, capsys):
         stats = stack.emulator.stats
         repairs = {k: v for k, v in heal.items() if v and k not in ("users", "cronofy_requests", "busy_refreshed")}
         faults_hit = sum(1 for e in stack.emulator.request_log if e.get("fault"))
+        pushes = stack.emulator.notifications
+        push_stats = {"attempts": len(pushes), "retried": sum(1 for n in pushes if n["attempt"] > 1),
+                      "failed_attempts": sum(1 for n in pushes if n["error"]),
+                      "duplicated": sum(1 for n in pushes if n.get("duplicate")),
+                      "held_back": sum(1 for n in pushes if n.get("held_back")),
+                      "two_signatures": sum(1 for n in pushes if "," in n["signature"])}
         with capsys.disabled():
             print(f"\nchaos seed={seed} users={USERS} changes={sum(versions.values())} "
                   f"duplicates_delivered={duplicates} crashes={crashes.count} faults_hit={faults_hit} "
@@ -204,6 +227,8 @@ def test_chaos(seed, monkeypatch, capsys):
                   f"events_left_after_leaving={left_after_leaving} moves={len(moved)} moves_lost={len(lost_moves)} "
                   f"dead_letters={dead} reconciler_repairs={repairs} replays={replays} "
                   f"shared_account_refused={shared['reason'] == 'account_in_use'}")
+            print(f"  cronofy pushes: {push_stats} channels_given_up="
+                  f"{sum(1 for c in stack.emulator.state.channels.values() if c.closed_reason)}")
         assert mismatches == [], mismatches
         assert duplicate_events == 0
         assert left_after_leaving == 0
@@ -213,3 +238,6 @@ def test_chaos(seed, monkeypatch, capsys):
         assert all(runtime.store().get_connection(u) is None for u in leaving)
         assert runtime.store().get_connection(returning).state.value == "connected"
         assert runtime.store().get_connection("u_sharer") is None
+        # the realistic Cronofy really was in play: retries, duplicates and a rotation
+        assert push_stats["retried"] > 0 and push_stats["duplicated"] > 0 and push_stats["two_signatures"] > 0
+        assert all(n["error"] is None for n in pushes if n["attempt"] == stack.emulator.realism.push_max_attempts)

@@ -25,6 +25,12 @@ def unique_email(prefix: str = "tech") -> str:
     return f"{prefix}{next(_counter)}@sunbright-solar.example"
 
 
+def landed(emu: CronofyEmulator, calendar_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
+    """The calendar once Cronofy has applied every accepted write (writes land after a delay)."""
+    emu.settle()
+    return emu.events(calendar_id, include_deleted=include_deleted)
+
+
 def make_emulator(**kwargs: Any) -> CronofyEmulator:
     options: dict[str, Any] = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "page_size": 5}
     options.update(kwargs)
@@ -63,9 +69,18 @@ class Conn:
         return self.emu.base_url + path
 
     def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | None = None,
+        settle: bool = True,
+        **kwargs: Any,
     ) -> requests.Response:
         merged = {**self.headers, **(headers or {})}
+        if method == "GET" and settle:
+            # Cronofy applies writes asynchronously (realism.write_delay): these strictness tests
+            # read once Cronofy has caught up. Tests of the delay itself pass settle=False.
+            self.emu.settle()
         return self.session.request(method, self.url(path), headers=merged, timeout=10, **kwargs)
 
     def get(self, path: str, **kwargs: Any) -> requests.Response:

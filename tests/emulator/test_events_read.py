@@ -132,35 +132,59 @@ def test_managed_events_ignore_the_default_window_but_not_an_explicit_one(emu):
     emu.add_external_event(conn.calendar_id, "Old dentist", "2001-01-01T10:00:00Z", "2001-01-01T11:00:00Z")
     events, _ = _read_all(conn, include_managed="true")
     assert [e.get("event_id") for e in events] == ["far-past"]
+    # an explicit window finds the managed event; the external one is outside Cronofy's sync
+    # window (42 days back .. 201 ahead), so Cronofy does not know it
     events, _ = _read_all(conn, include_managed="true", **{"from": "2000-12-31", "to": "2001-01-02"})
-    assert len(events) == 2
+    assert [e.get("event_id") for e in events] == ["far-past"]
     events, _ = _read_all(conn, include_managed="true", **{"from": "2001-01-02", "to": "2001-01-03"})
     assert events == []
+    emu.configure(enforce_windows=False)
+    try:
+        events, _ = _read_all(conn, include_managed="true", **{"from": "2000-12-31", "to": "2001-01-02"})
+        assert len(events) == 2
+    finally:
+        emu.configure(enforce_windows=True)
 
 
 def test_to_is_exclusive_and_dates_are_local_to_tzid(emu):
     conn = connect(emu)
-    # 2030-03-05T05:00Z is still 2030-03-04 in Denver
-    emu.add_external_event(conn.calendar_id, "Late", "2030-03-05T05:00:00Z", "2030-03-05T05:30:00Z")
-    in_denver, _ = _read_all(conn, tzid="America/Denver", **{"from": "2030-03-04", "to": "2030-03-05"})
-    in_utc, _ = _read_all(conn, tzid="Etc/UTC", **{"from": "2030-03-04", "to": "2030-03-05"})
+    # 05:00Z is still the day before in Denver
+    day = (emu.now() + timedelta(days=10)).date()
+    emu.add_external_event(conn.calendar_id, "Late", f"{day}T05:00:00Z", f"{day}T05:30:00Z")
+    window = {"from": fmt_date(day - timedelta(days=1)), "to": fmt_date(day)}
+    in_denver, _ = _read_all(conn, tzid="America/Denver", **window)
+    in_utc, _ = _read_all(conn, tzid="Etc/UTC", **window)
     assert len(in_denver) == 1 and in_utc == []
 
 
-def test_last_modified(emu):
+def test_last_modified_selects_changes_made_outside_the_application(emu):
+    """Cronofy: last_modified filters on when events were last modified externally; the
+    application's own writes are not returned (README, issue 12)."""
     conn = connect(emu)
     s, e = _soon(emu)
     conn.upsert(timed_event("old", start=s, end=e))
+    conn.upsert(timed_event("moved", start=s, end=e))
+    emu.settle()
     emu.advance_clock(60)
     mark = fmt_time(emu.now())
-    conn.upsert(timed_event("new", start=s, end=e))
+    conn.upsert(timed_event("new", start=s, end=e))  # our own write after the mark
+    s2, e2 = _soon(emu, days=3)
+    emu.move_event(conn.calendar_id, event_id="moved", start=s2, end=e2)  # the user's
+    own = emu.add_external_event(conn.calendar_id, "Dentist", s2, e2)
     events, _ = _read_all(conn, include_managed="true", last_modified=mark)
-    assert [e["event_id"] for e in events] == ["new"]
+    assert sorted(e.get("event_id") or e["event_uid"] for e in events) == sorted(["moved", own])
+    emu.configure(last_modified_external_only=False)
+    try:
+        events, _ = _read_all(conn, include_managed="true", last_modified=mark)
+        assert sorted(e.get("event_id") or e["event_uid"] for e in events) == sorted(["moved", "new", own])
+    finally:
+        emu.configure(last_modified_external_only=True)
 
 
 def test_include_moved_finds_events_moved_out_of_the_window(emu):
     conn = connect(emu)
     conn.upsert(timed_event("mover", start="2030-03-05T15:00:00Z", end="2030-03-05T16:00:00Z"))
+    emu.settle()  # the user can only move it once it is on the calendar
     emu.move_event(
         conn.calendar_id, event_id="mover", start="2030-04-05T15:00:00Z", end="2030-04-05T16:00:00Z"
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import connect, timed_event
+from .conftest import connect, landed, timed_event
 
 FIXTURES = Path("/work/shared/reference/cronofy-fixtures")
 
@@ -22,7 +22,7 @@ def test_upsert_fixture_body_is_accepted_and_stored(conn, emu):
     resp = conn.upsert(body)
     assert resp.status_code == 202 and resp.content == b""
     assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
-    (stored,) = emu.events(conn.calendar_id)
+    (stored,) = landed(emu, conn.calendar_id)
     assert stored["managed"] is True and stored["event_id"] == "crm-appt-10482"
     assert stored["start"] == "2025-03-05T15:30:00Z" and stored["tzid"] == "America/Denver"
     assert stored["location"]["description"] == "12 Oak St, Boulder, CO"
@@ -39,7 +39,7 @@ def test_upsert_twice_updates_in_place(conn, emu):
         ).status_code
         == 202
     )
-    (stored,) = emu.events(conn.calendar_id)
+    (stored,) = landed(emu, conn.calendar_id)
     assert stored["summary"] == "Renamed" and stored["start"] == "2030-03-06T15:00:00Z"
     assert stored["updated"] > stored["created"]
 
@@ -66,7 +66,7 @@ def test_time_format_strictness(conn, start, end, ok):
 
 def test_zero_fraction_is_stored_without_it(conn, emu):
     conn.upsert(timed_event("frac", start="2030-03-05T15:30:00.000Z", end="2030-03-05T17:00:00Z"))
-    assert emu.events(conn.calendar_id)[0]["start"] == "2030-03-05T15:30:00Z"
+    assert landed(emu, conn.calendar_id)[0]["start"] == "2030-03-05T15:30:00Z"
 
 
 def test_timed_event_without_tzid_is_rejected(conn, emu):
@@ -74,7 +74,7 @@ def test_timed_event_without_tzid_is_rejected(conn, emu):
     del event["tzid"]
     errors = _errors(conn.upsert(event))
     assert errors["tzid"][0]["key"] == "errors.required"
-    assert emu.events(conn.calendar_id) == []
+    assert landed(emu, conn.calendar_id) == []
 
 
 def test_tzid_inside_time_objects_is_enough(conn):
@@ -107,7 +107,7 @@ def test_all_day_events_and_kind_mismatch(conn, emu):
         ).status_code
         == 202
     )
-    assert emu.events(conn.calendar_id)[0]["all_day"] is True
+    assert landed(emu, conn.calendar_id)[0]["all_day"] is True
     # same day start and end: the end is exclusive, so this is empty
     assert "end" in _errors(
         conn.upsert({"event_id": "empty", "summary": "x", "start": "2030-03-10", "end": "2030-03-10"})
@@ -225,18 +225,19 @@ def test_delete_keeps_a_tombstone_and_is_idempotent(conn, emu):
     assert conn.delete(path, json={"event_id": "to-delete"}).status_code == 202
     assert conn.delete(path, json={"event_id": "to-delete"}).status_code == 202
     assert conn.delete(path, json={"event_id": "never-existed"}).status_code == 202
-    assert emu.events(conn.calendar_id) == []
-    (tomb,) = emu.events(conn.calendar_id, include_deleted=True)
+    assert landed(emu, conn.calendar_id) == []
+    (tomb,) = landed(emu, conn.calendar_id, include_deleted=True)
     assert tomb["deleted"] is True and tomb["status"] == "cancelled"
     assert _errors(conn.delete(path, json={}))["event_id"][0]["key"] == "errors.required"
 
 
 def test_upsert_recreates_an_event_the_user_deleted(conn, emu):
     conn.upsert(timed_event("phoenix"))
+    emu.settle()  # on the calendar before the user can delete it
     emu.delete_event_as_user(conn.calendar_id, event_id="phoenix")
-    assert emu.events(conn.calendar_id) == []
+    assert landed(emu, conn.calendar_id) == []
     conn.upsert(timed_event("phoenix"))
-    (event,) = emu.events(conn.calendar_id)
+    (event,) = landed(emu, conn.calendar_id)
     assert event["deleted"] is False and event["status"] == "confirmed"
 
 
@@ -244,7 +245,7 @@ def test_external_events_cannot_be_deleted_with_sandbox_permission(conn, emu):
     uid = emu.add_external_event(conn.calendar_id, "Dentist", "2030-03-04T16:00:00Z", "2030-03-04T17:00:00Z")
     resp = conn.delete(f"/v1/calendars/{conn.calendar_id}/events", json={"event_uid": uid})
     assert resp.status_code == 403
-    assert emu.events(conn.calendar_id)[0]["deleted"] is False
+    assert landed(emu, conn.calendar_id)[0]["deleted"] is False
 
 
 # -- bulk delete ------------------------------------------------------------------------------
@@ -259,9 +260,9 @@ def test_bulk_delete_all_only_touches_managed_events_of_the_account(emu):
     other.upsert(timed_event("m1"))
     uid = emu.add_external_event(cal_a, "Dentist", "2030-03-04T16:00:00Z", "2030-03-04T17:00:00Z")
     assert conn.delete("/v1/events", json={"delete_all": True}).status_code == 202
-    assert [e["event_uid"] for e in emu.events(cal_a)] == [uid]
-    assert emu.events(cal_b) == []
-    assert len(emu.events(other.calendar_id)) == 1
+    assert [e["event_uid"] for e in landed(emu, cal_a)] == [uid]
+    assert landed(emu, cal_b) == []
+    assert len(landed(emu, other.calendar_id)) == 1
 
 
 def test_bulk_delete_by_calendar_ids(emu):
@@ -270,7 +271,7 @@ def test_bulk_delete_by_calendar_ids(emu):
     conn.upsert(timed_event("m1"), calendar_id=cal_a)
     conn.upsert(timed_event("m2"), calendar_id=cal_b)
     assert conn.delete("/v1/events", json={"calendar_ids": [cal_b]}).status_code == 202
-    assert len(emu.events(cal_a)) == 1 and emu.events(cal_b) == []
+    assert len(landed(emu, cal_a)) == 1 and landed(emu, cal_b) == []
 
 
 @pytest.mark.parametrize(
@@ -293,7 +294,7 @@ def test_bulk_delete_rejects_malformed_requests(emu, kwargs):
         kwargs = {"params": {"calendar_ids[]": conn.calendar_id}}
     resp = conn.delete("/v1/events", **kwargs)
     assert resp.status_code == 422, resp.text
-    assert len(emu.events(conn.calendar_id)) == 1
+    assert len(landed(emu, conn.calendar_id)) == 1
 
 
 # -- batch ------------------------------------------------------------------------------------
@@ -310,7 +311,7 @@ def test_batch_fixture_gives_207_in_order(conn, emu):
     results = resp.json()["batch"]
     assert [r["status"] for r in results] == [202, 202, 422]
     assert results[2]["data"]["errors"]["summary"][0]["key"] == "errors.required"
-    assert [e["event_id"] for e in emu.events(conn.calendar_id)] == ["crm-appt-10490"]
+    assert [e["event_id"] for e in landed(emu, conn.calendar_id)] == ["crm-appt-10490"]
 
 
 def test_batch_entries_are_independent(emu):
@@ -329,7 +330,7 @@ def test_batch_entries_are_independent(emu):
     results = conn.post("/v1/batch", json={"batch": batch}).json()["batch"]
     assert [r["status"] for r in results] == [202, 404, 403, 422, 202, 422, 202]
     assert "data" not in results[0]
-    assert [e["event_id"] for e in emu.events(conn.calendar_id)] == ["b5"]
+    assert [e["event_id"] for e in landed(emu, conn.calendar_id)] == ["b5"]
 
 
 def test_batch_size_limits(conn, emu):
@@ -337,8 +338,8 @@ def test_batch_size_limits(conn, emu):
     too_many = [{"method": "POST", "relative_url": url, "data": timed_event(f"n{i}")} for i in range(51)]
     resp = conn.post("/v1/batch", json={"batch": too_many})
     assert resp.status_code == 422 and "batch" in resp.json()["errors"]
-    assert emu.events(conn.calendar_id) == []
+    assert landed(emu, conn.calendar_id) == []
     assert conn.post("/v1/batch", json={"batch": []}).status_code == 422
     assert conn.post("/v1/batch", json={}).status_code == 422
     resp = conn.post("/v1/batch", json={"batch": too_many[:50]})
-    assert resp.status_code == 207 and len(emu.events(conn.calendar_id)) == 50
+    assert resp.status_code == 207 and len(landed(emu, conn.calendar_id)) == 50

@@ -12,9 +12,18 @@ import pytest
 
 from localdev.emulator import SIGNATURE_HEADER, sign_body
 
-from .conftest import CLIENT_SECRET, Receiver, connect, timed_event
+from .conftest import CLIENT_SECRET, Receiver, connect, make_emulator, timed_event
 
 FIXTURES = Path("/work/shared/reference/cronofy-fixtures")
+
+
+@pytest.fixture(scope="module")
+def emu():
+    """Exact delivery counts here: no duplicates or held-back pushes (tests/emulator/test_realism.py
+    covers those); retries, backoff and asynchronous writes stay on."""
+    emulator = make_emulator(realism={"push_duplicate_rate": 0.0, "push_reorder_rate": 0.0})
+    yield emulator
+    emulator.stop()
 
 
 def _verify(raw: bytes, header: str, secret: str = CLIENT_SECRET) -> bool:
@@ -122,6 +131,7 @@ def test_change_only_for_user_side_changes(emu, receiver):
 
     before = emu.now()
     conn.upsert(timed_event("own-3"))
+    emu.settle()  # on the calendar before the user acts on it
     emu.move_event(cal, event_id="own-3", start="2030-03-05T18:00:00Z", end="2030-03-05T19:00:00Z")
     emu.delete_event_as_user(cal, event_id="own-3")
     emu.add_external_event(cal, "Dentist", "2030-03-04T16:00:00Z", "2030-03-04T17:00:00Z")
@@ -158,6 +168,7 @@ def test_channel_filters(emu, receiver):
         "/v1/channels", json={"callback_url": receiver.url("/managed"), "filters": {"only_managed": True}}
     )
     conn.upsert(timed_event("m1"), calendar_id=cal_a)
+    emu.settle()
     emu.add_external_event(cal_a, "ext in A", "2030-03-04T16:00:00Z", "2030-03-04T17:00:00Z")
     emu.add_external_event(cal_b, "ext in B", "2030-03-04T16:00:00Z", "2030-03-04T17:00:00Z")
     emu.move_event(cal_a, event_id="m1", start="2030-03-06T16:00:00Z", end="2030-03-06T17:00:00Z")

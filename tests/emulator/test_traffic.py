@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from .conftest import connect, make_emulator, timed_event, unique_email
+from .conftest import connect, landed, make_emulator, timed_event, unique_email
 
 
 def test_unknown_path_404_and_wrong_method_405(conn):
@@ -31,7 +31,7 @@ def test_fault_503_matches_method_and_prefix(emu, conn):
     emu.add_fault(path_prefix="/v1/calendars/", method="POST", status=503, count=1)
     assert conn.get("/v1/calendars").status_code == 200  # GET and a different path: untouched
     assert conn.upsert(timed_event("f1")).status_code == 503
-    assert emu.events(conn.calendar_id) == []
+    assert landed(emu, conn.calendar_id) == []
     assert conn.upsert(timed_event("f1")).status_code == 202
 
 
@@ -45,9 +45,9 @@ def test_fault_timeout_makes_a_short_client_time_out_but_the_write_lands(emu, co
             timeout=0.2,
         )
     deadline = time.time() + 3
-    while not emu.events(conn.calendar_id) and time.time() < deadline:
+    while not landed(emu, conn.calendar_id) and time.time() < deadline:
         time.sleep(0.05)
-    assert [e["event_id"] for e in emu.events(conn.calendar_id)] == ["slow"]
+    assert [e["event_id"] for e in landed(emu, conn.calendar_id)] == ["slow"]
 
 
 def test_fault_latency_only_and_drop(emu, conn):
@@ -63,7 +63,7 @@ def test_fault_latency_only_and_drop(emu, conn):
             headers=conn.headers,
             timeout=5,
         )
-    assert emu.events(conn.calendar_id) == []
+    assert landed(emu, conn.calendar_id) == []
 
 
 def test_faults_never_hit_control_paths_and_can_be_cleared(emu):
@@ -248,7 +248,7 @@ def test_concurrent_requests_are_safe(emu):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(write, range(40)))
     assert statuses == [202] * 40
-    assert len(emu.events(conn.calendar_id)) == 40
+    assert len(landed(emu, conn.calendar_id)) == 40
 
 
 def test_standalone_main_runs(tmp_path):

@@ -69,6 +69,7 @@ def test_429_with_retry_after_is_honoured(stack, connected):
     stack.emulator.add_fault(path_prefix="/v1/calendars", status=429, retry_after=2, count=2)
     client.upsert_event(calendar_id, event("ev_429"))
     assert slept == [2.0, 2.0]
+    stack.settle()  # accepted (202) means applied later
     assert any(e["event_id"] == "ev_429" for e in stack.emulator.events(calendar_id))
 
 

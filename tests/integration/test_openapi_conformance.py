@@ -77,6 +77,15 @@ def test_answers_along_the_connection_lifecycle_match_the_document(stack, jane, 
     assert set(conforms(admin.get(api(busy))).json()["users"]) == {"u_jane", "u_miguel"}
     assert conforms(admin.get(api(busy.replace("2026-12-08", "2027-12-08")))).status_code == 422
     assert conforms(admin.get(api("/v1/orgs/org_sunbright/busy?user_ids=u_jane"))).status_code == 422
+    crew = {"user_ids": ["u_jane", "u_miguel"], "duration_minutes": 60, "from": "2026-12-07T00:00:00Z",
+            "to": "2026-12-12T00:00:00Z", "timezone": "America/Los_Angeles"}
+    availability = api("/v1/orgs/org_sunbright/availability")
+    assert conforms(s.post(availability, json=crew)).json()["slots"]
+    assert conforms(s.post(availability, json=dict(crew, duration_minutes=0))).status_code == 422
+    assert conforms(s.post(api("/v1/orgs/org_other/availability"), json=crew)).status_code == 403
+    health = api("/v1/orgs/org_sunbright/calendar-health")
+    assert [m["user_id"] for m in conforms(admin.get(health)).json()["members"]] == ["u_jane"]
+    assert conforms(s.get(health)).status_code == 403
     # disconnect
     assert conforms(s.delete(api("/v1/calendar/connection"))).json() == {"state": "disconnecting"}
     stack.drain()

@@ -1,10 +1,14 @@
 """Two-way sync, busy times and broken-sync detection, end to end: emulator (the user's calendar)
 -> signed notification -> webhook intake -> notification processor -> core platform / DynamoDB."""
 
+import json
+import time
+
 import requests
 
 from calsync import runtime
 from calsync.milestones import event_id_for
+from localdev.emulator import sign_body
 from tests.helpers import connect, in_days, iso, managed_events, milestone, push
 from tests.schema import assert_valid_message
 
@@ -19,6 +23,7 @@ def calendar_changes(stack, kind=None):
 def test_a_move_on_the_calendar_reaches_solarnexus_once(stack, jane_cal):
     assert push(stack, milestone("ms_survey", 4, ["u_jane"], in_days(2))) == set()
     calendar_changes(stack)  # drop the connection messages
+    stack.settle()  # Cronofy applies our write; only then can the user see and move it
     new_start, new_end = in_days(3, hour=17), in_days(3, hour=19)
     stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_survey"), start=iso(new_start), end=iso(new_end))
     stack.drain()
@@ -46,7 +51,8 @@ def test_our_own_writes_are_never_reported_as_reschedules(stack, jane_cal):
     assert push(stack, milestone("ms_echo", 1, ["u_jane"], in_days(2))) == set()
     assert push(stack, milestone("ms_echo", 2, ["u_jane"], in_days(5))) == set()  # SolarNexus reschedules
     calendar_changes(stack)
-    # Any user-side change makes Cronofy notify; the read then also returns our own recent write
+    # Any user-side change makes Cronofy notify; the read must not take our own writes for the user's
+    # (Cronofy's last_modified returns outside changes only; with it off, the echo rules still hold)
     stack.emulator.add_external_event(jane_cal, "Dentist", iso(in_days(1, 9)), iso(in_days(1, 10)))
     stack.drain()
     assert calendar_changes(stack, "milestone.rescheduled_on_calendar") == []
@@ -55,6 +61,7 @@ def test_our_own_writes_are_never_reported_as_reschedules(stack, jane_cal):
 def test_a_deleted_event_is_reported_and_not_recreated_until_the_milestone_changes(stack, jane_cal):
     assert push(stack, milestone("ms_del", 2, ["u_jane"], in_days(2))) == set()
     calendar_changes(stack)
+    stack.settle()  # on the calendar before the user can delete it
     stack.emulator.delete_event_as_user(jane_cal, event_id=event_id_for("ms_del"))
     stack.drain()
     removals = calendar_changes(stack, "milestone.removed_on_calendar")
@@ -71,6 +78,7 @@ def test_conflict_solarnexus_change_crossing_a_calendar_reschedule_wins(stack, j
     assert push(stack, milestone("ms_c", 1, ["u_jane"], in_days(2))) == set()
     assert push(stack, milestone("ms_d", 1, ["u_jane"], in_days(2, 18))) == set()
     calendar_changes(stack)
+    stack.settle()  # both on the calendar before the user drags them
     # (a) The user drags ms_c (based on version 1); the move reaches SolarNexus; meanwhile the office
     # changes ms_c in SolarNexus (version 2), so the core rejects the move and sends version 2 back.
     stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_c"), start=iso(in_days(6)), end=iso(in_days(6, 17)))
@@ -129,7 +137,7 @@ def test_profile_disconnected_needs_reauth_and_reconnecting_restores_without_dup
     stack.emulator.reconnect_profile(teammate["account"]["profile_id"])
     cal = connect(stack, teammate["session"], "microsoft", teammate["account"])
     assert cal == miguel_cal
-    events = [e for e in stack.emulator.events(cal) if e["managed"] and not e["deleted"]]
+    events = list(managed_events(stack, cal).values())
     assert sorted(e["event_id"] for e in events) == sorted(
         [event_id_for(f"ms_{i}") for i in range(3)] + [event_id_for("ms_while_broken")])
 
@@ -181,3 +189,112 @@ def test_a_newer_solarnexus_version_puts_a_rejected_move_back(stack, jane_cal):
     # The core rejects the move (its version moved on) and publishes version 2, same time as before
     assert push(stack, milestone("ms_back", 2, ["u_jane"], in_days(2))) == set()
     assert managed_events(stack, jane_cal)[event_id_for("ms_back")]["start"] == iso(in_days(2))
+
+
+# ---- what a realistic Cronofy does (issue 12): asynchronous writes, retried and duplicated pushes,
+# secret rotation -------------------------------------------------------------------------------
+
+
+def next_second():
+    """Cronofy's `updated` has whole seconds: start the next step in a later second."""
+    time.sleep(1.01 - time.time() % 1)
+
+
+def test_a_move_read_before_our_newer_write_lands_is_not_reported_on_the_newer_version(stack, jane_cal):
+    """The user drags the event (based on version 1); the office's version 2 is written, and Cronofy
+    has accepted but not yet applied it when the notification is read. The read shows the user's
+    time, but the ref already says version 2: reporting the move "based on version 2" would make the
+    core accept a move made before its own change. SolarNexus wins, as when the write lands first."""
+    assert push(stack, milestone("ms_e", 1, ["u_jane"], in_days(2))) == set()
+    stack.settle()
+    calendar_changes(stack)
+    stack.emulator.configure(write_delay=60)  # version 2 stays accepted-but-not-applied
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_e"), start=iso(in_days(6)), end=iso(in_days(6, 17)))
+    next_second()
+    assert push(stack, milestone("ms_e", 2, ["u_jane"], in_days(4))) == set()
+    assert stack.emulator.pending_writes == 1
+    assert stack.emulator.wait_for_notifications()  # the push reaches the intake; the write is still pending
+    stack.pump()
+    stack.pump()
+    assert calendar_changes(stack, "milestone.rescheduled_on_calendar") == []
+    stack.emulator.configure(write_delay=1.0)
+    stack.drain()
+    assert managed_events(stack, jane_cal)[event_id_for("ms_e")]["start"] == iso(in_days(4))
+    assert calendar_changes(stack, "milestone.rescheduled_on_calendar") == []
+
+
+def reads_for_one_move(stack, calendar_id, event_id, day):
+    stack.emulator.clear_request_log()
+    stack.emulator.clear_notifications()
+    stack.emulator.move_event(calendar_id, event_id=event_id, start=iso(in_days(day)), end=iso(in_days(day, 17)))
+    stack.drain()
+    changes = [n for n in stack.emulator.notifications if n["type"] == "change"]
+    return len(changes), stack.emulator.count_requests(path_prefix="/v1/")
+
+
+def test_a_duplicated_push_costs_no_more_cronofy_requests_than_one(stack, jane_cal):
+    assert push(stack, milestone("ms_a", 1, ["u_jane"], in_days(2)), milestone("ms_b", 1, ["u_jane"], in_days(3))) \
+        == set()
+    stack.settle()
+    stack.drain()
+    stack.emulator.configure(push_duplicate_rate=0.0, push_reorder_rate=0.0)
+    once, requests_once = reads_for_one_move(stack, jane_cal, event_id_for("ms_a"), 8)
+    stack.emulator.configure(push_duplicate_rate=1.0)  # every push arrives twice
+    twice, requests_twice = reads_for_one_move(stack, jane_cal, event_id_for("ms_b"), 9)
+    assert (once, twice) == (1, 2)
+    assert requests_once >= 1
+    assert requests_twice == requests_once
+    moves = calendar_changes(stack, "milestone.rescheduled_on_calendar")
+    assert sorted(m["milestone_id"] for m in moves) == ["ms_a", "ms_b"]  # each move reported once
+
+
+def test_a_failing_webhook_is_retried_with_backoff_and_the_move_still_arrives(stack, jane_cal):
+    assert push(stack, milestone("ms_r", 1, ["u_jane"], in_days(2))) == set()
+    stack.settle()
+    stack.drain()
+    calendar_changes(stack)
+    stack.emulator.configure(push_duplicate_rate=0.0, push_reorder_rate=0.0)
+    stack.emulator.clear_notifications()
+    stack.fail_webhooks(2)  # API Gateway answers 503 twice
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_r"), start=iso(in_days(5)), end=iso(in_days(5, 17)))
+    stack.drain()
+    attempts = [(n["attempt"], n["status"]) for n in stack.emulator.notifications if n["type"] == "change"]
+    assert attempts == [(1, 503), (2, 503), (3, 202)]
+    moves = calendar_changes(stack, "milestone.rescheduled_on_calendar")
+    assert [m["milestone_id"] for m in moves] == ["ms_r"]
+
+
+def test_a_notification_signed_during_a_secret_rotation_is_accepted(stack, jane_cal):
+    stack.settle()
+    stack.drain()
+    emu = stack.emulator
+    emu.configure(push_duplicate_rate=0.0, push_reorder_rate=0.0)
+
+    def one_change(summary, hour):
+        emu.clear_notifications()
+        emu.clear_request_log()
+        emu.add_external_event(jane_cal, summary, iso(in_days(1, hour)), iso(in_days(1, hour + 1)))
+        stack.drain()
+        (delivered,) = [n for n in emu.notifications if n["type"] == "change"]
+        assert emu.count_requests(method="GET", path_prefix="/v1/events") >= 1  # it was processed
+        return delivered
+
+    # 1. Cronofy has a second active secret; we still only know the old one
+    emu.begin_secret_rotation("rotated-client-secret")
+    delivered = one_change("Dentist", 8)
+    assert len(delivered["signature"].split(",")) == 2
+    assert delivered["status"] == 202
+    # 2. we switch to the new secret (token refreshes use it too) while Cronofy still signs with both
+    stack.use_client_secret("rotated-client-secret")
+    delivered = one_change("Gym", 10)
+    assert len(delivered["signature"].split(",")) == 2 and delivered["status"] == 202
+    # 3. the old secret is retired
+    emu.complete_secret_rotation()
+    delivered = one_change("Lunch", 12)
+    assert len(delivered["signature"].split(",")) == 1 and delivered["status"] == 202
+    # a notification signed only with the retired secret is refused
+    stale = json.dumps({"notification": {"type": "change", "changes_since": iso(in_days(0))},
+                        "channel": {"channel_id": runtime.store().get_connection("u_jane").channel_id}}).encode()
+    resp = requests.post(delivered["url"], data=stale, headers={
+        "Content-Type": "application/json", "Cronofy-HMAC-SHA256": sign_body("local-cronofy-client-secret", stale)})
+    assert resp.status_code == 401

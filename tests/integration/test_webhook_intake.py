@@ -65,8 +65,11 @@ def test_verification_after_channel_creation_is_accepted_and_not_queued(stack, m
     assert len(delivered) == 1
     assert delivered[0]["url"] == miguel["channel"]["callback_url"]
     assert 200 <= delivered[0]["status"] < 300 and delivered[0]["error"] is None
-    assert stack.invocations[FUNCTION] == 1
-    assert stack.queue_messages("NotificationsQueue") == []
+    # every delivery reached the intake once (the profile's first sync may have completed since,
+    # which Cronofy announces with profile_initial_sync_completed); the verification was not queued
+    assert stack.invocations[FUNCTION] == len(stack.emulator.notifications)
+    queued = [json.loads(m) if isinstance(m, str) else m for m in stack.queue_messages("NotificationsQueue")]
+    assert all(m["notification_type"] != "verification" for m in queued)
 
 
 def test_a_calendar_change_is_queued_once_with_the_users_ids(stack, miguel, service_logs):

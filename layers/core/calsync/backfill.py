@@ -123,6 +123,7 @@ class BackfillSteps:
                 # periods not built here are rebuilt on its first visit.
                 self.store.save_connection(conn.model_copy(update={
                     "state": ConnectionState.CONNECTED, "last_error": error,
+                    "last_error_at": now if error is not None else None,
                     "last_sync_at": now if error is None else conn.last_sync_at, "updated_at": now,
                     "last_checked_at": now if error is None else conn.last_checked_at,
                     "busy_rebuilt_at": now if busy_built else None}))

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
+from calsync import freshness
 from calsync.caller import Caller
 from calsync.errors import ApiError
 from calsync.models import Connection, iso, utcnow
 from calsync.observability import metrics
-from calsync.store import BusyStore
+from calsync.slots import local_instant
+from calsync.store import BusyStore, Store
 
 DAYS_BACK = 1
 DAYS_AHEAD = 60
@@ -30,10 +33,11 @@ MAX_SPAN_DAYS = 62
 KEEP_WEEKS_AFTER = timedelta(days=14)
 
 
-def _instant(value: str) -> datetime:
-    """A busy bound: a Time, or a Date (all-day events; taken at 00:00 UTC)."""
+def _instant(value: str, zone: ZoneInfo = freshness.UTC_ZONE) -> datetime:
+    """A busy bound: a Time, or a Date (all-day events: from local midnight in `zone`, the user's when
+    read for the scheduler; week bucketing takes 00:00 UTC and reads a day more on each side)."""
     if len(value) == 10:
-        return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+        return local_instant(date.fromisoformat(value), time(0), zone)
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
 
 
@@ -90,8 +94,9 @@ def _expiry(week: str) -> int:
 
 
 class Busy:
-    def __init__(self, busy_store: BusyStore):
+    def __init__(self, busy_store: BusyStore, store: Store | None = None):
         self.store = busy_store
+        self.connections = store  # the scheduler's view flags stale members (calsync.freshness)
 
     def apply(self, conn: Connection, events: list[dict], now: datetime | None = None) -> int:
         """Update the busy periods of these changed (non-SolarNexus) events; returns how many changed."""
@@ -147,19 +152,39 @@ class Busy:
             raise ApiError(422, "invalid_request", f"user_ids: between 1 and {MAX_USERS} ids")
         if end <= start or end - start > timedelta(days=MAX_SPAN_DAYS):
             raise ApiError(422, "invalid_request", f"to must be after from, at most {MAX_SPAN_DAYS} days later")
-        # All-day periods are dates taken at 00:00 UTC: read one more day each side.
-        items = self.store.get_many(user_ids, weeks_between(start - timedelta(days=1), end + timedelta(days=1)))
+        conns = self.connections.connections(user_ids) if self.connections is not None else {}
+        conns = {u: c for u, c in conns.items() if c.org_id == org_id}
+        stored = self.periods(user_ids, start, end, {u: freshness.user_zone(c) for u, c in conns.items()})
+        now, stale_after = utcnow(), freshness.stale_after()
         users: dict[str, list[dict[str, str]]] = {}
+        members: dict[str, dict] = {}
         for user_id in user_ids:
-            item = items.get(user_id)
-            if item is None or item.get("org_id") != org_id:
-                users[user_id] = []  # not connected (or not in this org): nothing to show
-                continue
-            clipped = []
-            for pair in set(item.get("periods", [])):
-                s, e = (_instant(x) for x in pair.split("/"))
-                s, e = max(s, start), min(e, end)
-                if e > s:
-                    clipped.append((s, e))
+            busy = stored.get(user_id)
+            if busy is None or busy.org_id != org_id:
+                busy = None  # not connected (or not in this org): nothing to show
+            clipped = [(max(s, start), min(e, end)) for s, e in (busy.blocks if busy else [])]
             users[user_id] = [{"start": iso(s), "end": iso(e)} for s, e in merge(clipped)]
-        return {"users": users}
+            members[user_id] = freshness.member_status(conns.get(user_id), busy, now, stale_after)
+        return {"users": users, "members": members}
+
+    def periods(self, user_ids: list[str], start: datetime | None = None, end: datetime | None = None,
+                zones: dict[str, ZoneInfo] | None = None) -> dict[str, freshness.StoredBusy]:
+        """Each user's stored busy periods overlapping [start, end), merged, in UTC (all-day ones from
+        local midnight in the user's zone from `zones`, else UTC), and when they were last refreshed;
+        without a range, only the latter. The one read of busy periods for the scheduler's routes:
+        ceil(users x (weeks + 1) / 100) BatchGetItem requests (BusyStore.get_many)."""
+        # All-day periods are bucketed by their UTC dates: read one more day each side.
+        weeks = weeks_between(start - timedelta(days=1), end + timedelta(days=1)) if start and end else []
+        found: dict[str, freshness.StoredBusy] = {}
+        for user_id, item in self.store.get_many(user_ids, weeks).items():
+            zone = (zones or {}).get(user_id, freshness.UTC_ZONE)
+            blocks = []
+            for pair in set(item.get("periods", [])):
+                s, e = (_instant(x, zone) for x in pair.split("/"))
+                if start and end and (e <= start or s >= end):
+                    continue
+                blocks.append((s, e))
+            updated = item.get("updated_at")
+            found[user_id] = freshness.StoredBusy(item.get("org_id"), merge(blocks),
+                                                  _instant(updated) if updated else None)
+        return found

@@ -58,6 +58,10 @@ class Settings:
     # The most Cronofy requests one reconciler run may spend (it runs every 5 minutes by default); within
     # it, a run only spends what the shared limiter has left after live work.
     reconcile_request_budget: int = 1000
+    # Busy data not refreshed for this long is flagged stale to the scheduler and the admin
+    # (calsync.freshness). Push notifications keep it current; a quiet calendar's is rebuilt weekly by the
+    # reconciler: a day past that.
+    busy_stale_after_minutes: int = 8 * 24 * 60
 
     def __post_init__(self) -> None:
         if self.cronofy_data_center not in DATA_CENTERS:

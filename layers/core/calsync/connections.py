@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from calsync import webhook
 from calsync.caller import Caller
@@ -42,6 +43,30 @@ from calsync.vault import TokenVault
 REPLACEABLE = {ConnectionState.NEEDS_REAUTH.value, ConnectionState.PENDING_CALENDAR.value}
 ACTIVE = {ConnectionState.CONNECTED, ConnectionState.SYNCING}
 CALENDARS_CACHE_SECONDS = 60
+TIMEZONE_RECHECK = timedelta(days=7)
+
+
+def calendars_of(userinfo: dict) -> list[Calendar]:
+    """The calendars of a Cronofy userinfo answer (`cronofy.data.profiles[].profile_calendars`)."""
+    found = []
+    for profile in (userinfo.get("cronofy.data") or {}).get("profiles") or []:
+        for calendar in profile.get("profile_calendars") or []:
+            found.append(Calendar.model_validate({
+                **calendar, "profile_id": profile.get("profile_id"), "profile_name": profile.get("profile_name"),
+                "provider_name": profile.get("provider_name")}))
+    return found
+
+
+def known_zone(name: str | None) -> str | None:
+    """An IANA zone this runtime knows, or None (treated as UTC)."""
+    if not name:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        logger.warning("unknown time zone from the calendar account", extra={"zoneinfo": name})
+        return None
+    return name
 
 
 EARLY_CHECK_AFTER = timedelta(hours=12)
@@ -122,7 +147,8 @@ class ConnectionService:
                 return conn
             try:
                 updated = self.store.save_connection(conn.model_copy(update={
-                    "state": ConnectionState.NEEDS_REAUTH, "last_error": reason, "updated_at": utcnow()}))
+                    "state": ConnectionState.NEEDS_REAUTH, "last_error": reason, "last_error_at": utcnow(),
+                    "updated_at": utcnow()}))
             except ConflictError:
                 fresh = self.store.get_connection(conn.user_id)
                 if fresh is None:
@@ -216,8 +242,9 @@ class ConnectionService:
         replaced_tokens = self.store.get_tokens(user_id) if replaced else None
         channel_id = None
         try:
+            account = client.userinfo()  # the calendars and the account's time zone in one request
             calendars = self._writable(
-                client.calendars(), grant.linking_profile.profile_id if grant.linking_profile else None
+                calendars_of(account), grant.linking_profile.profile_id if grant.linking_profile else None
             )
             if not calendars:
                 self._abandon(client, None)
@@ -240,6 +267,8 @@ class ConnectionService:
                 channel_id=channel_id,
                 connected_at=now,
                 updated_at=now,
+                timezone=known_zone(account.get("zoneinfo")),
+                timezone_checked_at=now,
             )
             self.store.create_connection(conn, self.vault.seal(user_id, client.tokens), REPLACEABLE)
         except AccountInUse:
@@ -314,8 +343,20 @@ class ConnectionService:
             return self.store.save_connection(conn.model_copy(update={
                 "state": ConnectionState.CONNECTED,
                 "last_error": "calendar backfill could not start; it will be retried",
+                "last_error_at": utcnow(),
                 "updated_at": utcnow()}))
         return conn
+
+    def refresh_timezone(self, conn: Connection, client: CronofyUser, now: datetime | None = None) -> None:
+        """Keep the account's time zone current: one userinfo request a week per user at most (the
+        reconciler's visit calls this; Cronofy sends no notification when it changes)."""
+        now = now or utcnow()
+        if conn.timezone_checked_at is not None and now - conn.timezone_checked_at < TIMEZONE_RECHECK:
+            return
+        zone = known_zone(client.userinfo().get("zoneinfo")) or conn.timezone
+        # updated_at untouched: it dates state changes
+        self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
+            "timezone": zone, "timezone_checked_at": now}))
 
     # ---- status and calendar choice ----------------------------------------------------------
 
@@ -381,6 +422,7 @@ class ConnectionService:
                 "calendar_name": chosen.calendar_name,
                 "state": ConnectionState.SYNCING,
                 "last_error": None,
+                "last_error_at": None,
                 "updated_at": utcnow(),
             }))
         except ConflictError as error:

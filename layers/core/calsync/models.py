@@ -90,6 +90,12 @@ class Connection(BaseModel):
     # A visit that failed (any error) is tried again at this time; the error is kept for operators.
     reconcile_retry_at: datetime | None = None
     reconcile_error: str | None = None
+    # When last_error was set (the admin's sync-health view shows it with the reason).
+    last_error_at: datetime | None = None
+    # The account's IANA time zone (Cronofy userinfo `zoneinfo`): working hours and all-day busy
+    # periods are local to it. None until known (treated as UTC); re-read weekly by the reconciler.
+    timezone: str | None = None
+    timezone_checked_at: datetime | None = None
     # Bumped on every write; conditional updates compare it so concurrent writers never clobber.
     revision: int = 0
 

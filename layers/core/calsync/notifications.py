@@ -41,6 +41,17 @@ def _changed_after(event: dict, ref: EventRef) -> bool:
     return datetime.fromisoformat(updated.replace("Z", "+00:00")) > ref.updated_at
 
 
+def _before_our_last_write(event: dict, ref: EventRef) -> bool:
+    """Did the calendar's change happen before our latest write of this event? Cronofy answers a
+    write with 202 and applies it later, so a read can still show a user's move that our newer write
+    (already sent) is about to replace: SolarNexus wins that race, as if the write had landed first.
+    Cronofy's `updated` has whole seconds; a change in the same second as our write is reported."""
+    updated = event.get("updated")
+    if not updated or ref.updated_at is None:
+        return False
+    return datetime.fromisoformat(updated.replace("Z", "+00:00")) < ref.updated_at.replace(microsecond=0)
+
+
 def _earliest(values: list[str | None]) -> str | None:
     """The earliest `changes_since` (None, a notification without one, means read everything)."""
     if not values or any(v is None for v in values):
@@ -77,6 +88,9 @@ class NotificationProcessor:
             return {"outcome": f"skipped_{conn.state.value}"}
         changes = [n.get("changes_since") for n in mine if n.get("notification_type") == "change"]
         initial_sync = "profile_initial_sync_completed" in kinds
+        if (initial_sync and received_at is not None and conn.busy_rebuilt_at is not None
+                and conn.busy_rebuilt_at > received_at):
+            initial_sync = False  # the busy periods were rebuilt (backfill end) after the sync completed
         if not changes and not initial_sync:
             return {"outcome": "ignored"}
         if (changes and not initial_sync and received_at is not None and conn.changes_read_at is not None
@@ -94,13 +108,15 @@ class NotificationProcessor:
         except (InvalidGrant, CronofyAuthError):
             self.service.mark_needs_reauth(conn, "authorization_revoked")
             return {"outcome": "needs_reauth"}
-        self._seen(conn, read_at if changes else None)
+        self._seen(conn, read_at if changes else None, read_at if initial_sync else None)
         return result
 
-    def _seen(self, conn: Connection, read_at: datetime | None) -> None:
+    def _seen(self, conn: Connection, read_at: datetime | None, rebuilt_at: datetime | None = None) -> None:
         """The channel works (a notification came through it); changes were read through `read_at`."""
         now = utcnow()
         update: dict = {"channel_seen_at": now}
+        if rebuilt_at is not None:
+            update["busy_rebuilt_at"] = rebuilt_at
         if read_at is not None and (conn.changes_read_at is None or read_at > conn.changes_read_at):
             update["changes_read_at"] = read_at
         self.store.update_connection(conn.user_id, lambda c: c.model_copy(update=update))
@@ -158,6 +174,8 @@ class NotificationProcessor:
         if m is not None and m.on_calendar:
             if (start, end) == pushed_times(calendar_event(m)):
                 return 0  # the echo of a newer write whose ref is not recorded yet
+        if _before_our_last_write(event, ref):
+            return 0  # our newer write (not applied by Cronofy yet) puts SolarNexus's time back
         self.store.put_ref(ref.model_copy(update={"user_moved_start": start, "user_moved_end": end,
                                                   "updated_at": utcnow()}))
         self.publisher.calendar_change(MilestoneRescheduledOnCalendar(

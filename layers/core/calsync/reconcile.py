@@ -74,6 +74,15 @@ def plan_visit(conn: Connection, now: datetime) -> VisitPlan:
     return VisitPlan(check=True, channel=now - channel_seen >= CHANNEL_CHECK_EVERY, busy=busy_due)
 
 
+# Cronofy answers writes with 202 and applies them afterwards: an event written moments ago can
+# still be missing or show its previous times. Refs written within this long are not judged.
+RECENT_WRITE = timedelta(minutes=2)
+
+
+def _in_flight(ref: EventRef) -> bool:
+    return ref.updated_at is not None and timedelta(0) <= utcnow() - ref.updated_at < RECENT_WRITE
+
+
 def in_window(ref: EventRef, first_day: str, end_day: str) -> bool:
     """Does the event of this ref start inside the Read Events window [first_day, end_day)?"""
     return first_day <= ref.start[:10] < end_day
@@ -191,6 +200,7 @@ class Reconciler:
         if plan.check:
             try:
                 client = self.service.user_client(conn)
+                self.service.refresh_timezone(conn, client, now)  # weekly: the account's zone may change
                 repairs.update(self._check(conn, client, now))
                 update["last_checked_at"] = now
                 if plan.channel:
@@ -240,7 +250,7 @@ class Reconciler:
             if event.get("deleted"):
                 if ref is not None and ref.calendar_id == event["calendar_id"]:
                     seen.add(event_id)
-                    if ref.removed_by_user_version is None and not _changed_after(event, ref):
+                    if ref.removed_by_user_version is None and not _changed_after(event, ref) and not _in_flight(ref):
                         rewrite.add(ref.milestone_id)  # deleted before our last write: lost, not the user's
                         repairs["missing"] += 1
                 continue
@@ -248,6 +258,8 @@ class Reconciler:
                 orphans.append((event["calendar_id"], event_id))
                 continue
             seen.add(event_id)
+            if _in_flight(ref):
+                continue  # Cronofy may not have applied our latest write yet: not drift
             times = (_norm(event["start"]), _norm(event["end"]))
             if times not in {(ref.start, ref.end), (ref.user_moved_start, ref.user_moved_end)}:
                 rewrite.add(ref.milestone_id)
@@ -257,7 +269,7 @@ class Reconciler:
                 repairs["content"] += 1
         for event_id, ref in refs.items():
             if (event_id not in seen and ref.removed_by_user_version is None and ref.calendar_id == conn.calendar_id
-                    and in_window(ref, first_day, end_day)):
+                    and in_window(ref, first_day, end_day) and not _in_flight(ref)):
                 rewrite.add(ref.milestone_id)
                 repairs["missing"] += 1
         since = iso(now - timedelta(days=BACKFILL_DAYS))

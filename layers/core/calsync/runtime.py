@@ -86,7 +86,8 @@ def connection_service():
 def reset() -> None:
     """Forget every cached object (tests and the local stack switch environments)."""
     for factory in (aws_client, store, vault, publisher, rate_limiter, cronofy_app, connection_service, sync_engine,
-                    backfill_steps, busy, notification_processor, reconciler, get_settings):
+                    backfill_steps, busy, notification_processor, reconciler, availability, sync_health,
+                    get_settings):
         factory.cache_clear()
 
 
@@ -109,7 +110,21 @@ def busy():
     from calsync.busy import Busy
     from calsync.store import BusyStore
 
-    return Busy(BusyStore(aws_client("dynamodb"), get_settings().table_name))
+    return Busy(BusyStore(aws_client("dynamodb"), get_settings().table_name), store())
+
+
+@cache
+def availability():
+    from calsync.availability import Availability
+
+    return Availability(store(), busy())
+
+
+@cache
+def sync_health():
+    from calsync.health import SyncHealth
+
+    return SyncHealth(store(), busy())
 
 
 @cache

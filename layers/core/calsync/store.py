@@ -712,6 +712,56 @@ class Store:
                 found[conn.user_id] = conn
         return found
 
+    # ---- crew availability and sync health (reads only) --------------------------------------------
+
+    def assigned_milestone_ids(self, user_id: str, start_from: str, start_before: str) -> list[str]:
+        """Milestones scheduled for a user that start in [start_from, start_before) (UTC ISO), by start;
+        one query of GSI by_assignee (keys only) per 1 MB."""
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_assignee",
+            # sort keys are "{start}#{milestone}": "{start_before}" sorts before any key starting then
+            "KeyConditionExpression": "assignee_pk = :u AND assignee_sk BETWEEN :a AND :b",
+            "ExpressionAttributeValues": _to_item({":u": f"ASSIGNEE#{user_id}", ":a": start_from,
+                                                   ":b": start_before}),
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            ids.extend(_from_item(i)["pk"].removeprefix("MILESTONE#") for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return ids
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def backfills(self, user_ids: list[str]) -> dict[str, dict]:
+        """Backfill progress items by user id (BatchGetItem, 100 keys a request)."""
+        ids = list(dict.fromkeys(user_ids))
+        found: dict[str, dict] = {}
+        for i in range(0, len(ids), BATCH_GET_LIMIT):
+            keys = [_to_item({"pk": _user_pk(u), "sk": BACKFILL_SK}) for u in ids[i:i + BATCH_GET_LIMIT]]
+            for item in self._batch_get(keys):
+                found[item["pk"].removeprefix("USER#")] = item
+        return found
+
+    def count_managed_events(self, user_id: str) -> int:
+        """Events we keep on the user's calendar: their refs, minus those the user deleted (a COUNT query of
+        GSI by_user_events: no items are returned)."""
+        count = 0
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "by_user_events",
+            "KeyConditionExpression": "ref_user_pk = :u",
+            "FilterExpression": "attribute_not_exists(removed_by_user_version)",
+            "ExpressionAttributeValues": _to_item({":u": f"EVENTS#{user_id}"}),
+            "Select": "COUNT",
+        }
+        while True:
+            resp = self._db.query(**kwargs)
+            count += resp.get("Count", 0)
+            if "LastEvaluatedKey" not in resp:
+                return count
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
     # ---- backfill ----------------------------------------------------------------------------------
 
     def put_backfill(self, user_id: str, run_id: str, progress: BackfillProgress, error: str | None = None,
