@@ -76,6 +76,11 @@ def test_every_call_of_a_lifecycle_is_allowed_by_the_functions_policy(stack, jan
     busy = jane["session"].get(stack.url("/v1/orgs/org_sunbright/busy"), params={
         "user_ids": "u_jane", "from": iso(in_days(0)), "to": iso(in_days(5))})
     assert busy.status_code == 200
+    availability = jane["session"].post(stack.url("/v1/orgs/org_sunbright/availability"), json={
+        "user_ids": ["u_jane"], "duration_minutes": 60, "from": iso(in_days(1, 0)), "to": iso(in_days(3, 0))})
+    assert availability.status_code == 200, availability.text
+    admin = stack.browser("u_boss", "org_sunbright", roles=["admin", "member"])
+    assert admin.get(stack.url("/v1/orgs/org_sunbright/calendar-health")).status_code == 200
     browser.connect(teammate["session"], stack.base_url, "microsoft", teammate["account"]["profile_id"])
     stack.drain()
     jane["session"].delete(stack.url("/v1/calendar/connection"))
