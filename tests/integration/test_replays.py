@@ -25,6 +25,7 @@ def managed_event(user_id, calendar_id, event_id):
 
 
 def live_managed(stack, calendar_id):
+    stack.settle()  # accepted writes land (Cronofy applies them asynchronously)
     return sorted(e["event_id"] for e in stack.emulator.events(calendar_id) if e["managed"] and not e["deleted"])
 
 
