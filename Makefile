@@ -16,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
-.PHONY: install demo test lint validate checkov unit bench build deploy clean openapi chromium
+.PHONY: install demo test lint validate checkov unit bench bench-scale build deploy clean openapi chromium
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
@@ -80,6 +80,11 @@ bench: $(VENV)/.installed
 	$(PY) bench/busy_route.py
 	$(PY) bench/availability.py
 	BENCH_REUSE=1 $(PY) bench/week.py
+
+# Capacity benchmark (issue 11): 1,000 users x 7 simulated days in virtual time, every function counted
+# (under 20 minutes). SCALE_ARGS="--small" for a quick run, "--quiet-day" for the self-healing day.
+bench-scale: $(VENV)/.installed
+	$(PY) bench/scale.py $(SCALE_ARGS)
 
 build: $(SAMVENV)/.installed
 	PATH="$(dir $(PY313)):$$PATH" $(SAM) build

@@ -1,0 +1,1265 @@
+"""Capacity benchmark (issue 11, part 1): what one Cronofy application carries, every function counted.
+
+    make bench-scale                       (1,000 users x 7 days; --small for a quick run)
+    PYTHONPATH=layers/core:. .venv/bin/python bench/scale.py --users 50 --days 1
+    ... bench/scale.py --quiet-day         (one day, no changes, every user loses one event silently)
+
+What is real and what is simulated
+- Real: every Lambda handler (invoked through `LocalStack.invoke`: SQS batches, the router for HTTP,
+  the backfill steps), the service's own Cronofy limiter at its defaults (50/s, 500/min, 5% margin:
+  burst 40 then 7.25/s) and reconciler budget (150), the Cronofy emulator with its application rate
+  limit on at Cronofy's limits (50/s, 500/min), its push notifications (through the router to the webhook
+  intake), OAuth through the consent page and the real callback, KMS (moto).
+- Virtual time: one time-machine traveller (tick=False) moves every clock in the process (the
+  service, moto, the emulator and its threads). It moves when the simulation advances to its next
+  event, and when anything sleeps (time.sleep is replaced by a shift of the traveller: the client's
+  limiter waits and retry backoffs cost virtual time, not wall time). Handler work itself takes no
+  virtual time. The emulator's rate limiter is fed virtual time.
+- Simulated: the schedule (the ReconcilerFunction gets an EventBridge scheduled event, shaped as
+  events/reconciler-schedule.json, at every 5-minute boundary of virtual time, for the whole period
+  including setup; the handler decides whom to visit); Lambda's SQS event source mappings (BatchSize
+  and MaximumBatchingWindowInSeconds from template.yaml; a failed message comes back after the queue's
+  VisibilityTimeout from template.yaml, a handed-back one when its ChangeMessageVisibility runs out,
+  and moves to the DLQ after maxReceiveCount); the backfill state machine (a synchronous stand-in that
+  follows statemachines/backfill.asl.json: Plan -> Map over chunks with MaxConcurrency 2 and the Retry
+  policies, retries scheduled in virtual time -> Finalize; Catch -> MarkFailed); the core platform
+  (publishes milestone versions, applies a calendar reschedule while its version still matches and
+  publishes the new version a minute later).
+- Stand-ins for speed: DynamoDB is localdev/memory_dynamodb.py (contract-tested against moto in
+  tests/integration/test_memory_dynamodb_contract.py; the table is created from template.yaml by the
+  local stack), SQS and Step Functions are localdev/memory_aws.py. `calsync.runtime.aws_client` reaches
+  them because boto3's Session.client is routed to them for those three services.
+
+Workload (arguments; defaults = issue 11): per user per working day 4 milestone changes (40% in
+bursts of 3-6 for the same user within 10 s, a project rescheduled; of the rest 30% new milestones,
+70% reschedules), 0.1 reassignments, 2 changes to the user's own other events (add / move / delete,
+a quarter "Show as Free"), 0.2 calendar-side moves of SolarNexus events; per org 20 scheduler busy
+views a day (every member, 14 days); per working day 0.3% of users connect (joiners: in the roster
+from the start, their milestones already published) and 0.1% disconnect. Working hours 09:00-17:00
+UTC on weekdays, 15% of a day's traffic in its busiest hour (10:00), the rest spread evenly. Users are
+in orgs of 50. Setup (reported apart): the backlog (default 20 milestones per user, a quarter with a
+second assignee) is published, then every user connects through the consent page and the real OAuth
+callback (spread over setup), and is backfilled.
+
+Naive integration (derived from the workload's operations, as bench/week.py): 1 request per event
+write; per disconnect 1 per SolarNexus event + channel + revoke; 1 live free/busy per connected user per
+busy view; per calendar notification a full re-read (ceil(events / 50) pages); connecting = token,
+calendars, channel + 1 write per scheduled event; self-healing = an hourly full re-read of every
+connected user's calendar.
+
+Capacity model (see `ceiling()`): the largest user count N with
+  (1) busiest minute <= 95% of 500: the live part of the busiest minute scales with N
+      (live_min * N / N0); the reconciler's part is what it spent in that minute (its spend per run is
+      capped by its budget, not by N);
+  (2) p99 milestone -> calendar <= 2 min in the busiest hour: the shared limiter is a single server at
+      7.25 requests/s (435/min); the busiest hour's demand (live * N / N0 + reconciler) must leave
+      headroom: with M/M/1 waiting, p99 wait = ln(100 rho) / (mu (1 - rho)); N is the largest for which
+      measured p99 + that wait <= 120 s;
+  (3) every user reconciled at least once per 24 h: throughput bound = visits the reconciler can make a
+      day (the most users it visited in one run x 288 runs, and no more than the limiter's spare rate
+      x 86,400 s / measured requests per visit); coverage bound = if the measured run left users
+      unvisited for 24 h, the design does not share its visits fairly and the ceiling is the number of
+      distinct users it did reach in 24 h.
+It is checked against the measured run: the model's predictions at N0 (busiest minute, users reached)
+are printed beside the measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import math
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")
+os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+for _name in ("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_PER_MINUTE", "RECONCILE_REQUEST_BUDGET"):
+    os.environ.pop(_name, None)  # the service's real defaults, never bench/week.py's raised limits
+
+import time_machine  # noqa: E402
+
+# ---- virtual time: one traveller; sleeping moves it -------------------------------------------------------
+
+_real_sleep = time.sleep
+
+
+class VirtualClock:
+    traveller = None
+    slept = 0.0
+
+    @classmethod
+    def sleep(cls, seconds: float) -> None:
+        if cls.traveller is not None:
+            if seconds > 0:
+                cls.slept += seconds
+                cls.traveller.shift(seconds)
+        else:
+            _real_sleep(seconds)
+
+
+# Before anything imports calsync.cronofy (its client takes `sleep=time.sleep` as a default argument).
+time.sleep = VirtualClock.sleep
+
+import boto3  # noqa: E402
+import requests  # noqa: E402
+
+from bench import meters, workload  # noqa: E402
+from localdev import browser, template  # noqa: E402
+from localdev.memory_aws import MemoryKMS, MemorySQS, MemoryStepFunctions, NoMock  # noqa: E402
+from localdev.memory_dynamodb import MemoryDynamoDB  # noqa: E402
+
+FUNCTIONS = ("MilestonePushFunction", "NotificationProcessorFunction", "ReconcilerFunction", "BackfillFunction",
+             "CalendarApiFunction", "OAuthCallbackFunction", "DeactivationCleanupFunction", "WebhookIntakeFunction")
+REPORT_GROUPS = (("MilestonePush", ("MilestonePushFunction",)),
+                 ("NotificationProcessor", ("NotificationProcessorFunction",)),
+                 ("Reconciler", ("ReconcilerFunction",)),
+                 ("Backfill", ("BackfillFunction",)),
+                 ("CalendarApi/OAuthCallback", ("CalendarApiFunction", "OAuthCallbackFunction")),
+                 ("DeactivationCleanup", ("DeactivationCleanupFunction",)))
+BROWSER_PATHS = ("/oauth/authorize", "/relink")
+PAGE = 50
+LIMIT_PER_MINUTE = 500
+SCHEDULE = 300  # rate(5 minutes)
+T0 = datetime(2026, 11, 30, tzinfo=UTC)  # a Monday, 00:00 UTC: the measured period starts here
+WORK_START, WORK_HOURS, PEAK_HOUR = 9, 8, 10
+
+
+def pct(samples: list[float], q: float) -> float | None:
+    if not samples:
+        return None
+    s = sorted(samples)
+    k = min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))
+    return s[k]
+
+
+def z(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- AWS clients: the in-memory stand-ins for DynamoDB, SQS, Step Functions ---------------------------------
+
+DDB, SQS, SFN, KMS = MemoryDynamoDB(), MemorySQS(), MemoryStepFunctions(), MemoryKMS()
+_original_client = boto3.session.Session.client
+
+
+def _client(self, service_name, *args, **kwargs):
+    found = {"dynamodb": DDB, "sqs": SQS, "stepfunctions": SFN, "kms": KMS}.get(service_name)
+    if found is None:
+        raise RuntimeError(f"bench/scale.py has no in-memory {service_name}: add one (moto is not running)")
+    return found
+
+
+boto3.session.Session.client = _client
+
+
+# ---- Cronofy requests as the handlers send them ------------------------------------------------------------
+
+class CronofyLog:
+    """Every request the process sends to the emulator: virtual time, owning function, path; and every
+    event write (event id, start) for the milestone -> calendar delay."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.requests: list[tuple[float, str, str, str]] = []
+        self.writes: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        self._original = requests.Session.request
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        log, original = self, self._original
+
+        def request(session, method, url, *args, **kwargs):
+            if isinstance(url, str) and url.startswith(log.base):
+                path = urlsplit(url).path
+                if not path.startswith(BROWSER_PATHS) and not path.startswith("/_emulator"):
+                    now = time.time()
+                    with log._lock:
+                        log.requests.append((now, meters.current_owner(), method, path))
+                        body = kwargs.get("json") or {}
+                        if path == "/v1/batch":
+                            for entry in body.get("batch", []):
+                                if entry.get("method") == "POST":
+                                    log._write(now, entry.get("data") or {})
+                        elif method == "POST" and path.startswith("/v1/calendars/") and path.endswith("/events"):
+                            log._write(now, body)
+            session.trust_env = False  # local addresses only: skip the per-request proxy lookup
+            return original(session, method, url, *args, **kwargs)
+
+        requests.Session.request = request
+
+    def _write(self, now: float, data: dict) -> None:
+        start = data.get("start")
+        if isinstance(start, dict):
+            start = start.get("time")
+        if data.get("event_id"):
+            self.writes[data["event_id"]].append((now, start))
+
+    def uninstall(self) -> None:
+        requests.Session.request = self._original
+
+
+# ---- the workload --------------------------------------------------------------------------------------------
+
+@dataclass
+class User:
+    user_id: str
+    org_id: str
+    provider: str
+    email: str
+    joiner: bool = False  # connects during the period (0.3%/day), not at setup
+    account: dict | None = None
+    session: requests.Session | None = None
+    calendar_id: str | None = None
+    connected: bool = False
+    left: bool = False
+    own: list[str] = field(default_factory=list)  # uids of the user's own events
+
+
+@dataclass
+class Config:
+    users: int = 1000
+    days: int = 7
+    orgs_of: int = 50
+    seed: int = 11
+    backlog: int = 20
+    changes: float = 4.0
+    burst_share: float = 0.4
+    reassignments: float = 0.1
+    own_changes: float = 2.0
+    calendar_moves: float = 0.2
+    busy_views: float = 20.0
+    connects: float = 0.003
+    disconnects: float = 0.001
+    peak_share: float = 0.15
+    quiet_day: bool = False
+    setup_minutes: float = 0  # 0: as needed for the users (limiter-bound)
+    label: str = "before"
+
+
+class Sim:
+    def __init__(self, cfg: Config, stack):
+        self.cfg = cfg
+        self.stack = stack
+        self.rng = random.Random(cfg.seed)
+        self.heap: list = []
+        self.seq = itertools.count()
+        self.users: dict[str, User] = {}
+        self.orgs: dict[str, list[str]] = defaultdict(list)
+        self.milestones: dict[str, workload.Milestone] = {}
+        self.by_user: dict[str, list[str]] = defaultdict(list)  # user -> milestone ids assigned
+        self.mids = itertools.count()
+        self.sent: list[tuple[float, str, str, str]] = []  # (t, milestone id, start, kind) with connected assignees
+        self.naive: Counter = Counter()
+        self.core = Counter()
+        self.visits: dict[str, list[float]] = defaultdict(list)
+        self.last_seen: dict[str, str | None] = {}
+        self.runs: list[dict] = []
+        self.next_poll: float | None = None
+        self.lost: list[tuple[str, str]] = []
+        self.pending_applied: set[str] = set()
+        self.execution_count = 0
+        self.failed_backfills = 0
+        tpl = stack.template
+        params = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
+
+        def value(v, default):  # a number, or a !Ref to a template parameter (its default)
+            if isinstance(v, dict) and "Ref" in v:
+                v = params.get(v["Ref"], default)
+            return default if v is None else v
+
+        self.esm = []  # (function id, queue id, batch size, window)
+        for fid, resource in tpl["Resources"].items():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            for ev in (resource["Properties"].get("Events") or {}).values():
+                if ev["Type"] == "SQS":
+                    p = ev["Properties"]
+                    self.esm.append((fid, p["Queue"]["Fn::GetAtt"][0], int(value(p.get("BatchSize"), 10)),
+                                     float(value(p.get("MaximumBatchingWindowInSeconds"), 0))))
+        for qid, props in template.queues(tpl).items():  # failed messages return after the real timeout
+            SQS.set_visibility_timeout(stack.queue_urls[qid], float(value(props.get("VisibilityTimeout"), 30)))
+        asl = json.loads((ROOT / "statemachines" / "backfill.asl.json").read_text())
+        self.asl = asl
+        self.table = DDB._tables[stack.table_name]
+
+    # ---- scheduling ----------------------------------------------------------------------------------------
+
+    def at(self, t: float, fn, *args) -> None:
+        heapq.heappush(self.heap, (t, next(self.seq), fn, args))
+
+    def advance(self, t: float) -> None:
+        now = time.time()
+        if t > now:
+            VirtualClock.traveller.shift(t - now)
+
+    def run_until(self, end: float, idle_stop: bool = False) -> None:
+        while self.heap and self.heap[0][0] < end:
+            t, _, fn, args = heapq.heappop(self.heap)
+            self.advance(t)
+            fn(*args)
+            self.settle()
+            if idle_stop and self.idle():
+                return
+        self.advance(end)
+        self.settle()
+
+    def idle(self) -> bool:
+        return not any(SQS.depth(self.stack.queue_urls[q]) for _, q, _, _ in self.esm) and not self.running
+
+    # ---- Lambda's event source mappings, Step Functions, the core platform -----------------------------------
+
+    def cronofy_catch_up(self) -> None:
+        """Pushes delivered; with the realistic emulator (asynchronous writes, push retries) everything
+        it would do by itself is done now (its settle(), as LocalStack.drain does)."""
+        emu = self.stack.emulator
+        if hasattr(emu, "settle"):
+            emu.settle(timeout=60)
+        else:
+            emu.wait_for_notifications(timeout=60)
+
+    def settle(self) -> None:
+        for _ in range(100000):
+            self.cronofy_catch_up()
+            for execution in SFN.take_started():
+                BackfillExecution(self, execution).start()
+            delivered = 0
+            for fid, qid, size, window in self.esm:
+                url = self.stack.queue_urls[qid]
+                while True:
+                    batch = SQS.take_batch(url, size, window)
+                    if not batch:
+                        break
+                    self.deliver(fid, qid, batch)
+                    delivered += 1
+                    self.cronofy_catch_up()
+            self.core_platform()
+            if not delivered and not SFN.started:
+                break
+        deadlines = [d for _, q, _, w in self.esm
+                     if (d := SQS.next_deadline(self.stack.queue_urls[q], w)) is not None]
+        if deadlines:
+            t = max(min(deadlines), time.time())
+            if self.next_poll is None or t < self.next_poll or self.next_poll <= time.time():
+                self.next_poll = t
+                self.at(t, lambda: None)
+
+    def deliver(self, fid: str, qid: str, batch) -> None:
+        arn = self.stack.queue_arns[qid]
+        records = [{
+            "messageId": m.message_id, "receiptHandle": m.receipt, "body": m.body,
+            "attributes": {"ApproximateReceiveCount": str(m.receive_count),
+                           "SentTimestamp": str(int(m.sent_at * 1000))},
+            "messageAttributes": {name: {"stringValue": a.get("StringValue"), "dataType": a.get("DataType", "String"),
+                                         "stringListValues": [], "binaryListValues": []}
+                                  for name, a in (m.attributes or {}).items()},
+            "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": arn, "awsRegion": "us-east-1",
+        } for m in batch]
+        try:
+            result = self.stack.invoke(fid, {"Records": records}) or {}
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        except Exception:  # noqa: BLE001 - a crashed invocation returns the whole batch, as Lambda does
+            failed = {r["messageId"] for r in records}
+        url = self.stack.queue_urls[qid]
+        for m in batch:
+            if m.message_id not in failed:
+                SQS.delete_message(QueueUrl=url, ReceiptHandle=m.receipt)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for e in SFN.executions if e["status"] == "RUNNING")
+
+    def core_platform(self) -> None:
+        """Consumes CalendarChangesQueue: a calendar reschedule is applied while its version still equals
+        based_on_version (ARCHITECTURE §4); the new version is published a minute later."""
+        url = self.stack.queue_urls["CalendarChangesQueue"]
+        q = SQS.queues[url]
+        if not q.messages:
+            return
+        for mid_ in list(q.messages):
+            m = q.messages.pop(mid_)
+            message = json.loads(m.body)
+            self.core[message["type"]] += 1
+            if message["type"] != "milestone.rescheduled_on_calendar":
+                continue
+            ms = self.milestones.get(message["milestone_id"])
+            if ms is None or message["based_on_version"] != ms.version or ms.milestone_id in self.pending_applied:
+                self.core["rejected"] += 1
+                continue
+            ms.start = datetime.fromisoformat(message["start"].replace("Z", "+00:00"))
+            self.pending_applied.add(ms.milestone_id)
+            self.core["applied"] += 1
+            self.at(time.time() + 60, self.publish_applied, ms.milestone_id)
+
+    def publish_applied(self, mid: str) -> None:
+        self.pending_applied.discard(mid)
+        self.publish(self.milestones[mid], "applied")
+
+    # ---- the core platform's milestones ------------------------------------------------------------------
+
+    def connected_assignees(self, m: workload.Milestone) -> set[str]:
+        return {u for u in m.assignees if self.users[u].connected}
+
+    def publish(self, m: workload.Milestone, kind: str, before: set[str] | None = None) -> None:
+        m.version += 1
+        after = self.connected_assignees(m)
+        if kind == "reassign":
+            self.naive["milestone changes: event writes"] += len((before or set()) ^ after)
+        elif kind != "backlog":
+            self.naive["milestone changes: event writes"] += len(after)
+        now = time.time()
+        if after and kind != "backlog":
+            self.sent.append((now, m.milestone_id, m.times()[0], kind))
+        with meters.owner("core platform"):
+            self.stack.send("MilestoneEventsQueue", workload.upserted(m))
+        self.core["milestone messages"] += 1
+
+    def new_milestone(self, user_id: str, day0: datetime) -> workload.Milestone:
+        rng = self.rng
+        u = self.users[user_id]
+        assignees = [user_id]
+        if rng.random() < 0.25:
+            others = [x for x in self.orgs[u.org_id] if x != user_id]
+            assignees.append(rng.choice(others))
+        all_day = rng.random() < 0.08
+        day = rng.randint(-3, 35)
+        if all_day:
+            start: datetime | date = (day0 + timedelta(days=day)).date()
+            hours = 1
+        else:
+            start = (day0 + timedelta(days=day)).replace(hour=rng.randint(15, 22), minute=0, second=0,
+                                                          microsecond=0)
+            hours = rng.randint(1, 6)
+        mid = f"ms_{next(self.mids):06d}"
+        m = workload.Milestone(mid, u.org_id, rng.choice(workload.NAMES),
+                               f"{rng.choice(workload.FIRST)} {rng.choice(workload.LAST)}",
+                               f"{rng.randint(1, 999)} {rng.choice(workload.STREETS)}, Fresno, CA",
+                               assignees, start, hours, all_day)
+        self.milestones[mid] = m
+        for a in assignees:
+            self.by_user[a].append(mid)
+        return m
+
+    def reschedule(self, mid: str) -> None:
+        m = self.milestones[mid]
+        shift = self.rng.choice([-2, -1, 1, 2, 3, 5])
+        today = datetime.fromtimestamp(time.time(), UTC)
+        m.start = m.start + timedelta(days=shift)
+        if not m.all_day:
+            m.start = m.start.replace(hour=self.rng.randint(15, 22))
+            if m.start < today:
+                m.start = m.start + timedelta(days=7)
+        self.publish(m, "reschedule")
+
+    def user_milestone(self, user_id: str) -> str | None:
+        mids = [m for m in self.by_user[user_id] if user_id in self.milestones[m].assignees]
+        return self.rng.choice(mids) if mids else None
+
+    # ---- roster and setup ------------------------------------------------------------------------------------
+
+    def build_roster(self) -> None:
+        cfg = self.cfg
+        working_days = sum(1 for d in range(cfg.days) if (T0 + timedelta(days=d)).weekday() < 5)
+        joiners = 0 if cfg.quiet_day else round(cfg.connects * cfg.users * working_days)
+        total = cfg.users + joiners
+        norgs = math.ceil(cfg.users / cfg.orgs_of)
+        for n in range(total):
+            org = f"org_{n % norgs:03d}" if n >= cfg.users else f"org_{n // cfg.orgs_of:03d}"
+            uid = f"u_{n:05d}"
+            u = User(uid, org, workload.PROVIDERS[n % 3], f"{uid}@{org}.example", joiner=n >= cfg.users)
+            u.account = self.stack.emulator.add_calendar_account(
+                u.provider, u.email, calendars=[{"name": "Calendar", "primary": True}]
+                + ([{"name": "Holidays", "readonly": True}] if n % 4 == 0 else []))
+            u.session = self.stack.browser(uid, org)
+            self.users[uid] = u
+            self.orgs[org].append(uid)
+        self.working_days = working_days
+
+    def session(self, u: User) -> requests.Session:
+        """The user's browser, signed in now (session JWTs expire in virtual time too)."""
+        u.session.headers["Authorization"] = f"Bearer {self.stack.session_token(u.user_id, u.org_id)}"
+        return u.session
+
+    def connect(self, user_id: str) -> None:
+        u = self.users[user_id]
+        scheduled = sum(1 for m in self.by_user[user_id] if user_id in self.milestones[m].assignees
+                        and self.milestones[m].version)
+        outcome = browser.connect(self.session(u), self.stack.base_url, u.provider, u.account["profile_id"])
+        if outcome.get("calendar_sync") != "connected":
+            self.core["connect failed: " + outcome.get("reason", "?")] += 1
+            return
+        u.connected = True
+        u.calendar_id = next(c["calendar_id"] for c in u.account["calendars"] if not c.get("calendar_readonly"))
+        self.naive["connect: handshake + event writes"] += 3 + scheduled
+
+    def setup(self) -> float:
+        """Backlog published, then every initial user connects (spread so the limiter keeps up)."""
+        day0 = T0
+        for u in list(self.users.values()):
+            for _ in range(self.cfg.backlog if not u.joiner else self.cfg.backlog):
+                self.new_milestone(u.user_id, day0)
+        for m in self.milestones.values():
+            self.publish(m, "backlog")
+        self.settle()
+        initial = [u.user_id for u in self.users.values() if not u.joiner]
+        gap = spacing(self.cfg)
+        start = time.time()
+        for i, uid in enumerate(initial):
+            self.at(start + i * gap, self.connect, uid)
+        return start + len(initial) * gap
+
+    # ---- the reconciler's schedule ------------------------------------------------------------------------------
+
+    def reconcile_tick(self, t: float) -> None:
+        event = json.loads((ROOT / "events" / "reconciler-schedule.json").read_text()) if not hasattr(
+            self, "_sched_event") else dict(self._sched_event)
+        self._sched_event = event
+        event = dict(event, id=str(uuid.uuid4()), time=z(datetime.fromtimestamp(t, UTC)))
+        before = len(self.log.requests)
+        started = time.time()
+        try:
+            report = self.stack.invoke("ReconcilerFunction", event)
+        except Exception as error:  # noqa: BLE001 - a failed run is recorded; the schedule goes on
+            report = {"error": f"{type(error).__name__}: {error}"}
+        visited = self.record_visits()
+        self.runs.append({"t": t, "requests": len(self.log.requests) - before, "visited": visited,
+                          "seconds_virtual": round(time.time() - started, 1),
+                          "report": {k: v for k, v in (report or {}).items() if isinstance(v, (int, float, str))}})
+        self.at(t + SCHEDULE, self.reconcile_tick, t + SCHEDULE)
+
+    def record_visits(self) -> int:
+        n = 0
+        for uid in self.users:
+            item = self.table.get((f"USER#{uid}", "CONNECTION"))
+            seen = item.get("last_reconciled_at", {}).get("S") if item else None
+            if seen is not None and seen != self.last_seen.get(uid):
+                self.visits[uid].append(time.time())
+                n += 1
+            self.last_seen[uid] = seen
+        return n
+
+    # ---- a day of work ------------------------------------------------------------------------------------------
+
+    def work_time(self, day_start: float) -> float:
+        cfg = self.cfg
+        hours = list(range(WORK_START, WORK_START + WORK_HOURS))
+        rest = (1 - cfg.peak_share) / (len(hours) - 1)
+        h = self.rng.choices(hours, [cfg.peak_share if x == PEAK_HOUR else rest for x in hours])[0]
+        return day_start + h * 3600 + self.rng.uniform(0, 3600)
+
+    def count(self, rate: float) -> int:
+        whole = math.floor(rate)
+        return whole + (1 if self.rng.random() < rate - whole else 0)
+
+    def plan_day(self, d: int) -> None:
+        cfg, rng = self.cfg, self.rng
+        day_start = (T0 + timedelta(days=d)).timestamp()
+        self.at(day_start, self.day_naive)
+        if cfg.quiet_day or (T0 + timedelta(days=d)).weekday() >= 5:
+            return
+        roster = list(self.users)
+        n = cfg.users
+        total = self.count(cfg.changes * n)
+        burst_target = cfg.burst_share * total
+        in_bursts = 0
+        while in_bursts < burst_target:
+            uid, size, t = rng.choice(roster), rng.randint(3, 6), self.work_time(day_start)
+            for _ in range(size):
+                self.at(t + rng.uniform(0, 10), self.change, uid, True)
+            in_bursts += size
+        for _ in range(total - in_bursts):
+            self.at(self.work_time(day_start), self.change, rng.choice(roster), False)
+        for _ in range(self.count(cfg.reassignments * n)):
+            self.at(self.work_time(day_start), self.reassign, rng.choice(roster))
+        for _ in range(self.count(cfg.own_changes * n)):
+            self.at(self.work_time(day_start), self.own_change, rng.choice(roster))
+        for _ in range(self.count(cfg.calendar_moves * n)):
+            self.at(self.work_time(day_start), self.calendar_move)
+        for org in self.orgs:
+            for _ in range(self.count(cfg.busy_views * len(self.orgs[org]) / cfg.orgs_of)):
+                self.at(self.work_time(day_start), self.busy_view, org)
+        joiners = [u for u in self.users.values() if u.joiner and not u.connected and not u.left]
+        for u in joiners[:self.count(cfg.connects * n)]:
+            u.left = True  # (planned; set back when connecting)
+            self.at(self.work_time(day_start), self.join, u.user_id)
+        for _ in range(self.count(cfg.disconnects * n)):
+            self.at(self.work_time(day_start), self.disconnect)
+
+    def day_naive(self) -> None:
+        """Naive self-healing: an hourly full re-read of every connected user's calendar."""
+        for u in self.users.values():
+            if u.connected:
+                self.naive["self-healing: hourly full re-reads"] += 24 * self.full_read(u)
+
+    def full_read(self, u: User) -> int:
+        events = sum(len(self.stack.emulator.events(c["calendar_id"])) for c in u.account["calendars"])
+        return max(1, math.ceil(events / PAGE))
+
+    def change(self, uid: str, burst: bool) -> None:
+        if burst or self.rng.random() < 0.7:
+            mid = self.user_milestone(uid)
+            if mid is not None:
+                return self.reschedule(mid)
+        m = self.new_milestone(uid, datetime.fromtimestamp(time.time(), UTC).replace(hour=0, minute=0, second=0))
+        self.publish(m, "new")
+
+    def reassign(self, uid: str) -> None:
+        mid = self.user_milestone(uid)
+        if mid is None:
+            return
+        m = self.milestones[mid]
+        before = self.connected_assignees(m)
+        candidates = [x for x in self.orgs[m.org_id] if x not in m.assignees]
+        new = self.rng.choice(candidates)
+        m.assignees = [new if a == uid else a for a in m.assignees]
+        self.by_user[new].append(mid)
+        self.publish(m, "reassign", before)
+
+    def own_change(self, uid: str) -> None:
+        u, rng, emu = self.users[uid], self.rng, self.stack.emulator
+        if not u.connected:
+            return
+        now = datetime.fromtimestamp(time.time(), UTC)
+        if not u.own or rng.random() < 0.5:
+            start = (now + timedelta(days=rng.randint(0, 13))).replace(hour=rng.randint(8, 20), minute=0, second=0,
+                                                                      microsecond=0)
+            free = rng.random() < 0.25
+            uid_ = emu.add_external_event(u.calendar_id, "Focus time" if free else "Dentist", z(start),
+                                          z(start + timedelta(hours=1)),
+                                          transparency="transparent" if free else "opaque")
+            u.own.append(uid_)
+        elif rng.random() < 0.5:
+            ev = rng.choice(u.own)
+            start = (now + timedelta(days=rng.randint(0, 13))).replace(hour=rng.randint(8, 20), minute=0, second=0,
+                                                                      microsecond=0)
+            emu.move_event(u.calendar_id, event_uid=ev, start=z(start), end=z(start + timedelta(hours=1)))
+        else:
+            ev = u.own.pop(rng.randrange(len(u.own)))
+            emu.delete_event_as_user(u.calendar_id, event_uid=ev)
+        self.naive["notifications: full re-reads"] += self.full_read(u)
+
+    def calendar_move(self) -> None:
+        now = datetime.fromtimestamp(time.time(), UTC)
+        for _ in range(20):
+            uid = self.rng.choice(list(self.users))
+            u = self.users[uid]
+            if not u.connected:
+                continue
+            mids = [m for m in self.by_user[uid] if uid in self.milestones[m].assignees and self.milestones[m].version
+                    and not self.milestones[m].all_day and self.milestones[m].start > now
+                    and m not in self.pending_applied]
+            if not mids:
+                continue
+            m = self.milestones[self.rng.choice(mids)]
+            start = m.start + timedelta(days=self.rng.choice([1, 2, 3]))
+            try:
+                self.stack.emulator.move_event(u.calendar_id, event_id=f"sn-{m.milestone_id}", start=z(start),
+                                               end=z(start + timedelta(hours=m.hours)))
+            except ValueError:
+                continue  # not on the calendar (yet)
+            self.naive["notifications: full re-reads"] += self.full_read(u)
+            self.core["calendar moves"] += 1
+            return
+
+    def busy_view(self, org: str) -> None:
+        members = self.orgs[org]
+        viewer = next((self.users[x] for x in members if self.users[x].connected), self.users[members[0]])
+        day0 = datetime.fromtimestamp(time.time(), UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        resp = self.session(viewer).get(self.stack.url(f"/v1/orgs/{org}/busy"), params={
+            "user_ids": ",".join(members), "from": z(day0), "to": z(day0 + timedelta(days=14))})
+        self.core[f"busy view {resp.status_code}"] += 1
+        self.naive["busy views: live free/busy"] += sum(1 for x in members if self.users[x].connected)
+
+    def join(self, uid: str) -> None:
+        self.users[uid].left = False
+        self.connect(uid)
+        self.core["joined"] += 1
+
+    def disconnect(self) -> None:
+        candidates = [u for u in self.users.values() if u.connected and not u.joiner]
+        if not candidates:
+            return
+        u = self.rng.choice(candidates)
+        managed = [e for e in self.stack.emulator.events(u.calendar_id) if e["managed"]]
+        self.naive["disconnect: event deletes + channel + revoke"] += len(managed) + 2
+        resp = self.session(u).delete(self.stack.url("/v1/calendar/connection"))
+        self.core[f"disconnect {resp.status_code}"] += 1
+        u.connected, u.left = False, True
+
+    def lose_events(self) -> None:
+        """Quiet day: every connected user loses one SolarNexus event silently (no notification)."""
+        for u in self.users.values():
+            if not u.connected:
+                continue
+            managed = sorted(e["event_id"] for e in self.stack.emulator.events(u.calendar_id) if e["managed"])
+            if managed:
+                eid = self.rng.choice(managed)
+                self.stack.emulator.drift_event(u.calendar_id, eid, vanish=True)
+                self.lost.append((u.user_id, eid))
+
+    # ---- checks ------------------------------------------------------------------------------------------------
+
+    def check_calendars(self) -> dict:
+        wrong = missing = extra = left_over = 0
+        examples = []
+        for u in self.users.values():
+            if u.calendar_id is None:
+                continue
+            shown = {e["event_id"]: e for e in self.stack.emulator.events(u.calendar_id) if e["managed"]}
+            if not u.connected:
+                left_over += len(shown)
+                continue
+            expected = {f"sn-{m}": self.milestones[m] for m in set(self.by_user[u.user_id])
+                        if u.user_id in self.milestones[m].assignees and self.milestones[m].version}
+            miss = set(expected) - set(shown)
+            missing += len(miss)
+            extra += len(set(shown) - set(expected))
+            for eid, m in expected.items():
+                if eid in shown and shown[eid]["start"] != m.times()[0]:
+                    wrong += 1
+                    if len(examples) < 5:
+                        examples.append((u.user_id, eid, shown[eid]["start"], m.times()[0]))
+            if miss and len(examples) < 5:
+                examples.append((u.user_id, "missing", sorted(miss)[:3]))
+        return {"missing": missing, "extra": extra, "wrong_time": wrong, "left_after_disconnect": left_over,
+                "ok": missing == extra == wrong == left_over == 0, "examples": examples}
+
+
+class BackfillExecution:
+    """One execution of statemachines/backfill.asl.json in virtual time: Plan -> PushChunks (Map,
+    MaxConcurrency 2, the PushChunk Retry policies) -> Finalize; Catch (States.ALL) -> MarkFailed."""
+
+    def __init__(self, sim: Sim, execution: dict):
+        self.sim = sim
+        self.execution = execution
+        self.input = execution["input"]
+        states = sim.asl["States"]
+        self.retry = {"Plan": states["Plan"].get("Retry", []),
+                      "PushChunk": states["PushChunks"]["ItemProcessor"]["States"]["PushChunk"].get("Retry", []),
+                      "Finalize": states["Finalize"].get("Retry", []),
+                      "MarkFailed": states["MarkFailed"].get("Retry", [])}
+        self.concurrency = states["PushChunks"].get("MaxConcurrency", 0) or 40
+        self.failed = False
+
+    def start(self) -> None:
+        sim = self.sim
+        sim.execution_count += 1
+        i = self.input
+        self.task("Plan", {"action": "plan", "user_id": i["user_id"], "org_id": i["org_id"], "run_id": i["run_id"],
+                           "previous_calendar_id": i.get("previous_calendar_id"),
+                           "correlation_id": i.get("correlation_id")}, self.planned)
+
+    def task(self, state: str, payload: dict, on_ok, attempts: Counter | None = None) -> None:
+        if self.failed and state != "MarkFailed":
+            return
+        attempts = attempts if attempts is not None else Counter()
+        try:
+            result = self.sim.stack.invoke("BackfillFunction", payload)
+        except Exception as error:  # noqa: BLE001 - matched against the state's Retry, then Catch
+            name = type(error).__name__
+            for n, retrier in enumerate(self.retry[state]):
+                if name in retrier["ErrorEquals"] or "States.ALL" in retrier["ErrorEquals"]:
+                    attempts[n] += 1
+                    if attempts[n] > retrier.get("MaxAttempts", 3):
+                        break
+                    delay = retrier.get("IntervalSeconds", 1) * retrier.get("BackoffRate", 2.0) ** (attempts[n] - 1)
+                    delay = min(delay, retrier.get("MaxDelaySeconds", delay))
+                    if retrier.get("JitterStrategy") == "FULL":
+                        delay = self.sim.rng.uniform(0, delay)
+                    self.sim.at(time.time() + delay, self.task, state, payload, on_ok, attempts)
+                    return
+                    # (the first matching retrier decides, as in Step Functions)
+            if state == "MarkFailed":
+                self.execution["status"] = "FAILED"
+                return
+            self.fail({"Error": name, "Cause": str(error)})
+            return
+        on_ok(result)
+
+    def planned(self, result: dict) -> None:
+        self.chunks = list(result.get("chunks") or [])
+        self.next_chunk = 0
+        self.active = 0
+        if not self.chunks:
+            return self.finalize()
+        for _ in range(min(self.concurrency, len(self.chunks))):
+            self.launch()
+
+    def launch(self) -> None:
+        if self.next_chunk >= len(self.chunks):
+            if self.active == 0:
+                self.finalize()
+            return
+        chunk = self.chunks[self.next_chunk]
+        self.next_chunk += 1
+        self.active += 1
+        i = self.input
+        self.task("PushChunk", {"action": "chunk", "user_id": i["user_id"], "run_id": i["run_id"],
+                                "correlation_id": i.get("correlation_id"), "chunk": chunk}, self.chunk_done)
+
+    def chunk_done(self, _result) -> None:
+        self.active -= 1
+        self.launch()
+
+    def finalize(self) -> None:
+        i = self.input
+        self.task("Finalize", {"action": "finalize", "user_id": i["user_id"], "run_id": i["run_id"],
+                               "previous_calendar_id": i.get("previous_calendar_id"),
+                               "correlation_id": i.get("correlation_id")}, self.succeeded)
+
+    def succeeded(self, _result) -> None:
+        self.execution["status"] = "SUCCEEDED"
+
+    def fail(self, error: dict) -> None:
+        self.failed = True
+        self.sim.failed_backfills += 1
+        i = self.input
+        self.task("MarkFailed", {"action": "fail", "user_id": i["user_id"], "run_id": i["run_id"],
+                                 "correlation_id": i.get("correlation_id"), "error": error},
+                  lambda _r: self.execution.update(status="FAILED"))
+
+
+# ---- the run -----------------------------------------------------------------------------------------------------
+
+class _DropMetrics:
+    """stdout without the EMF metric lines the handlers print (Powertools' metrics flush)."""
+
+    def __init__(self, real):
+        self.real, self.skip_newline = real, False
+
+    def write(self, text: str) -> int:
+        if text.startswith('{"_aws"'):
+            self.skip_newline = True
+            return len(text)
+        if self.skip_newline and text == "\n":
+            self.skip_newline = False
+            return 1
+        self.skip_newline = False
+        return self.real.write(text)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+def run(cfg: Config) -> dict:
+    from localdev.stack import LocalStack
+
+    wall0 = time.perf_counter()
+    if not isinstance(sys.stdout, _DropMetrics):
+        sys.stdout = _DropMetrics(sys.stdout)
+    start_virtual = T0 - timedelta(seconds=setup_seconds(cfg))
+    with time_machine.travel(start_virtual, tick=False) as traveller:
+        VirtualClock.traveller = traveller
+        try:
+            stack = LocalStack(emulator_options={"rate_limit": (50, 500)})
+            stack._mock = NoMock()  # every AWS client is in memory: no moto interception of HTTP
+            with stack:
+                return _run(cfg, stack, wall0)
+        finally:
+            VirtualClock.traveller = None
+
+
+def _run(cfg: Config, stack, wall0: float) -> dict:
+    emu = stack.emulator
+    limiter_check = emu.limiter.check
+    emu.limiter.check = lambda now=None: limiter_check(time.time())  # the emulator's limit in virtual time
+    log = CronofyLog(emu.base_url)
+    log.install()
+    invocations = meters.InvokeMeter(stack, trace_first=0, trace_every=10**12)
+    invocations.install()
+    sim = Sim(cfg, stack)
+    sim.log = log
+    try:
+        sim.build_roster()
+        connects_done = sim.setup()
+        t_tick = math.ceil(time.time() / SCHEDULE) * SCHEDULE
+        sim.at(t_tick, sim.reconcile_tick, t_tick)
+        setup_end = max(T0.timestamp(), connects_done + SETTLE_AFTER_SETUP)
+        t0 = setup_end if setup_end > T0.timestamp() else T0.timestamp()
+        period0 = datetime.fromtimestamp(t0, UTC)
+        # keep whole days from a midnight: if setup ran past T0, the period starts at the next midnight
+        if period0 != T0:
+            period0 = (period0 + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        global_offset = (period0 - T0).days
+        sim.run_until(period0.timestamp())
+        setup_wall = time.perf_counter() - wall0
+        print(f"setup done: {sum(u.connected for u in sim.users.values())} users connected, "
+              f"{len(log.requests):,} Cronofy requests, {setup_wall:.0f} s wall", flush=True)
+        setup_requests = len(log.requests)
+        sim.naive_setup = Counter(sim.naive)
+        sim.naive.clear()
+        setup_visits = {u: list(v) for u, v in sim.visits.items()}
+        start = period0.timestamp()
+        if global_offset:
+            shift_days(sim, global_offset)
+        for d in range(cfg.days):
+            sim.plan_day(d + global_offset)
+        if cfg.quiet_day:
+            sim.at(start + 1, sim.lose_events)
+        for d in range(cfg.days):
+            sim.run_until(start + (d + 1) * 86400)
+            print(f"  day {d + 1}/{cfg.days}: {len(log.requests) - setup_requests:,} Cronofy requests so far, "
+                  f"{time.perf_counter() - wall0:.0f} s wall", flush=True)
+        end = start + cfg.days * 86400
+        restored = None
+        if cfg.quiet_day:
+            restored = sum(1 for uid, eid in sim.lost
+                           if any(e["event_id"] == eid for e in emu.events(sim.users[uid].calendar_id)))
+        period_requests = log.requests[setup_requests:]
+        # settle what is still in flight (handed-back messages, backfills), then check the calendars
+        sim.run_until(end + 3 * 3600, idle_stop=True)
+        checks = sim.check_calendars()
+        wall = time.perf_counter() - wall0
+        return report(cfg, sim, stack, log, setup_requests, period_requests, start, end, setup_visits, restored,
+                      checks, wall, setup_wall, invocations)
+    finally:
+        invocations.uninstall()
+        log.uninstall()
+
+
+def shift_days(sim: Sim, days: int) -> None:
+    pass  # plan_day takes the offset itself
+
+
+CONNECT_SPACING = 1.2  # seconds between two connects at setup (~7 Cronofy requests each at 7.25/s)
+SETTLE_AFTER_SETUP = 1800
+
+
+def setup_seconds(cfg: Config) -> float:
+    """Virtual time set aside before T0 for the setup: the connects, spread, then half an hour to settle."""
+    return cfg.users * spacing(cfg) + SETTLE_AFTER_SETUP + 600
+
+
+def spacing(cfg: Config) -> float:
+    return max(CONNECT_SPACING, (cfg.setup_minutes * 60 / cfg.users) if cfg.setup_minutes else 0)
+
+
+# ---- the report ------------------------------------------------------------------------------------------------
+
+def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: list, start: float, end: float,
+           setup_visits, restored, checks, wall: float, setup_wall: float, invocations) -> dict:
+    users = cfg.users
+    days = cfg.days
+    working_days = 1 if cfg.quiet_day else max(1, sim.working_days)
+    by_owner = Counter(owner for _, owner, _, _ in period)
+    by_group = {name: sum(by_owner.get(f, 0) for f in fids) for name, fids in REPORT_GROUPS}
+    other = len(period) - sum(by_group.values())
+    per = users * working_days
+    # peaks (virtual time) over the measured period
+    minutes = Counter(int(t // 60) for t, *_ in period)
+    seconds = Counter(int(t) for t, *_ in period)
+    hours = Counter(int(t // 3600) for t, *_ in period)
+    rec_minutes = Counter(int(t // 60) for t, o, *_ in period if o == "ReconcilerFunction")
+    busiest_minute = max(minutes.items(), key=lambda kv: kv[1]) if minutes else (0, 0)
+    busiest_hour = max(hours.items(), key=lambda kv: kv[1]) if hours else (0, 0)
+    rec_hour = sum(1 for t, o, *_ in period if o == "ReconcilerFunction" and int(t // 3600) == busiest_hour[0])
+    # milestone message -> calendar write
+    delays, delays_peak, unmatched = [], [], 0
+    for t, mid, start_s, _kind in sim.sent:
+        if not start <= t < end:
+            continue
+        writes = log.writes.get(f"sn-{mid}", [])
+        times = [w for w in writes if w[1] == start_s and w[0] >= t - 1e-6]
+        if not times:
+            unmatched += 1
+            continue
+        dt = min(w[0] for w in times) - t
+        delays.append(dt)
+        if int(t // 3600) == busiest_hour[0]:
+            delays_peak.append(dt)
+    # reconciler visits in the period
+    gaps, never = [], []
+    connected_all_period = [u for u in sim.users.values() if u.connected and not u.joiner]
+    for u in connected_all_period:
+        vs = [v for v in sim.visits.get(u.user_id, []) if start <= v <= end]
+        if not vs:
+            never.append(u.user_id)
+            gaps.append(end - start)
+            continue
+        points = [start] + vs + [end]
+        gaps.append(max(b - a for a, b in zip(points, points[1:], strict=False)))
+    runs = [r for r in sim.runs if start <= r["t"] < end]
+    visits_total = sum(r["visited"] for r in runs)
+    rec_requests = by_owner.get("ReconcilerFunction", 0)
+    per_visit = rec_requests / visits_total if visits_total else None
+    # distinct users reached in the best 24 h window (coverage)
+    reached_24h = 0
+    for d in range(days):
+        w0, w1 = start + d * 86400, start + (d + 1) * 86400
+        reached_24h = max(reached_24h, sum(1 for u in connected_all_period
+                                           if any(w0 <= v < w1 for v in sim.visits.get(u.user_id, []))))
+    naive_total = sum(sim.naive.values()) - sim.naive.get("connect: handshake + event writes", 0) * 0
+    result = {
+        "label": cfg.label,
+        "config": cfg.__dict__,
+        "generated_at": datetime.now(UTC).isoformat() if False else None,
+        "period": {"start": z(datetime.fromtimestamp(start, UTC)), "days": days, "working_days": working_days,
+                   "users": users, "orgs": len(sim.orgs)},
+        "setup": {"cronofy_requests": setup_n, "users_connected": sum(1 for u in sim.users.values() if not u.joiner),
+                  "per_user": round(setup_n / users, 2), "wall_seconds": round(setup_wall, 1),
+                  "naive": dict(sim.naive_setup), "virtual_minutes": round(setup_seconds(cfg) / 60, 1),
+                  "milestones": len(sim.milestones)},
+        "cronofy": {
+            "total": len(period),
+            "per_user_per_working_day": round(len(period) / per, 2),
+            "by_function_per_user_per_working_day": {k: round(v / per, 3) for k, v in by_group.items()},
+            "by_function": by_group, "other": other,
+            "naive_per_user_per_working_day": {k: round(v / per, 3) for k, v in sim.naive.items()},
+            "naive_total_per_user_per_working_day": round(naive_total / per, 2),
+            "busiest_minute": busiest_minute[1], "busiest_minute_reconciler": rec_minutes.get(busiest_minute[0], 0),
+            "busiest_second": max(seconds.values()) if seconds else 0,
+            "busiest_hour": busiest_hour[1], "busiest_hour_reconciler": rec_hour,
+            "busiest_hour_at": z(datetime.fromtimestamp(busiest_hour[0] * 3600, UTC)),
+            "emulator_stats": stack.emulator.stats,
+            # the emulator counts every API request it receives; each one here also has its sender
+            "counted": {"at_emulator": stack.emulator.stats["requests"], "attributed": len(log.requests),
+                        "unattributed": sum(1 for _, o, _, _ in log.requests if o not in FUNCTIONS)},
+            "over_limit_429": stack.emulator.stats.get("rate_limited", 0),
+        },
+        "reconciler": {
+            "runs": len(runs), "visits": visits_total, "requests": rec_requests,
+            "requests_per_visit": round(per_visit, 2) if per_visit else None,
+            "max_visits_in_a_run": max((r["visited"] for r in runs), default=0),
+            "max_requests_in_a_run": max((r["requests"] for r in runs), default=0),
+            "longest_gap_hours": round(max(gaps) / 3600, 2) if gaps else None,
+            "users_never_visited": len(never), "users_tracked": len(connected_all_period),
+            "distinct_users_reached_in_24h": reached_24h,
+        },
+        "latency_seconds": {
+            "samples": len(delays), "unmatched_superseded_or_lost": unmatched,
+            "p50": round(pct(delays, 50), 2) if delays else None, "p99": round(pct(delays, 99), 2) if delays else None,
+            "busiest_hour_samples": len(delays_peak),
+            "busiest_hour_p50": round(pct(delays_peak, 50), 2) if delays_peak else None,
+            "busiest_hour_p99": round(pct(delays_peak, 99), 2) if delays_peak else None,
+        },
+        "checks": checks,
+        "quiet_day": None if restored is None else {"lost": len(sim.lost), "restored": restored,
+                                                     "all_restored": restored == len(sim.lost)},
+        "core_platform": dict(sim.core),
+        "backfills": {"executions": sim.execution_count, "failed": sim.failed_backfills},
+        "dlq": {qid: SQS.depth(url) for qid, url in stack.queue_urls.items() if qid.endswith("DLQ")},
+        "invocations": dict(Counter(r.function for r in invocations.records)),
+        "wall_seconds": round(wall, 1),
+    }
+    params = stack.template.get("Parameters", {})
+    if "ReconcileRequestBudget" in params:
+        result["reconcile_budget_per_run"] = float(os.environ.get("RECONCILE_REQUEST_BUDGET")
+                                                   or params["ReconcileRequestBudget"].get("Default", 0))
+    result["ceiling"] = ceiling(result)
+    return result
+
+
+def ceiling(r: dict) -> dict:
+    """The capacity model (module docstring): the largest N meeting the three conditions."""
+    n0 = r["period"]["users"]
+    c = r["cronofy"]
+    rec = r["reconciler"]
+    mu = 7.25  # the shared limiter's sustained rate (requests/s) at the defaults (50/s, 500/min, 5% margin)
+    # (1) busiest minute
+    live_min = max(1, c["busiest_minute"] - c["busiest_minute_reconciler"])
+    n_minute = math.floor((0.95 * LIMIT_PER_MINUTE - c["busiest_minute_reconciler"]) * n0 / live_min)
+    # (2) p99 delay in the busiest hour: M/M/1 wait on top of the measured p99
+    base_p99 = r["latency_seconds"]["busiest_hour_p99"] or r["latency_seconds"]["p99"] or 0
+    live_hour = max(1, c["busiest_hour"] - c["busiest_hour_reconciler"])
+    rec_rate = c["busiest_hour_reconciler"] / 3600
+
+    def p99_wait(n: int) -> float:
+        rho = (live_hour * n / n0 / 3600 + rec_rate) / mu
+        if rho >= 1:
+            return math.inf
+        return max(0.0, math.log(100 * rho) / (mu * (1 - rho))) if rho > 0.01 else 0.0
+
+    lo, hi = 0, 10_000_000
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if base_p99 + p99_wait(mid) <= 120:
+            lo = mid
+        else:
+            hi = mid - 1
+    n_latency = lo
+    # (3) every user reconciled once per 24 h
+    per_visit = rec["requests_per_visit"] or 1
+    runs_per_day = 86400 / SCHEDULE
+    live_day = (c["total"] - c["by_function"].get("Reconciler", 0)) / max(1, r["period"]["days"])
+    spare = max(0.0, mu * 86400 - live_day)  # requests a day the limiter has left after live work at N0
+    n_spare = math.floor(spare / per_visit)
+    budget = r.get("reconcile_budget_per_run")  # a fixed per-run budget, where the design has one
+    per_run = max(rec["max_visits_in_a_run"], budget / per_visit if budget else 0)
+    throughput = per_run * runs_per_day if budget else n_spare
+    coverage = None
+    if rec["users_never_visited"] or rec["longest_gap_hours"] is not None and rec["longest_gap_hours"] > 24:
+        coverage = rec["distinct_users_reached_in_24h"]
+    n_reconcile = min(int(throughput), n_spare, *([coverage] if coverage is not None else []))
+    if r.get("quiet_day"):  # no live traffic to scale: only the reconciler's bound means anything
+        n_minute = n_latency = None
+    return {
+        "users": min(x for x in (n_minute, n_latency, n_reconcile) if x is not None),
+        "busiest_minute_bound": n_minute, "latency_bound": n_latency, "reconciler_bound": n_reconcile,
+        "reconciler": {"visits_per_day_capacity": int(throughput), "spare_requests_per_day": int(spare),
+                       "requests_per_visit": per_visit, "coverage_bound": coverage},
+        "check_at_measured": {
+            "predicted_busiest_minute": round(live_min + c["busiest_minute_reconciler"]),
+            "measured_busiest_minute": c["busiest_minute"],
+            "predicted_users_reached_24h": min(n0, int(throughput), coverage or n0),
+            "measured_users_reached_24h": rec["distinct_users_reached_in_24h"],
+            "predicted_p99_busiest_hour_s": round(base_p99 + p99_wait(n0), 1),
+            "measured_p99_busiest_hour_s": r["latency_seconds"]["busiest_hour_p99"],
+        },
+    }
+
+
+def model_check(small: dict, big: dict) -> dict:
+    """Calibrate the model on one run (`small`) and predict another at its user count (`big`): the live
+    per-user costs carry over, the reconciler's spend is per-user until its per-run budget caps it, and
+    users reached = min(N, throughput) under fair sharing. Prints what matches and what does not."""
+    n0, n1 = small["period"]["users"], big["period"]["users"]
+    cs, cb = small["cronofy"], big["cronofy"]
+    budget = small.get("reconcile_budget_per_run")
+    per_visit = small["reconciler"]["requests_per_visit"] or 1
+    rec_small = cs["by_function"]["Reconciler"] / small["period"]["days"]
+    rec_day = rec_small * n1 / n0
+    if budget:
+        rec_day = min(rec_day, budget * 86400 / SCHEDULE)
+    live = {k: v for k, v in cs["by_function_per_user_per_working_day"].items() if k != "Reconciler"}
+    wd = big["period"]["working_days"]
+    predicted_total = sum(live.values()) + rec_day * big["period"]["days"] / wd / n1
+    rec_minute = min(cs["busiest_minute_reconciler"] * n1 / n0, budget or math.inf)
+    live_minute = (cs["busiest_minute"] - cs["busiest_minute_reconciler"]) * n1 / n0
+    fair_reach = min(n1, int(ceiling(small)["reconciler"]["visits_per_day_capacity"]))
+    rows = {
+        "requests per user per working day, all functions": (round(predicted_total, 2),
+                                                              cb["per_user_per_working_day"]),
+        "  of which live (all but the reconciler)": (round(sum(live.values()), 2), round(
+            cb["per_user_per_working_day"] - cb["by_function_per_user_per_working_day"]["Reconciler"], 2)),
+        "reconciler requests a day": (round(rec_day), round(cb["by_function"]["Reconciler"] / big["period"]["days"])),
+        "busiest minute": (round(live_minute + rec_minute), cb["busiest_minute"]),
+        "requests per reconciler visit": (per_visit, big["reconciler"]["requests_per_visit"]),
+        "users reconciled within a day (fair sharing)": (fair_reach,
+                                                         big["reconciler"]["distinct_users_reached_in_24h"]),
+    }
+    return {"calibrated_at": n0, "predicted_at": n1, "rows": {k: {"predicted": a, "measured": b}
+                                                               for k, (a, b) in rows.items()}}
+
+
+def table(r: dict) -> str:
+    out = []
+    w = out.append
+    p, c, rec, lat = r["period"], r["cronofy"], r["reconciler"], r["latency_seconds"]
+    w(f"Capacity benchmark ({r['label']}): {p['users']:,} users in {p['orgs']} orgs, {p['days']} days from "
+      f"{p['start']} ({p['working_days']} working days){' - QUIET DAY' if r['quiet_day'] else ''}")
+    s = r["setup"]
+    w(f"setup (apart): {s['users_connected']:,} users connected + backfilled ({s['milestones']:,} milestones): "
+      f"{s['cronofy_requests']:,} Cronofy requests ({s['per_user']} per user), {s['wall_seconds']:.0f} s wall")
+    w("")
+    w(f"{'Cronofy requests per user per working day':<44}{'ours':>9}")
+    for k, v in c["by_function_per_user_per_working_day"].items():
+        w(f"  {k:<42}{v:>9.2f}")
+    if c["other"]:
+        w(f"  {'other':<42}{c['other'] / (p['users'] * p['working_days']):>9.2f}")
+    w(f"  {'all functions':<42}{c['per_user_per_working_day']:>9.2f}")
+    w(f"{'naive integration':<44}{c['naive_total_per_user_per_working_day']:>9.2f}")
+    for k, v in c["naive_per_user_per_working_day"].items():
+        w(f"  {k:<42}{v:>9.2f}")
+    w(f"peak: busiest minute {c['busiest_minute']} (reconciler {c['busiest_minute_reconciler']}; limit 500, 95% = "
+      f"475), busiest second {c['busiest_second']} (limit 50); busiest hour {c['busiest_hour']:,} at "
+      f"{c['busiest_hour_at']}; emulator max/min {c['emulator_stats']['max_per_minute']}, max/s "
+      f"{c['emulator_stats']['max_per_second']}")
+    w(f"requests over the limit (emulator 429s): {c['over_limit_429']}; counted at the emulator "
+      f"{c['counted']['at_emulator']:,}, attributed to a function {c['counted']['attributed']:,} "
+      f"(unattributed {c['counted']['unattributed']})")
+    w(f"reconciler: {rec['runs']} runs, {rec['visits']:,} visits, {rec['requests_per_visit']} requests/visit, "
+      f"at most {rec['max_visits_in_a_run']} users / {rec['max_requests_in_a_run']} requests in a run; longest gap "
+      f"between visits {rec['longest_gap_hours']} h; users never visited {rec['users_never_visited']} of "
+      f"{rec['users_tracked']}; most users reached in a day {rec['distinct_users_reached_in_24h']}")
+    w(f"milestone message -> calendar write ({lat['samples']:,} samples, {lat['unmatched_superseded_or_lost']} "
+      f"superseded): p50 {lat['p50']} s, p99 {lat['p99']} s; busiest hour ({lat['busiest_hour_samples']}): p50 "
+      f"{lat['busiest_hour_p50']} s, p99 {lat['busiest_hour_p99']} s")
+    ck = r["checks"]
+    w(f"end check: missing {ck['missing']}, extra {ck['extra']}, wrong time {ck['wrong_time']}, left after "
+      f"disconnect {ck['left_after_disconnect']} -> {'OK' if ck['ok'] else 'NOT OK ' + str(ck['examples'])}")
+    if r["quiet_day"]:
+        q = r["quiet_day"]
+        w(f"quiet day: {c['per_user_per_working_day']} requests per user; lost events restored {q['restored']}/"
+          f"{q['lost']}")
+    ce = r["ceiling"]
+    w(f"capacity ceiling (one application, default limits): {ce['users']:,} users (busiest minute bound "
+      f"{ce['busiest_minute_bound'] or '-'}, latency bound {ce['latency_bound'] or '-'}, reconciler bound "
+      f"{ce['reconciler_bound']:,})")
+    w(f"  model vs measured at {p['users']:,}: {ce['check_at_measured']}")
+    w(f"backfills {r['backfills']}, DLQ {r['dlq']}, core platform {r['core_platform']}")
+    w(f"wall time {r['wall_seconds']:.0f} s")
+    return "\n".join(out)
+
+
+def parse(argv: list[str] | None = None) -> Config:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    d = Config()
+    ap.add_argument("--users", type=int, default=d.users)
+    ap.add_argument("--days", type=int, default=d.days)
+    ap.add_argument("--orgs-of", type=int, default=d.orgs_of)
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--backlog", type=int, default=d.backlog, help="milestones per user before connecting")
+    ap.add_argument("--changes", type=float, default=d.changes, help="milestone changes per user per working day")
+    ap.add_argument("--burst-share", type=float, default=d.burst_share)
+    ap.add_argument("--reassignments", type=float, default=d.reassignments)
+    ap.add_argument("--own-changes", type=float, default=d.own_changes)
+    ap.add_argument("--calendar-moves", type=float, default=d.calendar_moves)
+    ap.add_argument("--busy-views", type=float, default=d.busy_views, help="per org of --orgs-of users per day")
+    ap.add_argument("--connects", type=float, default=d.connects, help="share of users connecting per working day")
+    ap.add_argument("--disconnects", type=float, default=d.disconnects)
+    ap.add_argument("--peak-share", type=float, default=d.peak_share)
+    ap.add_argument("--quiet-day", action="store_true")
+    ap.add_argument("--small", action="store_true", help="50 users, 1 day")
+    ap.add_argument("--label", default=d.label)
+    ap.add_argument("--out", default=None, help="results file (default bench/results/scale.json)")
+    ap.add_argument("--model-check", nargs=2, metavar=("SMALL_JSON", "BIG_JSON"),
+                    help="no simulation: calibrate the model on one results file and predict the other")
+    args = ap.parse_args(argv)
+    cfg = Config(**{k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__})
+    if args.small:
+        cfg.users, cfg.days = 50, 1
+    if cfg.quiet_day:
+        cfg.days = 1
+    cfg.out = args.out  # type: ignore[attr-defined]
+    cfg.model_check = args.model_check  # type: ignore[attr-defined]
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg = parse(argv)
+    if cfg.model_check:
+        small, big = (json.loads(Path(f).read_text()) for f in cfg.model_check)
+        check = model_check(small, big)
+        print(f"model calibrated at {check['calibrated_at']:,} users, predicting {check['predicted_at']:,}:")
+        for k, v in check["rows"].items():
+            print(f"  {k:<52}{v['predicted']!s:>12}{v['measured']!s:>12}")
+        return check
+    result = run(cfg)
+    print()
+    print(table(result))
+    out = Path(getattr(cfg, "out", None) or ROOT / "bench" / "results" / "scale.json")
+    out.parent.mkdir(exist_ok=True)
+    result["config"] = {k: v for k, v in result["config"].items() if k not in ("out", "model_check")}
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"written to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

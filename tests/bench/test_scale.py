@@ -1,0 +1,48 @@
+"""The capacity benchmark (bench/scale.py) at a tiny scale, so CI exercises the harness: 20 users, one
+simulated day (in a subprocess: the harness replaces time.sleep, boto3's clients and requests'
+transport for its whole process). Checks the invariants any design must keep, not the figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_scale(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "scale.json"
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'layers' / 'core'}:{ROOT}")
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "scale.py"), "--out", str(out), *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "capacity ceiling" in done.stdout
+    return json.loads(out.read_text())
+
+
+def test_a_small_day_keeps_every_invariant(tmp_path):
+    r = run_scale(tmp_path, "--users", "20", "--days", "1", "--seed", "3")
+    c = r["cronofy"]
+    assert c["over_limit_429"] == 0
+    assert c["counted"]["at_emulator"] == c["counted"]["attributed"] and c["counted"]["unattributed"] == 0
+    assert c["busiest_minute"] <= 500 and c["busiest_second"] <= 50
+    assert r["checks"]["ok"], r["checks"]
+    assert r["reconciler"]["users_never_visited"] == 0
+    assert r["reconciler"]["longest_gap_hours"] <= 24
+    assert r["reconciler"]["runs"] == 288  # every 5-minute boundary of the day
+    assert r["setup"]["users_connected"] == 20 and r["setup"]["cronofy_requests"] > 0
+    assert set(c["by_function"]) == {"MilestonePush", "NotificationProcessor", "Reconciler", "Backfill",
+                                      "CalendarApi/OAuthCallback", "DeactivationCleanup"}
+    assert c["by_function"]["MilestonePush"] > 0 and c["other"] == 0
+    assert r["latency_seconds"]["samples"] > 0 and r["latency_seconds"]["p99"] <= 120
+    assert not any(r["dlq"].values()) and r["backfills"]["failed"] == 0
+    assert r["ceiling"]["users"] > 0
+
+
+def test_the_quiet_day_restores_every_lost_event(tmp_path):
+    r = run_scale(tmp_path, "--users", "10", "--quiet-day", "--seed", "4")
+    assert r["quiet_day"]["lost"] == 10 and r["quiet_day"]["all_restored"]
+    assert r["checks"]["ok"], r["checks"]
