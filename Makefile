@@ -7,6 +7,7 @@ PYSAM ?= $(firstword $(foreach p,python3.11 python3.12 python3 $(PY313),\
   $(shell $(p) -c 'import sys; assert sys.version_info[:2] >= (3, 9)' >/dev/null 2>&1 && echo $(p))))
 VENV := .venv
 SAMVENV := .venv-sam
+CHECKOVVENV := .venv-checkov
 PY := $(VENV)/bin/python
 SAM := $(SAMVENV)/bin/sam
 STAGE ?= dev
@@ -15,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
-.PHONY: install demo test lint validate unit bench bench-scale build deploy clean openapi chromium
+.PHONY: install demo test lint validate checkov unit bench bench-scale build deploy clean openapi chromium
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
@@ -29,6 +30,12 @@ $(SAMVENV)/.installed:
 	$(SAMVENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==1.170.0
 	@touch $@
 
+# checkov (template security checks) pins its own dependencies too: a virtualenv of its own.
+$(CHECKOVVENV)/.installed:
+	$(PYSAM) -m venv $(CHECKOVVENV)
+	$(CHECKOVVENV)/bin/pip install -q --disable-pip-version-check checkov==3.3.30
+	@touch $@
+
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -40,7 +47,7 @@ chromium:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "$(CHROMIUM) is missing: apt-get install chromium as root (the browser test skips without it)"; fi; }
 
-install: $(VENV)/.installed $(SAMVENV)/.installed node_modules/.installed chromium
+install: $(VENV)/.installed $(SAMVENV)/.installed $(CHECKOVVENV)/.installed node_modules/.installed chromium
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -49,11 +56,15 @@ validate: $(SAMVENV)/.installed node_modules/.installed
 	$(SAM) validate --lint
 	for f in statemachines/*.asl.json; do node_modules/.bin/asl-validator --json-path $$f || exit 1; done
 
+# Every failed check is fixed or skipped inline in template.yaml with a written reason (Metadata: checkov).
+checkov: $(CHECKOVVENV)/.installed
+	$(CHECKOVVENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests
 
 # sam build (python3.13, arm64) is part of the test: a template or layer that does not build fails CI.
-test: install lint validate unit build
+test: install lint validate checkov unit build
 
 # openapi/openapi.json from the route declarations (tests/unit/test_openapi.py fails when it is stale).
 openapi: $(VENV)/.installed
@@ -95,4 +106,4 @@ chaos: $(VENV)/.installed
 	  $(PY) -m pytest tests/chaos -s
 
 clean:
-	rm -rf $(VENV) $(SAMVENV) .aws-sam node_modules
+	rm -rf $(VENV) $(SAMVENV) $(CHECKOVVENV) .aws-sam node_modules

@@ -211,7 +211,7 @@ class CalendarHealthResponse(BaseModel):
 
 
 class WebhookAnswer(BaseModel):
-    status: Literal["queued", "ignored"]
+    status: Literal["queued", "ignored", "duplicate", "stale"]
 
 
 RESPONSE_MODELS = (Error, GatewayError, ConnectResponse, ConnectionStatus, CalendarList, DisconnectResponse,
@@ -259,7 +259,9 @@ _WEBHOOK_DESCRIPTION = (
     "no Cronofy call is made, so the answer comes well within Cronofy's 5 s."
 )
 _WEBHOOK_RESPONSES = {
-    200: _ref("`ignored`: `verification` or a notification type this service does not act on", "WebhookAnswer"),
+    200: _ref("`ignored`: `verification` or a notification type this service does not act on; `duplicate`: the "
+              "same notification was already accepted (a replay); `stale`: its `changes_since` is far behind the "
+              "newest accepted on its channel. Nothing is queued", "WebhookAnswer"),
     202: _ref("`queued`: one message on the notifications queue", "WebhookAnswer"),
     400: _ref("`invalid_body`: not decodable; `invalid_notification`: not a Cronofy notification, or no valid "
               "`channel_id` / `changes_since`", "Error"),
@@ -284,7 +286,8 @@ _SIGNATURE = Annotated[str, Header(alias="Cronofy-HMAC-SHA256", convert_undersco
         "`pending_calendar`. Always a 302 to the web app (`{WebAppUrl}{return_to or /profile}`) with "
         "`calendar_sync=connected|choose_calendar|error` and, on error, `reason=access_denied | invalid_state | "
         "state_expired | state_used | state_not_for_this_browser | code_exchange_failed | "
-        "calendar_service_unavailable | no_writable_calendar | already_connected | internal_error`. Nothing is "
+        "calendar_service_unavailable | no_writable_calendar | already_connected | account_in_use | "
+        "internal_error` (`account_in_use`: another SolarNexus user connected that calendar account). Nothing is "
         "stored on a failure."
     ),
     responses={

@@ -15,6 +15,7 @@ container handles one event at a time.
 from __future__ import annotations
 
 import base64
+import contextvars
 import hashlib
 import importlib
 import json
@@ -259,7 +260,9 @@ class LocalStack:
                                 invoked_function_arn=f"arn:aws:lambda:{REGION}:123456789012:function:{function_id}")
         with self._locks[function_id]:
             self.invocations[function_id] += 1
-            return self._handlers[function_id](event, context)
+            # A fresh context per invocation, as in Lambda: nothing a caller set (a step function started
+            # from a route) leaks into the invoked function.
+            return contextvars.Context().run(self._handlers[function_id], event, context)
 
     def http_event(self, method: str, raw_path: str, query: str, headers: dict[str, str], body: bytes,
                    route: template.Route, path_params: dict[str, str], claims: dict | None) -> dict[str, Any]:
@@ -360,14 +363,19 @@ class LocalStack:
         return len(messages)
 
     def _in_flight(self) -> int:
-        """Messages on subscribed queues that are invisible for now (handed back for later)."""
+        """Messages on subscribed queues not delivered yet: invisible or delayed for now (handed back or
+        requeued for later), or visible again since the last pump."""
         sqs = boto3.client("sqs", region_name=REGION)
         total = 0
         for fn in self.functions.values():
             for queue_id in fn.queues:
-                attrs = sqs.get_queue_attributes(QueueUrl=self.queue_urls[queue_id],
-                                                 AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
-                total += int(attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"])
+                attrs = sqs.get_queue_attributes(QueueUrl=self.queue_urls[queue_id], AttributeNames=[
+                    "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+                total += int(attrs["ApproximateNumberOfMessagesNotVisible"])
+                total += int(attrs.get("ApproximateNumberOfMessagesDelayed", 0))  # requeued for later
+                # one that became visible (or ended its delay) since the last pump
+                total += int(attrs.get("ApproximateNumberOfMessages", 0))
         return total
 
     def pump(self) -> int:

@@ -5,6 +5,7 @@ call the core, shape."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -20,12 +21,14 @@ from calsync.availability import AvailabilityRequest
 from calsync.caller import Caller, caller_from_event
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
+from calsync.cronofy import CronofyAuthError, CronofyError, InvalidGrant, interactive
 from calsync.errors import ApiError
 from calsync.oauth_state import BINDING_COOKIE
 from calsync.observability import logger, metrics
 from calsync.store import ConflictError
 
 app = APIGatewayHttpResolver(enable_validation=True)
+UNAVAILABLE_RETRY_AFTER = 30  # seconds, when Cronofy is down and said nothing
 
 
 class ConnectRequest(BaseModel):
@@ -51,6 +54,24 @@ def _conflict(error: ConflictError) -> Response[dict]:
     return _error(ApiError(409, "conflict", "the connection changed meanwhile; try again"))
 
 
+@app.exception_handler(InvalidGrant)
+@app.exception_handler(CronofyAuthError)
+def _authorization_gone(error: CronofyError) -> Response[dict]:
+    return _error(ApiError(409, "needs_reauth", "the calendar authorization must be renewed: connect again"))
+
+
+@app.exception_handler(CronofyError)
+def _calendar_service_unavailable(error: CronofyError) -> Response[dict]:
+    """Cronofy down, or the application's request budget spent: never a bare 500."""
+    retry_after = getattr(error, "retry_after", None)
+    seconds = max(1, math.ceil(retry_after)) if retry_after else UNAVAILABLE_RETRY_AFTER
+    logger.warning("calendar service unavailable", extra={"error": type(error).__name__, "retry_after": seconds})
+    return Response(
+        status_code=503, content_type=content_types.APPLICATION_JSON, headers={"Retry-After": str(seconds)},
+        body=ApiError(503, "calendar_service_unavailable",
+                      "the calendar service is busy or unavailable right now; try again shortly").body())
+
+
 @app.exception_handler(RequestValidationError)
 def _invalid_request(error: RequestValidationError) -> Response[dict]:
     details = "; ".join(
@@ -71,6 +92,11 @@ def _doc(description: str, schema: str = "Error", **extra) -> dict:
 
 
 _NO_CONNECTION = _doc("`not_found`: the user has no calendar connection")
+_OTHER_ORG = _doc("`forbidden`: the user's calendar connection belongs to another org than the session's")
+_UNAVAILABLE = _doc(
+    "`calendar_service_unavailable`: Cronofy is unavailable, or the application's share of its rate limit is "
+    "spent for now; try again after `Retry-After` seconds",
+    headers={"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}})
 _CONNECTION_BUSY = _doc(
     "`conflict`: the connection is being disconnected or changed meanwhile (try again); "
     "`needs_reauth`: the calendar authorization is gone, connect again"
@@ -96,6 +122,7 @@ _CONNECTION_BUSY = _doc(
             headers={"Set-Cookie": {"description": "`sn_calendar_oauth`: binds the OAuth flow to this browser",
                                     "schema": {"type": "string"}}},
         ),
+        403: _OTHER_ORG,
         409: _doc("`conflict`: a calendar is already connected (disconnect it first, or choose another calendar)"),
         422: _doc("`invalid_request`: unknown provider or malformed body; `invalid_return_to`: not a web-app path"),
     },
@@ -134,7 +161,8 @@ def connect(request: Annotated[ConnectRequest, Body()]) -> Response[dict]:
         "provider, account, calendar, times, backfill progress and the last error. Poll it while `syncing` or "
         "`disconnecting`."
     ),
-    responses={200: _doc("The connection's status (only `state` when not connected)", "ConnectionStatus")},
+    responses={200: _doc("The connection's status (only `state` when not connected)", "ConnectionStatus"),
+               403: _OTHER_ORG},
 )
 def get_connection() -> dict:
     return runtime.connection_service().status(_caller())
@@ -145,8 +173,12 @@ def get_connection() -> dict:
     operation_id="listCalendars",
     tags=["Calendar connection"],
     summary="Writable calendars of the connected account",
-    description="The calendars a connection can use: writable ones of the account the user authorized.",
-    responses={200: _doc("The calendars", "CalendarList"), 404: _NO_CONNECTION, 409: _CONNECTION_BUSY},
+    description=(
+        "The calendars a connection can use: writable ones of the account the user authorized. Read from Cronofy "
+        "at most once a minute per user (then served from a short cache)."
+    ),
+    responses={200: _doc("The calendars", "CalendarList"), 403: _OTHER_ORG, 404: _NO_CONNECTION,
+               409: _CONNECTION_BUSY, 503: _UNAVAILABLE},
 )
 def list_calendars() -> dict:
     return {"calendars": runtime.connection_service().calendars(_caller())}
@@ -163,10 +195,12 @@ def list_calendars() -> dict:
     ),
     responses={
         200: _doc("The connection's status after the choice", "ConnectionStatus"),
+        403: _OTHER_ORG,
         404: _NO_CONNECTION,
         409: _CONNECTION_BUSY,
         422: _doc("`invalid_request`: no `calendar_id`; `calendar_not_writable`: not a writable calendar of "
                   "the connected account"),
+        503: _UNAVAILABLE,
     },
 )
 def select_calendar(request: Annotated[SelectCalendarRequest, Body()]) -> dict:
@@ -185,6 +219,7 @@ def select_calendar(request: Annotated[SelectCalendarRequest, Body()]) -> dict:
     responses={
         202: _doc("`disconnecting` (cleanup queued), or `not_connected` when there was nothing to disconnect",
                   "DisconnectResponse"),
+        403: _OTHER_ORG,
         409: _doc("`conflict`: the connection changed meanwhile; try again"),
     },
 )
@@ -304,4 +339,5 @@ def lambda_handler(event: dict, context) -> dict:
             return _plain_error(ApiError(415, "unsupported_media_type", "send the body as application/json"))
         if event.get("isBase64Encoded"):  # API Gateway only encodes bodies that are not text
             return _plain_error(ApiError(422, "invalid_request", "the body must be UTF-8 JSON"))
-    return app.resolve(event, context)
+    with interactive():  # a person waits: queue work keeps its share of Cronofy's limit
+        return app.resolve(event, context)

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import TypeAdapter
 
 from calsync import runtime
+from calsync.clock import parse_utc
 from calsync.messages import UserDeactivated, UserQueueMessage
 from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.queueing import handing_back_when_throttled
@@ -24,9 +25,14 @@ _messages = TypeAdapter(UserQueueMessage)
 def handle_record(record: SQSRecord) -> str:
     adopt_correlation_id(record)
     message = _messages.validate_json(record.body)
-    reason = "user_deactivated" if isinstance(message, UserDeactivated) else "disconnected"
+    service = runtime.connection_service()
     with logger.append_context_keys(user_id=message.user_id, message_id=message.message_id):
-        return runtime.connection_service().cleanup(message.user_id, message.org_id, reason)
+        if isinstance(message, UserDeactivated):
+            # Only a connection that existed when the user was deactivated: a replay spares a later one.
+            return service.cleanup(message.user_id, message.org_id, "user_deactivated",
+                                   occurred_before=parse_utc(message.occurred_at))
+        return service.cleanup(message.user_id, message.org_id, "disconnected",
+                               connection_id=message.connection_id, only_if_disconnecting=True)
 
 
 @metrics.log_metrics

@@ -17,7 +17,8 @@ from pydantic import TypeAdapter, ValidationError
 from calsync import runtime
 from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
 from calsync.observability import adopt_correlation_id, logger, metrics
-from calsync.queueing import hand_back
+from calsync.queueing import hand_back, requeue
+from calsync.store import MilestoneOrgMismatch
 
 _messages = TypeAdapter(MilestoneMessage)
 
@@ -56,6 +57,12 @@ def lambda_handler(event: dict, context) -> dict:
         try:
             message = _messages.validate_json(record.body)
             milestone_id, newer = _mirror(message)
+        except MilestoneOrgMismatch as error:
+            # Never let one org's message overwrite another org's milestone: refused (DLQ, alarm).
+            logger.error("milestone message refused: the milestone belongs to another org",
+                         extra={"message_id": record.message_id, "error": str(error)[:500]})
+            failures.add(record.message_id)
+            continue
         except (ValidationError, ValueError) as error:
             logger.error("malformed milestone message", extra={"message_id": record.message_id,
                                                                 "error": str(error)[:500]})
@@ -83,12 +90,20 @@ def lambda_handler(event: dict, context) -> dict:
             failures.update(by_milestone.get(milestone_id, []))
             throttled.update(by_milestone.get(milestone_id, []))
         if retry_after is not None and throttled:
-            # Rate limited: come back when there is budget, rather than at once.
+            # Rate limited: come back when there is budget, rather than at once, as a fresh copy (the
+            # original succeeds, so waiting for budget never moves a valid message towards the DLQ).
             by_queue: dict[str, list[str]] = defaultdict(list)
+            requeued = 0
             for record in records:
-                if record.message_id in throttled:
+                if record.message_id not in throttled:
+                    continue
+                if requeue(record.event_source_arn, record.body, record.message_attributes, retry_after):
+                    failures.discard(record.message_id)
+                    requeued += 1
+                else:
                     by_queue[record.event_source_arn].append(record.receipt_handle)
             for queue_arn, handles in by_queue.items():
                 hand_back(queue_arn, handles, retry_after)
-            logger.info("throttled: messages handed back", extra={"count": len(throttled), "seconds": retry_after})
+            logger.info("throttled: messages requeued or handed back", extra={
+                "requeued": requeued, "handed_back": len(throttled) - requeued, "seconds": retry_after})
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failures)]}

@@ -1,12 +1,15 @@
 """Notification processor on the notifications queue (filled by the webhook intake).
 
 The records of one SQS batch are grouped by user: a user's notifications in the batch share one Read
-Events (a burst of calendar changes, or Cronofy delivering a notification twice, costs one read), and
-a notification queued before the user's changes were last read costs none. A group that fails (a
-Cronofy outage) fails only its own records; a throttled group is handed back to SQS for when there is
-budget. No Powertools idempotency layer on purpose: two genuine changes can share a `changes_since`,
-so a key built from the notification could drop the second; processing is idempotent instead (a move
-or removal is reported once, recorded on the event ref; busy periods are keyed by event).
+Events (a burst of calendar changes, or Cronofy delivering a notification twice, costs one read),
+and a notification queued before the user's changes were last read costs none. Replayed push
+notifications are dropped earlier, at the webhook intake (`Store.accept_notification`); this handler
+tells it when a job starts reading, so a genuine later change with the same `changes_since` passes.
+A group that fails (a Cronofy outage) fails only its own records; a throttled group is requeued as
+delayed copies (its receive count kept) for when there is budget. No Powertools idempotency layer on
+purpose: two genuine changes can share a `changes_since`, so a key built from the notification could
+drop the second; processing is idempotent instead (a move or removal is reported once, recorded on
+the event ref; busy periods are keyed by event).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from calsync import runtime
 from calsync.cronofy import CronofyRateLimited
 from calsync.observability import adopt_correlation_id, logger, metrics
-from calsync.queueing import hand_back
+from calsync.queueing import hand_back, requeue
 
 
 class NotificationJob(BaseModel):
@@ -63,16 +66,25 @@ def lambda_handler(event: dict, context) -> dict:
         queued = [t for t in (_queued_at(r) for r, _ in items) if t is not None]
         with logger.append_context_keys(user_id=user_id):
             try:
+                # Before any Cronofy call: from now on a copy of these notifications at the intake may
+                # announce a later change (replays of them are dropped there).
+                for _, job in items:
+                    runtime.store().notification_read_started(job.channel_id, job.notification_type,
+                                                              job.changes_since)
                 result = processor.process_user(user_id, [j.model_dump() for _, j in items],
                                                 max(queued) if len(queued) == len(items) else None)
                 logger.info("notifications processed", extra=result)
             except CronofyRateLimited as error:
-                failures.update(ids)
+                wait = error.retry_after or 1.0
                 by_queue: dict[str, list[str]] = defaultdict(list)
                 for record, _ in items:
-                    by_queue[record.get("eventSourceARN", "")].append(record.get("receiptHandle", ""))
+                    # A delayed copy (the original succeeds: waiting for budget never burns a receive)
+                    if not requeue(record.get("eventSourceARN", ""), record["body"],
+                                   record.get("messageAttributes"), wait):
+                        failures.add(record["messageId"])
+                        by_queue[record.get("eventSourceARN", "")].append(record.get("receiptHandle", ""))
                 for queue_arn, handles in by_queue.items():
-                    hand_back(queue_arn, handles, error.retry_after or 1.0)
+                    hand_back(queue_arn, handles, wait)
             except Exception:  # noqa: BLE001 - this user's records fail alone; SQS retries them
                 logger.exception("notification processing failed")
                 failures.update(ids)

@@ -7,6 +7,8 @@ Checks, cheapest first, all before anything is enqueued:
   body over 64 KB -> 413; HMAC of the raw body bytes -> 401; not a JSON notification -> 400;
   `verification` or a type we do not know -> 200, ignored (Cronofy adds types over time);
   channel unknown, or the URL's channel token not the channel owner's -> 401;
+  the same notification again within two days (a replay), or one whose `changes_since` is two days
+  behind the newest accepted on its channel (stale) -> 200, dropped (one conditional write);
   otherwise one message on NotificationsQueue -> 202.
 A refused notification is retried by Cronofy for up to a day, after which it closes the channel:
 what should become of a channel that no connection owns any more.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 import uuid
 
 import boto3
@@ -40,11 +43,16 @@ MAX_BODY_BYTES = 64 * 1024
 QUEUED_TYPES = frozenset({"change", "profile_disconnected", "profile_initial_sync_completed"})
 MAX_ID_LENGTH = 128
 MESSAGE_TYPE = "cronofy.notification"
+# Cronofy retries an unanswered notification for up to a day: a copy within two days is a replay.
+REPLAY_WINDOW_SECONDS = 2 * 24 * 3600
+# Notifications without changes_since (profile_disconnected, ...) repeat genuinely with the same body.
+REPEAT_WINDOW_SECONDS = 600
 
 # Fail fast and retry once inside Cronofy's budget rather than hang until the Lambda timeout.
 _AWS_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
 
 _dependencies: tuple[Settings, Store, object] | None = None
+_clock = time.time  # seconds; replaced in tests that let time pass
 
 
 def _store_and_queue() -> tuple[Settings, Store, object]:
@@ -142,6 +150,15 @@ def lambda_handler(event: dict, context) -> dict:
 
     if not settings.notifications_queue_url:
         raise RuntimeError("NOTIFICATIONS_QUEUE_URL is not set")
+    # A signed notification carries no nonce, so a captured one can be replayed: each copy would cost
+    # Cronofy requests. The same (channel, type, changes_since) is accepted once per window, and one far
+    # behind the newest accepted on its channel is stale; both are answered 200 and dropped here.
+    window = REPLAY_WINDOW_SECONDS if changes_since else REPEAT_WINDOW_SECONDS
+    verdict = store.accept_notification(channel_id, kind, changes_since, _clock(), window, REPLAY_WINDOW_SECONDS)
+    if verdict != "new":
+        logger.info("cronofy notification dropped", extra={
+            "reason": verdict, "notification_type": kind, "channel_id": channel_id, "user_id": user_id})
+        return _answer(200, {"status": verdict})
     message = {
         "type": MESSAGE_TYPE,
         "notification_type": kind,
@@ -152,8 +169,12 @@ def lambda_handler(event: dict, context) -> dict:
         "received_at": iso(utcnow()),
         "message_id": str(uuid.uuid4()),
     }
-    sqs.send_message(QueueUrl=settings.notifications_queue_url, MessageBody=json.dumps(message),
-                     MessageAttributes=correlation_attributes())
+    try:
+        sqs.send_message(QueueUrl=settings.notifications_queue_url, MessageBody=json.dumps(message),
+                         MessageAttributes=correlation_attributes())
+    except Exception:
+        store.forget_notification(channel_id, kind, changes_since)  # Cronofy's retry must not be a "duplicate"
+        raise
     logger.info("cronofy notification queued", extra={
         "notification_type": kind, "channel_id": channel_id, "user_id": user_id,
         "message_id": message["message_id"]})

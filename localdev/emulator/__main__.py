@@ -46,13 +46,14 @@ def main(argv: list[str] | None = None) -> None:
         verbose=args.verbose,
         realism=False if args.kind else None,
     ).start()
+    # Seeded before the "listening" line: a caller that waits for it finds the demo accounts there.
+    accounts = seed_demo(emu) if args.seed_demo else []
     print(f"Cronofy emulator listening on {emu.base_url}", flush=True)
-    if args.seed_demo:
-        for account in seed_demo(emu):
-            print(
-                json.dumps({k: account[k] for k in ("provider_name", "profile_id", "profile_name")}),
-                flush=True,
-            )
+    for account in accounts:
+        print(
+            json.dumps({k: account[k] for k in ("provider_name", "profile_id", "profile_name")}),
+            flush=True,
+        )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

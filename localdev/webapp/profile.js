@@ -26,6 +26,7 @@ const REASONS = {
   calendar_service_unavailable: "The calendar service is unavailable right now. Please try again later.",
   no_writable_calendar: "That account has no calendar SolarNexus can add events to, so nothing was connected.",
   already_connected: "A calendar is already connected. Disconnect it before connecting another one.",
+  account_in_use: "That calendar account is already connected by another SolarNexus user. Each person connects their own calendar account.",
   internal_error: "Something went wrong. Please try again.",
 };
 

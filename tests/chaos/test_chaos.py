@@ -1,7 +1,9 @@
 """Chaos suite: a seeded workload through the local stack while Cronofy (the emulator) answers 429s,
-5xx and timeouts, SQS delivers duplicates and out of order, and handlers crash mid-batch. After the
-system settles, every invariant the product promises must hold. The seed is printed, so a failure
-replays exactly: CHAOS_SEEDS=<seed> make chaos.
+5xx and timeouts, SQS delivers duplicates and out of order, and handlers crash mid-batch; a user
+disconnects and reconnects while their old cleanup job is delivered twice and later replayed, old
+messages are redriven as from a DLQ, and a teammate tries to connect a calendar account someone
+already connected. After the system settles, every invariant the product promises must hold. The
+seed is printed, so a failure replays exactly: CHAOS_SEEDS=<seed> make chaos.
 
 Short run in `make test`; `make chaos` runs longer (CHAOS_SEEDS, CHAOS_USERS, CHAOS_CHANGES).
 """
@@ -11,12 +13,14 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
 from calsync import runtime
 from calsync.milestones import event_id_for
 from calsync.store import Store
+from localdev import browser
 from localdev.stack import LocalStack
 from tests.helpers import connect, in_days, iso, milestone
 
@@ -82,13 +86,23 @@ def test_chaos(seed, monkeypatch, capsys):
             sessions[u] = stack.browser(u, org)
             calendars[u] = connect(stack, sessions[u], "google", accounts[u])
 
+        # A teammate authorizes an account already connected (a shared mailbox): refused, nothing revoked
+        sharer = stack.browser("u_sharer", org)
+        shared = browser.connect(sharer, stack.base_url, "google", accounts[users[0]]["profile_id"])
+        assert shared == {"calendar_sync": "error", "reason": "account_in_use"}, shared
+
         crashes = Crashes(rng, 0.04)
         crashes.install(monkeypatch)
+        sent: list[dict] = []  # every milestone message, for the DLQ redrive below
+        replays = 0
         # ---- SolarNexus changes, in rounds, each under fresh faults ----
         truth: dict[str, dict] = {}  # milestone id -> its newest message
         versions: Counter = Counter()
         duplicates = 0
-        leaving = rng.sample(users, 2)  # one disconnects, one is deactivated, part-way through
+        # one disconnects and connects again (its old cleanup job is replayed), one is deactivated
+        returning, deactivated = rng.sample(users, 2)
+        leaving = [deactivated]
+        cleanup_job = None
         n_milestones = max(4, CHANGES // 4)
         rounds = 6
         for r in range(rounds):
@@ -102,7 +116,7 @@ def test_chaos(seed, monkeypatch, capsys):
                     msg = milestone(mid, versions[mid], assignees, status="cancelled")
                 elif kind < 0.15:
                     msg = {"type": "milestone.deleted", "message_id": f"d-{mid}-{versions[mid]}",
-                           "occurred_at": iso(in_days(0)), "org_id": org, "milestone_id": mid,
+                           "occurred_at": iso(datetime.now(UTC)), "org_id": org, "milestone_id": mid,
                            "version": versions[mid]}
                 else:
                     start = in_days(1 + rng.randrange(40), 8 + rng.randrange(9))
@@ -110,6 +124,7 @@ def test_chaos(seed, monkeypatch, capsys):
                 truth[mid] = msg
                 batch.append(msg)
             duplicates += deliver(stack, batch, rng)
+            sent += batch
             faults(stack, rng)
             # the users' own events: Cronofy pushes `change` (retried, duplicated, reordered)
             owner = rng.choice(users)
@@ -120,12 +135,30 @@ def test_chaos(seed, monkeypatch, capsys):
             if r == 4:
                 stack.use_client_secret(f"chaos-rotated-secret-{seed}")  # ... we switch ...
             if r == 2:
-                sessions[leaving[0]].delete(stack.url("/v1/calendar/connection"))
+                sessions[returning].delete(stack.url("/v1/calendar/connection"))
+                [cleanup_job] = stack.queue_messages("CleanupQueue")
+                for _ in range(2):  # delivered twice
+                    stack.send("CleanupQueue", cleanup_job)
             if r == 3:
-                stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "chaos-1",
-                                               "occurred_at": iso(in_days(0)), "org_id": org,
-                                               "user_id": leaving[1]})
+                deactivation = {"type": "user.deactivated", "message_id": "chaos-1",
+                                "occurred_at": iso(datetime.now(UTC)), "org_id": org, "user_id": deactivated}
+                stack.send("UserEventsQueue", deactivation)
+            if r >= 4:
+                # A DLQ redrive mid-run: the old cleanup job (the user has connected again since), the
+                # deactivation, and a sample of older milestone messages, as they were first sent
+                redrive = [("CleanupQueue", cleanup_job), ("UserEventsQueue", deactivation)]
+                redrive += [("MilestoneEventsQueue", m) for m in rng.sample(sent, min(10, len(sent)))]
+                for queue, body in redrive:
+                    stack.send(queue, body)
+                replays += len(redrive)
             stack.drain(timeout=300)
+            if r == 3:
+                # The disconnected user connects again (quietly: the consent page is not under test here)
+                crashes.enabled = False
+                stack.emulator.clear_faults()
+                assert runtime.store().get_connection(returning) is None
+                calendars[returning] = connect(stack, sessions[returning], "google", accounts[returning])
+                crashes.enabled = True
 
         # ---- calendar-side reschedules (the user drags events) ----
         stack.emulator.advance_clock(5)
@@ -192,7 +225,8 @@ def test_chaos(seed, monkeypatch, capsys):
                   f"max_per_min={stats['max_per_minute']}")
             print(f"  calendars_wrong={len(mismatches)} duplicate_events={duplicate_events} "
                   f"events_left_after_leaving={left_after_leaving} moves={len(moved)} moves_lost={len(lost_moves)} "
-                  f"dead_letters={dead} reconciler_repairs={repairs}")
+                  f"dead_letters={dead} reconciler_repairs={repairs} replays={replays} "
+                  f"shared_account_refused={shared['reason'] == 'account_in_use'}")
             print(f"  cronofy pushes: {push_stats} channels_given_up="
                   f"{sum(1 for c in stack.emulator.state.channels.values() if c.closed_reason)}")
         assert mismatches == [], mismatches
@@ -202,6 +236,8 @@ def test_chaos(seed, monkeypatch, capsys):
         assert dead == 0
         assert stack.emulator.stats["rate_limited"] == 0  # no request over Cronofy's limit reached it
         assert all(runtime.store().get_connection(u) is None for u in leaving)
+        assert runtime.store().get_connection(returning).state.value == "connected"
+        assert runtime.store().get_connection("u_sharer") is None
         # the realistic Cronofy really was in play: retries, duplicates and a rotation
         assert push_stats["retried"] > 0 and push_stats["duplicated"] > 0 and push_stats["two_signatures"] > 0
         assert all(n["error"] is None for n in pushes if n["attempt"] == stack.emulator.realism.push_max_attempts)

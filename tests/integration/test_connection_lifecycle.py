@@ -3,6 +3,7 @@ the real handlers, moto and the Cronofy emulator."""
 
 import base64
 import json
+from datetime import UTC, datetime
 
 import pytest
 import requests
@@ -10,6 +11,10 @@ from botocore.exceptions import ClientError
 
 from calsync import runtime
 from localdev import browser
+
+
+def now_z():
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def cal_id(account, name):
@@ -171,7 +176,7 @@ def test_deactivation_through_the_user_queue_is_idempotent(stack, teammate):
     calendar = cal_id(teammate["account"], "Calendar")
     _managed_event(stack, "u_miguel", calendar)
     sub = runtime.connection_service().store.get_connection("u_miguel").cronofy_sub
-    message = {"type": "user.deactivated", "message_id": "m-1", "occurred_at": "2026-11-24T10:00:00Z",
+    message = {"type": "user.deactivated", "message_id": "m-1", "occurred_at": now_z(),
                "org_id": "org_sunbright", "user_id": "u_miguel"}
     stack.send("UserEventsQueue", message)
     stack.drain()
@@ -188,7 +193,7 @@ def test_deactivation_through_the_user_queue_is_idempotent(stack, teammate):
 
 def test_deactivating_a_user_who_never_connected_is_a_quiet_success(stack):
     stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "m-2",
-                                   "occurred_at": "2026-11-24T10:00:00Z", "org_id": "org_1", "user_id": "u_new"})
+                                   "occurred_at": now_z(), "org_id": "org_1", "user_id": "u_new"})
     stack.drain()
     assert stack.queue_messages("UserEventsDLQ") == []
     assert stack.emulator.request_log == []
@@ -199,7 +204,7 @@ def test_malformed_message_fails_alone_and_reaches_the_dlq(stack, teammate):
     stack.send("UserEventsQueue", "{not json")
     stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "m-3", "org_id": "org_sunbright"})
     stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "m-4",
-                                   "occurred_at": "2026-11-24T10:00:00Z", "org_id": "org_sunbright",
+                                   "occurred_at": now_z(), "org_id": "org_sunbright",
                                    "user_id": "u_miguel"})
     stack.drain()
     # The good message was processed...
@@ -212,7 +217,7 @@ def test_malformed_message_fails_alone_and_reaches_the_dlq(stack, teammate):
 def test_deactivation_for_the_wrong_org_is_refused(stack, teammate):
     browser.connect(teammate["session"], stack.base_url, "microsoft", teammate["account"]["profile_id"])
     stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "m-5",
-                                   "occurred_at": "2026-11-24T10:00:00Z", "org_id": "org_other",
+                                   "occurred_at": now_z(), "org_id": "org_other",
                                    "user_id": "u_miguel"})
     stack.drain()
     assert connection(stack, teammate["session"])["state"] == "connected"

@@ -1,5 +1,6 @@
 """Captured logs of a whole lifecycle, at DEBUG, contain no token, code or secret."""
 
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 from calsync import runtime
@@ -29,7 +30,8 @@ def test_lifecycle_logs_hold_no_secret(stack, jane, teammate, capfd, service_log
     s.delete(stack.url("/v1/calendar/connection"))
     browser.connect(teammate["session"], stack.base_url, "microsoft", teammate["account"]["profile_id"])
     stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "m", "occurred_at":
-                                   "2026-11-24T10:00:00Z", "org_id": "org_sunbright", "user_id": "u_miguel"})
+                                   datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "org_id": "org_sunbright",
+                                   "user_id": "u_miguel"})
     stack.drain()
     out = capfd.readouterr()
     captured = service_logs.getvalue() + out.out + out.err

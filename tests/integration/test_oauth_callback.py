@@ -129,3 +129,40 @@ def test_return_to_is_honoured(stack, jane, s):
     resp = browser.consent(s, url, jane["work"]["profile_id"])
     assert urlsplit(resp.url).path == "/app/settings/calendar"
     assert browser.outcome(resp)["calendar_sync"] == "choose_calendar"
+
+
+def test_a_non_ascii_state_signature_is_an_invalid_state_not_an_error(stack, s):
+    url = browser.start_connect(s, stack.base_url, "google")
+    state = parse_qs(urlsplit(url).query)["state"][0]
+    body = state.split(".")[0]
+    for signature in ("é" * 43, "sig\u2603", "ü"):
+        assert redirect_of(s, callback_url(stack, code="c", state=f"{body}.{signature}")) == {
+            "calendar_sync": "error", "reason": "invalid_state"}
+    assert only_oauth_leftovers(stack) == []
+
+
+def test_a_token_response_that_fails_validation_revokes_that_authorization(stack, jane, s):
+    import json
+
+    # Cronofy answers the code exchange 200 but without `sub` (the body is unusable)
+    def strip_sub(resp, *args, **kwargs):
+        if resp.request.method == "POST" and resp.request.url.endswith("/oauth/token") and resp.status_code == 200:
+            data = resp.json()
+            minted["refresh_token"] = data["refresh_token"]
+            minted["sub"] = data.pop("sub")
+            data.pop("account_id", None)
+            resp._content = json.dumps(data).encode()
+        return resp
+
+    minted = {}
+    session = runtime.cronofy_app().session
+    session.hooks["response"].append(strip_sub)
+    try:
+        result = browser.connect(s, stack.base_url, "google", jane["work"]["profile_id"])
+    finally:
+        session.hooks["response"].remove(strip_sub)
+    assert result == {"calendar_sync": "error", "reason": "code_exchange_failed"}
+    # The authorization that was granted is revoked at Cronofy, and nothing is stored
+    assert minted["sub"]
+    assert stack.emulator.account_state(minted["sub"])["revoked"] is True
+    assert only_oauth_leftovers(stack) == []

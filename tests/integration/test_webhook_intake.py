@@ -3,6 +3,7 @@ notifications through the router, and hand-made requests for everything a caller
 
 import base64
 import json
+import time
 
 import pytest
 import requests
@@ -76,7 +77,7 @@ def test_a_calendar_change_is_queued_once_with_the_users_ids(stack, miguel, serv
     # Given an event Miguel added on his calendar (its own change notification is queued and read)
     uid = stack.emulator.add_external_event(calendar_id, "Dentist", "2026-12-02T09:00:00Z", "2026-12-02T10:00:00Z")
     assert stack.emulator.wait_for_notifications(timeout=5)
-    assert len(stack.queue_messages("NotificationsQueue")) == 1
+    assert stack.drain() == 1
     stack.emulator.clear_notifications()
     stack.emulator.clear_request_log()
     # When he moves it
@@ -258,3 +259,68 @@ def test_unknown_notification_types_are_acknowledged_and_ignored(stack, miguel):
     resp = post(stack.url("/v1/webhooks/cronofy"), notification_body(miguel["channel"], "verification"))
     assert resp.status_code == 200
     assert stack.queue_messages("NotificationsQueue") == []
+
+
+def test_a_replayed_notification_is_dropped_before_any_queue_or_cronofy_call(stack, miguel, monkeypatch):
+    from functions.webhook_intake import app as intake
+
+    calendar_id = miguel["calendar_id"]
+    stack.emulator.add_external_event(calendar_id, "Dentist", "2026-12-02T09:00:00Z", "2026-12-02T10:00:00Z")
+    assert stack.emulator.wait_for_notifications(timeout=5)
+    [delivered] = [n for n in stack.emulator.notifications if n["type"] == "change"]
+    assert delivered["status"] == 202
+    stack.drain()  # the genuine one is read once
+    stack.emulator.clear_request_log()
+    # Minutes to a day later, an attacker who captured it replays it, signature and all, many times
+    for minutes in (5, 60, 600, 1400):
+        monkeypatch.setattr(intake, "_clock", lambda m=minutes: time.time() + m * 60)
+        for _ in range(3):
+            resp = post(delivered["url"], delivered["body"].encode(), delivered["signature"])
+            assert resp.status_code == 200 and resp.json() == {"status": "duplicate"}
+    # Nothing is queued and Cronofy is never asked
+    assert stack.queue_messages("NotificationsQueue") == []
+    stack.drain()
+    assert stack.emulator.request_log == []
+
+
+def test_a_copy_while_the_first_is_queued_is_coalesced_and_one_after_its_read_passes(stack, miguel):
+    # Two genuine changes in the same second share changes_since: their notifications are identical
+    channel, url = miguel["channel"], miguel["channel"]["callback_url"]
+    body = notification_body(channel, "change", changes_since="2026-11-30T10:00:00Z")
+    assert post(url, body).status_code == 202
+    # While the first is still queued, its read (later) covers the second change: coalesced
+    assert post(url, body).json() == {"status": "duplicate"}
+    assert stack.drain() == 1
+    # Once the first was read, a copy within seconds may be a later change in that same second: queued
+    assert post(url, body).status_code == 202
+    assert stack.drain() == 1
+
+
+def test_a_stale_notification_is_dropped_and_a_newer_one_still_queued(stack, miguel):
+    channel, url = miguel["channel"], miguel["channel"]["callback_url"]
+    assert post(url, notification_body(channel, "change", changes_since="2026-11-28T10:00:00Z")).status_code == 202
+    # One far behind the newest accepted on this channel (Cronofy retries for a day, not three)
+    resp = post(url, notification_body(channel, "change", changes_since="2026-11-25T09:00:00Z"))
+    assert resp.status_code == 200 and resp.json() == {"status": "stale"}
+    # A little behind (a genuine retry arriving late) and newer ones pass
+    assert post(url, notification_body(channel, "change", changes_since="2026-11-28T09:00:00Z")).status_code == 202
+    assert post(url, notification_body(channel, "change", changes_since="2026-11-29T10:00:00Z")).status_code == 202
+    assert [m["changes_since"] for m in stack.queue_messages("NotificationsQueue")] == [
+        "2026-11-28T10:00:00Z", "2026-11-28T09:00:00Z", "2026-11-29T10:00:00Z"]
+
+
+def test_a_notification_that_could_not_be_queued_is_accepted_on_cronofys_retry(stack, miguel, monkeypatch):
+    from functions.webhook_intake import app as intake
+
+    channel, url = miguel["channel"], miguel["channel"]["callback_url"]
+    body = notification_body(channel, "change", changes_since="2026-11-30T10:00:00Z")
+    _, _, sqs = intake._store_and_queue()
+
+    def broken(**kwargs):
+        raise RuntimeError("SQS is unavailable")
+
+    monkeypatch.setattr(sqs, "send_message", broken)
+    assert post(url, body).status_code >= 500
+    monkeypatch.undo()
+    assert post(url, body).status_code == 202
+    assert len(stack.queue_messages("NotificationsQueue")) == 1

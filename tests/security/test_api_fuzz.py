@@ -40,3 +40,48 @@ def test_api_conforms_and_never_fails(api, case):
     if case.path.startswith("/v1/webhooks") or case.path.endswith("/oauth/callback"):
         headers = {}
     case.call_and_validate(base_url=stack.base_url, headers=headers, checks=CHECKS)
+
+
+def _degrade(stack, condition):
+    """Cronofy down (every API call answers 503), or the shared limiter's budget spent; and no cached
+    calendar list, so the calendar routes really have to ask Cronofy."""
+    import boto3
+
+    from calsync import runtime
+
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    dynamodb.delete_item(TableName=stack.table_name, Key={"pk": {"S": "USER#u_fuzz"}, "sk": {"S": "CALENDARS"}})
+    if condition == "cronofy_down":
+        stack.emulator.add_fault(path_prefix="/", status=503, count=None)
+    else:
+        runtime.rate_limiter().penalize(60)
+
+
+def _restore(stack):
+    import boto3
+
+    stack.emulator.clear_faults()
+    boto3.client("dynamodb", region_name="us-east-1").delete_item(
+        TableName=stack.table_name, Key={"pk": {"S": "RATELIMIT#cronofy"}, "sk": {"S": "GCRA"}})
+
+
+@pytest.mark.parametrize("condition", ["cronofy_down", "limiter_exhausted"])
+@schema.parametrize()
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_never_fails_when_cronofy_cannot_be_reached(api, case, condition):
+    """Issue 10, finding 3: no 5xx but the documented 503, and nothing off the document, while Cronofy
+    is down or the limiter is exhausted."""
+    stack, authorization = api
+    headers = {"Authorization": authorization}
+    if case.path.startswith("/v1/webhooks") or case.path.endswith("/oauth/callback"):
+        headers = {}
+    _degrade(stack, condition)
+    try:
+        response = case.call(base_url=stack.base_url, headers=headers)
+        case.validate_response(response, checks=[status_code_conformance, content_type_conformance,
+                                                 response_schema_conformance])
+        assert response.status_code < 500 or (
+            response.status_code == 503 and response.json()["error"]["code"] == "calendar_service_unavailable"
+            and int(response.headers["Retry-After"]) >= 1), (response.status_code, response.text)
+    finally:
+        _restore(stack)

@@ -69,3 +69,37 @@ def test_a_429_holds_everyone_back(db):
 def test_parameters_leave_a_margin():
     rate, burst = gcra_parameters(50, 500)
     assert burst + rate <= 50 * 0.95 + 1e-9 and burst + 60 * rate <= 500 * 0.95 + 1e-9
+
+
+def test_queue_work_keeps_its_share_when_people_keep_asking(db):
+    """Issue 10, finding 3: a person's requests cannot use the half of the burst kept for queue work."""
+    clock = Clock()
+    limiter = RateLimiter(db, "t", 50, 500, clock=clock)
+    assert limiter.interactive_burst == limiter.burst - limiter.burst // 2
+    # People alone: granted until the bucket is half full, then told to wait
+    interactive = 0
+    while limiter.acquire(1, priority="interactive") == 0.0:
+        interactive += 1
+    assert interactive == int(limiter.interactive_burst)
+    # Queue work still finds the other half
+    queue = 0
+    while limiter.acquire(1) == 0.0:
+        queue += 1
+    assert queue == int(limiter.burst - limiter.interactive_burst)
+    # Over 20 sustained seconds of both asking as fast as they can, queue work gets at least its share
+    granted = {"queue": 0, "interactive": 0}
+    for _ in range(2000):
+        clock.now += 0.01
+        for priority in ("interactive", "queue"):
+            if limiter.acquire(1, priority=priority) == 0.0:
+                granted[priority] += 1
+    assert granted["queue"] >= granted["interactive"]
+    assert granted["queue"] + granted["interactive"] <= limiter.rate * 20 + 1
+    with pytest.raises(ValueError):
+        limiter.acquire(1, priority="urgent")
+
+
+def test_a_tiny_burst_serves_both(db):
+    limiter = RateLimiter(db, "t", 2, 20, clock=Clock())
+    assert limiter.burst == 1 and limiter.interactive_burst == 1  # nothing to split: both may go
+    assert limiter.acquire(1, priority="interactive") == 0.0

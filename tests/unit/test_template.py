@@ -53,3 +53,49 @@ def test_table_has_pitr_and_no_scan_needed_indexes():
 def test_runtime_is_python313_on_arm64():
     fn = T["Globals"]["Function"]
     assert fn["Runtime"] == "python3.13" and fn["Architectures"] == ["arm64"]
+
+
+# ---- hardening (issue 10, finding 8) ------------------------------------------------------------------
+
+
+def test_every_queue_is_encrypted_at_rest():
+    for name, props in template.queues(T).items():
+        assert props.get("SqsManagedSseEnabled") is True, name
+
+
+def test_every_function_has_a_log_group_with_a_retention():
+    functions = {lid for lid, r in RES.items() if r["Type"] == "AWS::Serverless::Function"}
+    groups = {r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"] for r in RES.values()
+              if r["Type"] == "AWS::Logs::LogGroup"}
+    for fn in functions:
+        props = groups[f"/aws/lambda/${{{fn}}}"]
+        assert props["RetentionInDays"], fn
+
+
+def test_the_api_logs_each_request_by_route_never_by_raw_path():
+    settings = RES["HttpApi"]["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["HttpApiAccessLogs", "Arn"]}
+    assert "$context.routeKey" in settings["Format"] and "$context.status" in settings["Format"]
+    assert "$context.path" not in settings["Format"]  # webhook URLs carry channel tokens
+
+
+def test_the_token_key_only_works_under_a_users_encryption_context():
+    statements = RES["TokenKey"]["Properties"]["KeyPolicy"]["Statement"]
+    denies = [s for s in statements if s["Effect"] == "Deny"]
+    conditions = [s["Condition"] for s in denies]
+    assert {"StringNotEquals": {"kms:EncryptionContext:purpose": "cronofy-tokens"}} in conditions
+    assert {"Null": {"kms:EncryptionContext:user_id": "true"}} in conditions
+    assert all("kms:Decrypt" in s["Action"] for s in denies)
+
+
+def test_functions_have_no_scan_and_no_broad_policy_templates():
+    for lid, r in RES.items():
+        if r["Type"] != "AWS::Serverless::Function" or lid == "ReconcilerFunction":
+            continue
+        for policy in r["Properties"]["Policies"]:
+            assert not {"DynamoDBCrudPolicy", "KMSDecryptPolicy", "KMSEncryptPolicy"} & set(policy), lid
+            for statement in policy.get("Statement", []):
+                assert "dynamodb:Scan" not in statement["Action"], lid
+                if any(a.startswith("kms:") for a in statement["Action"]):
+                    assert statement["Condition"]["StringEquals"] == {
+                        "kms:EncryptionContext:purpose": "cronofy-tokens"}, lid

@@ -11,3 +11,8 @@ def utcnow() -> datetime:
 
 def iso(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+
+
+def parse_utc(text: str) -> datetime:
+    """A wire time (`...Z`, or with an offset) as an aware UTC datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

@@ -17,10 +17,11 @@ from calsync.cronofy import (
     CronofyApp,
     CronofyAuthError,
     CronofyError,
+    CronofyInvalidResponse,
     CronofyUser,
     InvalidGrant,
 )
-from calsync.errors import ApiError, conflict, not_found
+from calsync.errors import ApiError, conflict, forbidden, not_found
 from calsync.messages import Publisher
 from calsync.models import (
     CRONOFY_PROVIDER_NAMES,
@@ -34,13 +35,14 @@ from calsync.models import (
 )
 from calsync.oauth_state import StateError, StateSigner
 from calsync.observability import logger, metrics
-from calsync.store import ConflictError, Store
+from calsync.store import AccountInUse, ConflictError, Store
 from calsync.vault import TokenVault
 
 # A new authorization may replace a connection in these states (reconnect after a broken sync,
 # or a second try while a calendar choice is still pending).
 REPLACEABLE = {ConnectionState.NEEDS_REAUTH.value, ConnectionState.PENDING_CALENDAR.value}
 ACTIVE = {ConnectionState.CONNECTED, ConnectionState.SYNCING}
+CALENDARS_CACHE_SECONDS = 60
 TIMEZONE_RECHECK = timedelta(days=7)
 
 
@@ -159,8 +161,17 @@ class ConnectionService:
             return updated
         raise ConflictError(f"connection of {conn.user_id} keeps changing")
 
-    def _require_connection(self, caller: Caller) -> Connection:
+    def _own_connection(self, caller: Caller) -> Connection | None:
+        """The caller's connection. User ids (the JWT `sub`) are unique across SolarNexus, not per org;
+        a connection is still only ever reached with a session of its own org."""
         conn = self.store.get_connection(caller.user_id)
+        if conn is not None and conn.org_id != caller.org_id:
+            logger.warning("session org differs from the connection's org", extra={"user_id": caller.user_id})
+            raise forbidden("this calendar connection belongs to another organization")
+        return conn
+
+    def _require_connection(self, caller: Caller) -> Connection:
+        conn = self._own_connection(caller)
         if conn is None:
             raise not_found("no calendar is connected")
         return conn
@@ -177,7 +188,7 @@ class ConnectionService:
 
     def start_connect(self, caller: Caller, provider: str, return_to: str | None) -> tuple[str, str]:
         """Returns (authorization URL, browser-binding secret for the cookie)."""
-        existing = self.store.get_connection(caller.user_id)
+        existing = self._own_connection(caller)
         if existing and existing.state.value not in REPLACEABLE:
             raise conflict(
                 f"a calendar is already connected (state {existing.state.value}); "
@@ -210,13 +221,25 @@ class ConnectionService:
             )
         except CronofyError as error:
             logger.warning("oauth completion failed", extra={"user_id": claims.user_id, "error": str(error)})
-            reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
+            refused = isinstance(error, InvalidGrant | CronofyInvalidResponse)
+            reason = "code_exchange_failed" if refused else "calendar_service_unavailable"
             return self._redirect("error", reason, claims.return_to)
 
     def _connect_with_code(self, user_id: str, org_id: str, provider: str, code: str, return_to: str | None) -> str:
         grant = self.cronofy.exchange_code(code, self.settings.oauth_redirect_uri)
         tokens = grant.token_set()
         client = self.cronofy.for_user(tokens, lambda fresh: None)
+        owner = self.store.account_owner(grant.sub)
+        if owner is not None and owner != user_id:
+            # A shared mailbox (installs@) already connected by a teammate. Refused: a disconnect's bulk
+            # delete and revoke act on the whole account, so two users on it would take each other's
+            # events and authorization. Not revoked either, for the same reason: the teammate keeps it.
+            logger.info("calendar account already connected by another user", extra={"user_id": user_id})
+            return self._redirect("error", "account_in_use", return_to)
+        replaced = self.store.get_connection(user_id)
+        if replaced is not None and replaced.org_id != org_id:
+            return self._redirect("error", "already_connected", return_to)  # never across orgs
+        replaced_tokens = self.store.get_tokens(user_id) if replaced else None
         channel_id = None
         try:
             account = client.userinfo()  # the calendars and the account's time zone in one request
@@ -236,6 +259,7 @@ class ConnectionService:
                 state=ConnectionState.SYNCING if only else ConnectionState.PENDING_CALENDAR,
                 provider=provider,
                 cronofy_sub=grant.sub,
+                connection_id=uuid.uuid4().hex,
                 profile_id=profile.profile_id if profile else None,
                 profile_name=profile.profile_name if profile else calendars[0].profile_name,
                 calendar_id=only.calendar_id if only else None,
@@ -247,12 +271,17 @@ class ConnectionService:
                 timezone_checked_at=now,
             )
             self.store.create_connection(conn, self.vault.seal(user_id, client.tokens), REPLACEABLE)
+        except AccountInUse:
+            self._close_quietly(client, channel_id)  # our new channel only: the account stays authorized
+            return self._redirect("error", "account_in_use", return_to)
         except ConflictError:
             self._abandon(client, channel_id)
             return self._redirect("error", "already_connected", return_to)
         except CronofyError:
             self._abandon(client, channel_id)
             raise
+        if replaced is not None:
+            self._retire(replaced, replaced_tokens, client, conn)
         if only:
             conn = self.on_calendar_selected(conn, None)
         logger.info("calendar connected", extra={"user_id": user_id, "state": conn.state.value})
@@ -267,6 +296,35 @@ class ConnectionService:
             self.cronofy.revoke(client.tokens)
         except CronofyError as error:
             logger.warning("could not revoke an abandoned authorization", extra={"error": str(error)})
+
+    @staticmethod
+    def _close_quietly(client: CronofyUser, channel_id: str | None) -> None:
+        if not channel_id:
+            return
+        try:
+            client.close_channel(channel_id)
+        except CronofyError as error:
+            logger.warning("could not close a channel", extra={"error": str(error)})
+
+    def _retire(self, old: Connection, old_ciphertext: bytes | None, new_client: CronofyUser,
+                new: Connection) -> None:
+        """A new authorization replaced a pending or broken connection: close its channel and, when it
+        was another calendar account, revoke that account's authorization and release its claim. (The
+        same account is not revoked: that would revoke the new authorization too.)"""
+        if old.cronofy_sub == new.cronofy_sub:
+            if old.channel_id != new.channel_id:  # Cronofy hands back the same channel for the same URL
+                self._close_quietly(new_client, old.channel_id)
+            return
+        try:
+            if old_ciphertext is None:
+                raise InvalidGrant("no tokens stored")
+            old_client = self.cronofy.for_user(self.vault.open(old.user_id, old_ciphertext), lambda fresh: None)
+            self._close_quietly(old_client, old.channel_id)
+            self.cronofy.revoke(old_client.tokens)
+        except CronofyError as error:  # a broken authorization may be gone already
+            logger.warning("could not revoke a replaced authorization", extra={"user_id": old.user_id,
+                                                                               "error": str(error)})
+        self.store.release_account(old.cronofy_sub, old.user_id)
 
     @staticmethod
     def _writable(calendars: list[Calendar], profile_id: str | None) -> list[Calendar]:
@@ -303,7 +361,7 @@ class ConnectionService:
     # ---- status and calendar choice ----------------------------------------------------------
 
     def status(self, caller: Caller) -> dict:
-        conn = self.store.get_connection(caller.user_id)
+        conn = self._own_connection(caller)
         if conn is None:
             return {"state": ConnectionState.NOT_CONNECTED.value}
         view = conn.public_view()
@@ -313,21 +371,33 @@ class ConnectionService:
                                 "total": int(progress.get("total", 0)), "error": progress.get("error")}
         return view
 
-    def _live_client(self, conn: Connection) -> CronofyUser:
+    @staticmethod
+    def _require_live(conn: Connection) -> None:
         if conn.state == ConnectionState.DISCONNECTING:
             raise conflict("the calendar is being disconnected")
         if conn.state == ConnectionState.NEEDS_REAUTH:
             raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed: connect again")
-        return self.user_client(conn)
 
-    def calendars(self, caller: Caller) -> list[dict]:
-        conn = self._require_connection(caller)
-        client = self._live_client(conn)
+    def _account_calendars(self, conn: Connection) -> list[Calendar]:
+        """The writable calendars of the connection's account: from Cronofy at most once per
+        CALENDARS_CACHE_SECONDS per connection (the picker, then the choice, cost one request)."""
+        self._require_live(conn)
+        key = conn.connection_id or conn.cronofy_sub
+        now = int(utcnow().timestamp())
+        cached = self.store.get_calendars(conn.user_id, key, now)
+        if cached is not None:
+            return [Calendar.model_validate(c) for c in cached]
         try:
-            found = self._writable(client.calendars(), conn.profile_id)
+            found = self._writable(self.user_client(conn).calendars(), conn.profile_id)
         except (InvalidGrant, CronofyAuthError) as error:
             self.mark_needs_reauth(conn, "authorization_revoked")
             raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed") from error
+        self.store.put_calendars(conn.user_id, key, [c.model_dump() for c in found], now + CALENDARS_CACHE_SECONDS)
+        return found
+
+    def calendars(self, caller: Caller) -> list[dict]:
+        conn = self._require_connection(caller)
+        found = self._account_calendars(conn)
         return [
             {
                 "id": c.calendar_id,
@@ -340,14 +410,7 @@ class ConnectionService:
 
     def select_calendar(self, caller: Caller, calendar_id: str) -> dict:
         conn = self._require_connection(caller)
-        client = self._live_client(conn)
-        try:
-            chosen = next(
-                (c for c in self._writable(client.calendars(), conn.profile_id) if c.calendar_id == calendar_id), None
-            )
-        except (InvalidGrant, CronofyAuthError) as error:
-            self.mark_needs_reauth(conn, "authorization_revoked")
-            raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed") from error
+        chosen = next((c for c in self._account_calendars(conn) if c.calendar_id == calendar_id), None)
         if chosen is None:
             raise ApiError(422, "calendar_not_writable", "that calendar is not a writable calendar of this account")
         if chosen.calendar_id == conn.calendar_id:
@@ -372,7 +435,7 @@ class ConnectionService:
     # ---- disconnect and cleanup ----------------------------------------------------------------
 
     def request_disconnect(self, caller: Caller) -> dict:
-        conn = self.store.get_connection(caller.user_id)
+        conn = self._own_connection(caller)
         if conn is None:
             return {"state": ConnectionState.NOT_CONNECTED.value}
         if conn.state != ConnectionState.DISCONNECTING:
@@ -383,23 +446,34 @@ class ConnectionService:
             except ConflictError as error:
                 raise conflict("the connection changed meanwhile; try again") from error
         # Sent every time: a lost message is healed by the user asking again.
-        self.publisher.request_disconnect(conn.org_id, conn.user_id)
+        self.publisher.request_disconnect(conn.org_id, conn.user_id, conn.connection_id)
         logger.info("disconnect requested", extra={"user_id": conn.user_id})
         return {"state": ConnectionState.DISCONNECTING.value}
 
-    def cleanup(self, user_id: str, org_id: str, reason: str) -> str:
+    def cleanup(self, user_id: str, org_id: str, reason: str, *, connection_id: str | None = None,
+                occurred_before: datetime | None = None, only_if_disconnecting: bool = False) -> str:
         """Remove every SolarNexus event, close the channel, revoke, delete tokens. Idempotent.
+
+        A job acts only on the connection it was issued for, so a replay (SQS duplicate, a re-queued
+        job, a DLQ redrive) after the user connected again is a no-op: `connection_id` names the
+        connection a disconnect was asked for; `occurred_before` (a deactivation's `occurred_at`)
+        spares a connection made after it; `only_if_disconnecting` (a disconnect job that names no
+        connection) acts only on a connection still being disconnected.
 
         Cronofy outages raise (the queue retries); a revoked authorization does not stop the
         local cleanup, since nothing at Cronofy can be reached any more.
         """
         conn = self.store.get_connection(user_id)
         if conn is None:
-            self.store.delete_connection(user_id)  # a stray token item, if any
-            self.store.delete_refs_of_user(user_id)
+            self.store.delete_stray_tokens(user_id)  # a stray token item, if any (never a new connection)
             return "nothing_to_do"
         if conn.org_id != org_id:
             raise OrgMismatch(f"user {user_id} is not in org {org_id}")
+        stale = self._stale_job(conn, connection_id, occurred_before, only_if_disconnecting)
+        if stale:
+            logger.info("cleanup job is not for the current connection: nothing done",
+                        extra={"user_id": user_id, "reason": reason, "cause": stale})
+            return "not_this_connection"
         if conn.state != ConnectionState.DISCONNECTING:
             conn = self.store.save_connection(
                 conn.model_copy(update={"state": ConnectionState.DISCONNECTING, "updated_at": utcnow()})
@@ -417,10 +491,22 @@ class ConnectionService:
                 "authorization already revoked: calendar events could not be removed", extra={"user_id": user_id}
             )
         self.store.delete_refs_of_user(user_id)
-        self.store.delete_connection(user_id)
+        self.store.delete_connection(user_id, conn.connection_id, sub=conn.cronofy_sub)
         self.publisher.connection_changed(conn.org_id, user_id, ConnectionState.NOT_CONNECTED, reason)
         logger.info("connection cleaned up", extra={"user_id": user_id, "reason": reason, "outcome": outcome})
         return outcome
+
+    @staticmethod
+    def _stale_job(conn: Connection, connection_id: str | None, occurred_before: datetime | None,
+                   only_if_disconnecting: bool) -> str | None:
+        """Why a cleanup job is not for this connection (None: it is)."""
+        if connection_id is not None and conn.connection_id is not None and connection_id != conn.connection_id:
+            return "another_connection"
+        if occurred_before is not None and conn.connected_at > occurred_before:
+            return "connected_after_the_event"
+        if connection_id is None and only_if_disconnecting and conn.state != ConnectionState.DISCONNECTING:
+            return "not_disconnecting"
+        return None
 
     # ---- org view ------------------------------------------------------------------------------
 

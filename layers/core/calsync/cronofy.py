@@ -19,17 +19,33 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from calsync.models import Calendar, TokenSet, utcnow
 from calsync.observability import metrics
 
 DEFAULT_SCOPE = "read_account list_calendars read_events create_event delete_event"
+
+# Who is waiting for the requests sent in this context: "queue" work (the default) goes first at the
+# shared limiter; "interactive" (a person on a route) may not use the share reserved for queue work.
+_priority: ContextVar[str] = ContextVar("cronofy_priority", default="queue")
+
+
+@contextmanager
+def interactive() -> Iterator[None]:
+    """Cronofy requests sent inside are a person's (the web app's routes, the OAuth callback)."""
+    token = _priority.set("interactive")
+    try:
+        yield
+    finally:
+        _priority.reset(token)
 BATCH_LIMIT = 50
 
 
@@ -57,6 +73,10 @@ class CronofyValidationError(CronofyError):
 
 class CronofyNotFound(CronofyError):
     pass
+
+
+class CronofyInvalidResponse(CronofyError):
+    """Cronofy answered success with a body we cannot use."""
 
 
 class CronofyRateLimited(CronofyError):
@@ -211,7 +231,7 @@ class CronofyApp:
             return
         waited = 0.0
         while True:
-            wait = self.limiter.acquire(1)
+            wait = self.limiter.acquire(1, priority=_priority.get())
             if wait <= 0:
                 return
             if waited + wait > self.max_limiter_wait:
@@ -258,7 +278,18 @@ class CronofyApp:
         data = self._token_call(
             {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}, idempotent=False
         )
-        return TokenGrant.model_validate(data)
+        try:
+            return TokenGrant.model_validate(data)
+        except ValidationError as error:
+            # The code is spent and an authorization exists at Cronofy that nothing will ever store:
+            # revoke it rather than leave it behind.
+            token = (data.get("refresh_token") or data.get("access_token")) if isinstance(data, dict) else None
+            if isinstance(token, str) and token:
+                try:
+                    self._revoke_token(token)
+                except CronofyError:
+                    pass
+            raise CronofyInvalidResponse("the token response is not valid") from error
 
     def refresh(self, tokens: TokenSet) -> TokenSet:
         data = self._token_call(
@@ -273,7 +304,10 @@ class CronofyApp:
         )
 
     def revoke(self, tokens: TokenSet) -> None:
-        body = {"client_id": self.client_id, "client_secret": self._secret, "token": tokens.refresh_token}
+        self._revoke_token(tokens.refresh_token)
+
+    def _revoke_token(self, token: str) -> None:
+        body = {"client_id": self.client_id, "client_secret": self._secret, "token": token}
         resp = self.send("POST", f"{self.api_base_url}/oauth/token/revoke", json=body)
         if resp.status_code >= 300:
             raise CronofyError(f"revoke answered {resp.status_code}", status=resp.status_code)

@@ -32,6 +32,10 @@ class DisconnectRequested(Envelope):
 
     type: Literal["connection.disconnect_requested"]
     user_id: Id
+    # The connection the user asked to disconnect: a replay after a reconnect finds another one and
+    # does nothing. (Absent in jobs queued before it existed, and in the reconciler's re-queued ones:
+    # those act only on a connection that is still `disconnecting`.)
+    connection_id: Id | None = None
 
 
 UserQueueMessage = Annotated[UserDeactivated | DisconnectRequested, Field(discriminator="type")]
@@ -68,7 +72,7 @@ class Publisher:
         """A reschedule or removal made on the user's calendar, for the core platform."""
         self._send(self._changes_url, message)
 
-    def request_disconnect(self, org_id: str, user_id: str) -> None:
+    def request_disconnect(self, org_id: str, user_id: str, connection_id: str | None = None) -> None:
         self._send(
             self._cleanup_url,
             DisconnectRequested(
@@ -77,6 +81,7 @@ class Publisher:
                 occurred_at=iso(utcnow()),
                 org_id=org_id,
                 user_id=user_id,
+                connection_id=connection_id,
             ),
         )
 

@@ -65,6 +65,9 @@ class Connection(BaseModel):
     state: ConnectionState
     provider: str
     cronofy_sub: str
+    # Which connection this is: a new one for every authorization, so a job issued for one connection
+    # (a cleanup) never acts on the next (None for connections stored before it existed).
+    connection_id: str | None = None
     profile_id: str | None = None
     profile_name: str | None = None
     calendar_id: str | None = None

@@ -76,7 +76,11 @@ class StateSigner:
         if not state or state.count(".") != 1 or len(state) > 2048:
             raise StateError("invalid_state")
         body, signature = state.split(".")
-        if not hmac.compare_digest(self._sign(body), signature):
+        try:  # bytes: compare_digest refuses non-ASCII str, and a forged state may carry anything
+            valid = hmac.compare_digest(self._sign(body).encode(), signature.encode("utf-8"))
+        except (UnicodeError, ValueError):
+            valid = False
+        if not valid:
             raise StateError("invalid_state")
         try:
             payload = json.loads(_unb64(body))

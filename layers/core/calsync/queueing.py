@@ -1,6 +1,7 @@
-"""Handing SQS work back for later: when Cronofy (or our own limiter) says wait, a failed message's
-visibility timeout is set to that wait, so the retry comes when there is budget again instead of a
-Lambda sleeping on it."""
+"""Handing SQS work back for later: when Cronofy (or our own limiter) says wait, the message comes back
+when there is budget again instead of a Lambda sleeping on it. A delayed copy is sent and the original
+succeeds, so throttling never counts towards the queue's maxReceiveCount (only real failures reach the
+DLQ); if the copy cannot be sent, the failed message's visibility timeout is set to the wait instead."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from calsync.observability import logger
 from calsync.runtime import aws_client
 
 MAX_VISIBILITY = 12 * 3600
+MAX_DELAY = 900  # SQS's longest DelaySeconds
+MAX_REQUEUES = 50  # a message throttled this often (~12 h at the longest delay) fails as usual
+REQUEUE_ATTRIBUTE = "calsync-requeues"
 
 
 @cache
@@ -37,14 +41,51 @@ def hand_back(queue_arn: str, receipt_handles: list[str], seconds: float) -> Non
         logger.warning("could not hand messages back", extra={"error": str(error)})
 
 
+def requeue(queue_arn: str, body: str, message_attributes: dict | None, seconds: float) -> bool:
+    """Put a copy of a throttled message back on its queue, delayed by about `seconds`, so the original
+    can be deleted: waiting for Cronofy's budget never uses up one of the queue's `maxReceiveCount`
+    receives (valid work does not reach the DLQ because the limit was busy). False when the copy could
+    not be sent, or the message was already requeued MAX_REQUEUES times (then it fails as usual)."""
+    attributes = _send_attributes(message_attributes or {})
+    count = int(attributes.get(REQUEUE_ATTRIBUTE, {}).get("StringValue") or 0)
+    if count >= MAX_REQUEUES:
+        return False
+    attributes[REQUEUE_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(count + 1)}
+    delay = min(MAX_DELAY, max(1, math.ceil(seconds * random.uniform(1.0, 1.3))))
+    try:
+        aws_client("sqs").send_message(QueueUrl=_queue_url(queue_arn), MessageBody=body, DelaySeconds=delay,
+                                       MessageAttributes=attributes)
+    except ClientError as error:
+        logger.warning("could not requeue a throttled message", extra={"error": str(error)})
+        return False
+    return True
+
+
+def _send_attributes(record_attributes: dict) -> dict:
+    """A Lambda SQS record's message attributes (camelCase) as SendMessage takes them."""
+    attributes = {}
+    for name, value in record_attributes.items():
+        if value.get("stringValue") is not None:
+            attributes[name] = {"DataType": value.get("dataType", "String"), "StringValue": value["stringValue"]}
+        elif value.get("binaryValue") is not None:
+            attributes[name] = {"DataType": value.get("dataType", "Binary"), "BinaryValue": value["binaryValue"]}
+    return attributes
+
+
 def handing_back_when_throttled(record_handler):
-    """Wrap a Powertools record handler: a throttled record is handed back for later, then fails."""
+    """Wrap a Powertools record handler: a throttled record is requeued for later as a fresh copy (and
+    succeeds here), or, if that is not possible, handed back for later and failed."""
 
     def wrapped(record):
         try:
             return record_handler(record)
         except CronofyRateLimited as error:
-            hand_back(record.event_source_arn, [record.receipt_handle], error.retry_after or 1.0)
+            wait = error.retry_after or 1.0
+            raw = getattr(record, "raw_event", None) or {}
+            if requeue(record.event_source_arn, record.body, raw.get("messageAttributes"), wait):
+                logger.info("throttled: message requeued", extra={"seconds": wait})
+                return {"requeued": True}
+            hand_back(record.event_source_arn, [record.receipt_handle], wait)
             raise
 
     return wrapped

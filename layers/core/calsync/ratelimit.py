@@ -21,6 +21,11 @@ import time
 from decimal import Decimal
 
 MARGIN = 0.95
+# Queue work keeps this share of the burst to itself: an interactive request (a person waiting on a
+# route) is granted only while the bucket is at most half full, so a busy web app can never starve
+# milestone pushes, notifications and cleanups (they go first), while short interactive bursts pass.
+RESERVED_FOR_QUEUE_SHARE = 0.5
+PRIORITIES = ("queue", "interactive")
 
 
 def gcra_parameters(per_second: float, per_minute: float) -> tuple[float, float]:
@@ -39,6 +44,8 @@ class RateLimiter:
         self._key = {"pk": {"S": f"RATELIMIT#{key}"}, "sk": {"S": "GCRA"}}
         self._clock = clock
         self.rate, self.burst = gcra_parameters(per_second, per_minute)
+        # How much of the burst interactive requests may use (all of it when the burst is tiny).
+        self.interactive_burst = max(1.0, self.burst - math.floor(self.burst * RESERVED_FOR_QUEUE_SHARE))
         self.granted = 0
         self.denied = 0
 
@@ -64,14 +71,19 @@ class RateLimiter:
             return False
         return True
 
-    def acquire(self, n: int = 1) -> float:
-        """Take n requests' worth; 0.0 if granted, else the seconds to wait (nothing is taken)."""
+    def acquire(self, n: int = 1, priority: str = "queue") -> float:
+        """Take n requests' worth; 0.0 if granted, else the seconds to wait (nothing is taken).
+
+        `priority="interactive"` may only use `interactive_burst` of the burst: queue work goes first."""
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority is one of {PRIORITIES}")
+        burst = self.burst if priority == "queue" else self.interactive_burst
         for _ in range(8):
             stored = self._read_tat()
             now = self._clock()
             tat = max(stored if stored is not None else now, now)
             new_tat = tat + n / self.rate
-            wait = new_tat - now - self.burst / self.rate
+            wait = new_tat - now - burst / self.rate
             if wait > 1e-6:
                 self.denied += 1
                 return wait

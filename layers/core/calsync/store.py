@@ -13,6 +13,10 @@ One table, keyed `pk`/`sk`, designed from the access patterns:
 | connections the reconciler is due to  | GSI by_due: due_pk=DUE, due_sk={next visit, UTC ISO} |
 |   visit, most overdue first           |   (sparse: only connections that need visits)        |
 | single-use OAuth state                | pk=OAUTHSTATE#{nonce}, sk=STATE, ttl                 |
+| push notifications already accepted   | pk=NOTIFY#{channel}, sk={type}#{changes_since}, ttl; |
+|   (replays) and the newest per channel|   sk=NEWEST                                          |
+| the one user of a Cronofy account     | pk=ACCOUNT#{sub}, sk=OWNER (user_id, org_id)         |
+| a user's calendar list (60 s cache)   | pk=USER#{user_id}, sk=CALENDARS, ttl                 |
 | milestone mirror (newest version)     | pk=MILESTONE#{id}, sk=MIRROR                         |
 | scheduled milestones of a user, by    | pk=MILESTONE#{id}, sk=SCHEDULED#{user}; GSI          |
 |   start (backfill window)             |   by_assignee: assignee_pk=ASSIGNEE#{user},          |
@@ -50,6 +54,8 @@ TOKENS_SK = "TOKENS"
 BACKFILL_SK = "BACKFILL"
 BUSY_SK = "BUSY"  # the busy periods' bookkeeping (as_of) when no week holds any
 BUSY_PREFIX = "BUSY#"
+CALENDARS_SK = "CALENDARS"
+ACCOUNT_SK = "OWNER"
 MIRROR_SK = "MIRROR"
 BATCH_GET_LIMIT = 100
 
@@ -59,6 +65,14 @@ DUE_PK = "DUE"
 
 class ConflictError(Exception):
     """A conditional write lost a race or found the item in another state."""
+
+
+class MilestoneOrgMismatch(ValueError):
+    """A milestone message names a milestone id that belongs to another org."""
+
+
+class AccountInUse(ConflictError):
+    """The calendar account is already connected by another SolarNexus user."""
 
 
 def _user_pk(user_id: str) -> str:
@@ -133,15 +147,46 @@ class Store:
         if states:
             put_conn["ExpressionAttributeNames"] = {"#state": "state"}
             put_conn["ExpressionAttributeValues"] = _to_item(names)
+        # One calendar account, one SolarNexus user: the account's claim is taken in the same transaction.
+        claim = {
+            "TableName": self._table,
+            "Item": _to_item({"pk": f"ACCOUNT#{conn.cronofy_sub}", "sk": ACCOUNT_SK, "user_id": conn.user_id,
+                              "org_id": conn.org_id}),
+            "ConditionExpression": "attribute_not_exists(pk) OR user_id = :me",
+            "ExpressionAttributeValues": _to_item({":me": conn.user_id}),
+        }
         try:
             self._db.transact_write_items(
                 TransactItems=[
                     {"Put": put_conn},
                     {"Put": {"TableName": self._table, "Item": self._tokens_item(conn.user_id, token_ciphertext)}},
+                    {"Put": claim},
                 ]
             )
         except self._db.exceptions.TransactionCanceledException as error:
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if len(reasons) == 3 and reasons[2] == "ConditionalCheckFailed" and reasons[0] != "ConditionalCheckFailed":
+                raise AccountInUse("this calendar account is connected by another user") from error
             raise ConflictError("a connection exists in a state that cannot be replaced") from error
+
+    def account_owner(self, sub: str) -> str | None:
+        """The user whose connection uses this Cronofy account (its claim, else the by_sub index for
+        connections stored before claims existed)."""
+        item = self._db.get_item(TableName=self._table, ConsistentRead=True,
+                                 Key=_to_item({"pk": f"ACCOUNT#{sub}", "sk": ACCOUNT_SK})).get("Item")
+        if item:
+            return _from_item(item)["user_id"]
+        conn = self.connection_by_sub(sub)
+        return conn.user_id if conn else None
+
+    def release_account(self, sub: str, user_id: str) -> None:
+        """Drop this user's claim on an account (never another user's)."""
+        try:
+            self._db.delete_item(TableName=self._table, Key=_to_item({"pk": f"ACCOUNT#{sub}", "sk": ACCOUNT_SK}),
+                                 ConditionExpression="user_id = :me",
+                                 ExpressionAttributeValues=_to_item({":me": user_id}))
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass
 
     def save_connection(self, conn: Connection) -> Connection:
         """Write `conn` if nobody else wrote since it was read (optimistic concurrency on `revision`)."""
@@ -172,17 +217,51 @@ class Store:
                 continue
         return None
 
-    def delete_connection(self, user_id: str) -> None:
-        """Delete the connection, its tokens, backfill progress and busy periods (idempotent). The busy
-        weeks go first: a crash in between leaves the connection, and its cleanup is retried."""
+    def delete_connection(self, user_id: str, connection_id: str | None = None, sub: str | None = None) -> None:
+        """Delete the connection, its tokens, backfill progress and busy periods (idempotent), and with
+        `sub` this user's claim on that calendar account. The busy weeks go first: a crash in between
+        leaves the connection, and its cleanup is retried.
+
+        With `connection_id`, only that connection: if another one replaced it meanwhile, nothing of it
+        is deleted (but busy weeks, which it rebuilds) and ConflictError is raised."""
         pk = _user_pk(user_id)
         BusyStore(self._db, self._table).delete_user(user_id)
-        self._db.transact_write_items(
-            TransactItems=[
-                {"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": sk})}}
-                for sk in (CONNECTION_SK, TOKENS_SK, BACKFILL_SK, BUSY_SK)
-            ]
-        )
+        items: list[dict[str, Any]] = [
+            {"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": sk})}}
+            for sk in (CONNECTION_SK, TOKENS_SK, BACKFILL_SK, BUSY_SK, CALENDARS_SK)
+        ]
+        if connection_id is not None:
+            items[0]["Delete"].update(
+                ConditionExpression="attribute_not_exists(pk) OR connection_id = :cid",
+                ExpressionAttributeValues=_to_item({":cid": connection_id}))
+        claim = None
+        if sub is not None:
+            claim = {"Delete": {"TableName": self._table, "Key": _to_item({"pk": f"ACCOUNT#{sub}", "sk": ACCOUNT_SK}),
+                                "ConditionExpression": "attribute_not_exists(pk) OR user_id = :me",
+                                "ExpressionAttributeValues": _to_item({":me": user_id})}}
+        try:
+            self._db.transact_write_items(TransactItems=items + ([claim] if claim else []))
+        except self._db.exceptions.TransactionCanceledException as error:
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+            if claim and reasons and reasons[0] != "ConditionalCheckFailed":
+                # Someone else's claim on the account (connections from before claims): keep it.
+                self._db.transact_write_items(TransactItems=items)
+                return
+            raise ConflictError(f"the connection of {user_id} was replaced meanwhile") from error
+
+    def delete_stray_tokens(self, user_id: str) -> None:
+        """Tokens (and progress) left without a connection; never anything of a connection made meanwhile."""
+        pk = _user_pk(user_id)
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"ConditionCheck": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": CONNECTION_SK}),
+                                    "ConditionExpression": "attribute_not_exists(pk)"}},
+                *({"Delete": {"TableName": self._table, "Key": _to_item({"pk": pk, "sk": sk})}}
+                  for sk in (TOKENS_SK, BACKFILL_SK, BUSY_SK, CALENDARS_SK)),
+            ])
+        except self._db.exceptions.TransactionCanceledException:
+            return  # a connection exists again: its items are not stray
+        BusyStore(self._db, self._table).delete_user(user_id)
 
     def connections_in_org(self, org_id: str) -> list[Connection]:
         found: list[Connection] = []
@@ -320,6 +399,28 @@ class Store:
         item = resp.get("Item")
         return bytes(_from_item(item)["ciphertext"]) if item else None
 
+    # ---- calendar list cache -----------------------------------------------------------------------
+
+    def put_calendars(self, user_id: str, key: str, calendars: list[dict], expires_at: int) -> None:
+        """The account's calendars, briefly (the calendar picker is not a Cronofy call per click)."""
+        import json
+
+        self._db.put_item(TableName=self._table, Item=_to_item({
+            "pk": _user_pk(user_id), "sk": CALENDARS_SK, "key": key, "calendars": json.dumps(calendars),
+            "expires_at": expires_at, "ttl": expires_at}))
+
+    def get_calendars(self, user_id: str, key: str, now: int) -> list[dict] | None:
+        import json
+
+        item = self._db.get_item(TableName=self._table, ConsistentRead=True,
+                                 Key=_to_item({"pk": _user_pk(user_id), "sk": CALENDARS_SK})).get("Item")
+        if not item:
+            return None
+        values = _from_item(item)
+        if values.get("key") != key or int(values.get("expires_at", 0)) <= now:
+            return None
+        return json.loads(values["calendars"])
+
     # ---- OAuth state ---------------------------------------------------------------------------
 
     def put_oauth_state(self, nonce: str, user_id: str, org_id: str, expires_at: int) -> None:
@@ -344,21 +445,100 @@ class Store:
             return None
         return _from_item(resp["Attributes"])
 
+    # ---- push notifications (replays) --------------------------------------------------------------
+
+    def accept_notification(self, channel_id: str, kind: str, changes_since: str | None, now: float,
+                            window: float, stale_after: float, grace: float = 60, max_copies: int = 3) -> str:
+        """"new", "duplicate" or "stale" for a verified push notification, before anything is queued.
+
+        - The same (channel, type, changes_since) is accepted once per `window` seconds. A copy that
+          arrives while the first is still queued is covered by that job's read (it reads later).
+          Two genuine changes in the same second share a `changes_since`, so a copy arriving after the
+          first job began reading, within `grace` seconds of the first, passes (at most `max_copies`).
+        - "stale": `changes_since` more than `stale_after` seconds behind the newest accepted on the
+          channel (Cronofy retries for a day; the reconciler covers anything missed).
+        A duplicate costs one conditional write; nothing else is read."""
+        pk, sk = f"NOTIFY#{channel_id}", f"{kind}#{changes_since or '-'}"
+        expires = int(now + window)
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=_to_item({"pk": pk, "sk": sk, "accepted_at": int(now), "expires_at": expires, "ttl": expires,
+                               "read_started": False, "copies": 0}),
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
+                ExpressionAttributeValues=_to_item({":now": int(now)}),
+            )
+        except self._db.exceptions.ConditionalCheckFailedException:
+            try:
+                self._db.update_item(
+                    TableName=self._table, Key=_to_item({"pk": pk, "sk": sk}),
+                    UpdateExpression="SET read_started = :f ADD copies :one",
+                    ConditionExpression="read_started = :t AND accepted_at >= :since AND copies < :max",
+                    ExpressionAttributeValues=_to_item({":f": False, ":t": True, ":one": 1,
+                                                        ":since": int(now - grace), ":max": max_copies}),
+                )
+            except self._db.exceptions.ConditionalCheckFailedException:
+                return "duplicate"
+        if not changes_since:
+            return "new"
+        try:
+            self._db.update_item(
+                TableName=self._table, Key=_to_item({"pk": pk, "sk": "NEWEST"}),
+                UpdateExpression="SET newest = :cs", ConditionExpression="attribute_not_exists(newest) OR newest < :cs",
+                ExpressionAttributeValues=_to_item({":cs": changes_since}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self._db.exceptions.ConditionalCheckFailedException as error:
+            newest = _from_item(error.response.get("Item") or {}).get("newest")
+            if newest is None:
+                newest = _from_item(self._db.get_item(TableName=self._table, ConsistentRead=True,
+                                                      Key=_to_item({"pk": pk, "sk": "NEWEST"})).get("Item") or {}
+                                    ).get("newest")
+            if newest and _seconds_between(changes_since, newest) > stale_after:
+                return "stale"
+        return "new"
+
+    def notification_read_started(self, channel_id: str, kind: str, changes_since: str | None) -> None:
+        """The processor is about to read what this notification announced: a copy arriving from now on
+        may be a genuine later change (see accept_notification)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=_to_item({"pk": f"NOTIFY#{channel_id}", "sk": f"{kind}#{changes_since or '-'}"}),
+                UpdateExpression="SET read_started = :t", ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues=_to_item({":t": True}))
+        except self._db.exceptions.ConditionalCheckFailedException:
+            pass
+
+    def forget_notification(self, channel_id: str, kind: str, changes_since: str | None) -> None:
+        """Undo accept_notification's marker (the message could not be queued: Cronofy's retry must pass)."""
+        self._db.delete_item(TableName=self._table,
+                             Key=_to_item({"pk": f"NOTIFY#{channel_id}", "sk": f"{kind}#{changes_since or '-'}"}))
+
     # ---- milestone mirror ----------------------------------------------------------------------
 
     def put_mirror_if_newer(self, org_id: str, milestone_id: str, version: int, body: str | None) -> bool:
-        """Store a milestone version (body None = deleted) unless the mirror already has it or newer."""
+        """Store a milestone version (body None = deleted) unless the mirror already has it or newer.
+
+        A milestone belongs to the org that first sent it: a message from another org naming the same
+        milestone id raises MilestoneOrgMismatch and changes nothing."""
         item = {"pk": f"MILESTONE#{milestone_id}", "sk": MIRROR_SK, "org_id": org_id, "version": version,
                 "deleted": body is None, "body": body}
         try:
             self._db.put_item(
                 TableName=self._table,
                 Item=_to_item(item),
-                ConditionExpression="attribute_not_exists(pk) OR #v < :v",
+                ConditionExpression="attribute_not_exists(pk) OR (#v < :v AND org_id = :org)",
                 ExpressionAttributeNames={"#v": "version"},
-                ExpressionAttributeValues=_to_item({":v": version}),
+                ExpressionAttributeValues=_to_item({":v": version, ":org": org_id}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except self._db.exceptions.ConditionalCheckFailedException:
+        except self._db.exceptions.ConditionalCheckFailedException as error:
+            old = _from_item(error.response.get("Item") or {})
+            if not old:  # older SDKs/emulators do not return the item: read it
+                old = self.mirrors([milestone_id]).get(milestone_id, {})
+            if old.get("org_id") not in (None, org_id):
+                raise MilestoneOrgMismatch(f"milestone {milestone_id} belongs to another org") from error
             return False
         return True
 
@@ -620,6 +800,16 @@ class Store:
         if "Item" not in resp:
             raise LookupError(f"backfill chunk {run_id}/{n} not found")
         return list(_from_item(resp["Item"])["milestone_ids"])
+
+
+def _seconds_between(earlier: str, later: str) -> float:
+    """later - earlier in seconds for two wire times; 0 when either is not a time."""
+    from calsync.clock import parse_utc
+
+    try:
+        return (parse_utc(later) - parse_utc(earlier)).total_seconds()
+    except (ValueError, TypeError):
+        return 0.0
 
 
 def _ref_from(item: dict[str, Any]) -> EventRef:

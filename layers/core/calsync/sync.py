@@ -140,9 +140,12 @@ def plan_milestone(
     if only_user is not None:
         users &= {only_user}
     window_start = now - timedelta(days=BACKFILL_DAYS)
+    org_id = mirror.get("org_id") if mirror else None
     for user_id in sorted(users):
         conn = connections.get(user_id)
         writable = conn is not None and conn.state in WRITABLE_STATES and conn.calendar_id is not None
+        if writable and org_id is not None and conn.org_id != org_id:
+            writable = False  # never write one org's milestone on a calendar of another org's user
         ref = refs.get(user_id)
         if not writable:
             continue  # nothing can be written now; connect/backfill or cleanup takes care of it
