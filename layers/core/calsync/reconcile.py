@@ -190,7 +190,7 @@ class Reconciler:
             return repairs
         plan = plan_visit(conn, now)
         if plan.requeue_cleanup:
-            self.service.publisher.request_disconnect(conn.org_id, conn.user_id)  # a lost cleanup job
+            self.service.publisher.request_disconnect(conn.org_id, conn.user_id, conn.connection_id)  # a lost job
             repairs["cleanups_requeued"] += 1
         if plan.restart_backfill:
             self.service.on_calendar_selected(conn, None)
