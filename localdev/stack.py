@@ -184,7 +184,7 @@ class LocalStack:
             "NOTIFICATIONS_QUEUE_URL": self.queue_urls["NotificationsQueue"],
             "RATE_LIMIT_PER_SECOND": os.environ.get("RATE_LIMIT_PER_SECOND", "50"),
             "RATE_LIMIT_PER_MINUTE": os.environ.get("RATE_LIMIT_PER_MINUTE", "500"),
-            "RECONCILE_REQUEST_BUDGET": os.environ.get("RECONCILE_REQUEST_BUDGET", "150"),
+            "RECONCILE_REQUEST_BUDGET": os.environ.get("RECONCILE_REQUEST_BUDGET", "1000"),
             "BUSY_STALE_AFTER_MINUTES": os.environ.get("BUSY_STALE_AFTER_MINUTES", "180"),
             "POWERTOOLS_SERVICE_NAME": "calendar-sync",
             "POWERTOOLS_METRICS_NAMESPACE": "SolarNexus/CalendarSync",
