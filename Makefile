@@ -61,7 +61,7 @@ checkov: $(CHECKOVVENV)/.installed
 	$(CHECKOVVENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
 unit: $(VENV)/.installed
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n auto
 
 # sam build (python3.13, arm64) is part of the test: a template or layer that does not build fails CI.
 test: install lint validate checkov unit build

@@ -8,7 +8,7 @@ import pytest
 
 from calsync import runtime
 from calsync.milestones import event_id_for
-from calsync.models import utcnow
+from calsync.models import CHECK_EVERY, utcnow
 from tests.helpers import in_days, iso, managed_events, milestone, push
 from tests.schema import assert_valid_message
 
@@ -138,7 +138,7 @@ def test_the_scheduled_run_visits_due_users_only_and_moves_them_a_day_on(stack, 
     assert report["users"] == 1 and report["backlog"] == 0
     miguel = store.get_connection("u_miguel")
     assert miguel.last_checked_at >= utcnow() - timedelta(minutes=1)
-    assert miguel.due_at() == miguel.last_checked_at + timedelta(hours=24)
+    assert miguel.due_at() == miguel.last_checked_at + CHECK_EVERY
     assert store.users_due("9999", 10) == sorted(["u_jane", "u_miguel"], key=lambda u: store.get_connection(u).due_at())
 
 
