@@ -87,6 +87,9 @@ class Connection(BaseModel):
     # A visit that failed (any error) is tried again at this time; the error is kept for operators.
     reconcile_retry_at: datetime | None = None
     reconcile_error: str | None = None
+    # "enterprise_connect" when the org's administrator connected this calendar (calsync/enterprise.py);
+    # None when the user connected it themselves.
+    connected_by: str | None = None
     # Bumped on every write; conditional updates compare it so concurrent writers never clobber.
     revision: int = 0
 
@@ -107,7 +110,7 @@ class Connection(BaseModel):
 
     def public_view(self) -> dict:
         """The status route's body (ARCHITECTURE §2)."""
-        return {
+        view = {
             "state": self.state.value,
             "provider": self.provider,
             "profile_name": self.profile_name,
@@ -117,6 +120,9 @@ class Connection(BaseModel):
             "backfill": self.backfill.model_dump() if self.backfill else None,
             "last_error": self.last_error,
         }
+        if self.connected_by:  # "connected by your administrator"
+            view["connected_by"] = self.connected_by
+        return view
 
 
 class TokenSet(BaseModel):
