@@ -237,3 +237,26 @@ def test_ending_disconnects_only_admin_connected_members(stack, admin, crew, jan
     # asking for members again needs a new authorization
     again = ec.request_members(admin, stack.base_url, ORG, [("u_ana", f"ana@{DOMAIN}")])
     assert again.status_code == 409
+
+
+def test_member_callback_refused_when_ended_even_if_members_were_not_cancelled(stack, admin, crew):
+    """A crash between ending and cancelling the members leaves them `requested`: the claim itself checks
+    the org, so the callback is still refused and stores nothing."""
+    from calsync import runtime
+
+    _authorized(stack, admin)
+    stack.emulator.notifier.stop()
+    try:
+        ec.request_members(admin, stack.base_url, ORG, [("u_ana", f"ana@{DOMAIN}")])
+        store = runtime.enterprise_connect().store
+        pending = store.get_member(ORG, "u_ana")
+        assert admin.delete(stack.url(f"/v1/orgs/{ORG}/enterprise-connect")).status_code == 202
+        store.put_member(ORG, pending)  # as if the cancel had never happened
+    finally:
+        before = {json.dumps(i, sort_keys=True, default=str) for i in stack.raw_items()}
+        stack.emulator.notifier.start()
+        ec.wait_for_callbacks(stack)
+    delivered = [n for n in stack.emulator.notifications if n.get("type") == "service_account_authorization"]
+    assert delivered[-1]["status"] == 409
+    assert json.loads(delivered[-1]["body"])["authorization"].get("code")
+    assert {json.dumps(i, sort_keys=True, default=str) for i in stack.raw_items()} == before
