@@ -246,7 +246,7 @@ def admin_callback(
     responses={
         200: _doc("Handled: the member is `connected` or `failed` (with a reason)", "EnterpriseConnectMemberResult"),
         400: _doc("`invalid_callback`: not an Enterprise Connect result"),
-        401: _doc("`invalid_state`: a forged or altered state"),
+        403: _doc("`invalid_state`: a forged or altered state; nothing is stored"),
         409: _doc("`enterprise_connect_ended`: the org ended Enterprise Connect; `state_used`: already handled"),
         503: _doc("`rate_limited`: the shared Cronofy limit is reached; the code was not used, try again"),
     },

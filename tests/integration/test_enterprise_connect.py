@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -175,7 +176,7 @@ def test_forged_member_callback_is_refused_and_stores_nothing(stack, admin, crew
     import requests
 
     resp = requests.post(url, json={"authorization": {"code": "c" * 32, "state": "e30.forged"}}, timeout=10)
-    assert resp.status_code == 401 and resp.json()["error"]["code"] == "invalid_state"
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "invalid_state"
     assert requests.post(url, json={"nope": 1}, timeout=10).status_code == 422
     assert len(stack.raw_items()) == before
 
@@ -260,3 +261,36 @@ def test_member_callback_refused_when_ended_even_if_members_were_not_cancelled(s
     assert delivered[-1]["status"] == 409
     assert json.loads(delivered[-1]["body"])["authorization"].get("code")
     assert {json.dumps(i, sort_keys=True, default=str) for i in stack.raw_items()} == before
+
+
+def test_answers_match_the_openapi_document(stack, admin, crew):
+    import requests
+
+    from tests.integration.test_openapi_conformance import conforms
+
+    base, api = stack.base_url, stack.url
+    member = stack.browser("u_ana", ORG)
+    assert conforms(admin.get(api(f"/v1/orgs/{ORG}/enterprise-connect"))).json()["state"] == "not_connected"
+    assert conforms(member.post(api(f"/v1/orgs/{ORG}/enterprise-connect"), json={})).status_code == 403
+    assert conforms(admin.post(api(f"/v1/orgs/{ORG}/enterprise-connect"), json={"return_to": "//x"})
+                    ).status_code == 422
+    assert conforms(admin.delete(api(f"/v1/orgs/{ORG}/enterprise-connect"))).status_code == 409
+    assert conforms(requests.get(api(f"/v1/orgs/{ORG}/enterprise-connect"), timeout=10)).status_code == 401
+    resp = ec.authorize(admin, base, ORG, DOMAIN)
+    callback = next(r for r in resp.history if urlsplit(r.url).path == "/v1/enterprise-connect/oauth/callback")
+    assert conforms(callback).status_code == 302
+    members = [("u_ana", f"ana@{DOMAIN}"), ("u_cy", "cy@gmail.com")]
+    assert conforms(ec.request_members(admin, base, ORG, members)).status_code == 202
+    assert conforms(admin.post(api(f"/v1/orgs/{ORG}/enterprise-connect/members"), json={"members": []})
+                    ).status_code == 422
+    ec.settle(stack)
+    assert conforms(admin.get(api(f"/v1/orgs/{ORG}/enterprise-connect"))).status_code == 200
+    assert conforms(member.get(api("/v1/calendar/connection"))).json()["connected_by"] == "enterprise_connect"
+    assert conforms(admin.get(api(f"/v1/orgs/{ORG}/calendar-connections"))).status_code == 200
+    cb = api("/v1/enterprise-connect/members/callback")
+    note = next(n for n in stack.emulator.notifications if n.get("type") == "service_account_authorization")
+    assert conforms(requests.post(cb, data=note["body"], headers={"Content-Type": "application/json"},
+                                  timeout=10)).status_code == 409
+    assert conforms(requests.post(cb, json={"authorization": {"state": "a.b"}}, timeout=10)).status_code == 403
+    assert conforms(requests.post(cb, json={"x": 1}, timeout=10)).status_code == 422
+    assert conforms(admin.delete(api(f"/v1/orgs/{ORG}/enterprise-connect"))).status_code == 202

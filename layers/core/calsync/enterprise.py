@@ -285,7 +285,7 @@ class EnterpriseConnectService:
             claims = self.member_signer.verify(result.get("state"))
         except StateError:
             logger.info("enterprise connect member callback refused", extra={"reason": "invalid_state"})
-            return 401, {"error": {"code": "invalid_state", "message": "the state is not one this service issued"}}
+            return 403, {"error": {"code": "invalid_state", "message": "the state is not one this service issued"}}
         org_id, user_id, grant_id = claims["o"], claims["u"], claims["g"]
         log = {"org_id": org_id, "user_id": user_id}
         if not self.store.claim_member(org_id, user_id, grant_id, claims["n"], iso(utcnow())):
