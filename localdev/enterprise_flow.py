@@ -39,7 +39,7 @@ def request_members(session: requests.Session, api_base: str, org_id: str,
 
 def wait_for_callbacks(stack, timeout: float = 300) -> None:
     """Until the emulator has delivered every queued callback (each one runs our handler)."""
-    if not stack.emulator.notifier.wait_idle(timeout):
+    if not stack.emulator.enterprise.deliveries.wait_idle(timeout) or not stack.emulator.notifier.wait_idle(timeout):
         raise TimeoutError("Cronofy's member callbacks are still being delivered")
 
 

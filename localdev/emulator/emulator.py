@@ -90,6 +90,7 @@ class CronofyEmulator:
             self._thread.join(timeout=5)
             self._thread = None
         self.notifier.stop()
+        self.enterprise.deliveries.stop()
 
     def __enter__(self) -> CronofyEmulator:
         return self.start()

@@ -26,7 +26,9 @@ What the documentation does not say, and how this emulator decides it (see READM
   Cronofy's own PHP sample app reads it) and `{"authorization": {"error", "error_key",
   "error_description", "state"}}` on failure; `error` is `unknown_email` (no such mailbox in the
   service account's domain) or `not_in_domain` (another domain); the delivery carries the same
-  `Cronofy-HMAC-SHA256` header as push notifications;
+  `Cronofy-HMAC-SHA256` header as push notifications; callbacks are delivered one at a time, in order, by
+  a worker of their own; an answer other than 2xx or 4xx (a 5xx, 429 or a transport error) is retried up to
+  CALLBACK_ATTEMPTS times, after its `Retry-After` (seconds) or an exponential backoff; a 4xx is final;
 - malformed entries (missing or invalid `email`, `callback_url` not absolute http(s), a `scope` that was not
   in the granted `delegated_scope`, an empty collection) are a synchronous 422 in Cronofy's error shape, and
   nothing of that request is processed;
@@ -39,11 +41,14 @@ What the documentation does not say, and how this emulator decides it (see READM
 
 from __future__ import annotations
 
+import http.client
 import json
+import queue
 import re
 import secrets
 import string
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -65,6 +70,8 @@ SERVICE_ACCOUNT_SCOPES = frozenset({
 })
 SERVICE_ACCOUNT_TOKEN_TTL = 1800
 MAX_AUTHORIZATIONS_PER_REQUEST = 50
+CALLBACK_ATTEMPTS = 6
+CALLBACK_TIMEOUT_SECONDS = 30.0
 CODE_TTL = timedelta(minutes=10)
 _EMAIL = re.compile(r"^[^@\s]+@([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$")
 # Provider families: a Google Workspace service account reaches Google accounts, a Microsoft 365 one
@@ -115,12 +122,107 @@ class _Token:
     revoked: bool = False
 
 
+class CallbackDeliverer:
+    """Delivers the per-member callbacks on a worker thread of its own, retrying 5xx/429/transport errors.
+    `pause()` holds deliveries back (tests: a callback that arrives after something else happened)."""
+
+    def __init__(self, sign: Any, sleep: Any = time.sleep) -> None:
+        self._sign = sign
+        self._sleep = sleep
+        self._queue: queue.Queue[tuple[str, bytes, dict[str, Any]] | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._pending = 0
+        self._running = threading.Event()
+        self._running.set()
+        self.log: list[dict[str, Any]] = []
+        self._thread: threading.Thread | None = None
+
+    def enqueue(self, url: str, body: bytes, meta: dict[str, Any]) -> None:
+        with self._cond:
+            self._pending += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="cronofy-emulator-ec-callbacks", daemon=True)
+                self._thread.start()
+        self._queue.put((url, body, meta))
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def stop(self) -> None:
+        self._running.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            self._running.wait()
+            url, body, meta = job
+            entry = self._deliver(url, body, meta)
+            with self._cond:
+                self.log.append(entry)
+                self._pending -= 1
+                self._cond.notify_all()
+
+    def _deliver(self, url: str, body: bytes, meta: dict[str, Any]) -> dict[str, Any]:
+        entry: dict[str, Any] = {**meta, "url": url, "body": body.decode(), "attempts": 0, "status": None,
+                                 "error": None}
+        for attempt in range(1, CALLBACK_ATTEMPTS + 1):
+            entry["attempts"] = attempt
+            retry_after: float | None = None
+            try:
+                status, retry_header = self._post(url, body)
+                entry["status"], entry["error"] = status, None
+                if status < 500 and status != 429:
+                    return entry  # 2xx done; another 4xx is final
+                entry["error"] = f"HTTP {status}"
+                retry_after = float(retry_header) if retry_header and retry_header.isdigit() else None
+            except Exception as exc:  # noqa: BLE001 - transport problems are recorded and retried
+                entry["error"] = f"{type(exc).__name__}: {exc}"
+            if attempt < CALLBACK_ATTEMPTS:
+                self._sleep(min(30.0, retry_after if retry_after is not None else 0.5 * 2 ** (attempt - 1)))
+        return entry
+
+    def _post(self, url: str, body: bytes) -> tuple[int, str | None]:
+        parts = urllib.parse.urlsplit(url)
+        conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = conn_cls(parts.hostname, parts.port, timeout=CALLBACK_TIMEOUT_SECONDS)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:
+            conn.request("POST", path, body=body, headers={
+                "Content-Type": "application/json; charset=utf-8", "Cronofy-HMAC-SHA256": self._sign(body),
+                "User-Agent": "Cronofy-Emulator/1.0"})
+            response = conn.getresponse()
+            response.read()
+            return response.status, response.getheader("Retry-After")
+        finally:
+            conn.close()
+
+
 class Enterprise:
     """Enterprise Connect state; every method runs under the emulator state's lock."""
 
     def __init__(self, emu: CronofyEmulator) -> None:
+        from .notify import sign_body
+
         self.emu = emu
         self.lock: threading.RLock = emu.state.lock
+        self.deliveries = CallbackDeliverer(lambda body: sign_body(emu.client_secret, body))
         self.reset()
 
     def reset(self) -> None:
@@ -131,6 +233,7 @@ class Enterprise:
             self.access: dict[str, _Token] = {}
             self.refresh: dict[str, _Token] = {}
             self.callbacks: list[dict[str, Any]] = []  # what was (to be) called back, for inspection
+            self.deliveries.log.clear()
 
     # -- seeding -------------------------------------------------------------------------------------
     def add_domain(self, provider: str, domain: str, admin_email: str | None = None) -> dict[str, Any]:
@@ -372,9 +475,9 @@ class Enterprise:
         record = {"service_account_id": account.service_account_id, "email": email, "url": entry["callback_url"],
                   "outcome": "code" if "code" in result else result["error"]}
         self.callbacks.append(record)
-        self.emu.notifier.enqueue(entry["callback_url"], body,
-                                  {"type": "service_account_authorization", "email": email,
-                                   "service_account_id": account.service_account_id})
+        self.deliveries.enqueue(entry["callback_url"], body,
+                                {"type": "service_account_authorization", "email": email,
+                                 "service_account_id": account.service_account_id})
 
     def summary(self) -> dict[str, Any]:
         with self.lock:

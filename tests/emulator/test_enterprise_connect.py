@@ -23,7 +23,8 @@ DELEGATED = "read_account list_calendars read_events create_event delete_event"
 class CallbackReceiver:
     """Where Cronofy calls back per member: records the JSON bodies."""
 
-    def __init__(self) -> None:
+    def __init__(self, statuses: list[int] | None = None) -> None:
+        self.statuses = list(statuses or [])  # answers to give first (then 200)
         self.received: list[dict[str, Any]] = []
         self._cond = threading.Condition()
         receiver = self
@@ -38,7 +39,11 @@ class CallbackReceiver:
                     receiver.received.append({"path": self.path, "json": json.loads(raw),
                                               "content_type": self.headers.get("Content-Type")})
                     receiver._cond.notify_all()
-                self.send_response(200)
+                with receiver._cond:
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                if status == 503:
+                    self.send_header("Retry-After", "0")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -234,3 +239,34 @@ def test_microsoft_domain_reaches_exchange_accounts_only(ec):
                                                           _entry(receiver, "eve@contoso.example", "eve")]})
     got = {r["json"]["authorization"]["state"]: r["json"]["authorization"] for r in receiver.wait_for(2)}
     assert "code" in got["dee"] and got["eve"]["error"] == "unknown_email"
+
+
+def test_callbacks_are_retried_after_5xx_but_not_after_4xx(ec):
+    emu, _ = ec
+    emu.add_calendar_account("google", "fy@sunbright.example")
+    emu.add_calendar_account("google", "gu@sunbright.example")
+    flaky = CallbackReceiver(statuses=[503, 503, 409])
+    try:
+        tokens = _service_account(emu)
+        _ask(emu, tokens, {"service_account_authorizations": [_entry(flaky, "fy@sunbright.example", "fy"),
+                                                              _entry(flaky, "gu@sunbright.example", "gu")]})
+        assert emu.enterprise.deliveries.wait_idle(20)
+        log = {json.loads(e["body"])["authorization"]["state"]: e for e in emu.enterprise.deliveries.log}
+        assert (log["fy"]["attempts"], log["fy"]["status"]) == (3, 409)  # 503, 503, then a final 409
+        assert (log["gu"]["attempts"], log["gu"]["status"]) == (1, 200)
+        assert len(flaky.received) == 4
+    finally:
+        flaky.close()
+
+
+def test_paused_callbacks_wait(ec):
+    emu, receiver = ec
+    emu.add_calendar_account("google", "hu@sunbright.example")
+    tokens = _service_account(emu)
+    emu.enterprise.deliveries.pause()
+    try:
+        _ask(emu, tokens, _entry(receiver, "hu@sunbright.example"))
+        assert not emu.enterprise.deliveries.wait_idle(0.5) and receiver.received == []
+    finally:
+        emu.enterprise.deliveries.resume()
+    assert emu.enterprise.deliveries.wait_idle(10) and len(receiver.received) == 1

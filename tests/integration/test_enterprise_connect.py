@@ -89,11 +89,10 @@ def _issued_secrets(stack) -> set[str]:
     """Every access and refresh token (members' and the service account's) and every member code issued."""
     state, enterprise = stack.emulator.state, stack.emulator.enterprise
     found = set(state.access_tokens) | set(state.refresh_tokens) | set(enterprise.access) | set(enterprise.refresh)
-    for note in stack.emulator.notifications:
-        if note.get("type") == "service_account_authorization":
-            auth = json.loads(note["body"])["authorization"]
-            if "code" in auth:
-                found.add(auth["code"])
+    for note in stack.emulator.enterprise.deliveries.log:
+        auth = json.loads(note["body"])["authorization"]
+        if "code" in auth:
+            found.add(auth["code"])
     return {s for s in found if len(s) >= 16}
 
 
@@ -183,7 +182,7 @@ def test_forged_member_callback_is_refused_and_stores_nothing(stack, admin, crew
 
 def test_member_callback_after_the_org_ended_is_refused(stack, admin, crew):
     _authorized(stack, admin)
-    stack.emulator.notifier.stop()  # hold Cronofy's callbacks back
+    stack.emulator.enterprise.deliveries.pause()  # hold Cronofy's callbacks back
     try:
         resp = ec.request_members(admin, stack.base_url, ORG, [("u_ana", f"ana@{DOMAIN}")])
         assert resp.status_code == 202
@@ -191,9 +190,9 @@ def test_member_callback_after_the_org_ended_is_refused(stack, admin, crew):
         assert ended.status_code == 202 and ended.json()["cancelled"] == 1
     finally:
         before = {json.dumps(i, sort_keys=True, default=str) for i in stack.raw_items()}
-        stack.emulator.notifier.start()
+        stack.emulator.enterprise.deliveries.resume()
         ec.wait_for_callbacks(stack)
-    delivered = [n for n in stack.emulator.notifications if n.get("type") == "service_account_authorization"]
+    delivered = stack.emulator.enterprise.deliveries.log
     assert delivered and delivered[-1]["status"] == 409
     after = {json.dumps(i, sort_keys=True, default=str) for i in stack.raw_items()}
     assert after == before  # nothing stored
@@ -205,7 +204,7 @@ def test_replayed_member_callback_is_refused(stack, admin, crew):
     _authorized(stack, admin)
     ec.request_members(admin, stack.base_url, ORG, [("u_bo", f"bo@{DOMAIN}")])
     ec.settle(stack)
-    note = next(n for n in stack.emulator.notifications if n.get("type") == "service_account_authorization")
+    note = stack.emulator.enterprise.deliveries.log[0]
     import requests
 
     again = requests.post(note["url"], data=note["body"], headers={"Content-Type": "application/json"}, timeout=10)
@@ -246,7 +245,7 @@ def test_member_callback_refused_when_ended_even_if_members_were_not_cancelled(s
     from calsync import runtime
 
     _authorized(stack, admin)
-    stack.emulator.notifier.stop()
+    stack.emulator.enterprise.deliveries.pause()
     try:
         ec.request_members(admin, stack.base_url, ORG, [("u_ana", f"ana@{DOMAIN}")])
         store = runtime.enterprise_connect().store
@@ -255,9 +254,9 @@ def test_member_callback_refused_when_ended_even_if_members_were_not_cancelled(s
         store.put_member(ORG, pending)  # as if the cancel had never happened
     finally:
         before = {json.dumps(i, sort_keys=True, default=str) for i in stack.raw_items()}
-        stack.emulator.notifier.start()
+        stack.emulator.enterprise.deliveries.resume()
         ec.wait_for_callbacks(stack)
-    delivered = [n for n in stack.emulator.notifications if n.get("type") == "service_account_authorization"]
+    delivered = stack.emulator.enterprise.deliveries.log
     assert delivered[-1]["status"] == 409
     assert json.loads(delivered[-1]["body"])["authorization"].get("code")
     assert {json.dumps(i, sort_keys=True, default=str) for i in stack.raw_items()} == before
@@ -288,7 +287,7 @@ def test_answers_match_the_openapi_document(stack, admin, crew):
     assert conforms(member.get(api("/v1/calendar/connection"))).json()["connected_by"] == "enterprise_connect"
     assert conforms(admin.get(api(f"/v1/orgs/{ORG}/calendar-connections"))).status_code == 200
     cb = api("/v1/enterprise-connect/members/callback")
-    note = next(n for n in stack.emulator.notifications if n.get("type") == "service_account_authorization")
+    note = stack.emulator.enterprise.deliveries.log[0]
     assert conforms(requests.post(cb, data=note["body"], headers={"Content-Type": "application/json"},
                                   timeout=10)).status_code == 409
     assert conforms(requests.post(cb, json={"authorization": {"state": "a.b"}}, timeout=10)).status_code == 403
