@@ -37,6 +37,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 import uuid
 from typing import Any
 from urllib.parse import urlencode
@@ -70,6 +71,13 @@ CALLBACK_PATH = "/v1/enterprise-connect/oauth/callback"
 MEMBER_CALLBACK_PATH = "/v1/enterprise-connect/members/callback"
 KNOWN_MEMBER_ERRORS = {"unknown_email", "not_in_domain", "access_denied"}
 _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# Once a member's code is spent, the rest of the connection (calendars, channel) waits for the shared
+# limiter this long in all rather than failing the member (the function's timeout is 30 s).
+PATIENCE_AFTER_EXCHANGE_SECONDS = 15.0
+
+
+class _CodeNotSent(Exception):
+    """The shared limiter refused the code exchange before it was sent: the code is still good."""
 
 
 def _b64(data: bytes) -> str:
@@ -302,11 +310,11 @@ class EnterpriseConnectService:
             return 200, {"status": "failed", "reason": reason}
         try:
             outcome = self._connect_member(org_id, user_id, str(result["code"]))
-        except CronofyRateLimited as error:
-            # Not spent: the code was never sent. The member can be claimed again by a retried callback.
+        except _CodeNotSent as error:
+            # The code was never sent: the member can be claimed again by Cronofy's retried callback.
             self.store.update_member(org_id, user_id, expect_status="connecting", status="requested",
                                      nonce=claims["n"], updated_at=iso(utcnow()))
-            retry = str(int(error.retry_after or 5))
+            retry = str(max(1, int(error.args[0] or 5)))
             return 503, {"error": {"code": "rate_limited", "message": "try again", "retry_after": retry}}
         except CronofyError as error:
             reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
@@ -321,17 +329,21 @@ class EnterpriseConnectService:
 
     def _connect_member(self, org_id: str, user_id: str, code: str) -> dict[str, Any]:
         svc = self.connections
-        grant = svc.cronofy.exchange_code(code, self.member_callback_url)
+        try:
+            grant = svc.cronofy.exchange_code(code, self.member_callback_url)
+        except CronofyRateLimited as error:  # our limiter refused, or Cronofy answered 429: not redeemed
+            raise _CodeNotSent(error.retry_after) from error
         client = svc.cronofy.for_user(grant.token_set(), lambda fresh: None)
         channel_id = None
         profile = grant.linking_profile
         try:
-            calendar = _primary_writable(client.calendars(), profile.profile_id if profile else None)
+            calendars = _patiently(client.calendars)
+            calendar = _primary_writable(calendars, profile.profile_id if profile else None)
             if calendar is None:
                 self._abandon(client, None)
                 self._member_failed(org_id, user_id, "no_writable_calendar")
                 return {"status": "failed", "reason": "no_writable_calendar"}
-            channel_id = client.create_channel(svc.channel_callback_url(user_id)).channel_id
+            channel_id = _patiently(lambda: client.create_channel(svc.channel_callback_url(user_id))).channel_id
             now = utcnow()
             conn = Connection(
                 user_id=user_id, org_id=org_id, state=ConnectionState.SYNCING,
@@ -436,6 +448,20 @@ class EnterpriseConnectService:
         logger.info("enterprise connect ended", extra={"org_id": org_id, "disconnecting": disconnecting,
                                                         "cancelled": cancelled})
         return {"state": "ended", "disconnecting": disconnecting, "cancelled": cancelled}
+
+
+def _patiently(call, budget: float = PATIENCE_AFTER_EXCHANGE_SECONDS, sleep=time.sleep):
+    """`call()`, waiting out the shared limiter's refusals (within `budget` seconds in all)."""
+    waited = 0.0
+    while True:
+        try:
+            return call()
+        except CronofyRateLimited as error:
+            wait = max(0.1, error.retry_after or 1.0)
+            if waited + wait > budget:
+                raise
+            sleep(wait)
+            waited += wait
 
 
 def _primary_writable(calendars: list[Calendar], profile_id: str | None) -> Calendar | None:
