@@ -11,7 +11,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from localdev import browser
+from localdev import browser, demo_enterprise
 from localdev.stack import LocalStack
 
 ORG = "org_sunbright"
@@ -237,6 +237,7 @@ def run(stack: LocalStack) -> None:
         say(f"   {message['user_id']:<10} {message['type']:<28} {message.get('state', '')} "
             f"{message.get('reason') or ''}")
     say(f"\nCronofy requests during the demo's last two steps: {len(emu.request_log)}")
+    demo_enterprise.run(stack, say, step, check, _milestone)  # an admin connects the crew at once (issue 15)
 
 
 def _sub(stack: LocalStack, user_id: str) -> str:
