@@ -67,6 +67,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/milestones.py
 	$(PY) bench/webhook_intake.py
 	$(PY) bench/busy_route.py
+	$(PY) bench/enterprise_connect.py
 	BENCH_REUSE=1 $(PY) bench/week.py
 
 build: $(SAMVENV)/.installed
