@@ -83,6 +83,7 @@ def run(members: int, per_member: int) -> dict:
         by_endpoint = collections.Counter(f"{e['method']} {_endpoint(e['path'])}" for e in log
                                           if not e["path"].startswith("/enterprise_connect/"))
         stats = stack.emulator.stats
+        deliveries = stack.emulator.enterprise.deliveries.log
         return {
             "members": members,
             "milestones_per_member": per_member,
@@ -90,6 +91,8 @@ def run(members: int, per_member: int) -> dict:
             "cronofy_requests_per_member": round(sum(by_endpoint.values()) / members, 2),
             "delegated_access_requests": by_endpoint.get("POST /v1/service_account_authorizations", 0),
             "by_endpoint": dict(by_endpoint.most_common()),
+            "member_callbacks": len(deliveries),
+            "member_callbacks_retried": sum(1 for d in deliveries if d["attempts"] > 1),
             "answered_429": stats["rate_limited"],
             "busiest_second": stats["max_per_second"],
             "busiest_minute": stats["max_per_minute"],
