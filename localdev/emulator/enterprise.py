@@ -181,19 +181,21 @@ class CallbackDeliverer:
 
     def _deliver(self, url: str, body: bytes, meta: dict[str, Any]) -> dict[str, Any]:
         entry: dict[str, Any] = {**meta, "url": url, "body": body.decode(), "attempts": 0, "status": None,
-                                 "error": None}
+                                 "error": None, "history": []}
         for attempt in range(1, CALLBACK_ATTEMPTS + 1):
             entry["attempts"] = attempt
             retry_after: float | None = None
             try:
                 status, retry_header = self._post(url, body)
                 entry["status"], entry["error"] = status, None
+                entry["history"].append(status)
                 if status < 500 and status != 429:
                     return entry  # 2xx done; another 4xx is final
                 entry["error"] = f"HTTP {status}"
                 retry_after = float(retry_header) if retry_header and retry_header.isdigit() else None
             except Exception as exc:  # noqa: BLE001 - transport problems are recorded and retried
                 entry["error"] = f"{type(exc).__name__}: {exc}"
+                entry["history"].append(entry["error"])
             if attempt < CALLBACK_ATTEMPTS:
                 self._sleep(min(30.0, retry_after if retry_after is not None else 0.5 * 2 ** (attempt - 1)))
         return entry

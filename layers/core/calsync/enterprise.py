@@ -74,6 +74,9 @@ _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 # Once a member's code is spent, the rest of the connection (calendars, channel) waits for the shared
 # limiter this long in all rather than failing the member (the function's timeout is 30 s).
 PATIENCE_AFTER_EXCHANGE_SECONDS = 15.0
+# Before it, the exchange waits this long for the limiter (the code is not spent while the limiter refuses);
+# longer, and Cronofy is answered 503 with Retry-After and calls back again.
+PATIENCE_FOR_EXCHANGE_SECONDS = 8.0
 
 
 class _CodeNotSent(Exception):
@@ -322,6 +325,12 @@ class EnterpriseConnectService:
             logger.warning("enterprise connect member failed", extra=log | {"reason": reason,
                                                                             "error": type(error).__name__})
             return 200, {"status": "failed", "reason": reason}
+        except Exception:
+            # Anything else (e.g. a storage error) after the claim: the member shows why, and the admin can
+            # ask again; the 5xx lets the platform see it (a repeated callback then finds it handled).
+            logger.exception("enterprise connect member callback failed", extra=log)
+            self._member_failed(org_id, user_id, "internal_error")
+            raise
         return 200, outcome
 
     def _member_failed(self, org_id: str, user_id: str, reason: str) -> None:
@@ -330,7 +339,8 @@ class EnterpriseConnectService:
     def _connect_member(self, org_id: str, user_id: str, code: str) -> dict[str, Any]:
         svc = self.connections
         try:
-            grant = svc.cronofy.exchange_code(code, self.member_callback_url)
+            grant = _patiently(lambda: svc.cronofy.exchange_code(code, self.member_callback_url),
+                               PATIENCE_FOR_EXCHANGE_SECONDS)
         except CronofyRateLimited as error:  # our limiter refused, or Cronofy answered 429: not redeemed
             raise _CodeNotSent(error.retry_after) from error
         client = svc.cronofy.for_user(grant.token_set(), lambda fresh: None)
@@ -353,13 +363,24 @@ class EnterpriseConnectService:
                 calendar_id=calendar.calendar_id, calendar_name=calendar.calendar_name, channel_id=channel_id,
                 connected_at=now, updated_at=now, connected_by=CONNECTED_BY,
             )
-            svc.store.create_connection(conn, svc.vault.seal(user_id, client.tokens), REPLACEABLE)
+            sealed = svc.vault.seal(user_id, client.tokens)
+            for attempt in range(3):  # the code is spent: a transient storage error must not lose the member
+                try:
+                    svc.store.create_connection(conn, sealed, REPLACEABLE)
+                    break
+                except ConflictError:
+                    raise
+                except Exception:  # noqa: BLE001 - a transaction that failed applied nothing: safe to repeat
+                    if attempt == 2:
+                        raise
+                    logger.warning("storing the member's connection failed; trying again", extra={"user_id": user_id})
+                    time.sleep(0.2 * (attempt + 1))
         except ConflictError:
             # The member connected a calendar themselves meanwhile: theirs stays, ours is undone.
             self._abandon(client, channel_id)
             self._member_failed(org_id, user_id, "already_connected")
             return {"status": "failed", "reason": "already_connected"}
-        except CronofyError:
+        except Exception:
             self._abandon(client, channel_id)
             raise
         conn = svc.on_calendar_selected(conn, None)
