@@ -79,6 +79,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/webhook_intake.py
 	$(PY) bench/busy_route.py
 	$(PY) bench/availability.py
+	$(PY) bench/enterprise_connect.py
 	BENCH_REUSE=1 $(PY) bench/week.py
 
 # Capacity benchmark (issue 11): 1,000 users x 7 simulated days in virtual time, every function counted

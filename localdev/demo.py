@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from zoneinfo import ZoneInfo
 
-from localdev import browser
+from localdev import browser, demo_enterprise
 from localdev.stack import LocalStack
 
 ORG = "org_sunbright"
@@ -241,6 +241,7 @@ def run(stack: LocalStack) -> None:
         say(f"   {message['user_id']:<10} {message['type']:<28} {message.get('state', '')} "
             f"{message.get('reason') or ''}")
     say(f"\nCronofy requests during the demo's last two steps: {len(emu.request_log)}")
+    demo_enterprise.run(stack, say, step, check, _milestone)  # an admin connects the crew at once (issue 15)
 
 
 def _crew_and_health(stack: LocalStack) -> None:

@@ -104,6 +104,9 @@ class ConnectionStatus(BaseModel):
     last_sync_at: datetime | None = Field(default=None, description="When the last backfill finished")
     backfill: BackfillStatus | None = None
     last_error: str | None = Field(default=None, description="Why sync stopped or a backfill failed, if it did")
+    connected_by: Literal["enterprise_connect"] | None = Field(
+        default=None, description="Present when the org's administrator connected this calendar through Enterprise "
+                                  "Connect (\"connected by your administrator\"); absent when the user did")
 
 
 class CalendarEntry(BaseModel):
@@ -129,6 +132,8 @@ class OrgConnection(BaseModel):
     calendar_name: str | None = Field(default=None, description="Org admins and the caller's own row only")
     profile_name: str | None = Field(default=None, description="Org admins and the caller's own row only")
     last_error: str | None = Field(default=None, description="Org admins and the caller's own row only")
+    connected_by: Literal["enterprise_connect"] | None = Field(
+        default=None, description="Org admins and the caller's own row only: present when connected by the admin")
 
 
 class OrgConnections(BaseModel):
@@ -214,8 +219,58 @@ class WebhookAnswer(BaseModel):
     status: Literal["queued", "ignored", "duplicate", "stale"]
 
 
+MemberStatus = Literal["requested", "connected", "failed", "skipped", "cancelled", "disconnected"]
+
+
+class EnterpriseConnectMember(BaseModel):
+    user_id: str
+    email: str
+    status: MemberStatus
+    reason: str | None = Field(default=None, description="Why it failed, was skipped or ended, e.g. `unknown_email`, "
+                                                         "`not_in_domain`, `already_connected`")
+    requested_at: datetime | None = None
+    updated_at: datetime | None = None
+    connection_state: ConnectionState = Field(description="The member's calendar connection now")
+    calendar_name: str | None = Field(default=None, description="The calendar connected (the member's primary one)")
+
+
+class EnterpriseConnectStatus(BaseModel):
+    state: Literal["not_connected", "active", "ended"]
+    authorized_by: str | None = None
+    authorized_at: datetime | None = None
+    ended_by: str | None = None
+    ended_at: datetime | None = None
+    members: list[EnterpriseConnectMember]
+
+
+class EnterpriseConnectRequestedMember(BaseModel):
+    user_id: str
+    email: str
+    status: Literal["requested", "failed", "skipped"]
+    reason: str | None = None
+
+
+class EnterpriseConnectRequested(BaseModel):
+    members: list[EnterpriseConnectRequestedMember]
+    requested: int = Field(description="Members Cronofy was asked for (the rest failed or were skipped)")
+    cronofy_requests: int = Field(description="Delegated-access requests sent (at most 50 members each)")
+
+
+class EnterpriseConnectEnded(BaseModel):
+    state: Literal["ended"]
+    disconnecting: int = Field(description="Members connected through Enterprise Connect, now being disconnected")
+    cancelled: int = Field(description="Members still `requested`, whose callbacks will be refused")
+
+
+class EnterpriseConnectMemberResult(BaseModel):
+    status: Literal["connected", "failed", "disconnected"]
+    reason: str | None = None
+
+
 RESPONSE_MODELS = (Error, GatewayError, ConnectResponse, ConnectionStatus, CalendarList, DisconnectResponse,
-                   OrgConnections, BusyResponse, AvailabilityResponse, CalendarHealthResponse, WebhookAnswer)
+                   OrgConnections, BusyResponse, AvailabilityResponse, CalendarHealthResponse, WebhookAnswer,
+                   EnterpriseConnectStatus, EnterpriseConnectRequested, EnterpriseConnectEnded,
+                   EnterpriseConnectMemberResult)
 
 
 # ---- the routes of the functions that do not use the Event Handler (documentation only) -------------
@@ -402,6 +457,7 @@ def _tidy_responses(operation: dict[str, Any], authorized: bool) -> None:
 def build() -> dict[str, Any]:
     """The document, from the route declarations and template.yaml."""
     from functions.calendar_api.app import app as calendar_api
+    from functions.enterprise_connect.app import app as enterprise_connect
 
     merge = OpenAPIMerge(
         title="SolarNexus Calendar Sync API", version=_version(), description=DESCRIPTION,
@@ -410,9 +466,12 @@ def build() -> dict[str, Any]:
         security=[{SECURITY_SCHEME: []}],
         tags=[{"name": "Calendar connection", "description": "The signed-in user's own calendar connection"},
               {"name": "Organization", "description": "What the scheduler shows about the caller's org"},
+              {"name": "Enterprise Connect", "description": "An org admin connects members' calendars at once "
+                                                           "(Google Workspace, Microsoft 365)"},
               {"name": "Cronofy", "description": "Called by Cronofy or by the browser on Cronofy's behalf (no JWT)"}],
         on_conflict="error")
     merge.add_schema(_resolver_schema(calendar_api))
+    merge.add_schema(_resolver_schema(enterprise_connect))
     merge.add_schema(_resolver_schema(other_routes))
     document = merge.get_openapi_schema()
 

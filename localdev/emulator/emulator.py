@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .control import build_control_router
+from .enterprise import Enterprise
 from .errors import EmulatorError
 from .notify import Notifier
 from .realism import Realism
@@ -63,6 +64,7 @@ class CronofyEmulator:
             realism=self.realism,
         )
         self.notifier.on_tick = self.state.tick
+        self.enterprise = Enterprise(self)  # Enterprise Connect (enterprise.py)
         self.faults = FaultInjector()
         self.limiter = RateLimiter(rate_limit)
         self._log: list[dict[str, Any]] = []
@@ -99,6 +101,7 @@ class CronofyEmulator:
             self._thread.join(timeout=5)
             self._thread = None
         self.notifier.stop()
+        self.enterprise.deliveries.stop()
 
     def __enter__(self) -> CronofyEmulator:
         return self.start()
@@ -114,6 +117,7 @@ class CronofyEmulator:
         """Forget every account, token, event and channel; clear faults, logs and statistics."""
         self.state.reset()
         self.notifier.clear_queue()
+        self.enterprise.reset()
         self.faults.clear()
         self.limiter.reset_stats()
         self.clear_request_log()
@@ -201,6 +205,15 @@ class CronofyEmulator:
         name: str | None = None,
     ) -> dict[str, Any]:
         return self.state.update_calendar(calendar_id, readonly=readonly, deleted=deleted, name=name)
+
+    def add_enterprise_domain(self, provider: str, domain: str, admin_email: str | None = None) -> dict[str, Any]:
+        """A Google Workspace (``google``) or Microsoft 365 (``microsoft``) domain whose administrator can
+        authorize Enterprise Connect; its members are the seeded accounts with e-mail addresses there."""
+        return self.enterprise.add_domain(provider, domain, admin_email)
+
+    def enterprise_state(self) -> dict[str, Any]:
+        """Domains, service accounts (scopes, requests made, members asked for) and callbacks made."""
+        return self.enterprise.summary()
 
     def profiles(self) -> list[dict[str, Any]]:
         return self.state.list_profiles()

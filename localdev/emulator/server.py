@@ -16,7 +16,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from . import api
+from . import api, enterprise
 from .consent import render_consent, render_error, render_relink
 from .errors import ApiError, EmulatorError, single_error
 from .state import AUTHORIZE_PROVIDERS, KNOWN_SCOPES
@@ -28,7 +28,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
 MAX_BODY = 5 * 1024 * 1024
 # Paths the application rate limit does not count (browser pages, not API calls).
-UNMETERED_PREFIXES = ("/oauth/authorize", "/relink/", "/_emulator")
+UNMETERED_PREFIXES = ("/oauth/authorize", "/relink/", "/_emulator", "/enterprise_connect/oauth/authorize")
 
 
 @dataclass
@@ -240,12 +240,19 @@ def build_api_router(emu: CronofyEmulator) -> Router:
         return redirect(_redirect_with(params["redirect_uri"], {"code": code, "state": params.get("state")}))
 
     def token(request: Request) -> Response:
-        body, sub = state.token_endpoint(request.form())
+        form = request.form()
+        if emu.enterprise.handles_token(form):  # a service account's code or refresh token
+            return json_response(200, emu.enterprise.token_endpoint(form), {"Cache-Control": "no-store"})
+        body, sub = state.token_endpoint(form)
         request.sub = sub
         return json_response(200, body, {"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     def revoke(request: Request) -> Response:
-        request.sub = state.revoke_endpoint(request.form())
+        form = request.form()
+        if emu.enterprise.handles_revoke(form):
+            emu.enterprise.revoke(form)
+            return json_response(200)
+        request.sub = state.revoke_endpoint(form)
         return json_response(200)
 
     def relink_get(request: Request, provider: str) -> Response:
@@ -294,6 +301,7 @@ def build_api_router(emu: CronofyEmulator) -> Router:
     router.add("POST", "/v1/channels", authed(api.create_channel, "json"))
     router.add("DELETE", "/v1/channels/{channel_id}", authed(api.close_channel))
     router.add("POST", "/v1/batch", authed(api.batch, "json"))
+    enterprise.add_routes(router, emu)  # Enterprise Connect (enterprise.py)
     return router
 
 

@@ -33,7 +33,7 @@ _TYPES = {
     ".png": "image/png",
 }
 # Only these files are served: no path from the URL ever reaches the file system.
-_APP_FILES = {"profile.js", "profile.css"}
+_APP_FILES = {"profile.js", "profile.css", "crew.js"}
 _SWAGGER_FILES = {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
                   "favicon-32x32.png", "favicon-16x16.png"}
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
@@ -86,6 +86,8 @@ def respond(stack: LocalStack, method: str, path: str, query: str) -> Answer:
     if path.startswith("/app/static/"):
         name = path.removeprefix("/app/static/")
         return _file(HERE / name) if name in _APP_FILES else _text(404, "not found")
+    if path in ("/app/crew", "/app/crew/"):  # the admin's Enterprise Connect settings (issue 15)
+        return _file(HERE / "crew.html")
     if path.startswith("/app/"):
         # Every page of the stand-in web app is the profile page (a `return_to` such as
         # /settings/calendar lands on it too).

@@ -125,6 +125,7 @@ function details(status) {
   row("Calendar", status.calendar ? status.calendar.name : "Not chosen yet", "calendar-name");
   row("Account", status.profile_name, "profile-name");
   row("Provider", providerLabel(status.provider), "provider");
+  if (status.connected_by === "enterprise_connect") row("Connected by", "your administrator", "connected-by");
   row("Connected", formatTime(status.connected_at));
   if (status.last_sync_at) row("Last synced", formatTime(status.last_sync_at), "last-sync");
   const backfill = status.backfill;

@@ -13,7 +13,7 @@ FUNCTION_BY_PREFIX = {"api-": "CalendarApiFunction", "oauth-": "OAuthCallbackFun
                       "cleanup-": "DeactivationCleanupFunction", "webhook-": "WebhookIntakeFunction",
                       "milestone-push-": "MilestonePushFunction",
                       "notification-processor-": "NotificationProcessorFunction", "backfill-": "BackfillFunction",
-                      "reconciler-": "ReconcilerFunction"}
+                      "reconciler-": "ReconcilerFunction", "enterprise-connect-": "EnterpriseConnectFunction"}
 
 
 def function_for(name):
@@ -44,6 +44,16 @@ def test_sample_event_is_handled(stack, path):
     elif path.stem.startswith("oauth-"):
         assert result["statusCode"] == 302
         assert "calendar_sync=error" in result["headers"]["Location"]
+    elif path.stem.startswith("enterprise-connect-"):
+        # A fresh stack: no org has authorized Enterprise Connect, and the sample states are not genuine.
+        expected = {"enterprise-connect-start": 200, "enterprise-connect-status": 200,
+                    "enterprise-connect-members": 409, "enterprise-connect-end": 409,
+                    "enterprise-connect-callback": 302, "enterprise-connect-member-callback": 403}[path.stem]
+        assert result["statusCode"] == expected, result
+        if expected == 302:
+            assert "enterprise_connect=error" in result["headers"]["Location"]
+        else:
+            json.loads(result["body"])
     elif path.stem.startswith("webhook-"):
         # Signed with the local secret, but the sample channel is in no fresh stack's table: only a
         # verification (which needs no channel) is accepted.

@@ -522,5 +522,7 @@ class ConnectionService:
             }
             if caller.is_admin or conn.user_id == caller.user_id:
                 row.update(calendar_name=conn.calendar_name, profile_name=conn.profile_name, last_error=conn.last_error)
+                if conn.connected_by:  # e.g. "enterprise_connect": connected by the org's administrator
+                    row["connected_by"] = conn.connected_by
             rows.append(row)
         return sorted(rows, key=lambda r: r["user_id"])

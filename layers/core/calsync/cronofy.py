@@ -47,6 +47,10 @@ def interactive() -> Iterator[None]:
     finally:
         _priority.reset(token)
 BATCH_LIMIT = 50
+# Enterprise Connect: what the service account may do, and at most how many members one delegated-access
+# request names (the offline reference's limit; Cronofy's docs give none, see calsync/enterprise.py).
+SERVICE_ACCOUNT_SCOPE = "service_account/accounts/manage"
+DELEGATED_ACCESS_LIMIT = 50
 
 
 # ---- errors ------------------------------------------------------------------------------------
@@ -118,6 +122,21 @@ class TokenGrant(BaseModel):
             expires_at=utcnow() + timedelta(seconds=self.expires_in),
             scope=self.scope,
         )
+
+
+class ServiceAccountGrant(BaseModel):
+    """What redeeming an Enterprise Connect code gives: the service account's tokens (no `sub`)."""
+
+    model_config = ConfigDict(extra="ignore")
+    access_token: str = Field(repr=False)
+    refresh_token: str = Field(repr=False)
+    expires_in: int
+    scope: str = ""
+    service_account_id: str | None = None
+
+    def token_set(self) -> TokenSet:
+        return TokenSet(access_token=self.access_token, refresh_token=self.refresh_token,
+                        expires_at=utcnow() + timedelta(seconds=self.expires_in), scope=self.scope)
 
 
 class Channel(BaseModel):
@@ -312,6 +331,21 @@ class CronofyApp:
         if resp.status_code >= 300:
             raise CronofyError(f"revoke answered {resp.status_code}", status=resp.status_code)
 
+    # -- Enterprise Connect --
+
+    def enterprise_connect_url(self, redirect_uri: str, state: str, delegated_scope: str = DEFAULT_SCOPE,
+                               scope: str = SERVICE_ACCOUNT_SCOPE) -> str:
+        """The domain administrator's authorization page (a different path from a user's)."""
+        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": redirect_uri,
+                  "scope": scope, "delegated_scope": delegated_scope, "state": state}
+        return f"{self.app_base_url}/enterprise_connect/oauth/authorize?{urlencode(params)}"
+
+    def exchange_service_account_code(self, code: str, redirect_uri: str) -> ServiceAccountGrant:
+        data = self._token_call(
+            {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}, idempotent=False
+        )
+        return ServiceAccountGrant.model_validate(data)
+
     def for_user(self, tokens: TokenSet, on_tokens_refreshed: Callable[[TokenSet], None]) -> CronofyUser:
         return CronofyUser(self, tokens, on_tokens_refreshed)
 
@@ -413,6 +447,17 @@ class CronofyUser:
 
     def close_channel(self, channel_id: str) -> None:
         self._expect(self.request("DELETE", f"/v1/channels/{channel_id}"), 202, 404)
+
+    # -- Enterprise Connect (a service account's tokens) --
+
+    def request_delegated_access(self, entries: list[dict[str, Any]]) -> None:
+        """Ask for members' authorizations (1..50 `{email, callback_url, scope, state}`): 202, and Cronofy
+        calls each `callback_url` later with a code or an error."""
+        if not 0 < len(entries) <= DELEGATED_ACCESS_LIMIT:
+            raise ValueError(f"a delegated-access request names 1..{DELEGATED_ACCESS_LIMIT} members, "
+                             f"got {len(entries)}")
+        body = {"service_account_authorizations": entries}
+        self._expect(self.request("POST", "/v1/service_account_authorizations", json=body), 202)
 
     # -- batch --
 

@@ -96,6 +96,9 @@ class Connection(BaseModel):
     # periods are local to it. None until known (treated as UTC); re-read weekly by the reconciler.
     timezone: str | None = None
     timezone_checked_at: datetime | None = None
+    # "enterprise_connect" when the org's administrator connected this calendar (calsync/enterprise.py);
+    # None when the user connected it themselves.
+    connected_by: str | None = None
     # Bumped on every write; conditional updates compare it so concurrent writers never clobber.
     revision: int = 0
 
@@ -116,7 +119,7 @@ class Connection(BaseModel):
 
     def public_view(self) -> dict:
         """The status route's body (ARCHITECTURE §2)."""
-        return {
+        view = {
             "state": self.state.value,
             "provider": self.provider,
             "profile_name": self.profile_name,
@@ -126,6 +129,9 @@ class Connection(BaseModel):
             "backfill": self.backfill.model_dump() if self.backfill else None,
             "last_error": self.last_error,
         }
+        if self.connected_by:  # "connected by your administrator"
+            view["connected_by"] = self.connected_by
+        return view
 
 
 class TokenSet(BaseModel):

@@ -87,8 +87,21 @@ def reset() -> None:
     """Forget every cached object (tests and the local stack switch environments)."""
     for factory in (aws_client, store, vault, publisher, rate_limiter, cronofy_app, connection_service, sync_engine,
                     backfill_steps, busy, notification_processor, reconciler, availability, sync_health,
-                    get_settings):
+                    get_settings, enterprise_connect):
         factory.cache_clear()
+
+
+@cache
+def enterprise_connect():
+    from calsync.enterprise import EnterpriseConnectService
+    from calsync.enterprise_store import EnterpriseStore
+    from calsync.oauth_state import StateSigner
+
+    settings = get_settings()
+    _, signing_key = settings.secrets()
+    return EnterpriseConnectService(settings, EnterpriseStore(aws_client("dynamodb"), settings.table_name),
+                                    connection_service(), StateSigner(signing_key, settings.oauth_state_ttl_seconds),
+                                    signing_key)
 
 
 @cache

@@ -16,17 +16,19 @@ class TokenVault:
         self._key_id = key_id
 
     @staticmethod
-    def _context(user_id: str) -> dict[str, str]:
-        return {"purpose": "cronofy-tokens", "user_id": user_id}
+    def _context(user_id: str, purpose: str = "cronofy-tokens") -> dict[str, str]:
+        return {"purpose": purpose, "user_id": user_id}
 
-    def seal(self, user_id: str, tokens: TokenSet) -> bytes:
+    def seal(self, user_id: str, tokens: TokenSet, purpose: str = "cronofy-tokens") -> bytes:
+        """`purpose` keeps kinds apart: an org's Enterprise Connect service-account tokens are sealed with
+        their own purpose, so they never decrypt as a user's tokens (or the reverse)."""
         resp = self._kms.encrypt(
             KeyId=self._key_id,
             Plaintext=tokens.model_dump_json().encode(),
-            EncryptionContext=self._context(user_id),
+            EncryptionContext=self._context(user_id, purpose),
         )
         return resp["CiphertextBlob"]
 
-    def open(self, user_id: str, ciphertext: bytes) -> TokenSet:
-        resp = self._kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=self._context(user_id))
+    def open(self, user_id: str, ciphertext: bytes, purpose: str = "cronofy-tokens") -> TokenSet:
+        resp = self._kms.decrypt(CiphertextBlob=ciphertext, EncryptionContext=self._context(user_id, purpose))
         return TokenSet.model_validate_json(resp["Plaintext"])

@@ -1,0 +1,490 @@
+"""Enterprise Connect: an org admin authorizes a Google Workspace or Microsoft 365 service account
+once; the service then connects members' calendars without each member's consent screen.
+
+1. `start`: admins only; Cronofy's Enterprise Connect page, with a signed, expiring, single-use,
+   browser-bound `state` (the user flow's StateSigner and stored nonce).
+2. `complete`: the admin's browser comes back with a code: the state is verified and spent, the code
+   redeemed, the service account's tokens (30 minutes; refreshed on use) stored encrypted (KMS, with an
+   encryption context naming the org and a purpose of their own) for the org.
+3. `request_members`: at most MAX_MEMBERS per call, sent to Cronofy at most 50 per request through
+   the shared rate limiter. Each member gets its own signed `state` naming org, user, grant and a
+   nonce stored on the member's item (single use).
+4. `member_callback`: Cronofy's call per member. The state is verified, then the member item is
+   claimed in one transaction that also checks the org's Enterprise Connect is still active under
+   the same grant: otherwise nothing is stored. The code is redeemed (the callback URL as
+   redirect_uri), the member's primary writable calendar chosen, a push channel created and a
+   normal Connection stored (`connected_by="enterprise_connect"`), and the usual backfill starts
+   (`ConnectionService.on_calendar_selected`). From there milestone push, notifications, the
+   reconciler and cleanup treat it as any connection.
+5. `end`: disconnects every member connected through it (the usual cleanup queue, so in batches
+   within the shared rate limit), never members who connected themselves, and revokes the service
+   account.
+
+Where Cronofy's documentation and the offline reference (`shared/reference/cronofy-api.md` §8)
+differ, the documentation is followed: the member's code is redeemed with the `callback_url` passed
+as `redirect_uri`; `delegated_scope` is required on the admin's authorization; the service account's
+token answer carries `service_account_id` and no `sub`. The documentation gives no per-request limit
+(the reference says 50: kept) and no callback body or error names: the emulator's choice (JSON
+`{"authorization": {"code"|"error", "state"}}`) is read here, and any error is shown as a failed member
+with the error as reason (`unknown_email`, `not_in_domain`, else `authorization_failed`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from calsync.caller import Caller
+from calsync.config import Settings
+from calsync.connections import REPLACEABLE, ConnectionService
+from calsync.cronofy import (
+    DEFAULT_SCOPE,
+    DELEGATED_ACCESS_LIMIT,
+    CronofyAuthError,
+    CronofyError,
+    CronofyRateLimited,
+    CronofyUnavailable,
+    CronofyUser,
+    CronofyValidationError,
+    InvalidGrant,
+)
+from calsync.enterprise_store import EnterpriseStore
+from calsync.errors import ApiError, forbidden
+from calsync.models import Calendar, Connection, ConnectionState, TokenSet, iso, utcnow
+from calsync.oauth_state import StateError, StateSigner
+from calsync.observability import logger
+from calsync.store import ConflictError
+
+CONNECTED_BY = "enterprise_connect"
+PROVIDER = "enterprise_connect"  # the `provider` claim of the admin's OAuth state
+TOKEN_PURPOSE = "enterprise-connect-service-account"
+MAX_MEMBERS = 300
+CALLBACK_PATH = "/v1/enterprise-connect/oauth/callback"
+MEMBER_CALLBACK_PATH = "/v1/enterprise-connect/members/callback"
+KNOWN_MEMBER_ERRORS = {"unknown_email", "not_in_domain", "access_denied"}
+_EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# Once a member's code is spent, the rest of the connection (calendars, channel) waits for the shared
+# limiter this long in all rather than failing the member (the function's timeout is 30 s).
+PATIENCE_AFTER_EXCHANGE_SECONDS = 15.0
+# Before it, the exchange waits this long for the limiter (the code is not spent while the limiter refuses);
+# longer, and Cronofy is answered 503 with Retry-After and calls back again.
+PATIENCE_FOR_EXCHANGE_SECONDS = 8.0
+
+
+class _CodeNotSent(Exception):
+    """The shared limiter refused the code exchange before it was sent: the code is still good."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class MemberStateSigner:
+    """`state` sent to Cronofy per member: HMAC-signed {org, user, grant, nonce}. Not browser-bound (no
+    browser is involved) and not expiring (Cronofy calls back once the calendar has synced, which may
+    take a while); single use comes from the nonce on the member's item."""
+
+    def __init__(self, signing_key: str):
+        self._key = hmac.new(signing_key.encode(), b"enterprise-connect-member-state", hashlib.sha256).digest()
+
+    def issue(self, org_id: str, user_id: str, grant_id: str, nonce: str) -> str:
+        body = _b64(json.dumps({"o": org_id, "u": user_id, "g": grant_id, "n": nonce},
+                               separators=(",", ":"), sort_keys=True).encode())
+        return f"{body}.{self._sign(body)}"
+
+    def _sign(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
+
+    def verify(self, state: Any) -> dict[str, str]:
+        if not isinstance(state, str) or state.count(".") != 1 or len(state) > 1024:
+            raise StateError("invalid_state")
+        body, signature = state.split(".")
+        if not hmac.compare_digest(self._sign(body), signature):
+            raise StateError("invalid_state")
+        try:
+            claims = json.loads(_unb64(body))
+        except ValueError as error:
+            raise StateError("invalid_state") from error
+        if not isinstance(claims, dict) or not all(isinstance(claims.get(k), str) for k in "ougn"):
+            raise StateError("invalid_state")
+        return claims
+
+
+class EnterpriseConnectService:
+    def __init__(self, settings: Settings, store: EnterpriseStore, connections: ConnectionService,
+                 signer: StateSigner, signing_key: str):
+        self.settings = settings
+        self.store = store
+        self.connections = connections
+        self.signer = signer
+        self.member_signer = MemberStateSigner(signing_key)
+
+    @property
+    def callback_url(self) -> str:
+        return f"{self.settings.public_api_url}{CALLBACK_PATH}"
+
+    @property
+    def member_callback_url(self) -> str:
+        return f"{self.settings.public_api_url}{MEMBER_CALLBACK_PATH}"
+
+    @staticmethod
+    def _require_admin(caller: Caller, org_id: str) -> None:
+        caller.require_org(org_id)
+        if not caller.is_admin:
+            raise forbidden("only an org admin can manage Enterprise Connect")
+
+    def _redirect(self, outcome: str, reason: str | None, return_to: str | None) -> str:
+        query = {"enterprise_connect": outcome} | ({"reason": reason} if reason else {})
+        path = return_to or "/settings/calendar-sync"
+        return f"{self.settings.web_app_url}{path}{'&' if '?' in path else '?'}{urlencode(query)}"
+
+    # ---- 1. start ------------------------------------------------------------------------------
+
+    def start(self, caller: Caller, org_id: str, return_to: str | None) -> tuple[str, str]:
+        """(Cronofy's Enterprise Connect URL, browser-binding secret for the cookie)."""
+        self._require_admin(caller, org_id)
+        state, binding, claims = self.signer.issue(caller.user_id, org_id, PROVIDER, return_to)
+        self.connections.store.put_oauth_state(claims.nonce, caller.user_id, org_id, claims.expires_at)
+        url = self.connections.cronofy.enterprise_connect_url(self.callback_url, state, DEFAULT_SCOPE)
+        return url, binding
+
+    # ---- 2. the admin's callback ---------------------------------------------------------------
+
+    def complete(self, params: dict[str, str], binding: str | None) -> str:
+        """Always the web-app URL to redirect to; nothing is stored on a failure."""
+        try:
+            claims = self.signer.verify(params.get("state", ""), binding)
+            if claims.provider != PROVIDER:
+                raise StateError("invalid_state")
+        except StateError as error:
+            logger.info("enterprise connect callback refused", extra={"reason": error.reason})
+            return self._redirect("error", error.reason, None)
+        record = self.connections.store.consume_oauth_state(claims.nonce)
+        if record is None or record.get("user_id") != claims.user_id or record.get("org_id") != claims.org_id:
+            logger.info("enterprise connect callback refused", extra={"reason": "state_used"})
+            return self._redirect("error", "state_used", claims.return_to)
+        if params.get("error"):
+            reason = "access_denied" if params["error"] == "access_denied" else "authorization_failed"
+            return self._redirect("error", reason, claims.return_to)
+        if not params.get("code"):
+            return self._redirect("error", "missing_code", claims.return_to)
+        cronofy = self.connections.cronofy
+        try:
+            grant = cronofy.exchange_service_account_code(params["code"], self.callback_url)
+        except CronofyError as error:
+            logger.warning("enterprise connect code exchange failed", extra={"org_id": claims.org_id,
+                                                                              "error": type(error).__name__})
+            reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
+            return self._redirect("error", reason, claims.return_to)
+        existing = self.store.get_org(claims.org_id)
+        grant_id = existing["grant_id"] if existing and existing.get("status") == "active" else uuid.uuid4().hex
+        now = iso(utcnow())
+        self.store.activate(claims.org_id, {
+            "status": "active", "grant_id": grant_id, "service_account_id": grant.service_account_id,
+            "scope": grant.scope, "delegated_scope": DEFAULT_SCOPE, "authorized_by": claims.user_id,
+            "authorized_at": now,
+        }, self.connections.vault.seal(claims.org_id, grant.token_set(), TOKEN_PURPOSE))
+        logger.info("enterprise connect authorized", extra={"org_id": claims.org_id, "by": claims.user_id})
+        return self._redirect("connected", None, claims.return_to)
+
+    # ---- the service account's client ----------------------------------------------------------
+
+    def _service_account(self, org_id: str, grant_id: str) -> CronofyUser:
+        ciphertext = self.store.get_tokens(org_id)
+        if ciphertext is None:
+            raise ApiError(409, "enterprise_connect_not_active", "Enterprise Connect is not active for this org")
+        tokens = self.connections.vault.open(org_id, ciphertext, TOKEN_PURPOSE)
+
+        def keep(fresh: TokenSet) -> None:
+            self.store.save_tokens(org_id, grant_id, self.connections.vault.seal(org_id, fresh, TOKEN_PURPOSE))
+
+        return self.connections.cronofy.for_user(tokens, keep)
+
+    def _active(self, org_id: str) -> dict[str, Any]:
+        org = self.store.get_org(org_id)
+        if org is None or org.get("status") != "active":
+            raise ApiError(409, "enterprise_connect_not_active",
+                           "Enterprise Connect is not active for this org: an admin must authorize it first")
+        return org
+
+    # ---- 3. asking for members -----------------------------------------------------------------
+
+    def request_members(self, caller: Caller, org_id: str, members: list[dict[str, str]]) -> dict[str, Any]:
+        self._require_admin(caller, org_id)
+        if not 0 < len(members) <= MAX_MEMBERS:
+            raise ApiError(422, "invalid_request", f"name 1..{MAX_MEMBERS} members per call")
+        seen_users, seen_emails = set(), set()
+        for m in members:
+            email = m["email"].strip().lower()
+            if not _EMAIL.match(email):
+                raise ApiError(422, "invalid_email", f"not an e-mail address: {m['email']!r}")
+            if m["user_id"] in seen_users or email in seen_emails:
+                raise ApiError(422, "duplicate_member", f"{m['user_id']} / {email} is named twice")
+            seen_users.add(m["user_id"])
+            seen_emails.add(email)
+        org = self._active(org_id)
+        grant_id = org["grant_id"]
+        store = self.connections.store
+        existing = store.connections([m["user_id"] for m in members])
+        now = iso(utcnow())
+        results: list[dict[str, Any]] = []
+        to_ask: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for m in members:
+            user_id, email = m["user_id"], m["email"].strip().lower()
+            conn = existing.get(user_id)
+            if conn is not None and conn.org_id != org_id:
+                raise forbidden(f"{user_id} is not in this org")
+            if conn is not None:
+                # Connected already (themselves, or by an earlier request): left as it is.
+                reason = "already_connected_by_admin" if conn.connected_by == CONNECTED_BY else "already_connected"
+                results.append({"user_id": user_id, "email": email, "status": "skipped", "reason": reason})
+                continue
+            nonce = secrets.token_urlsafe(18)
+            record = {"user_id": user_id, "email": email, "status": "requested", "grant_id": grant_id,
+                      "nonce": nonce, "requested_at": now, "updated_at": now, "requested_by": caller.user_id}
+            entry = {"email": email, "callback_url": self.member_callback_url, "scope": DEFAULT_SCOPE,
+                     "state": self.member_signer.issue(org_id, user_id, grant_id, nonce)}
+            to_ask.append((record, entry))
+        client = self._service_account(org_id, grant_id) if to_ask else None
+        sent = 0
+        for start in range(0, len(to_ask), DELEGATED_ACCESS_LIMIT):
+            chunk = to_ask[start:start + DELEGATED_ACCESS_LIMIT]
+            for record, _ in chunk:  # recorded first: a callback can arrive before the 202 does
+                self.store.put_member(org_id, record)
+            reason = None
+            try:
+                client.request_delegated_access([entry for _, entry in chunk])
+                sent += 1
+            except CronofyValidationError:
+                reason = "rejected_by_calendar_service"
+            except (InvalidGrant, CronofyAuthError):
+                reason = "enterprise_connect_revoked"
+            except (CronofyRateLimited, CronofyUnavailable):
+                reason = "calendar_service_unavailable"
+            for record, _ in chunk:
+                if reason:
+                    self.store.update_member(org_id, record["user_id"], expect_status="requested",
+                                             status="failed", reason=reason, nonce=None, updated_at=iso(utcnow()))
+                results.append({"user_id": record["user_id"], "email": record["email"],
+                                "status": "failed" if reason else "requested", "reason": reason})
+        logger.info("enterprise connect members requested",
+                    extra={"org_id": org_id, "members": len(to_ask), "cronofy_requests": sent})
+        return {"members": results, "requested": sum(r["status"] == "requested" for r in results),
+                "cronofy_requests": sent}
+
+    # ---- 4. Cronofy's per-member callback --------------------------------------------------------
+
+    def member_callback(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """(status, body) for Cronofy. Nothing is stored unless the state is genuine, unused, and the
+        org's Enterprise Connect is still active under the grant the member was asked with."""
+        result = body.get("authorization") if isinstance(body, dict) else None
+        if not isinstance(result, dict):
+            return 400, {"error": {"code": "invalid_callback", "message": "expected {\"authorization\": {...}}"}}
+        try:
+            claims = self.member_signer.verify(result.get("state"))
+        except StateError:
+            logger.info("enterprise connect member callback refused", extra={"reason": "invalid_state"})
+            return 403, {"error": {"code": "invalid_state", "message": "the state is not one this service issued"}}
+        org_id, user_id, grant_id = claims["o"], claims["u"], claims["g"]
+        log = {"org_id": org_id, "user_id": user_id}
+        if not self.store.claim_member(org_id, user_id, grant_id, claims["n"], iso(utcnow())):
+            org = self.store.get_org(org_id)
+            ended = org is None or org.get("status") != "active" or org.get("grant_id") != grant_id
+            code = "enterprise_connect_ended" if ended else "state_used"
+            logger.info("enterprise connect member callback refused", extra=log | {"reason": code})
+            return 409, {"error": {"code": code, "message": "this member authorization is no longer expected"}}
+        if result.get("error") or not result.get("code"):
+            raw = str(result.get("error") or "missing_code")
+            reason = raw if raw in KNOWN_MEMBER_ERRORS else "authorization_failed"
+            self._member_failed(org_id, user_id, reason)
+            logger.info("enterprise connect member failed", extra=log | {"reason": reason})
+            return 200, {"status": "failed", "reason": reason}
+        try:
+            outcome = self._connect_member(org_id, user_id, str(result["code"]))
+        except _CodeNotSent as error:
+            # The code was never sent: the member can be claimed again by Cronofy's retried callback.
+            self.store.update_member(org_id, user_id, expect_status="connecting", status="requested",
+                                     nonce=claims["n"], updated_at=iso(utcnow()))
+            retry = str(max(1, int(error.args[0] or 5)))
+            return 503, {"error": {"code": "rate_limited", "message": "try again", "retry_after": retry}}
+        except CronofyError as error:
+            reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
+            self._member_failed(org_id, user_id, reason)
+            logger.warning("enterprise connect member failed", extra=log | {"reason": reason,
+                                                                            "error": type(error).__name__})
+            return 200, {"status": "failed", "reason": reason}
+        except Exception:
+            # Anything else (e.g. a storage error) after the claim: the member shows why, and the admin can
+            # ask again; the 5xx lets the platform see it (a repeated callback then finds it handled).
+            logger.exception("enterprise connect member callback failed", extra=log)
+            self._member_failed(org_id, user_id, "internal_error")
+            raise
+        return 200, outcome
+
+    def _member_failed(self, org_id: str, user_id: str, reason: str) -> None:
+        self.store.update_member(org_id, user_id, status="failed", reason=reason, updated_at=iso(utcnow()))
+
+    def _connect_member(self, org_id: str, user_id: str, code: str) -> dict[str, Any]:
+        svc = self.connections
+        try:
+            grant = _patiently(lambda: svc.cronofy.exchange_code(code, self.member_callback_url),
+                               PATIENCE_FOR_EXCHANGE_SECONDS)
+        except CronofyRateLimited as error:  # our limiter refused, or Cronofy answered 429: not redeemed
+            raise _CodeNotSent(error.retry_after) from error
+        client = svc.cronofy.for_user(grant.token_set(), lambda fresh: None)
+        channel_id = None
+        profile = grant.linking_profile
+        try:
+            calendars = _patiently(client.calendars)
+            calendar = _primary_writable(calendars, profile.profile_id if profile else None)
+            if calendar is None:
+                self._abandon(client, None)
+                self._member_failed(org_id, user_id, "no_writable_calendar")
+                return {"status": "failed", "reason": "no_writable_calendar"}
+            channel_id = _patiently(lambda: client.create_channel(svc.channel_callback_url(user_id))).channel_id
+            now = utcnow()
+            conn = Connection(
+                user_id=user_id, org_id=org_id, state=ConnectionState.SYNCING,
+                provider="google" if profile and profile.provider_name == "google" else "microsoft",
+                cronofy_sub=grant.sub, profile_id=profile.profile_id if profile else None,
+                profile_name=profile.profile_name if profile else calendar.profile_name,
+                calendar_id=calendar.calendar_id, calendar_name=calendar.calendar_name, channel_id=channel_id,
+                connected_at=now, updated_at=now, connected_by=CONNECTED_BY,
+            )
+            sealed = svc.vault.seal(user_id, client.tokens)
+            for attempt in range(3):  # the code is spent: a transient storage error must not lose the member
+                try:
+                    svc.store.create_connection(conn, sealed, REPLACEABLE)
+                    break
+                except ConflictError:
+                    raise
+                except Exception:  # noqa: BLE001 - a transaction that failed applied nothing: safe to repeat
+                    if attempt == 2:
+                        raise
+                    logger.warning("storing the member's connection failed; trying again", extra={"user_id": user_id})
+                    time.sleep(0.2 * (attempt + 1))
+        except ConflictError:
+            # The member connected a calendar themselves meanwhile: theirs stays, ours is undone.
+            self._abandon(client, channel_id)
+            self._member_failed(org_id, user_id, "already_connected")
+            return {"status": "failed", "reason": "already_connected"}
+        except Exception:
+            self._abandon(client, channel_id)
+            raise
+        conn = svc.on_calendar_selected(conn, None)
+        svc.publisher.connection_changed(org_id, user_id, conn.state, conn.last_error)
+        self.store.update_member(org_id, user_id, status="connected", reason=None, updated_at=iso(utcnow()),
+                                 calendar_name=calendar.calendar_name)
+        org = self.store.get_org(org_id)
+        if org is None or org.get("status") != "active":
+            # Enterprise Connect ended while this member was being connected: undo it the usual way.
+            svc.request_disconnect(Caller(user_id=user_id, org_id=org_id))
+            self.store.update_member(org_id, user_id, status="disconnected", reason="enterprise_connect_ended")
+            return {"status": "disconnected", "reason": "enterprise_connect_ended"}
+        logger.info("enterprise connect member connected", extra={"org_id": org_id, "user_id": user_id})
+        return {"status": "connected"}
+
+    def _abandon(self, client: CronofyUser, channel_id: str | None) -> None:
+        try:
+            if channel_id:
+                client.close_channel(channel_id)
+            self.connections.cronofy.revoke(client.tokens)
+        except CronofyError as error:
+            logger.warning("could not revoke an abandoned member authorization", extra={"error": type(error).__name__})
+
+    # ---- status ----------------------------------------------------------------------------------
+
+    def status(self, caller: Caller, org_id: str) -> dict[str, Any]:
+        self._require_admin(caller, org_id)
+        org = self.store.get_org(org_id)
+        members = self.store.members(org_id)
+        conns = self.connections.store.connections([m["user_id"] for m in members]) if members else {}
+        rows = []
+        for m in sorted(members, key=lambda r: r["user_id"]):
+            conn = conns.get(m["user_id"])
+            status = m["status"]
+            if status == "connecting":
+                status = "requested"
+            if status == "connected" and (conn is None or conn.connected_by != CONNECTED_BY):
+                status, m["reason"] = "disconnected", m.get("reason") or "disconnected_by_member_or_deactivated"
+            rows.append({"user_id": m["user_id"], "email": m["email"], "status": status, "reason": m.get("reason"),
+                         "requested_at": m.get("requested_at"), "updated_at": m.get("updated_at"),
+                         "connection_state": conn.state.value if conn else ConnectionState.NOT_CONNECTED.value,
+                         "calendar_name": conn.calendar_name if conn else None})
+        view: dict[str, Any] = {"state": org["status"] if org else "not_connected", "members": rows}
+        if org:
+            view.update({k: org.get(k) for k in ("authorized_by", "authorized_at", "ended_at", "ended_by")})
+        return view
+
+    # ---- 5. ending -------------------------------------------------------------------------------
+
+    def end(self, caller: Caller, org_id: str) -> dict[str, Any]:
+        self._require_admin(caller, org_id)
+        org = self._active(org_id)
+        client = None
+        try:
+            client = self._service_account(org_id, org["grant_id"])
+        except ApiError:
+            client = None
+        try:
+            self.store.end(org_id, org["grant_id"], caller.user_id, iso(utcnow()))
+        except ConflictError as error:
+            raise ApiError(409, "conflict", "Enterprise Connect changed meanwhile; try again") from error
+        if client is not None:
+            try:  # the service account's authorization; the members' own ones go with their cleanup
+                self.connections.cronofy.revoke(client.tokens)
+            except CronofyError as error:
+                logger.warning("could not revoke the service account", extra={"org_id": org_id,
+                                                                               "error": type(error).__name__})
+        svc = self.connections
+        disconnecting = cancelled = 0
+        members = self.store.members(org_id)
+        conns = svc.store.connections([m["user_id"] for m in members]) if members else {}
+        for m in members:
+            user_id = m["user_id"]
+            conn = conns.get(user_id)
+            if m["status"] in ("requested", "connecting"):
+                self.store.update_member(org_id, user_id, status="cancelled", reason="enterprise_connect_ended",
+                                         nonce=None, updated_at=iso(utcnow()))
+                cancelled += 1
+            if conn is not None and conn.connected_by == CONNECTED_BY and conn.org_id == org_id:
+                # The usual disconnect: state `disconnecting`, one cleanup job on the cleanup queue, whose
+                # function removes the events, closes the channel and revokes within the shared limiter.
+                svc.request_disconnect(Caller(user_id=user_id, org_id=org_id))
+                self.store.update_member(org_id, user_id, status="disconnected", reason="enterprise_connect_ended",
+                                         updated_at=iso(utcnow()))
+                disconnecting += 1
+        logger.info("enterprise connect ended", extra={"org_id": org_id, "disconnecting": disconnecting,
+                                                        "cancelled": cancelled})
+        return {"state": "ended", "disconnecting": disconnecting, "cancelled": cancelled}
+
+
+def _patiently(call, budget: float = PATIENCE_AFTER_EXCHANGE_SECONDS, sleep=time.sleep):
+    """`call()`, waiting out the shared limiter's refusals (within `budget` seconds in all)."""
+    waited = 0.0
+    while True:
+        try:
+            return call()
+        except CronofyRateLimited as error:
+            wait = max(0.1, error.retry_after or 1.0)
+            if waited + wait > budget:
+                raise
+            sleep(wait)
+            waited += wait
+
+
+def _primary_writable(calendars: list[Calendar], profile_id: str | None) -> Calendar | None:
+    mine = [c for c in calendars if c.writable and (profile_id is None or c.profile_id == profile_id)]
+    return next((c for c in mine if c.calendar_primary), mine[0] if mine else None)
