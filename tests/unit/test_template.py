@@ -83,7 +83,9 @@ def test_the_token_key_only_works_under_a_users_encryption_context():
     statements = RES["TokenKey"]["Properties"]["KeyPolicy"]["Statement"]
     denies = [s for s in statements if s["Effect"] == "Deny"]
     conditions = [s["Condition"] for s in denies]
-    assert {"StringNotEquals": {"kms:EncryptionContext:purpose": "cronofy-tokens"}} in conditions
+    # users' tokens, and an org's Enterprise Connect service-account tokens (calsync/enterprise.py), nothing else
+    assert {"StringNotEquals": {"kms:EncryptionContext:purpose": [
+        "cronofy-tokens", "enterprise-connect-service-account"]}} in conditions
     assert {"Null": {"kms:EncryptionContext:user_id": "true"}} in conditions
     assert all("kms:Decrypt" in s["Action"] for s in denies)
 
@@ -97,5 +99,8 @@ def test_functions_have_no_scan_and_no_broad_policy_templates():
             for statement in policy.get("Statement", []):
                 assert "dynamodb:Scan" not in statement["Action"], lid
                 if any(a.startswith("kms:") for a in statement["Action"]):
+                    # users' tokens; Enterprise Connect also seals the org's service-account tokens
+                    allowed = ["cronofy-tokens", "enterprise-connect-service-account"] \
+                        if lid == "EnterpriseConnectFunction" else "cronofy-tokens"
                     assert statement["Condition"]["StringEquals"] == {
-                        "kms:EncryptionContext:purpose": "cronofy-tokens"}, lid
+                        "kms:EncryptionContext:purpose": allowed}, lid
