@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -27,6 +27,7 @@ from tests.helpers import connect, in_days, iso, milestone
 SEEDS = [int(s) for s in os.environ.get("CHAOS_SEEDS", "7").split(",")]
 USERS = int(os.environ.get("CHAOS_USERS", "5"))
 CHANGES = int(os.environ.get("CHAOS_CHANGES", "120"))
+HEAVY_EVENTS = int(os.environ.get("CHAOS_HEAVY_EVENTS", "2000"))  # the last user's own appointments
 
 
 class Crashes:
@@ -83,6 +84,12 @@ def test_chaos(seed, monkeypatch, capsys):
         for u in users:
             accounts[u] = stack.emulator.add_calendar_account("google", f"{u}@example.com", calendars=[
                 {"name": "Work", "primary": True}, {"name": "Holidays", "readonly": True}])
+            if u == users[-1]:  # one heavy calendar: thousands of short appointments (issue 10, finding 4)
+                work = accounts[u]["calendars"][0]["calendar_id"]
+                first = in_days(1, 0)
+                for i in range(HEAVY_EVENTS):
+                    at = first + timedelta(minutes=8 * i)
+                    stack.emulator.add_external_event(work, f"Call {i}", iso(at), iso(at + timedelta(minutes=5)))
             sessions[u] = stack.browser(u, org)
             calendars[u] = connect(stack, sessions[u], "google", accounts[u])
 
@@ -241,3 +248,10 @@ def test_chaos(seed, monkeypatch, capsys):
         # the realistic Cronofy really was in play: retries, duplicates and a rotation
         assert push_stats["retried"] > 0 and push_stats["duplicated"] > 0 and push_stats["two_signatures"] > 0
         assert all(n["error"] is None for n in pushes if n["attempt"] == stack.emulator.realism.push_max_attempts)
+        # the heavy calendar: its busy periods are stored and served (one item per week, none too big)
+        heavy = users[-1]
+        if heavy not in leaving and runtime.store().get_connection(heavy) is not None:
+            day = in_days(3, 0)
+            busy = sessions[heavy].get(stack.url(f"/v1/orgs/{org}/busy"), params={
+                "user_ids": heavy, "from": iso(day), "to": iso(day + timedelta(hours=1))})
+            assert busy.status_code == 200 and len(busy.json()["users"][heavy]) == 8, busy.text
