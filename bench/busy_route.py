@@ -24,14 +24,15 @@ from localdev.stack import LocalStack  # noqa: E402
 from tests.helpers import in_days, iso  # noqa: E402
 
 
-class FreeBusy:
-    """Seeds busy blocks directly through Busy.refresh with a stand-in client (no connect flow needed)."""
+class OwnEvents:
+    """Seeds busy periods directly through Busy.rebuild with a stand-in client (no connect flow needed):
+    its Read Events answers the user's own events."""
 
-    def __init__(self, blocks):
-        self.blocks = blocks
+    def __init__(self, events):
+        self.events = events
 
-    def free_busy(self, **_):
-        return iter(self.blocks)
+    def read_events(self, **_):
+        return iter(self.events)
 
 
 def main(users_n: int = 50, calls: int = 200) -> dict:
@@ -43,9 +44,10 @@ def main(users_n: int = 50, calls: int = 200) -> dict:
         for i in range(users_n):
             conn = Connection(user_id=f"u_{i}", org_id="org_1", state=ConnectionState.CONNECTED, provider="google",
                               cronofy_sub=f"acc_{i}", connected_at=now, updated_at=now)
-            blocks = [{"start": iso(in_days(d, 9 + (i % 5))), "end": iso(in_days(d, 10 + (i % 5))),
-                       "free_busy_status": "busy"} for d in range(0, 60, 2)]
-            busy.refresh(conn, FreeBusy(blocks), now)
+            events = [{"event_uid": f"evt_{i}_{d}", "start": iso(in_days(d, 9 + (i % 5))),
+                       "end": iso(in_days(d, 10 + (i % 5))), "transparency": "opaque", "status": "confirmed"}
+                      for d in range(0, 60, 2)]
+            busy.rebuild(conn, OwnEvents(events), now)
         session = stack.browser("u_0", "org_1")
         token = session.headers["Authorization"]
         params = {"user_ids": ",".join(f"u_{i}" for i in range(users_n)), "from": iso(in_days(0, 0)),
