@@ -1140,7 +1140,10 @@ def ceiling(r: dict) -> dict:
         "reconciler": {"visits_per_day_capacity": int(throughput), "spare_requests_per_day": int(spare),
                        "requests_per_visit": per_visit, "coverage_bound": coverage},
         "check_at_measured": {
-            "predicted_busiest_minute": round(live_min + c["busiest_minute_reconciler"]),
+            # live work's busiest minute from the model's mean-plus-deviations form at N0 (k is fitted on
+            # this run, so this checks the fit); the week's busiest minute may be the reconciler's
+            "model_busiest_live_minute": round(m0 + k * math.sqrt(m0)),
+            "measured_busiest_live_minute": live_min,
             "measured_busiest_minute": c["busiest_minute"],
             "predicted_users_reached_24h": min(n0, int(throughput), coverage or n0),
             "measured_users_reached_24h": rec["distinct_users_reached_in_24h"],
