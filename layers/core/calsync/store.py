@@ -271,12 +271,9 @@ class Store:
             "KeyConditionExpression": "org_pk = :org",
             "ExpressionAttributeValues": _to_item({":org": f"ORG#{org_id}"}),
         }
-        while True:
-            resp = self._db.query(**kwargs)
+        for resp in _query_pages(self._db, kwargs):
             found.extend(self._connection_from(item) for item in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                return found
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return found
 
     def _single_by_index(self, index: str, attribute: str, value: str) -> Connection | None:
         resp = self._db.query(
@@ -323,12 +320,8 @@ class Store:
             "Select": "COUNT",
         }
         count = 0
-        while True:
-            resp = self._db.query(**kwargs)
+        for resp in _query_pages(self._db, kwargs):
             count += resp.get("Count", 0)
-            if "LastEvaluatedKey" not in resp:
-                break
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
         if not count:
             return 0, None
         first = self._db.query(TableName=self._table, IndexName="by_due", Limit=1,
@@ -551,8 +544,7 @@ class Store:
             "ExpressionAttributeValues": _to_item({":pk": f"MILESTONE#{milestone_id}"}),
             "ConsistentRead": True,
         }
-        while True:
-            resp = self._db.query(**kwargs)
+        for resp in _query_pages(self._db, kwargs):
             for raw in resp.get("Items", []):
                 item = _from_item(raw)
                 sk = item["sk"]
@@ -562,9 +554,7 @@ class Store:
                     scheduled[item["user_id"]] = item["assignee_sk"]
                 elif sk.startswith("REF#"):
                     refs[item["user_id"]] = _ref_from(item)
-            if "LastEvaluatedKey" not in resp:
-                return mirror, scheduled, refs
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return mirror, scheduled, refs
 
     def partitions_for_user(
         self, milestone_ids: list[str], user_id: str
@@ -621,12 +611,9 @@ class Store:
             "KeyConditionExpression": "assignee_pk = :u AND assignee_sk >= :since",
             "ExpressionAttributeValues": _to_item({":u": f"ASSIGNEE#{user_id}", ":since": since}),
         }
-        while True:
-            resp = self._db.query(**kwargs)
+        for resp in _query_pages(self._db, kwargs):
             ids.extend(_from_item(i)["pk"].removeprefix("MILESTONE#") for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                return ids
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return ids
 
     # ---- event refs ------------------------------------------------------------------------------
 
@@ -684,20 +671,14 @@ class Store:
             "KeyConditionExpression": "ref_user_pk = :u",
             "ExpressionAttributeValues": _to_item({":u": f"EVENTS#{user_id}"}),
         }
-        while True:
-            resp = self._db.query(**kwargs)
+        for resp in _query_pages(self._db, kwargs):
             refs.extend(_ref_from(_from_item(i)) for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                return refs
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return refs
 
     def delete_refs_of_user(self, user_id: str) -> int:
         refs = self.refs_of_user(user_id)
         keys = [{"pk": f"MILESTONE#{r.milestone_id}", "sk": f"REF#{user_id}"} for r in refs]
-        for i in range(0, len(keys), 25):
-            request = {self._table: [{"DeleteRequest": {"Key": _to_item(k)}} for k in keys[i:i + 25]]}
-            while request:
-                request = self._db.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+        _batch_write(self._db, self._table, [{"DeleteRequest": {"Key": _to_item(k)}} for k in keys])
         return len(refs)
 
     # ---- connections in bulk -----------------------------------------------------------------------
@@ -726,12 +707,9 @@ class Store:
             "ExpressionAttributeValues": _to_item({":u": f"ASSIGNEE#{user_id}", ":a": start_from,
                                                    ":b": start_before}),
         }
-        while True:
-            resp = self._db.query(**kwargs)
+        for resp in _query_pages(self._db, kwargs):
             ids.extend(_from_item(i)["pk"].removeprefix("MILESTONE#") for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp:
-                return ids
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return ids
 
     def backfills(self, user_ids: list[str]) -> dict[str, dict]:
         """Backfill progress items by user id (BatchGetItem, 100 keys a request)."""
@@ -755,12 +733,9 @@ class Store:
             "ExpressionAttributeValues": _to_item({":u": f"EVENTS#{user_id}"}),
             "Select": "COUNT",
         }
-        while True:
-            resp = self._db.query(**kwargs)
+        for resp in _query_pages(self._db, kwargs):
             count += resp.get("Count", 0)
-            if "LastEvaluatedKey" not in resp:
-                return count
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return count
 
     # ---- backfill ----------------------------------------------------------------------------------
 
@@ -838,14 +813,11 @@ class BusyStore:
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :busy)",
             "ExpressionAttributeValues": _to_item({":pk": _user_pk(user_id), ":busy": BUSY_PREFIX}),
         }
-        while True:
-            resp = self._db.query(**kwargs)
+        for resp in _query_pages(self._db, kwargs):
             for raw in resp.get("Items", []):
                 item = _from_item(raw)
                 found[item["sk"].removeprefix(BUSY_PREFIX)] = item
-            if "LastEvaluatedKey" not in resp:
-                return found
-            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return found
 
     def write_weeks(self, user_id: str, org_id: str, weeks: dict[str, dict[str, str]], updated_at: str,
                     expires_at: dict[str, int]) -> None:
@@ -886,6 +858,17 @@ class BusyStore:
         keys = [{"pk": _user_pk(user_id), "sk": f"{BUSY_PREFIX}{w}"} for w in self.weeks_of_user(user_id)]
         keys.append({"pk": _user_pk(user_id), "sk": BUSY_SK})
         _batch_write(self._db, self._table, [{"DeleteRequest": {"Key": _to_item(k)}} for k in keys])
+
+
+def _query_pages(db, kwargs: dict[str, Any]):
+    """Every page of a Query (following LastEvaluatedKey); `kwargs` are the Query's arguments."""
+    kwargs = dict(kwargs)
+    while True:
+        resp = db.query(**kwargs)
+        yield resp
+        if "LastEvaluatedKey" not in resp:
+            return
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
 
 def _batch_get(db, table: str, keys: list[dict]) -> list[dict]:
