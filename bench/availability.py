@@ -51,11 +51,11 @@ def z(dt: datetime) -> str:
 
 
 def seed(stack, users: list[str], monday, rng: random.Random) -> int:
-    from calsync import runtime
+    from calsync import wiring
     from calsync.milestones import Milestone
     from calsync.sync import schedule_key
 
-    store, busy = runtime.store(), runtime.busy()
+    store, busy = wiring.store(), wiring.busy()
     now = utcnow()
     for n, user_id in enumerate(users):
         zone = ZoneInfo(ZONES[n % 2])

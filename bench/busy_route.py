@@ -37,9 +37,9 @@ class OwnEvents:
 
 def main(users_n: int = 50, calls: int = 200) -> dict:
     with LocalStack() as stack:
-        from calsync import runtime
+        from calsync import wiring
 
-        busy: Busy = runtime.busy()
+        busy: Busy = wiring.busy()
         now = utcnow()
         for i in range(users_n):
             conn = Connection(user_id=f"u_{i}", org_id="org_1", state=ConnectionState.CONNECTED, provider="google",

@@ -27,7 +27,7 @@ What is real and what is simulated
   publishes the new version a minute later).
 - Stand-ins for speed: DynamoDB is localdev/memory_dynamodb.py (contract-tested against moto in
   tests/integration/test_memory_dynamodb_contract.py; the table is created from template.yaml by the
-  local stack), SQS and Step Functions are localdev/memory_aws.py. `calsync.runtime.aws_client` reaches
+  local stack), SQS and Step Functions are localdev/memory_aws.py. `calsync.wiring.aws_client` reaches
   them because boto3's Session.client is routed to them for those three services.
 
 Workload (arguments; defaults = issue 11): per user per working day 4 milestone changes (40% in

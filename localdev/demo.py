@@ -263,9 +263,9 @@ def _crew_and_health(stack: LocalStack) -> None:
         browser.connect(session, stack.base_url, provider, account["profile_id"])
         crew[user_id] = {"account": account, "calendar": account["calendars"][0]["calendar_id"], "session": session}
     stack.drain()
-    from calsync import runtime
+    from calsync import wiring
 
-    zones = {u: runtime.store().get_connection(u).timezone for u in crew}
+    zones = {u: wiring.store().get_connection(u).timezone for u in crew}
     say(f"   time zones from their calendar accounts (Cronofy userinfo, read at connect): {zones}")
     check(zones == {"u_tomas": "America/Los_Angeles", "u_priya": "America/Denver", "u_kai": "America/Los_Angeles"},
           "each member's zone is stored with their connection")
@@ -304,7 +304,7 @@ def _crew_and_health(stack: LocalStack) -> None:
           "Monday 08:00 Pacific with Kai (Tomas's dentist, with its buffer, starts 08:30)")
 
     step("Kai revokes SolarNexus's access; the reconciler's next visit notices; an admin checks sync health")
-    emu.revoke_account(runtime.store().get_connection("u_kai").cronofy_sub)
+    emu.revoke_account(wiring.store().get_connection("u_kai").cronofy_sub)
     stack.invoke("ReconcilerFunction", {"user_ids": ["u_kai"]})
     emu.clear_request_log()
     admin = stack.browser("u_sofia", ORG, roles=["admin"])
@@ -326,9 +326,9 @@ def _crew_and_health(stack: LocalStack) -> None:
 
 
 def _sub(stack: LocalStack, user_id: str) -> str:
-    from calsync import runtime
+    from calsync import wiring
 
-    return runtime.connection_service().store.get_connection(user_id).cronofy_sub
+    return wiring.connection_service().store.get_connection(user_id).cronofy_sub
 
 
 def _check_gone(stack: LocalStack, session, user_id: str, sub: str, calendar_id: str) -> None:

@@ -117,9 +117,9 @@ class LocalStack:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        from calsync import runtime
+        from calsync import wiring
 
-        runtime.reset()
+        wiring.reset()
 
     def _set_env(self, values: dict[str, str]) -> None:
         for key, value in values.items():
@@ -198,9 +198,9 @@ class LocalStack:
         # EMF metrics are recorded but not printed locally (they would drown the demo's narration);
         # POWERTOOLS_METRICS_DISABLED=false shows them.
         self._set_env({"POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true")})
-        from calsync import runtime
+        from calsync import wiring
 
-        runtime.reset()
+        wiring.reset()
 
     def _resolve(self, value: Any) -> str:
         """The local value of a template reference (state machines and Lambda ARNs)."""
@@ -422,9 +422,9 @@ class LocalStack:
         """The service's copy of the Cronofy client secret changes (Secrets Manager, then new
         containers): OAuth calls and push verification use it from now on."""
         self._set_env({"CRONOFY_CLIENT_SECRET": secret})
-        from calsync import runtime
+        from calsync import wiring
 
-        runtime.reset()
+        wiring.reset()
 
     def fail_webhooks(self, count: int) -> None:
         """The next `count` pushes reaching the webhook route are answered 503 (an API Gateway or

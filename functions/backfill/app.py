@@ -4,7 +4,7 @@ BackfillChunkFailed) so the state machine's Retry and Catch can match on them.""
 
 from __future__ import annotations
 
-from calsync import runtime
+from calsync import wiring
 from calsync.observability import logger, metrics
 
 ACTIONS = {"plan", "chunk", "finalize", "fail"}
@@ -18,4 +18,4 @@ def lambda_handler(event: dict, context) -> dict:
     if action not in ACTIONS:
         raise ValueError(f"unknown backfill action {action!r}")
     with logger.append_context_keys(user_id=event.get("user_id"), run_id=event.get("run_id"), action=action):
-        return getattr(runtime.backfill_steps(), action)(event)
+        return getattr(wiring.backfill_steps(), action)(event)

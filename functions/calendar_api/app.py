@@ -16,7 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from pydantic import BaseModel, Field
 
-from calsync import runtime
+from calsync import wiring
 from calsync.availability import AvailabilityRequest
 from calsync.caller import Caller, caller_from_event
 from calsync.config import get_settings
@@ -129,7 +129,7 @@ _CONNECTION_BUSY = _doc(
 )
 def connect(request: Annotated[ConnectRequest, Body()]) -> Response[dict]:
     caller = _caller()
-    url, binding = runtime.connection_service().start_connect(
+    url, binding = wiring.connection_service().start_connect(
         caller, request.provider, valid_return_to(request.return_to)
     )
     settings = get_settings()
@@ -165,7 +165,7 @@ def connect(request: Annotated[ConnectRequest, Body()]) -> Response[dict]:
                403: _OTHER_ORG},
 )
 def get_connection() -> dict:
-    return runtime.connection_service().status(_caller())
+    return wiring.connection_service().status(_caller())
 
 
 @app.get(
@@ -181,7 +181,7 @@ def get_connection() -> dict:
                409: _CONNECTION_BUSY, 503: _UNAVAILABLE},
 )
 def list_calendars() -> dict:
-    return {"calendars": runtime.connection_service().calendars(_caller())}
+    return {"calendars": wiring.connection_service().calendars(_caller())}
 
 
 @app.put(
@@ -204,7 +204,7 @@ def list_calendars() -> dict:
     },
 )
 def select_calendar(request: Annotated[SelectCalendarRequest, Body()]) -> dict:
-    return runtime.connection_service().select_calendar(_caller(), request.calendar_id)
+    return wiring.connection_service().select_calendar(_caller(), request.calendar_id)
 
 
 @app.delete(
@@ -224,7 +224,7 @@ def select_calendar(request: Annotated[SelectCalendarRequest, Body()]) -> dict:
     },
 )
 def disconnect() -> Response[dict]:
-    body = runtime.connection_service().request_disconnect(_caller())
+    body = wiring.connection_service().request_disconnect(_caller())
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
 
 
@@ -241,7 +241,7 @@ def disconnect() -> Response[dict]:
                403: _doc("`forbidden`: another org than the caller's")},
 )
 def org_connections(org_id: str) -> dict:
-    return {"connections": runtime.connection_service().org_connections(_caller(), org_id)}
+    return {"connections": wiring.connection_service().org_connections(_caller(), org_id)}
 
 
 @app.get(
@@ -274,7 +274,7 @@ def org_busy(
     if start.tzinfo is None or end.tzinfo is None:
         raise ApiError(422, "invalid_request", "from and to need a time zone, e.g. 2026-12-01T00:00:00Z")
     ids = [u.strip() for u in user_ids.split(",") if u.strip()]
-    return runtime.busy().for_scheduler(_caller(), org_id, ids, start, end)
+    return wiring.busy().for_scheduler(_caller(), org_id, ids, start, end)
 
 
 @app.post(
@@ -301,7 +301,7 @@ def org_busy(
     },
 )
 def org_availability(org_id: str, request: Annotated[AvailabilityRequest, Body()]) -> dict:
-    return runtime.availability().find(_caller(), org_id, request)
+    return wiring.availability().find(_caller(), org_id, request)
 
 
 @app.get(
@@ -321,7 +321,7 @@ def org_availability(org_id: str, request: Annotated[AvailabilityRequest, Body()
     },
 )
 def org_calendar_health(org_id: str) -> dict:
-    return runtime.sync_health().for_org(_caller(), org_id)
+    return wiring.sync_health().for_org(_caller(), org_id)
 
 
 def _plain_error(error: ApiError) -> dict:

@@ -12,11 +12,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import TypeAdapter
 
-from calsync import runtime
+from calsync import wiring
 from calsync.clock import parse_utc
 from calsync.messages import UserDeactivated, UserQueueMessage
 from calsync.observability import adopt_correlation_id, logger, metrics
-from calsync.queueing import handing_back_when_throttled
+from calsync.sqs_handback import handing_back_when_throttled
 
 processor = BatchProcessor(event_type=EventType.SQS)
 _messages = TypeAdapter(UserQueueMessage)
@@ -25,7 +25,7 @@ _messages = TypeAdapter(UserQueueMessage)
 def handle_record(record: SQSRecord) -> str:
     adopt_correlation_id(record)
     message = _messages.validate_json(record.body)
-    service = runtime.connection_service()
+    service = wiring.connection_service()
     with logger.append_context_keys(user_id=message.user_id, message_id=message.message_id):
         if isinstance(message, UserDeactivated):
             # Only a connection that existed when the user was deactivated: a replay spares a later one.

@@ -23,7 +23,7 @@ from aws_lambda_powertools.shared.cookies import Cookie as SetCookie
 from aws_lambda_powertools.shared.cookies import SameSite
 from pydantic import BaseModel, ConfigDict, Field
 
-from calsync import runtime
+from calsync import wiring
 from calsync.caller import Caller, caller_from_event
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
@@ -125,7 +125,7 @@ _NOT_ACTIVE = _doc("`enterprise_connect_not_active`: no administrator has author
 )
 def start(org_id: str, request: Annotated[StartRequest | None, Body()] = None) -> Response[dict]:
     return_to = valid_return_to(request.return_to if request else None)
-    url, binding = runtime.enterprise_connect().start(_caller(), org_id, return_to)
+    url, binding = wiring.enterprise_connect().start(_caller(), org_id, return_to)
     settings = get_settings()
     cookie = SetCookie(name=BINDING_COOKIE, value=binding, path=COOKIE_PATH,
                        secure=settings.public_api_url.startswith("https://"), http_only=True,
@@ -148,7 +148,7 @@ def start(org_id: str, request: Annotated[StartRequest | None, Body()] = None) -
     responses={200: _doc("Enterprise Connect and its members", "EnterpriseConnectStatus"), 403: _ADMIN_ONLY},
 )
 def status(org_id: str) -> dict:
-    return runtime.enterprise_connect().status(_caller(), org_id)
+    return wiring.enterprise_connect().status(_caller(), org_id)
 
 
 @app.delete(
@@ -166,7 +166,7 @@ def status(org_id: str) -> dict:
                403: _ADMIN_ONLY, 409: _NOT_ACTIVE},
 )
 def end(org_id: str) -> Response[dict]:
-    body = runtime.enterprise_connect().end(_caller(), org_id)
+    body = wiring.enterprise_connect().end(_caller(), org_id)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
 
 
@@ -189,7 +189,7 @@ def end(org_id: str) -> Response[dict]:
     },
 )
 def request_members(org_id: str, request: Annotated[MembersRequest, Body()]) -> Response[dict]:
-    body = runtime.enterprise_connect().request_members(_caller(), org_id,
+    body = wiring.enterprise_connect().request_members(_caller(), org_id,
                                                         [m.model_dump() for m in request.members])
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body)
 
@@ -220,7 +220,7 @@ def admin_callback(
     params = {k: v for k, v in (("code", code), ("state", state), ("error", error)) if v}
     binding = _binding_cookie(app.current_event.raw_event)
     try:
-        location = runtime.enterprise_connect().complete(params, binding)
+        location = wiring.enterprise_connect().complete(params, binding)
     except Exception:  # noqa: BLE001 - the browser must always land back on the web app
         logger.exception("enterprise connect callback failed")
         location = (f"{get_settings().web_app_url}/settings/calendar-sync?enterprise_connect=error"
@@ -252,7 +252,7 @@ def admin_callback(
     },
 )
 def member_callback(body: Annotated[MemberCallback, Body()]) -> Response[dict]:
-    status_code, answer = runtime.enterprise_connect().member_callback(body.model_dump(exclude_none=True))
+    status_code, answer = wiring.enterprise_connect().member_callback(body.model_dump(exclude_none=True))
     headers = {"Retry-After": answer["error"]["retry_after"]} if status_code == 503 else None
     return Response(status_code=status_code, content_type=content_types.APPLICATION_JSON, body=answer,
                     headers=headers)

@@ -14,10 +14,10 @@ from collections import defaultdict
 
 from pydantic import TypeAdapter, ValidationError
 
-from calsync import runtime
+from calsync import wiring
 from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
 from calsync.observability import adopt_correlation_id, logger, metrics
-from calsync.queueing import hand_back, requeue
+from calsync.sqs_handback import hand_back, requeue
 from calsync.store import MilestoneOrgMismatch
 
 _messages = TypeAdapter(MilestoneMessage)
@@ -36,7 +36,7 @@ class _Record:
 
 
 def _mirror(message: MilestoneUpserted | MilestoneDeleted) -> tuple[str, bool]:
-    store = runtime.store()
+    store = wiring.store()
     if isinstance(message, MilestoneUpserted):
         m = message.milestone
         return m.milestone_id, store.put_mirror_if_newer(message.org_id, m.milestone_id, m.version,
@@ -80,7 +80,7 @@ def lambda_handler(event: dict, context) -> dict:
     if by_milestone:
         retry_after = None
         try:
-            result = runtime.sync_engine().sync(list(by_milestone))
+            result = wiring.sync_engine().sync(list(by_milestone))
             failed_milestones, retry_after = result.failed, result.retry_after
         except Exception:  # noqa: BLE001 - the whole sync failed; every message of it is retried
             logger.exception("milestone sync failed")

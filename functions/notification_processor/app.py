@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ValidationError
 
-from calsync import runtime
+from calsync import wiring
 from calsync.cronofy import CronofyRateLimited
 from calsync.observability import adopt_correlation_id, logger, metrics
-from calsync.queueing import hand_back, requeue
+from calsync.sqs_handback import hand_back, requeue
 
 
 class NotificationJob(BaseModel):
@@ -60,7 +60,7 @@ def lambda_handler(event: dict, context) -> dict:
             failures.add(record["messageId"])
             continue
         groups[job.user_id].append((record, job))
-    processor = runtime.notification_processor()
+    processor = wiring.notification_processor()
     for user_id, items in groups.items():
         ids = [r["messageId"] for r, _ in items]
         queued = [t for t in (_queued_at(r) for r, _ in items) if t is not None]
@@ -69,7 +69,7 @@ def lambda_handler(event: dict, context) -> dict:
                 # Before any Cronofy call: from now on a copy of these notifications at the intake may
                 # announce a later change (replays of them are dropped there).
                 for _, job in items:
-                    runtime.store().notification_read_started(job.channel_id, job.notification_type,
+                    wiring.store().notification_read_started(job.channel_id, job.notification_type,
                                                               job.changes_since)
                 result = processor.process_user(user_id, [j.model_dump() for _, j in items],
                                                 max(queued) if len(queued) == len(items) else None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.logging import correlation_paths
 
-from calsync import runtime
+from calsync import wiring
 from calsync.config import get_settings
 from calsync.cronofy import interactive
 from calsync.oauth_state import BINDING_COOKIE
@@ -34,7 +34,7 @@ def lambda_handler(event: dict, context) -> dict:
     params = {k: query[k] for k in _PARAMS if query.get(k)}
     try:
         with interactive():  # a person waits: queue work keeps its share of Cronofy's limit
-            location = runtime.connection_service().complete_oauth(params, _binding_cookie(event))
+            location = wiring.connection_service().complete_oauth(params, _binding_cookie(event))
     except Exception:  # noqa: BLE001 - the browser must always land back on the web app
         logger.exception("oauth callback failed")
         location = f"{get_settings().web_app_url}/profile?calendar_sync=error&reason=internal_error"

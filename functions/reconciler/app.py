@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from calsync import runtime
+from calsync import wiring
 from calsync.observability import logger, metrics
 
 MAX_RUN_SECONDS = 240  # under the 5-minute schedule: runs do not overlap (reserved concurrency 1 too)
@@ -27,7 +27,7 @@ def lambda_handler(event: dict, context) -> dict:
         seconds = min(seconds, remaining - MARGIN_SECONDS if remaining > 2 * MARGIN_SECONDS else remaining / 2)
     user_ids = list(event["user_ids"]) if event.get("user_ids") else None
     if event.get("all"):
-        user_ids = runtime.store().users_due("9999-12-31T23:59:59Z", 100_000)
-    report = runtime.reconciler().run(user_ids, deadline=time.monotonic() + max(1.0, seconds))
+        user_ids = wiring.store().users_due("9999-12-31T23:59:59Z", 100_000)
+    report = wiring.reconciler().run(user_ids, deadline=time.monotonic() + max(1.0, seconds))
     logger.info("reconcile run", extra={"report": report})
     return report

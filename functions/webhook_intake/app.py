@@ -36,8 +36,8 @@ from calsync.clock import iso, utcnow
 from calsync.config import Settings, get_settings
 from calsync.errors import ApiError
 from calsync.observability import correlation_attributes, logger
+from calsync.push_signature import SIGNATURE_HEADER, channel_token_valid, signature_valid
 from calsync.store import Store
-from calsync.webhook import SIGNATURE_HEADER, channel_token_valid, signature_valid
 
 MAX_BODY_BYTES = 64 * 1024
 QUEUED_TYPES = frozenset({"change", "profile_disconnected", "profile_initial_sync_completed"})
@@ -57,7 +57,7 @@ _clock = time.time  # seconds; replaced in tests that let time pass
 
 def _store_and_queue() -> tuple[Settings, Store, object]:
     """The table and the queue client, built once per container (again if the settings are reloaded,
-    as `calsync.runtime.reset()` does between local stacks)."""
+    as `calsync.wiring.reset()` does between local stacks)."""
     global _dependencies
     settings = get_settings()
     if _dependencies is None or _dependencies[0] is not settings:

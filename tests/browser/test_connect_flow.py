@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from calsync import runtime
+from calsync import wiring
 from tests.helpers import cal_id, managed_events, milestone
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -103,7 +103,7 @@ def test_jane_connects_her_installs_calendar_and_disconnects_in_a_browser(stack,
     expect(page.locator("#profile-name")).to_have_text("jane.smith@example.com")
     shot("connected")
     assert [e["summary"] for e in managed_events(stack, installs).values()] == ["Install - Ana Ruiz"]
-    sub = runtime.connection_service().store.get_connection("u_jane").cronofy_sub
+    sub = wiring.connection_service().store.get_connection("u_jane").cronofy_sub
 
     # Disconnect My Calendar -> confirm -> not connected, and the event is gone
     page.click("#disconnect")
@@ -124,7 +124,7 @@ def test_an_admin_sees_the_teams_sync_health_on_the_profile_page(stack, jane, ja
 
     expect.set_options(timeout=TIMEOUT_MS)
     # Miguel's authorization is revoked; the next write for him finds out
-    stack.emulator.revoke_account(runtime.store().get_connection("u_miguel").cronofy_sub)
+    stack.emulator.revoke_account(wiring.store().get_connection("u_miguel").cronofy_sub)
     stack.send("MilestoneEventsQueue", milestone("ms_health", 1, ["u_miguel", "u_jane"]))
     stack.drain()
     # A member sees no health section

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from calsync import runtime
+from calsync import wiring
 from calsync.milestones import event_id_for
 from calsync.store import Store
 from localdev import browser
@@ -163,7 +163,7 @@ def test_chaos(seed, monkeypatch, capsys):
                 # The disconnected user connects again (quietly: the consent page is not under test here)
                 crashes.enabled = False
                 stack.emulator.clear_faults()
-                assert runtime.store().get_connection(returning) is None
+                assert wiring.store().get_connection(returning) is None
                 calendars[returning] = connect(stack, sessions[returning], "google", accounts[returning])
                 crashes.enabled = True
 
@@ -242,15 +242,15 @@ def test_chaos(seed, monkeypatch, capsys):
         assert lost_moves == []
         assert dead == 0
         assert stack.emulator.stats["rate_limited"] == 0  # no request over Cronofy's limit reached it
-        assert all(runtime.store().get_connection(u) is None for u in leaving)
-        assert runtime.store().get_connection(returning).state.value == "connected"
-        assert runtime.store().get_connection("u_sharer") is None
+        assert all(wiring.store().get_connection(u) is None for u in leaving)
+        assert wiring.store().get_connection(returning).state.value == "connected"
+        assert wiring.store().get_connection("u_sharer") is None
         # the realistic Cronofy really was in play: retries, duplicates and a rotation
         assert push_stats["retried"] > 0 and push_stats["duplicated"] > 0 and push_stats["two_signatures"] > 0
         assert all(n["error"] is None for n in pushes if n["attempt"] == stack.emulator.realism.push_max_attempts)
         # the heavy calendar: its busy periods are stored and served (one item per week, none too big)
         heavy = users[-1]
-        if heavy not in leaving and runtime.store().get_connection(heavy) is not None:
+        if heavy not in leaving and wiring.store().get_connection(heavy) is not None:
             day = in_days(3, 0)
             busy = sessions[heavy].get(stack.url(f"/v1/orgs/{org}/busy"), params={
                 "user_ids": heavy, "from": iso(day), "to": iso(day + timedelta(hours=1))})

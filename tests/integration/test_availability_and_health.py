@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import botocore.client
 import pytest
 
-from calsync import runtime
+from calsync import wiring
 from calsync.busy import weeks_between
 from calsync.models import iso as iso_z
 from calsync.models import utcnow
@@ -70,7 +70,7 @@ def ask(stack, session, org=ORG, **body):
 
 
 def test_the_time_zone_is_stored_at_connect_without_an_extra_request(stack, crew):
-    zones = {u: runtime.store().get_connection(u).timezone for u in ("u_ana", "u_ben", "u_cy")}
+    zones = {u: wiring.store().get_connection(u).timezone for u in ("u_ana", "u_ben", "u_cy")}
     assert zones == {"u_ana": "America/Los_Angeles", "u_ben": "America/Denver", "u_cy": "America/Los_Angeles"}
     # userinfo replaced the calendar list at connect: one request for both
     assert stack.emulator.count_requests(path_prefix="/v1/userinfo") == 3
@@ -147,11 +147,11 @@ def test_stale_data_is_flagged_on_busy_and_availability(stack, crew):
     assert [fresh[u]["stale"] for u in ("u_ana", "u_ben", "u_cy")] == [False, False, False]
     # Ben's authorization is revoked (seen at the next write); Cy's busy data was last known current
     # 9 days ago (no notification, no rebuild since: past the default of 8 days)
-    stack.emulator.revoke_account(runtime.store().get_connection("u_ben").cronofy_sub)
+    stack.emulator.revoke_account(wiring.store().get_connection("u_ben").cronofy_sub)
     assert push(stack, milestone("ms_x", 1, ["u_ben"])) == set()
     nine_days_ago = utcnow() - timedelta(days=9)
-    runtime.busy().store.touch("u_cy", ORG, iso_z(nine_days_ago))
-    runtime.store().update_connection("u_cy", lambda c: c.model_copy(update={"changes_read_at": None}))
+    wiring.busy().store.touch("u_cy", ORG, iso_z(nine_days_ago))
+    wiring.store().update_connection("u_cy", lambda c: c.model_copy(update={"changes_read_at": None}))
     members = crew["ana"]["session"].get(stack.url(f"/v1/orgs/{ORG}/busy"), params=params).json()["members"]
     assert members["u_ana"]["stale"] is False
     assert members["u_ben"]["stale"] is True and members["u_ben"]["state"] == "needs_reauth"
@@ -163,16 +163,16 @@ def test_stale_data_is_flagged_on_busy_and_availability(stack, crew):
 
 
 def test_the_time_zone_is_kept_current_by_the_reconciler(stack, crew):
-    store = runtime.store()
+    store = wiring.store()
     stack.emulator.set_zoneinfo(crew["cy"]["account"]["profile_id"], "America/New_York")
     stack.emulator.clear_request_log()
     # Checked at connect, less than a week ago: the visit asks nothing about it
-    runtime.reconciler().visit("u_cy")
+    wiring.reconciler().visit("u_cy")
     assert store.get_connection("u_cy").timezone == "America/Los_Angeles"
     assert stack.emulator.count_requests(path_prefix="/v1/userinfo") == 0
     store.update_connection("u_cy", lambda c: c.model_copy(update={
         "timezone_checked_at": utcnow() - timedelta(days=8)}))
-    runtime.reconciler().visit("u_cy")
+    wiring.reconciler().visit("u_cy")
     assert store.get_connection("u_cy").timezone == "America/New_York"
     assert stack.emulator.count_requests(path_prefix="/v1/userinfo") == 1
     # and the scheduler sees Cy's working hours in New York from now on
@@ -208,7 +208,7 @@ def test_bad_requests_get_a_clear_422_and_other_orgs_403(stack, crew):
 def test_sync_health_for_admins(stack, crew):
     assert push(stack, *[milestone(f"ms_{i}", 1, ["u_ana"], datetime.now(UTC) + timedelta(days=2 + i))
                          for i in range(3)]) == set()
-    stack.emulator.revoke_account(runtime.store().get_connection("u_ben").cronofy_sub)
+    stack.emulator.revoke_account(wiring.store().get_connection("u_ben").cronofy_sub)
     revoked_at = utcnow()
     assert push(stack, milestone("ms_ben", 1, ["u_ben"])) == set()
     stack.emulator.clear_request_log()

@@ -5,7 +5,7 @@ import math
 
 import boto3
 
-from calsync import runtime
+from calsync import wiring
 from calsync.milestones import event_id_for
 from tests.helpers import cal_id, connect, in_days, managed_events, milestone, push
 
@@ -67,7 +67,7 @@ def test_running_the_backfill_twice_changes_nothing(stack, teammate):
     cal = connect(stack, teammate["session"], "microsoft", teammate["account"])
     before = managed_events(stack, cal)
     stack.emulator.clear_request_log()
-    service = runtime.connection_service()
+    service = wiring.connection_service()
     service.on_calendar_selected(service.store.get_connection("u_miguel"), None)
     stack.drain()
     assert stack.emulator.count_requests(path_prefix="/v1/batch") == 0
@@ -77,7 +77,7 @@ def test_running_the_backfill_twice_changes_nothing(stack, teammate):
 
 def test_a_milestone_changed_during_the_backfill_ends_at_its_newest_version(stack, teammate, monkeypatch):
     assert push(stack, milestone("ms_race", 1, ["u_miguel"], in_days(3))) == set()
-    engine = runtime.sync_engine()
+    engine = wiring.sync_engine()
     original = engine._execute
     state = {"interleaved": False}
 

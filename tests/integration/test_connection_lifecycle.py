@@ -9,7 +9,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from calsync import runtime
+from calsync import wiring
 from localdev import browser
 
 
@@ -127,7 +127,7 @@ def test_other_org_is_forbidden_and_users_reach_only_their_own_connection(stack,
 
 def _managed_event(stack, user_id, calendar_id, event_id="ms_probe"):
     """Write one SolarNexus event with the user's own stored tokens (stands in for milestone push)."""
-    service = runtime.connection_service()
+    service = wiring.connection_service()
     client = service.user_client(service.store.get_connection(user_id))
     client.upsert_event(calendar_id, {
         "event_id": event_id, "summary": "Site Survey - Ana Ruiz",
@@ -149,7 +149,7 @@ def test_jane_disconnects_and_everything_is_removed(stack, jane):
     installs = cal_id(jane["work"], "Installs")
     _managed_event(stack, "u_jane", installs, "ms_1")
     _managed_event(stack, "u_jane", installs, "ms_2")
-    sub = runtime.connection_service().store.get_connection("u_jane").cronofy_sub
+    sub = wiring.connection_service().store.get_connection("u_jane").cronofy_sub
     stack.emulator.clear_request_log()
     # When she disconnects
     resp = jane["session"].delete(stack.url("/v1/calendar/connection"))
@@ -175,7 +175,7 @@ def test_deactivation_through_the_user_queue_is_idempotent(stack, teammate):
     browser.connect(teammate["session"], stack.base_url, "microsoft", teammate["account"]["profile_id"])
     calendar = cal_id(teammate["account"], "Calendar")
     _managed_event(stack, "u_miguel", calendar)
-    sub = runtime.connection_service().store.get_connection("u_miguel").cronofy_sub
+    sub = wiring.connection_service().store.get_connection("u_miguel").cronofy_sub
     message = {"type": "user.deactivated", "message_id": "m-1", "occurred_at": now_z(),
                "org_id": "org_sunbright", "user_id": "u_miguel"}
     stack.send("UserEventsQueue", message)
@@ -226,7 +226,7 @@ def test_deactivation_for_the_wrong_org_is_refused(stack, teammate):
 
 def test_tokens_are_encrypted_at_rest(stack, teammate):
     browser.connect(teammate["session"], stack.base_url, "microsoft", teammate["account"]["profile_id"])
-    service = runtime.connection_service()
+    service = wiring.connection_service()
     tokens = service.vault.open("u_miguel", service.store.get_tokens("u_miguel"))
     raw = json.dumps(stack.raw_items(), default=lambda b: base64.b64encode(b).decode())
     assert tokens.access_token not in raw and tokens.refresh_token not in raw

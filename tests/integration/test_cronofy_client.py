@@ -2,7 +2,7 @@
 
 import pytest
 
-from calsync import runtime
+from calsync import wiring
 from calsync.cronofy import (
     CronofyApp,
     CronofyRateLimited,
@@ -18,7 +18,7 @@ from localdev import browser
 def connected(stack, teammate):
     browser.connect(teammate["session"], stack.base_url, "microsoft", teammate["account"]["profile_id"])
     stack.drain()  # let the backfill (and its busy refresh) finish before tests count requests
-    service = runtime.connection_service()
+    service = wiring.connection_service()
     conn = service.store.get_connection("u_miguel")
     return service, conn, conn.calendar_id
 
@@ -62,7 +62,7 @@ def test_revoked_authorization_raises_invalid_grant_and_marks_needs_reauth(stack
 def test_429_with_retry_after_is_honoured(stack, connected):
     service, conn, calendar_id = connected
     slept = []
-    app = CronofyApp(service.cronofy.client_id, runtime.get_settings().secrets()[0], stack.emulator.base_url,
+    app = CronofyApp(service.cronofy.client_id, wiring.get_settings().secrets()[0], stack.emulator.base_url,
                      stack.emulator.base_url, sleep=slept.append)
     tokens = service.vault.open(conn.user_id, service.store.get_tokens(conn.user_id))
     client = app.for_user(tokens, lambda t: None)
@@ -76,7 +76,7 @@ def test_429_with_retry_after_is_honoured(stack, connected):
 def test_long_retry_after_hands_the_work_back_instead_of_sleeping(stack, connected):
     service, conn, calendar_id = connected
     slept = []
-    app = CronofyApp(service.cronofy.client_id, runtime.get_settings().secrets()[0], stack.emulator.base_url,
+    app = CronofyApp(service.cronofy.client_id, wiring.get_settings().secrets()[0], stack.emulator.base_url,
                      stack.emulator.base_url, sleep=slept.append, retry=RetryPolicy(max_sleep=5))
     client = app.for_user(service.vault.open(conn.user_id, service.store.get_tokens(conn.user_id)), lambda t: None)
     stack.emulator.add_fault(path_prefix="/v1/calendars", status=429, retry_after=60, count=1)
@@ -88,7 +88,7 @@ def test_long_retry_after_hands_the_work_back_instead_of_sleeping(stack, connect
 def test_5xx_and_timeouts_are_retried_then_reported(stack, connected):
     service, conn, calendar_id = connected
     slept = []
-    app = CronofyApp(service.cronofy.client_id, runtime.get_settings().secrets()[0], stack.emulator.base_url,
+    app = CronofyApp(service.cronofy.client_id, wiring.get_settings().secrets()[0], stack.emulator.base_url,
                      stack.emulator.base_url, sleep=slept.append, timeout=0.5,
                      retry=RetryPolicy(max_attempts=3))
     client = app.for_user(service.vault.open(conn.user_id, service.store.get_tokens(conn.user_id)), lambda t: None)

@@ -105,10 +105,10 @@ def test_service_account_tokens_are_encrypted_for_the_org(stack, admin):
     dumped = json.dumps(items, default=lambda b: base64.b64encode(b).decode())
     assert sa_tokens and not any(t in dumped for t in sa_tokens)
     # the ciphertext does not open as a user's tokens (encryption context: purpose and org)
-    from calsync import runtime
+    from calsync import wiring
 
     with pytest.raises(Exception):  # noqa: B017 - KMS InvalidCiphertextException
-        runtime.vault().open(ORG, bytes(tokens[0]["ciphertext"]["B"]))
+        wiring.vault().open(ORG, bytes(tokens[0]["ciphertext"]["B"]))
 
 
 def test_only_admins_of_the_org(stack, admin):
@@ -242,13 +242,13 @@ def test_ending_disconnects_only_admin_connected_members(stack, admin, crew, jan
 def test_member_callback_refused_when_ended_even_if_members_were_not_cancelled(stack, admin, crew):
     """A crash between ending and cancelling the members leaves them `requested`: the claim itself checks
     the org, so the callback is still refused and stores nothing."""
-    from calsync import runtime
+    from calsync import wiring
 
     _authorized(stack, admin)
     stack.emulator.enterprise.deliveries.pause()
     try:
         ec.request_members(admin, stack.base_url, ORG, [("u_ana", f"ana@{DOMAIN}")])
-        store = runtime.enterprise_connect().store
+        store = wiring.enterprise_connect().store
         pending = store.get_member(ORG, "u_ana")
         assert admin.delete(stack.url(f"/v1/orgs/{ORG}/enterprise-connect")).status_code == 202
         store.put_member(ORG, pending)  # as if the cancel had never happened

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from calsync import runtime
+from calsync import wiring
 from localdev.stack import LocalStack
 from tests.helpers import connect, in_days, iso, milestone, push
 
@@ -49,4 +49,4 @@ def test_ten_thousand_appointments_are_busy_periods_and_nothing_fails(roomy_stac
     assert report.get("errors", 0) == 0
     dead = sum(len(stack.queue_messages(q)) for q in ("NotificationsDLQ", "MilestoneEventsDLQ"))
     assert dead == 0
-    assert runtime.store().get_connection("u_busy").state.value == "connected"
+    assert wiring.store().get_connection("u_busy").state.value == "connected"

@@ -4,7 +4,7 @@ receive count (valid work never reaches a DLQ because the limit was busy)."""
 
 import boto3
 
-from calsync import runtime
+from calsync import wiring
 from localdev import browser
 from tests.helpers import in_days, managed_events, milestone
 
@@ -40,7 +40,7 @@ def test_cronofy_down_is_a_503_with_retry_after_not_a_500(stack, jane):
 
 def test_a_spent_budget_is_a_503_with_retry_after(stack, jane):
     pending_jane(stack, jane)
-    runtime.rate_limiter().penalize(30)  # e.g. Cronofy said 429: everyone waits
+    wiring.rate_limiter().penalize(30)  # e.g. Cronofy said 429: everyone waits
     resp = jane["session"].get(stack.url("/v1/calendar/calendars"))
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "calendar_service_unavailable"
     assert 25 <= int(resp.headers["Retry-After"]) <= 60
@@ -51,7 +51,7 @@ def test_a_throttled_milestone_message_keeps_its_receive_count(stack, jane_cal):
     queue_url = stack.queue_urls["MilestoneEventsQueue"]
     message = milestone("ms_throttled", 1, ["u_jane"], in_days(3))
     # The limit is busy for a few seconds, and this message was already received 5 times (maxReceiveCount)
-    runtime.rate_limiter().penalize(4)
+    wiring.rate_limiter().penalize(4)
     event = stack.sqs_event("MilestoneEventsQueue", [message])
     event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "5"
     result = stack.invoke("MilestonePushFunction", event)
@@ -69,7 +69,7 @@ def test_throttled_notifications_and_cleanups_are_requeued_too(stack, teammate):
     outcome = browser.connect(teammate["session"], stack.base_url, "microsoft", teammate["account"]["profile_id"])
     assert outcome["calendar_sync"] == "connected"
     stack.drain()
-    runtime.rate_limiter().penalize(4)
+    wiring.rate_limiter().penalize(4)
     teammate["session"].delete(stack.url("/v1/calendar/connection"))
     [job] = stack.queue_messages("CleanupQueue")
     event = stack.sqs_event("CleanupQueue", [job])

@@ -3,7 +3,7 @@
 import itertools
 import math
 
-from calsync import runtime
+from calsync import wiring
 from calsync.milestones import MANAGED_LINE, event_id_for
 from tests.helpers import deleted, in_days, managed_events, milestone, push
 
@@ -157,5 +157,5 @@ def test_writes_per_request_is_ceil_n_over_50(stack, jane, teammate):
 
 def test_mirror_is_kept_for_everyone(stack):
     assert push(stack, milestone("ms_m", 3, ["u_nobody"])) == set()
-    mirror, scheduled, refs = runtime.store().milestone_partition("ms_m")
+    mirror, scheduled, refs = wiring.store().milestone_partition("ms_m")
     assert int(mirror["version"]) == 3 and set(scheduled) == {"u_nobody"} and refs == {}

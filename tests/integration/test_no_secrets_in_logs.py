@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
-from calsync import runtime
+from calsync import wiring
 from localdev import browser
 from localdev import stack as local
 
@@ -17,7 +17,7 @@ def test_lifecycle_logs_hold_no_secret(stack, jane, teammate, capfd, service_log
     callback = browser.consent(s, url, jane["work"]["profile_id"], follow=False).headers["Location"]
     secrets_seen.add(parse_qs(urlsplit(callback).query)["code"][0])
     s.get(callback)
-    service = runtime.connection_service()
+    service = wiring.connection_service()
     tokens = service.vault.open("u_jane", service.store.get_tokens("u_jane"))
     secrets_seen |= {tokens.access_token, tokens.refresh_token}
     # a refresh (new tokens), a failing request, a disconnect and a deactivation

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from calsync import runtime
+from calsync import wiring
 from localdev import browser
 
 
@@ -54,7 +54,7 @@ def test_forged_state(stack, s):
 
 def test_expired_state(stack, jane, s, monkeypatch):
     url = browser.start_connect(s, stack.base_url, "google")
-    signer = runtime.connection_service().signer
+    signer = wiring.connection_service().signer
     monkeypatch.setattr(signer, "_clock", lambda: time.time() + 3600)
     result = browser.outcome(browser.consent(s, url, jane["work"]["profile_id"]))
     assert result == {"calendar_sync": "error", "reason": "state_expired"}
@@ -155,7 +155,7 @@ def test_a_token_response_that_fails_validation_revokes_that_authorization(stack
         return resp
 
     minted = {}
-    session = runtime.cronofy_app().session
+    session = wiring.cronofy_app().session
     session.hooks["response"].append(strip_sub)
     try:
         result = browser.connect(s, stack.base_url, "google", jane["work"]["profile_id"])

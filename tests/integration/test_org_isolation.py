@@ -1,7 +1,7 @@
 """Issue 10, finding 5: one org's milestone messages never reach another org's calendars, and a
 connection is only reached with a session of its own org."""
 
-from calsync import runtime
+from calsync import wiring
 from calsync.milestones import event_id_for
 from tests.helpers import in_days, managed_events, milestone, push
 
@@ -16,7 +16,7 @@ def test_a_message_from_another_org_reusing_a_milestone_id_is_refused(stack, jan
     event = managed_events(stack, jane_cal)[event_id_for("ms_shared_id")]
     assert event["summary"] == "Site Survey - Ana Ruiz"
     assert event["start"] == start.strftime("%Y-%m-%dT%H:%M:%SZ")
-    mirror, _, _ = runtime.store().milestone_partition("ms_shared_id")
+    mirror, _, _ = wiring.store().milestone_partition("ms_shared_id")
     assert (mirror["org_id"], int(mirror["version"])) == ("org_sunbright", 3)
     # An older version from the other org is refused as well, not taken for a stale repeat
     assert len(push(stack, milestone("ms_shared_id", 1, ["u_jane"], org_id="org_other"))) == 1
@@ -26,7 +26,7 @@ def test_a_milestone_never_reaches_an_assignee_of_another_org(stack, jane_cal):
     # org_other assigns its milestone to a user id that is Jane's (connected in org_sunbright)
     assert push(stack, milestone("ms_other_org", 1, ["u_jane"], in_days(6), org_id="org_other")) == set()
     assert event_id_for("ms_other_org") not in managed_events(stack, jane_cal)
-    assert runtime.store().get_ref("ms_other_org", "u_jane") is None
+    assert wiring.store().get_ref("ms_other_org", "u_jane") is None
 
 
 def test_a_session_of_another_org_cannot_reach_the_connection(stack, jane_cal):
@@ -41,4 +41,4 @@ def test_a_session_of_another_org_cannot_reach_the_connection(stack, jane_cal):
     resp = intruder.post(stack.url("/v1/calendar/connect"), json={"provider": "google"})
     assert resp.status_code == 403
     stack.drain()
-    assert runtime.store().get_connection("u_jane").state.value == "connected"
+    assert wiring.store().get_connection("u_jane").state.value == "connected"

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from calsync import runtime
+from calsync import wiring
 from calsync.milestones import event_id_for
 from calsync.models import CHECK_EVERY, utcnow
 from tests.helpers import in_days, iso, managed_events, milestone, push
@@ -20,7 +20,7 @@ def reconcile(stack, **event):
 def age(user_id, **ago):
     """Move a connection's bookkeeping into the past: age("u", last_checked_at=timedelta(hours=25))."""
     now = utcnow()
-    runtime.store().update_connection(user_id, lambda c: c.model_copy(update={k: now - d for k, d in ago.items()}))
+    wiring.store().update_connection(user_id, lambda c: c.model_copy(update={k: now - d for k, d in ago.items()}))
 
 
 def lose_notifications(stack):
@@ -63,7 +63,7 @@ def test_a_drifted_calendar_is_back_in_line_after_one_run(stack, jane, jane_cal,
     emu.drift_event(jane_cal, event_id_for("ms_0"), vanish=True)
     emu.drift_event(jane_cal, event_id_for("ms_1"), start=iso(in_days(20)), end=iso(in_days(20, 17)))
     emu.drift_event(jane_cal, event_id_for("ms_2"), summary="Lunch")
-    service = runtime.connection_service()
+    service = wiring.connection_service()
     conn = service.store.get_connection("u_jane")
     service.user_client(conn).upsert_event(jane_cal, {
         "event_id": "sn-ghost", "summary": "Orphan", "start": {"time": iso(in_days(3)), "tzid": "Etc/UTC"},
@@ -112,7 +112,7 @@ def test_busy_periods_are_rebuilt_weekly_without_notifications(stack, jane, jane
 
 
 def test_never_pushed_milestones_are_written(stack, jane_cal, monkeypatch):
-    engine = runtime.sync_engine()
+    engine = wiring.sync_engine()
     monkeypatch.setattr(engine, "_execute", lambda writes, connections, result: {})  # the push "crashed"
     assert push(stack, milestone("ms_lost", 1, ["u_jane"], in_days(2))) == set()
     monkeypatch.undo()
@@ -130,7 +130,7 @@ def test_a_quiet_healthy_visit_costs_one_request_and_finds_nothing(stack, jane_c
 
 
 def test_the_scheduled_run_visits_due_users_only_and_moves_them_a_day_on(stack, jane_cal, miguel_cal):
-    store = runtime.store()
+    store = wiring.store()
     report = reconcile(stack)  # both were checked at the end of their backfill: nobody is due
     assert report.get("users", 0) == 0 and report["backlog"] == 0
     age("u_miguel", last_checked_at=timedelta(hours=25))
@@ -143,15 +143,15 @@ def test_the_scheduled_run_visits_due_users_only_and_moves_them_a_day_on(stack, 
 
 
 def test_the_run_keeps_to_its_budget_and_what_the_limiter_leaves(stack, jane_cal, miguel_cal, monkeypatch):
-    reconciler = runtime.reconciler()
+    reconciler = wiring.reconciler()
     age("u_jane", last_checked_at=timedelta(hours=30))
     age("u_miguel", last_checked_at=timedelta(hours=26))
     monkeypatch.setattr(reconciler, "max_requests", 3)  # one visit (1 request): then 1 + 3 kept in hand > 3
     report = reconcile(stack)
     assert report["users"] == 1 and report["stopped_for_budget"] == 1 and report["backlog"] == 1
-    assert runtime.store().get_connection("u_jane").last_checked_at > utcnow() - timedelta(minutes=1)  # most overdue
+    assert wiring.store().get_connection("u_jane").last_checked_at > utcnow() - timedelta(minutes=1)  # most overdue
     monkeypatch.setattr(reconciler, "max_requests", 1000)
-    limiter = runtime.rate_limiter()
+    limiter = wiring.rate_limiter()
     monkeypatch.setattr(limiter, "headroom", lambda: limiter.burst / 2)  # live work is using the rest
     report = reconcile(stack)
     assert report.get("users", 0) == 0 and report["stopped_for_budget"] == 1 and report["backlog"] == 1
@@ -167,9 +167,9 @@ def test_forty_users_with_room_for_two_a_run_are_all_visited_within_twenty_runs(
         connect(stack, stack.browser(u, "org_sunbright"), "google", account)
     for u in users:
         age(u, last_checked_at=timedelta(hours=25))
-    monkeypatch.setattr(runtime.reconciler(), "max_requests", 5)  # two visits of one or two requests
-    store, visits = runtime.store(), {}
-    limiter = runtime.rate_limiter()  # the 40 connects spent the shared bucket: this test is about the cap
+    monkeypatch.setattr(wiring.reconciler(), "max_requests", 5)  # two visits of one or two requests
+    store, visits = wiring.store(), {}
+    limiter = wiring.rate_limiter()  # the 40 connects spent the shared bucket: this test is about the cap
     monkeypatch.setattr(limiter, "headroom", lambda: float(limiter.burst))
     for run in range(20):
         reconcile(stack)
@@ -182,7 +182,7 @@ def test_forty_users_with_room_for_two_a_run_are_all_visited_within_twenty_runs(
 
 
 def test_a_user_whose_visit_raises_does_not_stop_the_others(stack, jane_cal, miguel_cal, monkeypatch):
-    reconciler = runtime.reconciler()
+    reconciler = wiring.reconciler()
     age("u_jane", last_checked_at=timedelta(hours=30))
     age("u_miguel", last_checked_at=timedelta(hours=26))
     real_check = reconciler._check
@@ -195,7 +195,7 @@ def test_a_user_whose_visit_raises_does_not_stop_the_others(stack, jane_cal, mig
     monkeypatch.setattr(reconciler, "_check", broken)
     report = reconcile(stack)
     assert report["errors"] == 1 and report["users"] == 2
-    jane, miguel = (runtime.store().get_connection(u) for u in ("u_jane", "u_miguel"))
+    jane, miguel = (wiring.store().get_connection(u) for u in ("u_jane", "u_miguel"))
     assert miguel.last_checked_at > utcnow() - timedelta(minutes=1)
     assert "KeyError" in jane.reconcile_error and jane.due_at() > utcnow() + timedelta(minutes=50)
     assert reconcile(stack).get("users", 0) == 0  # the failing user waits an hour, not every run
@@ -207,9 +207,9 @@ def test_a_tombstone_older_than_our_write_is_a_loss_and_is_restored(stack, jane_
     stack.settle()  # on the calendar before the user can delete it
     emu.delete_event_as_user(jane_cal, event_id=event_id_for("ms_t"))
     lose_notifications(stack)
-    ref = runtime.store().get_ref("ms_t", "u_jane")
+    ref = wiring.store().get_ref("ms_t", "u_jane")
     # The provider lost it before our last write landed: our write is newer than the tombstone.
-    runtime.store().put_ref(ref.model_copy(update={"updated_at": utcnow() + timedelta(minutes=5)}))
+    wiring.store().put_ref(ref.model_copy(update={"updated_at": utcnow() + timedelta(minutes=5)}))
     report = reconcile(stack, user_ids=["u_jane"])
     assert report["missing"] == 1 and report.get("reported", 0) == 0
     assert event_id_for("ms_t") in managed_events(stack, jane_cal)
@@ -218,14 +218,14 @@ def test_a_tombstone_older_than_our_write_is_a_loss_and_is_restored(stack, jane_
 
 @pytest.mark.parametrize("state", ["needs_reauth"])
 def test_connections_that_need_no_visits_are_not_in_the_due_index(stack, teammate, miguel_cal, state):
-    stack.emulator.revoke_account(runtime.store().get_connection("u_miguel").cronofy_sub)
+    stack.emulator.revoke_account(wiring.store().get_connection("u_miguel").cronofy_sub)
     reconcile(stack, user_ids=["u_miguel"])
-    assert runtime.store().get_connection("u_miguel").state.value == state
-    assert runtime.store().users_due("9999", 10) == []
+    assert wiring.store().get_connection("u_miguel").state.value == state
+    assert wiring.store().users_due("9999", 10) == []
 
 
 def test_a_revoked_authorization_is_found_by_the_reconciler(stack, teammate, miguel_cal):
-    stack.emulator.revoke_account(runtime.store().get_connection("u_miguel").cronofy_sub)
+    stack.emulator.revoke_account(wiring.store().get_connection("u_miguel").cronofy_sub)
     report = reconcile(stack, user_ids=["u_miguel"])
     assert report["needs_reauth"] == 1
     assert teammate["session"].get(stack.url("/v1/calendar/connection")).json()["state"] == "needs_reauth"

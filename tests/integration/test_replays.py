@@ -4,7 +4,7 @@ connection they were not issued for; a shared calendar account never loses anoth
 import time
 from datetime import UTC, datetime
 
-from calsync import runtime
+from calsync import wiring
 from localdev import browser
 from tests.helpers import cal_id
 
@@ -15,7 +15,7 @@ def now_z() -> str:
 
 def managed_event(user_id, calendar_id, event_id):
     """One SolarNexus event written with the user's own stored tokens."""
-    service = runtime.connection_service()
+    service = wiring.connection_service()
     client = service.user_client(service.store.get_connection(user_id))
     client.upsert_event(calendar_id, {
         "event_id": event_id, "summary": "Site Survey - Ana Ruiz",
@@ -55,7 +55,7 @@ def test_a_replayed_disconnect_job_does_not_touch_the_next_connection(stack, tea
     # He connects again and gets a new event
     connect_miguel(stack, teammate)
     managed_event("u_miguel", calendar, "ms_new")
-    sub = runtime.connection_service().store.get_connection("u_miguel").cronofy_sub
+    sub = wiring.connection_service().store.get_connection("u_miguel").cronofy_sub
     # When the old job is delivered again (an SQS duplicate, a DLQ redrive)
     stack.emulator.clear_request_log()
     stack.send("CleanupQueue", job)
@@ -73,14 +73,14 @@ def test_a_requeued_disconnect_job_without_a_connection_id_only_cleans_a_disconn
     connect_miguel(stack, teammate)
     managed_event("u_miguel", calendar, "ms_1")
     # The reconciler's re-queued job names no connection: a connected user is left alone
-    runtime.publisher().request_disconnect("org_sunbright", "u_miguel")
+    wiring.publisher().request_disconnect("org_sunbright", "u_miguel")
     stack.drain()
     assert state_of(stack, teammate["session"]) == "connected"
     assert live_managed(stack, calendar) == ["ms_1"]
     # ...but it finishes a disconnect that is stuck
     assert teammate["session"].delete(stack.url("/v1/calendar/connection")).status_code == 202
     stack.queue_messages("CleanupQueue")  # the original job is lost
-    runtime.publisher().request_disconnect("org_sunbright", "u_miguel")
+    wiring.publisher().request_disconnect("org_sunbright", "u_miguel")
     stack.drain()
     assert state_of(stack, teammate["session"]) == "not_connected"
     assert live_managed(stack, calendar) == []
@@ -115,7 +115,7 @@ def test_a_second_user_cannot_connect_an_account_a_teammate_connected(stack, jan
 
     installs = connect(stack, jane["session"], "google", jane["work"], "Installs")
     managed_event("u_jane", installs, "ms_jane")
-    jane_sub = runtime.connection_service().store.get_connection("u_jane").cronofy_sub
+    jane_sub = wiring.connection_service().store.get_connection("u_jane").cronofy_sub
     # Ana authorizes the same (shared) account
     ana = stack.browser("u_ana", "org_sunbright")
     outcome = browser.connect(ana, stack.base_url, "google", jane["work"]["profile_id"])
@@ -135,7 +135,7 @@ def test_a_second_user_cannot_connect_an_account_a_teammate_connected(stack, jan
 
 
 def test_replacing_a_pending_connection_closes_its_channel_and_revokes_another_account(stack, jane):
-    store = runtime.connection_service().store
+    store = wiring.connection_service().store
     # Jane authorizes her work account (several calendars: pending), then the same account again
     assert browser.connect(jane["session"], stack.base_url, "google", jane["work"]["profile_id"]) == {
         "calendar_sync": "choose_calendar"}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from calsync import runtime
+from calsync import wiring
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 FUNCTION_BY_PREFIX = {"api-": "CalendarApiFunction", "oauth-": "OAuthCallbackFunction",
@@ -25,7 +25,7 @@ def test_sample_event_is_handled(stack, path):
     event = json.loads(path.read_text())
     if event.get("action") == "chunk":
         # A chunk is read from what its plan stored (the state carries chunk numbers only).
-        runtime.store().put_chunks(event["run_id"], [["ms_123"]] * (event["chunk"] + 1), int(time.time()) + 600)
+        wiring.store().put_chunks(event["run_id"], [["ms_123"]] * (event["chunk"] + 1), int(time.time()) + 600)
     result = stack.invoke(function_for(path.stem), event)
     if "Records" in event:
         failures = {f["itemIdentifier"] for f in result["batchItemFailures"]}

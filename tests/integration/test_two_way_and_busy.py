@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from calsync import runtime
+from calsync import wiring
 from calsync.milestones import event_id_for
 from localdev.emulator import sign_body
 from tests.helpers import connect, in_days, iso, managed_events, milestone, push
@@ -33,7 +33,7 @@ def test_a_move_on_the_calendar_reaches_solarnexus_once(stack, jane_cal):
     assert (move["milestone_id"], move["user_id"], move["based_on_version"]) == ("ms_survey", "u_jane", 4)
     assert (move["start"], move["end"], move["all_day"]) == (iso(new_start), iso(new_end), False)
     assert move["timezone"] == "America/Los_Angeles"
-    ref = runtime.store().get_ref("ms_survey", "u_jane")
+    ref = wiring.store().get_ref("ms_survey", "u_jane")
     assert (ref.user_moved_start, ref.user_moved_end) == (iso(new_start), iso(new_end))  # the mirror knows it
     # A replayed notification (same body, same signature) changes nothing
     delivered = [n for n in stack.emulator.notifications if '"change"' in n["body"]][-1]
@@ -143,7 +143,7 @@ def test_profile_disconnected_needs_reauth_and_reconnecting_restores_without_dup
 
 
 def test_a_revoked_authorization_is_detected_and_shown(stack, teammate, miguel_cal):
-    sub = runtime.store().get_connection("u_miguel").cronofy_sub
+    sub = wiring.store().get_connection("u_miguel").cronofy_sub
     stack.emulator.revoke_account(sub)
     assert push(stack, milestone("ms_x", 1, ["u_miguel"])) == set()  # not retried forever
     status = teammate["session"].get(stack.url("/v1/calendar/connection")).json()
@@ -173,7 +173,7 @@ def test_an_applied_calendar_move_is_not_written_back(stack, jane_cal):
     applied = milestone("ms_echo2", 2, ["u_jane"], move["start"], end=move["end"])
     assert push(stack, applied) == set()
     assert stack.emulator.count_requests(path_prefix="/v1/batch") == 0
-    assert runtime.store().get_ref("ms_echo2", "u_jane").version == 2
+    assert wiring.store().get_ref("ms_echo2", "u_jane").version == 2
     # ...and a later change in SolarNexus is written as usual
     assert push(stack, milestone("ms_echo2", 3, ["u_jane"], in_days(9))) == set()
     assert managed_events(stack, jane_cal)[event_id_for("ms_echo2")]["start"] == iso(in_days(9))
@@ -294,7 +294,7 @@ def test_a_notification_signed_during_a_secret_rotation_is_accepted(stack, jane_
     assert len(delivered["signature"].split(",")) == 1 and delivered["status"] == 202
     # a notification signed only with the retired secret is refused
     stale = json.dumps({"notification": {"type": "change", "changes_since": iso(in_days(0))},
-                        "channel": {"channel_id": runtime.store().get_connection("u_jane").channel_id}}).encode()
+                        "channel": {"channel_id": wiring.store().get_connection("u_jane").channel_id}}).encode()
     resp = requests.post(delivered["url"], data=stale, headers={
         "Content-Type": "application/json", "Cronofy-HMAC-SHA256": sign_body("local-cronofy-client-secret", stale)})
     assert resp.status_code == 401

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from calsync import webhook
+from calsync import push_signature
 from localdev import browser
 from localdev import stack as local
 from localdev.emulator import SIGNATURE_HEADER, sign_body
@@ -156,7 +156,7 @@ def test_a_wrong_or_missing_channel_token_is_refused(stack, miguel, service_logs
     channel = miguel["channel"]
     body = notification_body(channel, "change", changes_since="2026-11-24T10:00:00Z")
     # Another user's token (a real token of this service), a forged one, a truncated one, none
-    for token in (webhook.channel_token(local.SIGNING_KEY, "u_jane"), "A" * 22, token_of(channel)[:-1]):
+    for token in (push_signature.channel_token(local.SIGNING_KEY, "u_jane"), "A" * 22, token_of(channel)[:-1]):
         assert_refused(post(with_token(channel, token), body), 401, "invalid_channel")
     assert_refused(post(stack.url("/v1/webhooks/cronofy"), body), 401, "invalid_channel")
     assert stack.queue_messages("NotificationsQueue") == []

@@ -53,14 +53,14 @@ def _degrade(stack, condition):
     calendar list, so the calendar routes really have to ask Cronofy."""
     import boto3
 
-    from calsync import runtime
+    from calsync import wiring
 
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     dynamodb.delete_item(TableName=stack.table_name, Key={"pk": {"S": "USER#u_fuzz"}, "sk": {"S": "CALENDARS"}})
     if condition == "cronofy_down":
         stack.emulator.add_fault(path_prefix="/", status=503, count=None)
     else:
-        runtime.rate_limiter().penalize(60)
+        wiring.rate_limiter().penalize(60)
 
 
 def _restore(stack):

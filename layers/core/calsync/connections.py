@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from calsync import webhook
+from calsync import push_signature
 from calsync.caller import Caller
 from calsync.config import Settings
 from calsync.cronofy import (
@@ -22,7 +22,6 @@ from calsync.cronofy import (
     InvalidGrant,
 )
 from calsync.errors import ApiError, conflict, forbidden, not_found
-from calsync.messages import Publisher
 from calsync.models import (
     CRONOFY_PROVIDER_NAMES,
     BackfillProgress,
@@ -35,6 +34,7 @@ from calsync.models import (
 )
 from calsync.oauth_state import StateError, StateSigner
 from calsync.observability import logger, metrics
+from calsync.publisher import Publisher
 from calsync.store import AccountInUse, ConflictError, Store
 from calsync.vault import TokenVault
 
@@ -111,7 +111,7 @@ class ConnectionService:
 
     def channel_token(self, user_id: str) -> str:
         """Per-user token in the channel callback URL, derived (not stored) so it can be rebuilt."""
-        return webhook.channel_token(self._signing_key.decode(), user_id)
+        return push_signature.channel_token(self._signing_key.decode(), user_id)
 
     def channel_callback_url(self, user_id: str) -> str:
         return f"{self.settings.public_api_url}/v1/webhooks/cronofy/{self.channel_token(user_id)}"

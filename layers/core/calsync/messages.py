@@ -1,5 +1,5 @@
 """SQS message bodies exchanged with the core platform (shared/design/messages.schema.json) and
-the service's own internal jobs."""
+the service's own internal jobs: models only. Sending them is `calsync.publisher`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from calsync.models import ConnectionState, iso, utcnow
-from calsync.observability import correlation_attributes
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 UtcTime = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")]
@@ -49,41 +48,6 @@ class ConnectionChanged(BaseModel):
     user_id: str
     state: ConnectionState
     reason: str | None = None
-
-
-class Publisher:
-    """Sends messages to SQS queues (the core platform's CalendarChangesQueue, our cleanup queue)."""
-
-    def __init__(self, sqs_client, calendar_changes_queue_url: str | None, cleanup_queue_url: str | None):
-        self._sqs = sqs_client
-        self._changes_url = calendar_changes_queue_url
-        self._cleanup_url = cleanup_queue_url
-
-    def _send(self, queue_url: str | None, body: BaseModel) -> None:
-        if not queue_url:
-            raise RuntimeError(f"no queue configured for {type(body).__name__}")
-        self._sqs.send_message(QueueUrl=queue_url, MessageBody=body.model_dump_json(exclude_none=True),
-                               MessageAttributes=correlation_attributes())
-
-    def connection_changed(self, org_id: str, user_id: str, state: ConnectionState, reason: str | None) -> None:
-        self._send(self._changes_url, ConnectionChanged(org_id=org_id, user_id=user_id, state=state, reason=reason))
-
-    def calendar_change(self, message: BaseModel) -> None:
-        """A reschedule or removal made on the user's calendar, for the core platform."""
-        self._send(self._changes_url, message)
-
-    def request_disconnect(self, org_id: str, user_id: str, connection_id: str | None = None) -> None:
-        self._send(
-            self._cleanup_url,
-            DisconnectRequested(
-                type="connection.disconnect_requested",
-                message_id=str(uuid.uuid4()),
-                occurred_at=iso(utcnow()),
-                org_id=org_id,
-                user_id=user_id,
-                connection_id=connection_id,
-            ),
-        )
 
 
 class _CalendarSideChange(BaseModel):

@@ -18,10 +18,11 @@ from datetime import datetime
 
 from calsync.busy import Busy
 from calsync.cronofy import CronofyAuthError, InvalidGrant
-from calsync.messages import MilestoneRemovedOnCalendar, MilestoneRescheduledOnCalendar, Publisher
+from calsync.messages import MilestoneRemovedOnCalendar, MilestoneRescheduledOnCalendar
 from calsync.milestones import calendar_event, cronofy_time, milestone_id_from_event_id
 from calsync.models import Connection, EventRef, utcnow
 from calsync.observability import logger, metrics
+from calsync.publisher import Publisher
 from calsync.store import Store
 from calsync.sync import WRITABLE_STATES, mirror_milestone, pushed_times
 

@@ -31,7 +31,7 @@ def vault():
 
 @cache
 def publisher():
-    from calsync.messages import Publisher
+    from calsync.publisher import Publisher
 
     settings = get_settings()
     return Publisher(aws_client("sqs"), settings.calendar_changes_queue_url, settings.cleanup_queue_url)
@@ -65,9 +65,9 @@ def cronofy_app():
 
 @cache
 def connection_service():
+    from calsync.backfill_start import BackfillWorkflow
     from calsync.connections import ConnectionService
     from calsync.oauth_state import StateSigner
-    from calsync.workflow import BackfillWorkflow
 
     settings = get_settings()
     _, signing_key = settings.secrets()

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from calsync.cronofy import CronofyRateLimited
 from calsync.observability import logger
-from calsync.runtime import aws_client
+from calsync.wiring import aws_client
 
 MAX_VISIBILITY = 12 * 3600
 MAX_DELAY = 900  # SQS's longest DelaySeconds
