@@ -248,6 +248,9 @@ class Config:
     peak_share: float = 0.15
     quiet_day: bool = False
     setup_minutes: float = 0  # 0: as needed for the users (limiter-bound)
+    # Cronofy's limits divided by this (the emulator's and the service's limiter alike): N users at 1/F of
+    # the limits load the application as N*F users do at the real limits (docs/capacity.md).
+    limit_scale: float = 1.0
     label: str = "before"
 
 
@@ -272,6 +275,8 @@ class Sim:
         self.next_poll: float | None = None
         self.lost: list[tuple[str, str]] = []
         self.pending_applied: set[str] = set()
+        self.moves: dict[str, float] = {}  # milestone id -> when its event was moved on the calendar
+        self.two_way: list[tuple[float, float]] = []  # (moved at, reported to the core platform at)
         self.execution_count = 0
         self.failed_backfills = 0
         tpl = stack.template
@@ -396,6 +401,10 @@ class Sim:
             self.core[message["type"]] += 1
             if message["type"] != "milestone.rescheduled_on_calendar":
                 continue
+            moved_at = self.moves.pop(message["milestone_id"], None)
+            if moved_at is not None:
+                sent = datetime.fromisoformat(message["occurred_at"].replace("Z", "+00:00")).timestamp()
+                self.two_way.append((moved_at, sent))
             ms = self.milestones.get(message["milestone_id"])
             if ms is None or message["based_on_version"] != ms.version or ms.milestone_id in self.pending_applied:
                 self.core["rejected"] += 1
@@ -675,6 +684,7 @@ class Sim:
                 continue  # not on the calendar (yet)
             self.naive["notifications: full re-reads"] += self.full_read(u)
             self.core["calendar moves"] += 1
+            self.moves[m.milestone_id] = time.time()
             return
 
     def busy_view(self, org: str) -> None:
@@ -905,6 +915,8 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
         print(f"setup done: {sum(u.connected for u in sim.users.values())} users connected, "
               f"{len(log.requests):,} Cronofy requests, {setup_wall:.0f} s wall", flush=True)
         setup_requests = len(log.requests)
+        if cfg.limit_scale != 1:
+            scale_limits(stack, cfg.limit_scale)
         sim.naive_setup = Counter(sim.naive)
         sim.naive.clear()
         setup_visits = {u: list(v) for u, v in sim.visits.items()}
@@ -934,6 +946,18 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
     finally:
         invocations.uninstall()
         log.uninstall()
+
+
+def scale_limits(stack, f: float) -> None:
+    """From the end of the setup (connecting everyone is not what a day at N*F users looks like), Cronofy's
+    limits divided by F, at the emulator and in the service's shared limiter alike."""
+    from calsync import wiring
+
+    # The limiter gets exactly 1/F (its burst and sustained rate keep their production proportions: 40 and
+    # 7.25/s at the real limits, 2 and 0.3625/s at 1/20); the emulator counts whole requests per second.
+    stack.emulator.set_rate_limit((math.ceil(50 / f), math.floor(500 / f)))
+    os.environ["RATE_LIMIT_PER_SECOND"], os.environ["RATE_LIMIT_PER_MINUTE"] = str(50 / f), str(500 / f)
+    wiring.reset()  # every function's objects are built again with the new settings
 
 
 def shift_days(sim: Sim, days: int) -> None:
@@ -1026,6 +1050,10 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             "by_function_per_user_per_working_day": {k: round(v / per, 3) for k, v in by_group.items()},
             "by_function": by_group, "other": other,
             "by_endpoint_per_user_per_working_day": {k: round(v / per, 3) for k, v in by_kind.most_common()},
+            "by_function_and_endpoint_per_user_per_working_day": {
+                name: {k: round(v / per, 3) for k, v in Counter(
+                    endpoint_kind(m, p) for _, o, m, p in period if o in fids).most_common()}
+                for name, fids in REPORT_GROUPS},
             "naive_per_user_per_working_day": {k: round(v / per, 3) for k, v in sim.naive.items()},
             "naive_total_per_user_per_working_day": round(naive_total / per, 2),
             "busiest_minute": busiest_minute[1], "busiest_minute_reconciler": rec_minutes.get(busiest_minute[0], 0),
@@ -1055,6 +1083,7 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             "busiest_hour_p50": round(pct(delays_peak, 50), 2) if delays_peak else None,
             "busiest_hour_p99": round(pct(delays_peak, 99), 2) if delays_peak else None,
         },
+        "two_way_seconds": _two_way(sim, start, end, busiest_hour[0]),
         "checks": checks,
         "quiet_day": None if restored is None else {"lost": len(sim.lost), "restored": restored,
                                                      "all_restored": restored == len(sim.lost)},
@@ -1071,7 +1100,36 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     # The design after issue 11 picks users by due time (GSI by_due) and spends only what live work leaves.
     result["reconciler_yields_to_live"] = "by_due" in json.dumps(stack.template["Resources"])
     result["ceiling"] = ceiling(result)
+    if cfg.limit_scale != 1:
+        result["simulated"] = simulated(result, cfg)
     return result
+
+
+def _two_way(sim: Sim, start: float, end: float, busiest_hour: int) -> dict:
+    """A SolarNexus event moved on the calendar -> the reschedule on the core platform's queue."""
+    all_ = [b - a for a, b in sim.two_way if start <= a < end]
+    peak = [b - a for a, b in sim.two_way if start <= a < end and int(a // 3600) == busiest_hour]
+    return {"samples": len(all_), "p50": round(pct(all_, 50), 1) if all_ else None,
+            "p99": round(pct(all_, 99), 1) if all_ else None, "max": round(max(all_), 1) if all_ else None,
+            "busiest_hour_samples": len(peak), "busiest_hour_max": round(max(peak), 1) if peak else None}
+
+
+def simulated(r: dict, cfg: Config) -> dict:
+    """The run at 1/F of Cronofy's limits stands for N*F users at the real limits: its three conditions,
+    measured rather than modelled (the emulator counts what it received in every minute)."""
+    f = cfg.limit_scale
+    c, rec, lat = r["cronofy"], r["reconciler"], r["latency_seconds"]
+    per_minute_limit = 500 / f
+    ok = {
+        "busiest_minute_within_95pct": c["busiest_minute"] <= 0.95 * per_minute_limit,
+        "over_limit_429": c["over_limit_429"] == 0,
+        "p99_busiest_hour_within_2_min": (lat["busiest_hour_p99"] or 0) <= 120,
+        "every_user_reconciled_daily": rec["users_never_visited"] == 0 and (rec["longest_gap_hours"] or 0) <= 24,
+        "calendars_exact": r["checks"]["ok"],
+    }
+    return {"limit_scale": f, "equivalent_users": int(cfg.users * f),
+            "busiest_minute_at_real_limits": round(c["busiest_minute"] * f),
+            "conditions": ok, "all_met": all(ok.values())}
 
 
 def ceiling(r: dict) -> dict:
@@ -1243,6 +1301,9 @@ def table(r: dict) -> str:
     w(f"milestone message -> calendar write ({lat['samples']:,} samples, {lat['unmatched_superseded_or_lost']} "
       f"superseded): p50 {lat['p50']} s, p99 {lat['p99']} s; busiest hour ({lat['busiest_hour_samples']}): p50 "
       f"{lat['busiest_hour_p50']} s, p99 {lat['busiest_hour_p99']} s")
+    tw = r.get("two_way_seconds") or {}
+    w(f"calendar move -> reschedule on the core platform's queue ({tw.get('samples')} samples): p50 {tw.get('p50')} s,"
+      f" p99 {tw.get('p99')} s, max {tw.get('max')} s (busiest hour max {tw.get('busiest_hour_max')} s)")
     ck = r["checks"]
     w(f"end check: missing {ck['missing']}, extra {ck['extra']}, wrong time {ck['wrong_time']}, left after "
       f"disconnect {ck['left_after_disconnect']} -> {'OK' if ck['ok'] else 'NOT OK ' + str(ck['examples'])}")
@@ -1255,6 +1316,11 @@ def table(r: dict) -> str:
       f"{ce['busiest_minute_bound'] or '-'}, latency bound {ce['latency_bound'] or '-'}, reconciler bound "
       f"{ce['reconciler_bound']:,})")
     w(f"  model vs measured at {p['users']:,}: {ce['check_at_measured']}")
+    if r.get("simulated"):
+        sm = r["simulated"]
+        w(f"SIMULATED at 1/{sm['limit_scale']:g} of Cronofy's limits: stands for {sm['equivalent_users']:,} users"
+          f" at the real limits (busiest minute {sm['busiest_minute_at_real_limits']} at real scale):")
+        w(f"  {sm['conditions']} -> {'ALL MET' if sm['all_met'] else 'NOT MET'}")
     w(f"backfills {r['backfills']}, DLQ {r['dlq']}, core platform {r['core_platform']}")
     w(f"wall time {r['wall_seconds']:.0f} s")
     return "\n".join(out)
@@ -1278,6 +1344,8 @@ def parse(argv: list[str] | None = None) -> Config:
     ap.add_argument("--disconnects", type=float, default=d.disconnects)
     ap.add_argument("--peak-share", type=float, default=d.peak_share)
     ap.add_argument("--quiet-day", action="store_true")
+    ap.add_argument("--limit-scale", type=float, default=d.limit_scale,
+                    help="divide Cronofy's limits by F: the run stands for users*F users (e.g. 1000 x 20)")
     ap.add_argument("--small", action="store_true", help="50 users, 1 day")
     ap.add_argument("--label", default=d.label)
     ap.add_argument("--out", default=None, help="results file (default bench/results/scale.json)")

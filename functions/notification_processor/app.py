@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ValidationError
 
 from calsync import wiring
-from calsync.cronofy import CronofyRateLimited
+from calsync.cronofy import CronofyRateLimited, background
 from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.sqs_handback import hand_back, requeue
 
@@ -71,8 +71,9 @@ def lambda_handler(event: dict, context) -> dict:
                 for _, job in items:
                     wiring.store().notification_read_started(job.channel_id, job.notification_type,
                                                               job.changes_since)
-                result = processor.process_user(user_id, [j.model_dump() for _, j in items],
-                                                max(queued) if len(queued) == len(items) else None)
+                with background():  # calendar writes go first when the shared limit is the bottleneck
+                    result = processor.process_user(user_id, [j.model_dump() for _, j in items],
+                                                    max(queued) if len(queued) == len(items) else None)
                 logger.info("notifications processed", extra=result)
             except CronofyRateLimited as error:
                 wait = error.retry_after or 1.0

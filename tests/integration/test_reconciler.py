@@ -8,7 +8,7 @@ import pytest
 
 from calsync import wiring
 from calsync.milestones import event_id_for
-from calsync.models import CHECK_EVERY, utcnow
+from calsync.models import CHECK_BEFORE_EXPIRY, CHECK_EVERY, utcnow
 from tests.helpers import in_days, iso, managed_events, milestone, push
 from tests.schema import assert_valid_message
 
@@ -127,6 +127,24 @@ def test_a_quiet_healthy_visit_costs_one_request_and_finds_nothing(stack, jane_c
     report = reconcile(stack, user_ids=["u_jane"])  # the token from the connect is still fresh
     assert report["cronofy_requests"] == 1 == len(stack.emulator.request_log)
     assert not any(report.get(k) for k in ("missing", "moved", "orphans", "channels", "reported"))
+
+
+def test_the_daily_check_rides_on_the_token_live_work_mints(stack, jane_cal):
+    """Minting a token counts toward the shared limit: a token live work just minted brings the daily check
+    forward to shortly before it expires, so the check costs one read and no token of its own."""
+    store, service = wiring.store(), wiring.connection_service()
+    age("u_jane", last_checked_at=timedelta(hours=10))
+    service.user_client(store.get_connection("u_jane")).refresh()  # live work minted a token
+    assert store.get_connection("u_jane").visit_requested_at is None  # checked 10 h ago: not yet
+    age("u_jane", last_checked_at=timedelta(hours=21))
+    client = service.user_client(store.get_connection("u_jane"))
+    client.refresh()
+    due = store.get_connection("u_jane").due_at()
+    assert abs((due - (client.tokens.expires_at - CHECK_BEFORE_EXPIRY)).total_seconds()) < 1
+    stack.emulator.clear_request_log()
+    reconcile(stack, user_ids=["u_jane"])
+    assert len(stack.emulator.request_log) == 1  # the read; the token was live
+    assert store.get_connection("u_jane").visit_requested_at is None
 
 
 def test_the_scheduled_run_visits_due_users_only_and_moves_them_a_day_on(stack, jane_cal, miguel_cal):

@@ -103,3 +103,23 @@ def test_a_tiny_burst_serves_both(db):
     limiter = RateLimiter(db, "t", 2, 20, clock=Clock())
     assert limiter.burst == 1 and limiter.interactive_burst == 1  # nothing to split: both may go
     assert limiter.acquire(1, priority="interactive") == 0.0
+
+
+def test_calendar_writes_go_before_notification_reads_when_the_limit_is_the_bottleneck(db):
+    """Issue 11: at the busiest hour the reads behind notifications ("background") wait behind milestone
+    pushes ("queue"), which must reach calendars within two minutes."""
+    clock = Clock()
+    limiter = RateLimiter(db, "t", 50, 500, clock=clock)
+    granted = {"queue": 0, "background": 0}
+    waits = []
+    for _ in range(3000):  # 30 s of both asking as fast as they can, pushes at about half the rate
+        clock.now += 0.01
+        if limiter.acquire(1, priority="background") == 0.0:
+            granted["background"] += 1
+        if int(clock.now * 100) % 25 == 0:  # a push every 0.25 s: 4/s of the 7.25/s the limiter passes
+            wait = limiter.acquire(1)
+            waits.append(wait)
+            if wait == 0.0:
+                granted["queue"] += 1
+    assert max(waits) == 0.0  # no push ever waited: background reads never use the share kept for them
+    assert granted["background"] >= (limiter.rate - 4) * 30 * 0.9  # the reads got the rest

@@ -23,7 +23,9 @@ from calsync.cronofy import (
 )
 from calsync.errors import ApiError, conflict, forbidden, not_found
 from calsync.models import (
+    CHECK_BEFORE_EXPIRY,
     CRONOFY_PROVIDER_NAMES,
+    EARLY_CHECK_AFTER,
     BackfillProgress,
     Calendar,
     Connection,
@@ -67,9 +69,6 @@ def known_zone(name: str | None) -> str | None:
         logger.warning("unknown time zone from the calendar account", extra={"zoneinfo": name})
         return None
     return name
-
-
-EARLY_CHECK_AFTER = timedelta(hours=12)
 
 
 class OrgMismatch(Exception):
@@ -134,10 +133,11 @@ class ConnectionService:
         ciphertext = self.vault.seal(user_id, tokens)
         self.store.save_tokens(user_id, ciphertext)
         self._token_cache[user_id] = (ciphertext, tokens)
-        # A fresh access token is good for about an hour: if the reconciler's daily check is more than
-        # half due, bring it forward so it uses this token instead of minting one of its own.
+        # A fresh access token is good for about an hour: bring the reconciler's daily check forward to
+        # just before it expires, so the check uses it instead of minting one of its own (models.py).
         now = utcnow()
-        self.store.request_visit(user_id, iso(now), iso(now - EARLY_CHECK_AFTER))
+        at = max(now, tokens.expires_at - CHECK_BEFORE_EXPIRY)
+        self.store.request_visit(user_id, iso(at), iso(now - EARLY_CHECK_AFTER))
 
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
         """Put the connection in needs_reauth (re-reading it when another writer, e.g. a finishing

@@ -39,13 +39,23 @@ _priority: ContextVar[str] = ContextVar("cronofy_priority", default="queue")
 
 
 @contextmanager
-def interactive() -> Iterator[None]:
-    """Cronofy requests sent inside are a person's (the web app's routes, the OAuth callback)."""
-    token = _priority.set("interactive")
+def priority(name: str) -> Iterator[None]:
+    """Cronofy requests sent inside have this priority at the shared limiter (ratelimit.PRIORITIES)."""
+    token = _priority.set(name)
     try:
         yield
     finally:
         _priority.reset(token)
+
+
+def interactive():
+    """Cronofy requests sent inside are a person's (the web app's routes, the OAuth callback)."""
+    return priority("interactive")
+
+
+def background():
+    """Cronofy requests sent inside may wait behind calendar writes (reads after a notification)."""
+    return priority("background")
 BATCH_LIMIT = 50
 # Enterprise Connect: what the service account may do, and at most how many members one delegated-access
 # request names (the offline reference's limit; Cronofy's docs give none, see calsync/enterprise.py).

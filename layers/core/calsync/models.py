@@ -55,6 +55,13 @@ class BackfillProgress(BaseModel):
 # `disconnecting` or `syncing` this long gets its job again.
 CHECK_EVERY = timedelta(hours=23)  # an hour in hand: a visit is never more than 24 h after the last
 STUCK_AFTER = timedelta(minutes=15)
+# The daily check rides on a token that live work has just minted (Cronofy access tokens last an hour and
+# minting one counts toward the shared limit): when live work refreshes a user's token and the last check
+# is EARLY_CHECK_AFTER old, the check is brought forward to shortly before that token expires. Measured
+# on the capacity benchmark (200 users, a week): 2.32 check requests per user per working day, against
+# 2.40 when the check was brought to the refresh itself and 2.45 with a 20 h / 4 h two-step rule.
+EARLY_CHECK_AFTER = timedelta(hours=12)
+CHECK_BEFORE_EXPIRY = timedelta(minutes=12)  # two reconciler runs in hand before the token expires
 
 
 class Connection(BaseModel):

@@ -25,7 +25,12 @@ MARGIN = 0.95
 # route) is granted only while the bucket is at most half full, so a busy web app can never starve
 # milestone pushes, notifications and cleanups (they go first), while short interactive bursts pass.
 RESERVED_FOR_QUEUE_SHARE = 0.5
-PRIORITIES = ("queue", "interactive")
+# "queue" (milestone pushes, cleanups, backfills: writes someone is waiting to see on a calendar) uses the
+# whole burst; "interactive" (a person on a route) and "background" (reading what changed on calendars
+# after a notification: busy periods and two-way moves, which may lag a little at the busiest hour) use
+# only the part queue work does not keep to itself, so when the limit is the bottleneck, calendar
+# writes go first and the reads behind notifications take the rest.
+PRIORITIES = ("queue", "interactive", "background")
 
 
 def gcra_parameters(per_second: float, per_minute: float) -> tuple[float, float]:
@@ -74,7 +79,7 @@ class RateLimiter:
     def acquire(self, n: int = 1, priority: str = "queue") -> float:
         """Take n requests' worth; 0.0 if granted, else the seconds to wait (nothing is taken).
 
-        `priority="interactive"` may only use `interactive_burst` of the burst: queue work goes first."""
+        Any priority but "queue" may only use `interactive_burst` of the burst: queue work goes first."""
         if priority not in PRIORITIES:
             raise ValueError(f"priority is one of {PRIORITIES}")
         burst = self.burst if priority == "queue" else self.interactive_burst

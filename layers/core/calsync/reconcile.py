@@ -109,7 +109,7 @@ class Reconciler:
             return False
         if self.limiter is None:
             return True
-        need = self.limiter.burst / 2 + PER_VISIT_ESTIMATE
+        need = min(self.limiter.burst, self.limiter.burst / 2 + PER_VISIT_ESTIMATE)  # (a tiny burst: all of it)
         for _ in range(MAX_WAITS):
             have = self.limiter.headroom()
             if have >= need:

@@ -332,8 +332,9 @@ class Store:
 
     def request_visit(self, user_id: str, at: str, checked_before: str) -> bool:
         """Bring a connected user's reconciler visit forward to `at` when its last full check is older
-        than `checked_before` (the caller just refreshed the token: a visit now needs no refresh of its
-        own). A hint only: it does not bump `revision`, and a concurrent full write may drop it."""
+        than `checked_before` (the caller just refreshed the token: a visit before it expires needs no
+        refresh of its own). A hint only: it does not bump `revision`, and a concurrent full write may
+        drop it."""
         try:
             self._db.update_item(
                 TableName=self._table,
