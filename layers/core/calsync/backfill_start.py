@@ -1,5 +1,6 @@
 """Starts backfill executions (kept apart from the backfill steps so the API functions, which only
-start the workflow, do not import the sync engine)."""
+start the workflow, do not import the sync engine). It was `workflow`: the name now says which
+workflow and what it does with it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Authenticity of Cronofy push notifications (cronofy-api.md §5.3, ARCHITECTURE §7).
+"""Authenticity of Cronofy push notifications (cronofy-api.md §5.3, ARCHITECTURE §7). Named for what it
+checks: it was `webhook`, which is the intake function's job, not this module's.
 
 Two independent checks, both constant-time:
 

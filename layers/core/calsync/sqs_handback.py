@@ -1,7 +1,8 @@
 """Handing SQS work back for later: when Cronofy (or our own limiter) says wait, the message comes back
 when there is budget again instead of a Lambda sleeping on it. A delayed copy is sent and the original
 succeeds, so throttling never counts towards the queue's maxReceiveCount (only real failures reach the
-DLQ); if the copy cannot be sent, the failed message's visibility timeout is set to the wait instead."""
+DLQ); if the copy cannot be sent, the failed message's visibility timeout is set to the wait instead.
+(It was `queueing`; the name now says the one thing it does.)"""
 
 from __future__ import annotations
 

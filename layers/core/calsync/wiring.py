@@ -1,5 +1,6 @@
 """Builds the long-lived objects once per Lambda container (constructor injection, no singletons
-inside the classes). Handlers call these at module level or on first use."""
+inside the classes). Handlers call these at module level or on first use. (Named for what it does, the
+wiring of collaborators; it was `runtime`, which said nothing about it.)"""
 
 from __future__ import annotations
 
