@@ -251,6 +251,11 @@ class Config:
     # Cronofy's limits divided by this (the emulator's and the service's limiter alike): N users at 1/F of
     # the limits load the application as N*F users do at the real limits (docs/capacity.md).
     limit_scale: float = 1.0
+    # Lifetime of the access tokens the emulator issues. Cronofy's API reference shows `expires_in: 3600`;
+    # its FAQ (docs.cronofy.com/developers/faqs/access-token-expiry) says tokens expire "quite quickly, a
+    # few hours or so" only in development mode and are pushed out to a longer time frame in production.
+    # Refreshes count toward the limit, so this sets their share; the default is the reference's hour.
+    token_hours: float = 1.0
     label: str = "before"
 
 
@@ -880,7 +885,8 @@ def run(cfg: Config) -> dict:
     with time_machine.travel(start_virtual, tick=False) as traveller:
         VirtualClock.traveller = traveller
         try:
-            stack = LocalStack(emulator_options={"rate_limit": (50, 500)})
+            stack = LocalStack(emulator_options={"rate_limit": (50, 500),
+                                                 "access_token_ttl": int(cfg.token_hours * 3600)})
             stack._mock = NoMock()  # every AWS client is in memory: no moto interception of HTTP
             with stack:
                 return _run(cfg, stack, wall0)
@@ -957,7 +963,18 @@ def scale_limits(stack, f: float) -> None:
     # 7.25/s at the real limits, 2 and 0.3625/s at 1/20); the emulator counts whole requests per second.
     stack.emulator.set_rate_limit((math.ceil(50 / f), math.floor(500 / f)))
     os.environ["RATE_LIMIT_PER_SECOND"], os.environ["RATE_LIMIT_PER_MINUTE"] = str(50 / f), str(500 / f)
+    # Every limiter time constant is F times longer (a request's turn comes at 1/F the rate), so the
+    # longest wait a function sleeps before handing work back to SQS is too; the batching windows and SQS's
+    # whole-second delays are not scaled, so waiting for the limiter is F times longer than it would be at
+    # N*F users, and the delays are reported both as measured and scaled back (simulated()).
+    os.environ["CRONOFY_MAX_WAIT_SECONDS"] = str(get_max_wait() * f)
     wiring.reset()  # every function's objects are built again with the new settings
+
+
+def get_max_wait() -> float:
+    from calsync.config import get_settings
+
+    return get_settings().cronofy_max_wait_seconds
 
 
 def shift_days(sim: Sim, days: int) -> None:
@@ -996,7 +1013,11 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     rec_minutes = Counter(int(t // 60) for t, o, *_ in period if o == "ReconcilerFunction")
     busiest_minute = max(minutes.items(), key=lambda kv: kv[1]) if minutes else (0, 0)
     busiest_live_minute = max((n - rec_minutes.get(m, 0) for m, n in minutes.items()), default=0)
-    busiest_hour = max(hours.items(), key=lambda kv: kv[1]) if hours else (0, 0)
+    # The busiest hour is live work's (the workload's peak): the reconciler moves to where there is room
+    # (with long-lived tokens its busiest hour can be a quiet one it has to itself).
+    live_hours = Counter(int(t // 3600) for t, o, *_ in period if o != "ReconcilerFunction")
+    peak_hour = max(live_hours.items(), key=lambda kv: kv[1])[0] if live_hours else 0
+    busiest_hour = (peak_hour, hours.get(peak_hour, 0))
     rec_hour = sum(1 for t, o, *_ in period if o == "ReconcilerFunction" and int(t // 3600) == busiest_hour[0])
     # milestone message -> calendar write
     delays, delays_peak, unmatched = [], [], 0
@@ -1114,6 +1135,14 @@ def _two_way(sim: Sim, start: float, end: float, busiest_hour: int) -> dict:
             "busiest_hour_samples": len(peak), "busiest_hour_max": round(max(peak), 1) if peak else None}
 
 
+def scaled_back(seconds: float | None, f: float, window: float = 10.0) -> float:
+    """A delay measured at 1/F of the limits, at N*F users: the batching window as it is, the rest (waiting
+    for the limiter, whose every time constant is F times longer at 1/F) divided by F."""
+    if seconds is None:
+        return 0.0
+    return min(seconds, window) + max(0.0, seconds - window) / f
+
+
 def simulated(r: dict, cfg: Config) -> dict:
     """The run at 1/F of Cronofy's limits stands for N*F users at the real limits: its three conditions,
     measured rather than modelled (the emulator counts what it received in every minute)."""
@@ -1123,11 +1152,15 @@ def simulated(r: dict, cfg: Config) -> dict:
     ok = {
         "busiest_minute_within_95pct": c["busiest_minute"] <= 0.95 * per_minute_limit,
         "over_limit_429": c["over_limit_429"] == 0,
-        "p99_busiest_hour_within_2_min": (lat["busiest_hour_p99"] or 0) <= 120,
+        "p99_busiest_hour_within_2_min": scaled_back(lat["busiest_hour_p99"], f) <= 120,
         "every_user_reconciled_daily": rec["users_never_visited"] == 0 and (rec["longest_gap_hours"] or 0) <= 24,
         "calendars_exact": r["checks"]["ok"],
     }
     return {"limit_scale": f, "equivalent_users": int(cfg.users * f),
+            "p99_busiest_hour_s": {"measured": lat["busiest_hour_p99"],
+                                   "scaled_back": round(scaled_back(lat["busiest_hour_p99"], f), 1)},
+            "two_way_p99_s": {"measured": r["two_way_seconds"]["p99"],
+                              "scaled_back": round(scaled_back(r["two_way_seconds"]["p99"], f, 5), 1)},
             "busiest_minute_at_real_limits": round(c["busiest_minute"] * f),
             "conditions": ok, "all_met": all(ok.values())}
 
@@ -1344,6 +1377,8 @@ def parse(argv: list[str] | None = None) -> Config:
     ap.add_argument("--disconnects", type=float, default=d.disconnects)
     ap.add_argument("--peak-share", type=float, default=d.peak_share)
     ap.add_argument("--quiet-day", action="store_true")
+    ap.add_argument("--token-hours", type=float, default=d.token_hours,
+                    help="access token lifetime at the emulator (1 h: Cronofy's API reference; longer in production)")
     ap.add_argument("--limit-scale", type=float, default=d.limit_scale,
                     help="divide Cronofy's limits by F: the run stands for users*F users (e.g. 1000 x 20)")
     ap.add_argument("--small", action="store_true", help="50 users, 1 day")
