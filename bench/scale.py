@@ -1223,8 +1223,13 @@ def ceiling(r: dict) -> dict:
     n_reconcile = min(int(throughput), n_spare, *([coverage] if coverage is not None else []))
     if r.get("quiet_day"):  # no live traffic to scale: only the reconciler's bound means anything
         n_minute = n_latency = None
+    # The shared limiter never sends more than 95% of 500 in any minute (burst + 60 x rate = 475), so the
+    # first condition holds at any N for what reaches Cronofy; demand above it waits in the queues, which
+    # is what the latency condition prices. The demand-side minute bound is kept for reference (it was
+    # the binding rule before the limiter's priorities were measured at 20,000 users: --limit-scale 20).
+    bounds = (n_latency, n_reconcile) if r.get("reconciler_yields_to_live") else (n_minute, n_latency, n_reconcile)
     return {
-        "users": min(x for x in (n_minute, n_latency, n_reconcile) if x is not None),
+        "users": min(x for x in bounds if x is not None),
         "busiest_minute_bound": n_minute, "latency_bound": n_latency, "reconciler_bound": n_reconcile,
         "busiest_minute_model": {"mean_per_minute_busiest_hour": round(m0, 1), "k": round(k, 2),
                                  "linear_bound": n_minute_linear},
@@ -1345,8 +1350,8 @@ def table(r: dict) -> str:
         w(f"quiet day: {c['per_user_per_working_day']} requests per user; lost events restored {q['restored']}/"
           f"{q['lost']}")
     ce = r["ceiling"]
-    w(f"capacity ceiling (one application, default limits): {ce['users']:,} users (busiest minute bound "
-      f"{ce['busiest_minute_bound'] or '-'}, latency bound {ce['latency_bound'] or '-'}, reconciler bound "
+    w(f"capacity ceiling (one application, default limits): {ce['users']:,} users (unqueued busiest-minute demand "
+      f"bound {ce['busiest_minute_bound'] or '-'}, latency bound {ce['latency_bound'] or '-'}, reconciler bound "
       f"{ce['reconciler_bound']:,})")
     w(f"  model vs measured at {p['users']:,}: {ce['check_at_measured']}")
     if r.get("simulated"):
