@@ -23,7 +23,7 @@ import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
@@ -37,6 +37,7 @@ from calsync.messages import (
     UserDeactivated,
 )
 from calsync.milestones import MilestoneDeleted, MilestoneUpserted
+from calsync.models import ConnectionState
 from calsync.observability import CORRELATION_ATTRIBUTE
 from calsync.sqs_handback import REQUEUE_ATTRIBUTE
 from functions.notification_processor.app import NotificationJob
@@ -73,11 +74,15 @@ class CronofyNotificationJob(NotificationJob):
     """A Cronofy push notification the webhook accepted (signature, channel and token checked, not a
     replay), for the notification processor: one Read Events per user and batch."""
 
-    type: Literal["cronofy.notification"]  # type: ignore[assignment]  # narrowed for the document
+    # The intake writes every field; the processor's model also takes jobs without the optional ones.
+    type: Literal["cronofy.notification"]  # narrowed for the document
     notification_type: str = Field(description="`change`, `profile_disconnected` or "
                                                "`profile_initial_sync_completed`")
-    received_at: str | None = Field(default=None, description="When the webhook accepted it (not read by the "
-                                                              "processor, which uses the SQS SentTimestamp)")
+    org_id: str
+    changes_since: str | None = Field(description="From the notification; null when it has none")
+    message_id: str
+    received_at: str = Field(description="When the webhook accepted it (not read by the processor, which uses "
+                                         "the SQS SentTimestamp)")
 
 
 assert CronofyNotificationJob.model_fields["type"].annotation == Literal[NOTIFICATION_JOB_TYPE]
@@ -114,6 +119,49 @@ CHANNELS = (
             "Internal: disconnect jobs (the user's DELETE /v1/calendar/connection, an administrator ending "
             "Enterprise Connect, a job the reconciler finds lost), run by the deactivation cleanup function."),
 )
+
+_ENVELOPE = {"message_id": "0b6f3c1e-8a0d-4c55-9d8e-3f1f6a2b7c10", "occurred_at": "2026-11-24T10:00:00Z",
+             "org_id": "org_1"}
+_MILESTONE = {"milestone_id": "ms_123", "version": 7, "project_id": "prj_9", "name": "Site Survey",
+              "assignee_user_ids": ["u_1", "u_2"], "start": "2026-12-01T15:00:00Z", "end": "2026-12-01T17:00:00Z",
+              "all_day": False, "timezone": "America/Los_Angeles", "status": "scheduled",
+              "customer": {"name": "Ana Ruiz", "phone": "+1 555 0100", "email": "ana@example.com",
+                           "address": "12 Main St, Fresno, CA"},
+              "notes": "Gate code 4411", "url": "https://app.solarnexus.com/projects/prj_9"}
+_CHANGE = _ENVELOPE | {"milestone_id": "ms_123", "user_id": "u_1", "based_on_version": 7}
+# Message -> (summary, an example built from the model)
+EXAMPLES: dict[type[BaseModel], tuple[str, BaseModel]] = {
+    MilestoneUpserted: (
+        "A milestone's full state; `start: null` or a status other than `scheduled` means on no calendar",
+        MilestoneUpserted(type="milestone.upserted", **_ENVELOPE, milestone=_MILESTONE)),
+    MilestoneDeleted: (
+        "A milestone was deleted: its events leave every calendar",
+        MilestoneDeleted(type="milestone.deleted", **_ENVELOPE, milestone_id="ms_123", version=8)),
+    UserDeactivated: (
+        "A user was deactivated: their calendar connection is removed",
+        UserDeactivated(type="user.deactivated", **_ENVELOPE, user_id="u_1")),
+    MilestoneRescheduledOnCalendar: (
+        "The user moved a SolarNexus event on their calendar; applied only if the milestone is still at "
+        "`based_on_version`",
+        MilestoneRescheduledOnCalendar(**_CHANGE, start="2026-12-02T16:00:00Z", end="2026-12-02T18:00:00Z",
+                                       all_day=False, timezone="America/Los_Angeles")),
+    MilestoneRemovedOnCalendar: (
+        "The user deleted a SolarNexus event on their calendar; the milestone stays, the event is not re-created "
+        "until the milestone changes again",
+        MilestoneRemovedOnCalendar(**_CHANGE)),
+    ConnectionChanged: (
+        "A user's calendar connection changed state (e.g. `needs_reauth`), with the reason",
+        ConnectionChanged(**_ENVELOPE, user_id="u_1", state=ConnectionState.NEEDS_REAUTH, reason="invalid_grant")),
+    CronofyNotificationJob: (
+        "An accepted Cronofy push notification for one user's channel",
+        CronofyNotificationJob(type="cronofy.notification", notification_type="change", channel_id="chn_1",
+                               user_id="u_1", org_id="org_1", changes_since="2026-11-24T09:58:00Z",
+                               message_id="5d1c2b7e-1f0a-4d8e-8c3b-2a9e6f4d1b20", received_at="2026-11-24T10:00:01Z")),
+    DisconnectRequested: (
+        "Disconnect a user's calendar: remove every SolarNexus event, close channels, revoke, delete tokens",
+        DisconnectRequested(type="connection.disconnect_requested", **_ENVELOPE, user_id="u_1",
+                            connection_id="conn_1")),
+}
 
 MESSAGE_HEADERS = {
     "type": "object",
@@ -157,23 +205,27 @@ def _schemas() -> dict[str, Any]:
 
 
 def _message_type(model: type[BaseModel]) -> str:
-    annotation = model.model_fields["type"].annotation
-    (value,) = getattr(annotation, "__args__", ())
+    (value,) = get_args(model.model_fields["type"].annotation)
     return value
 
 
 def _message(model: type[BaseModel]) -> dict[str, Any]:
-    doc = " ".join((model.__doc__ or "").split())
+    """The message: its example is a model instance, so it is valid by construction."""
+    summary, example = EXAMPLES[model]
     message = {
         "name": _message_type(model),
         "title": model.__name__,
+        "summary": summary,
         "contentType": "application/json",
         "headers": {"$ref": "#/components/schemas/MessageAttributes"},
         "payload": {"$ref": SCHEMA_PREFIX + model.__name__},
         "correlationId": {"$ref": "#/components/correlationIds/correlationId"},
+        "examples": [{"name": _message_type(model).replace(".", "_"),
+                      "payload": example.model_dump(mode="json", exclude_none=True)}],
     }
+    doc = " ".join((model.__doc__ or "").split())
     if doc:
-        message["summary"] = doc
+        message["description"] = doc
     return message
 
 

@@ -149,7 +149,19 @@ def test_messages_the_service_sends_match_the_document():
 
     job = notification_job("change", "chn_1", "2026-11-24T10:00:00Z", "u_1", "org_1")
     assert not list(_validator(document, "CronofyNotificationJob").iter_errors(job))
-    assert set(job) == set(document["components"]["schemas"]["CronofyNotificationJob"]["properties"])
+    documented = document["components"]["schemas"]["CronofyNotificationJob"]
+    assert set(job) == set(documented["properties"]) == set(documented["required"])
+
+
+def test_message_examples_match_their_payloads_and_the_contract():
+    document = _document()
+    for name, message in document["components"]["messages"].items():
+        assert message["examples"], name
+        for example in message["examples"]:
+            errors = list(_validator(document, name).iter_errors(example["payload"]))
+            assert not errors, (name, [e.message for e in errors])
+            if message["name"] in CONTRACT:
+                assert_valid_message(example["payload"])
 
 
 def test_payload_schemas_are_json_schema_the_asyncapi_schema_object_accepts():
