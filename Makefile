@@ -16,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
-.PHONY: install demo test lint typecheck validate checkov unit suites bench bench-scale build deploy clean openapi asyncapi chromium
+.PHONY: install demo test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
@@ -65,18 +65,20 @@ validate: $(SAMVENV)/.installed node_modules/.installed
 checkov: $(CHECKOVVENV)/.installed
 	$(CHECKOVVENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
-# The rules on fakes (tests/unit: no moto, no emulator; seconds).
-unit: $(VENV)/.installed
+# Every pytest suite, the unit tests (the rules on fakes: no moto, no emulator; seconds) first.
+unit: test-unit test-suites
+
+test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit -n auto
 
-# Every other suite: integration (moto + the emulator), chaos, e2e, browser, security, conformance, bench.
-suites: $(VENV)/.installed
+# integration (moto + the emulator), chaos, e2e, browser, security, conformance, bench
+test-suites: $(VENV)/.installed
 	$(PY) -m pytest tests -n auto --ignore=tests/unit
 
 # Cheapest checks first, so a mistake fails in seconds rather than after the slow suites: ruff, mypy, the
 # unit tests, the template (sam validate, state machines, AsyncAPI document, checkov), sam build (python3.13,
-# arm64: a template or layer that does not build fails CI), then the slow suites.
-test: install lint typecheck unit validate checkov build suites
+# arm64: a template or layer that does not build fails CI), then the other suites.
+test: install lint typecheck test-unit validate checkov build unit
 
 # openapi/openapi.json from the route declarations (tests/unit/test_openapi.py fails when it is stale).
 openapi: $(VENV)/.installed
