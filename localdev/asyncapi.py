@@ -11,7 +11,7 @@ schema) or the publisher serializes (messages we send, serialization-mode schema
 `exclude_none`: a field is absent rather than null). The operations are the service's own, read
 from template.yaml: `receive` where a function has an SQS event on the queue, `send` where a
 function outside the queue's consumers may send to it. A consumer re-sending a throttled message
-to its own queue (`calsync-requeues`) is a retry, not a producer, and is described on the channel.
+to its own queue is a retry, not a producer (the `calsync-requeues` header counts those copies).
 The core platform's side (it sends milestone and user events, it reads CalendarChangesQueue) is the
 mirror image of these operations.
 """
@@ -41,7 +41,6 @@ from calsync.models import ConnectionState
 from calsync.observability import CORRELATION_ATTRIBUTE
 from calsync.sqs_handback import REQUEUE_ATTRIBUTE
 from functions.notification_processor.app import NotificationJob
-from functions.webhook_intake.app import MESSAGE_TYPE as NOTIFICATION_JOB_TYPE
 from localdev import template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,9 +82,6 @@ class CronofyNotificationJob(NotificationJob):
     message_id: str
     received_at: str = Field(description="When the webhook accepted it (not read by the processor, which uses "
                                          "the SQS SentTimestamp)")
-
-
-assert CronofyNotificationJob.model_fields["type"].annotation == Literal[NOTIFICATION_JOB_TYPE]
 
 # "in": from the core platform, received here (validation-mode schemas); "out": sent here, read by the core
 # platform; "internal": sent and received here. Both of the latter are what this service serializes.
