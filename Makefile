@@ -16,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
-.PHONY: install demo test lint validate checkov unit bench bench-scale build deploy clean openapi chromium
+.PHONY: install demo test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
@@ -52,23 +52,42 @@ install: $(VENV)/.installed $(SAMVENV)/.installed $(CHECKOVVENV)/.installed node
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
+# mypy on the core layer and the handlers (configuration in pyproject.toml)
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
 validate: $(SAMVENV)/.installed node_modules/.installed
 	$(SAM) validate --lint
 	for f in statemachines/*.asl.json; do node_modules/.bin/asl-validator --json-path $$f || exit 1; done
+	node asyncapi/validate.mjs asyncapi/asyncapi.json
 
 # Every failed check is fixed or skipped inline in template.yaml with a written reason (Metadata: checkov).
 checkov: $(CHECKOVVENV)/.installed
 	$(CHECKOVVENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
-unit: $(VENV)/.installed
-	$(PY) -m pytest tests -n auto
+# Every pytest suite, the unit tests (the rules on fakes: no moto, no emulator; seconds) first.
+unit: test-unit test-suites
 
-# sam build (python3.13, arm64) is part of the test: a template or layer that does not build fails CI.
-test: install lint validate checkov unit build
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit -n auto
+
+# integration (moto + the emulator), chaos, e2e, browser, security, conformance, bench
+test-suites: $(VENV)/.installed
+	$(PY) -m pytest tests -n auto --ignore=tests/unit
+
+# Cheapest checks first, so a mistake fails in seconds rather than after the slow suites: ruff, mypy, the
+# unit tests, the template (sam validate, state machines, AsyncAPI document, checkov), sam build (python3.13,
+# arm64: a template or layer that does not build fails CI), then the other suites.
+test: install lint typecheck test-unit validate checkov build unit
 
 # openapi/openapi.json from the route declarations (tests/unit/test_openapi.py fails when it is stale).
 openapi: $(VENV)/.installed
 	$(PY) -m localdev.openapi
+
+# asyncapi/asyncapi.json from the message models and template.yaml's queues (tests/unit/test_asyncapi.py
+# fails when it is stale).
+asyncapi: $(VENV)/.installed
+	$(PY) -m localdev.asyncapi
 
 demo: $(VENV)/.installed
 	$(PY) -m localdev.demo

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from pydantic import BaseModel, Field
@@ -84,11 +85,11 @@ def _caller() -> Caller:
     return caller_from_event(app.current_event.raw_event)
 
 
-def _doc(description: str, schema: str = "Error", **extra) -> dict:
+def _doc(description: str, schema: str = "Error", **extra) -> OpenAPIResponse:
     """One documented response for the route decorators below (OpenAPI only, no effect on handling;
     the named schemas and the gateway's own 401/429/500 answers are added by localdev/openapi.py)."""
     content = {content_types.APPLICATION_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
-    return {"description": description, "content": content, **extra}
+    return cast(OpenAPIResponse, {"description": description, "content": content, **extra})
 
 
 _NO_CONNECTION = _doc("`not_found`: the user has no calendar connection")

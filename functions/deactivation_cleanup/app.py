@@ -9,6 +9,7 @@ fails alone (partial batch response) and reaches the DLQ after the queue's maxRe
 from __future__ import annotations
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import TypeAdapter
 
@@ -37,7 +38,7 @@ def handle_record(record: SQSRecord) -> str:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
-def lambda_handler(event: dict, context) -> dict:
+def lambda_handler(event: dict, context) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=handing_back_when_throttled(handle_record), processor=processor, context=context
     )

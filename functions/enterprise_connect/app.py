@@ -13,11 +13,12 @@ Cronofy's routes (no JWT; the signed state says who they are for):
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Cookie, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.cookies import Cookie as SetCookie
 from aws_lambda_powertools.shared.cookies import SameSite
@@ -93,9 +94,9 @@ def _caller() -> Caller:
     return caller_from_event(app.current_event.raw_event)
 
 
-def _doc(description: str, schema: str = "Error", **extra: Any) -> dict:
+def _doc(description: str, schema: str = "Error", **extra: Any) -> OpenAPIResponse:
     content = {content_types.APPLICATION_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}
-    return {"description": description, "content": content, **extra}
+    return cast(OpenAPIResponse, {"description": description, "content": content, **extra})
 
 
 _ADMIN_ONLY = _doc("`forbidden`: another org than the caller's, or the caller is not an org admin")

@@ -27,6 +27,7 @@ import binascii
 import json
 import time
 import uuid
+from typing import Any, TypeIs
 
 import boto3
 from aws_lambda_powertools.logging import correlation_paths
@@ -51,11 +52,11 @@ REPEAT_WINDOW_SECONDS = 600
 # Fail fast and retry once inside Cronofy's budget rather than hang until the Lambda timeout.
 _AWS_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
 
-_dependencies: tuple[Settings, Store, object] | None = None
+_dependencies: tuple[Settings, Store, Any] | None = None
 _clock = time.time  # seconds; replaced in tests that let time pass
 
 
-def _store_and_queue() -> tuple[Settings, Store, object]:
+def _store_and_queue() -> tuple[Settings, Store, Any]:
     """The table and the queue client, built once per container (again if the settings are reloaded,
     as `calsync.wiring.reset()` does between local stacks)."""
     global _dependencies
@@ -98,8 +99,22 @@ def _notification(raw: bytes) -> dict | None:
     return payload
 
 
-def _short_string(value: object) -> bool:
+def _short_string(value: object) -> TypeIs[str]:
     return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+
+
+def notification_job(kind: str, channel_id: str, changes_since: str | None, user_id: str, org_id: str) -> dict:
+    """The NotificationsQueue message for the notification processor (asyncapi/asyncapi.json)."""
+    return {
+        "type": MESSAGE_TYPE,
+        "notification_type": kind,
+        "channel_id": channel_id,
+        "user_id": user_id,
+        "org_id": org_id,
+        "changes_since": changes_since,
+        "received_at": iso(utcnow()),
+        "message_id": str(uuid.uuid4()),
+    }
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
@@ -148,6 +163,12 @@ def lambda_handler(event: dict, context) -> dict:
                        cause="channel_token_mismatch" if presented else "channel_token_missing",
                        channel_id=channel_id, notification_type=kind)
 
+    return _accept_and_queue(settings, store, sqs, kind, channel_id, changes_since, user_id, org_id)
+
+
+def _accept_and_queue(settings: Settings, store: Store, sqs: Any, kind: str, channel_id: str,
+                      changes_since: str | None, user_id: str, org_id: str) -> dict:
+    """A verified notification for a known channel: dropped if it is a replay or stale, else queued."""
     if not settings.notifications_queue_url:
         raise RuntimeError("NOTIFICATIONS_QUEUE_URL is not set")
     # A signed notification carries no nonce, so a captured one can be replayed: each copy would cost
@@ -159,16 +180,7 @@ def lambda_handler(event: dict, context) -> dict:
         logger.info("cronofy notification dropped", extra={
             "reason": verdict, "notification_type": kind, "channel_id": channel_id, "user_id": user_id})
         return _answer(200, {"status": verdict})
-    message = {
-        "type": MESSAGE_TYPE,
-        "notification_type": kind,
-        "channel_id": channel_id,
-        "user_id": user_id,
-        "org_id": org_id,
-        "changes_since": changes_since,
-        "received_at": iso(utcnow()),
-        "message_id": str(uuid.uuid4()),
-    }
+    message = notification_job(kind, channel_id, changes_since, user_id, org_id)
     try:
         sqs.send_message(QueueUrl=settings.notifications_queue_url, MessageBody=json.dumps(message),
                          MessageAttributes=correlation_attributes())

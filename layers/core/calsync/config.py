@@ -15,6 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 DATA_CENTERS = {
     "us": ("https://api.cronofy.com", "https://app.cronofy.com"),
@@ -72,7 +73,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Settings:
-        values = {}
+        values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(f.name.upper())
             if not raw:

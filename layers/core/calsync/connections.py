@@ -514,7 +514,7 @@ class ConnectionService:
         caller.require_org(org_id)
         rows = []
         for conn in self.store.connections_in_org(org_id):
-            row = {
+            row: dict[str, object] = {
                 "user_id": conn.user_id,
                 "state": conn.state.value,
                 "provider": conn.provider,

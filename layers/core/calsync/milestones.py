@@ -70,7 +70,7 @@ class Milestone(BaseModel):
     def _times(self) -> Milestone:
         if (self.start is None) != (self.end is None):
             raise ValueError("start and end are both set or both null")
-        if self.start is None:
+        if self.start is None or self.end is None:
             return self
         pattern, kind = (_DATE, "dates (YYYY-MM-DD)") if self.all_day else (_UTC_TIME, "UTC times (…Z)")
         if not pattern.match(self.start) or not pattern.match(self.end or ""):

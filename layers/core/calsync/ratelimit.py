@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from decimal import Decimal
+from typing import Any
 
 MARGIN = 0.95
 # Queue work keeps this share of the burst to itself: an interactive request (a person waiting on a
@@ -59,7 +60,7 @@ class RateLimiter:
         return float(item["tat"]["N"]) if item else None
 
     def _write_tat(self, old: float | None, new: float) -> bool:
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "TableName": self._table,
             "Key": self._key,
             "UpdateExpression": "SET tat = :new",
