@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from calsync.clock import parse_utc
+from calsync.cronofy_event import cronofy_time
 from calsync.messages import Envelope, Id
 
 _UTC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -94,15 +96,6 @@ class Milestone(BaseModel):
             local = datetime.combine(date.fromisoformat(self.start), datetime.min.time(), ZoneInfo(self.timezone))
             return local.astimezone(UTC)
         return parse_utc(self.start)
-
-
-def parse_utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def cronofy_time(text: str) -> str:
-    """Cronofy rejects non-zero milliseconds: whole seconds only."""
-    return parse_utc(text).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class MilestoneUpserted(Envelope):
