@@ -140,8 +140,9 @@ def test_stuck_connections_get_their_job_again_and_revoked_ones_need_reauth(worl
 
 def test_a_run_visits_the_due_users_within_its_budget_and_one_failure_stops_no_one(world, monkeypatch):
     world.connect("u_2")
-    world.store.update_connection("u_1", lambda c: c.model_copy(update={"last_checked_at": utcnow() - timedelta(days=3)}))
-    world.store.update_connection("u_2", lambda c: c.model_copy(update={"last_checked_at": utcnow() - timedelta(days=2)}))
+    for user_id, days in (("u_1", 3), ("u_2", 2)):
+        checked = utcnow() - timedelta(days=days)
+        world.store.update_connection(user_id, lambda c, at=checked: c.model_copy(update={"last_checked_at": at}))
     report = world.reconciler.run()
     assert report["users"] == 2 and report["cronofy_requests"] > 0 and report["backlog"] == 0
     world.reconciler.max_requests = 0

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from calsync.milestones import calendar_event, content_hash
 from calsync.models import Connection, ConnectionState, EventRef
-from calsync.sync import BACKFILL_DAYS, Plan, pushed_times, plan_milestone
+from calsync.sync import BACKFILL_DAYS, Plan, plan_milestone, pushed_times
 from tests.fakes.world import World, milestone
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -84,7 +84,8 @@ def test_an_event_the_user_deleted_comes_back_only_with_a_newer_version():
 
 def test_a_switched_calendar_gets_the_event_and_the_old_one_loses_it():
     m = milestone(start=NOW + timedelta(days=2))
-    p = plan(m, refs={"u_1": pushed_ref(m, calendar_id="cal_old")}, connections={"u_1": connection(calendar_id="cal_new")})
+    p = plan(m, refs={"u_1": pushed_ref(m, calendar_id="cal_old")},
+             connections={"u_1": connection(calendar_id="cal_new")})
     assert [(w.kind, w.calendar_id, w.forget_ref) for w in p.writes] == [
         ("upsert", "cal_new", True), ("delete", "cal_old", False)]
     assert p.writes[1].entry() == {"method": "DELETE", "relative_url": "/v1/calendars/cal_old/events",
