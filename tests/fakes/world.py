@@ -88,10 +88,10 @@ class World:
         """A connected user (calendar chosen, backfill done) with a channel."""
         self.cronofy.account(user_id, calendar_id)
         now = utcnow()
-        conn = Connection(**({
+        conn = Connection.model_validate({
             "user_id": user_id, "org_id": org_id, "state": ConnectionState.CONNECTED, "provider": "google",
             "cronofy_sub": f"acc_{user_id}", "calendar_id": calendar_id, "channel_id": f"chn_{user_id}",
-            "connected_at": now - timedelta(days=2), "updated_at": now - timedelta(days=1)} | fields))
+            "connected_at": now - timedelta(days=2), "updated_at": now - timedelta(days=1)} | fields)
         self.store.create_connection(conn, b"sealed", set())
         return conn
 

@@ -26,7 +26,7 @@ from calsync.cronofy_event import CronofyEvent, events_of
 from calsync.errors import ApiError
 from calsync.models import Connection, iso, utcnow
 from calsync.observability import metrics
-from calsync.ports import BusyWeeks, ConnectionStore, UserCalendar
+from calsync.ports import BusyWeeks, ConnectionStore, EventReader
 from calsync.slots import local_instant
 
 DAYS_BACK = 1
@@ -127,7 +127,7 @@ class Busy:
         self._write(conn, {w: weeks[w] for w in changed}, now)
         return len(changed)
 
-    def rebuild(self, conn: Connection, client: UserCalendar, now: datetime | None = None) -> int:
+    def rebuild(self, conn: Connection, client: EventReader, now: datetime | None = None) -> int:
         """Re-read the user's own events over the scheduler's window (one Read Events, paged) and store
         their busy periods afresh; returns the number of periods kept."""
         now = now or utcnow()

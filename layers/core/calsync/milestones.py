@@ -72,15 +72,16 @@ class Milestone(BaseModel):
     def _times(self) -> Milestone:
         if (self.start is None) != (self.end is None):
             raise ValueError("start and end are both set or both null")
-        if self.start is None:
+        start, end = self.start, self.end
+        if start is None or end is None:
             return self
         pattern, kind = (_DATE, "dates (YYYY-MM-DD)") if self.all_day else (_UTC_TIME, "UTC times (…Z)")
-        if not pattern.match(self.start) or not pattern.match(self.end or ""):
+        if not pattern.match(start) or not pattern.match(end):
             raise ValueError(f"{'all-day' if self.all_day else 'timed'} milestones need {kind} for start and end")
         if self.all_day:
-            if date.fromisoformat(self.end) < date.fromisoformat(self.start):
+            if date.fromisoformat(end) < date.fromisoformat(start):
                 raise ValueError("end is before start")
-        elif parse_utc(self.end) <= parse_utc(self.start):
+        elif parse_utc(end) <= parse_utc(start):
             raise ValueError("end must be after start")
         return self
 

@@ -109,13 +109,17 @@ class BusyWeeks(Protocol):
 # ---- Cronofy ------------------------------------------------------------------------------------
 
 
-class UserCalendar(Protocol):
+class EventReader(Protocol):
+    """Read Events, all pages (what the busy periods need of a user's calendar)."""
+
+    def read_events(self, **params: Any) -> Iterable[dict[str, Any]]: ...
+
+
+class UserCalendar(EventReader, Protocol):
     """The calls the rules make with one user's tokens (calsync.cronofy.CronofyUser). Errors are the
     CronofyError family: InvalidGrant/CronofyAuthError mean the user must reconnect."""
 
     def batch(self, entries: list[dict[str, Any]]) -> list[BatchItemResult]: ...
-
-    def read_events(self, **params: Any) -> Iterable[dict[str, Any]]: ...
 
     def bulk_delete(self, *, delete_all: bool = False, calendar_ids: list[str] | None = None) -> None: ...
 
