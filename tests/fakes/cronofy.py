@@ -101,6 +101,9 @@ class FakeCronofy:
         self.outage: int | None = None  # a status every batch entry answers with, or 503 for the request
         self._uids = itertools.count(1)
 
+    def new_uid(self, prefix: str = "evt") -> str:
+        return f"{prefix}_{next(self._uids)}"
+
     def account(self, user_id: str, *calendar_ids: str) -> FakeAccount:
         account = self.accounts.setdefault(user_id, FakeAccount(user_id))
         for calendar_id in calendar_ids:
@@ -134,23 +137,23 @@ class FakeCronofy:
         event = self.find(user_id, event_id)
         assert event is not None, f"{event_id} is not on {user_id}'s calendar"
         event.start, event.end, event.updated = start, end, self.clock()
-        self._record(user_id, event, "user", "upsert")
+        self.record(user_id, event, "user", "upsert")
         return event
 
     def user_deletes(self, user_id: str, event_id: str) -> FakeEvent:
         event = self.find(user_id, event_id)
         assert event is not None, f"{event_id} is not on {user_id}'s calendar"
         event.deleted, event.status, event.updated = True, "cancelled", self.clock()
-        self._record(user_id, event, "user", "delete")
+        self.record(user_id, event, "user", "delete")
         return event
 
     def user_adds(self, user_id: str, calendar_id: str, start: str, end: str, **fields: Any) -> FakeEvent:
-        event = FakeEvent(calendar_id, f"evt_{next(self._uids)}", start, end, self.clock(), **fields)
+        event = FakeEvent(calendar_id, self.new_uid(), start, end, self.clock(), **fields)
         self.account(user_id, calendar_id).calendars[calendar_id][event.event_uid] = event
-        self._record(user_id, event, "user", "upsert")
+        self.record(user_id, event, "user", "upsert")
         return event
 
-    def _record(self, user_id: str, event: FakeEvent, by: Literal["app", "user"],
+    def record(self, user_id: str, event: FakeEvent, by: Literal["app", "user"],
                 kind: Literal["upsert", "delete"]) -> None:
         self.changes.append(Change(user_id, event.calendar_id, event.event_uid, event.event_id, by, kind,
                                    event.updated))
@@ -162,7 +165,8 @@ class FakeCronofy:
 
     # ---- the API -----------------------------------------------------------------------------------
 
-    def _call(self, account: FakeAccount) -> None:
+    def request(self, account: FakeAccount) -> None:
+        """Count a request of this user's (refused once the grant is revoked)."""
         self.requests_sent += 1
         if account.revoked:
             raise InvalidGrant("invalid_grant", status=400)
@@ -180,20 +184,20 @@ class FakeCronofy:
         if entry["method"] == "DELETE":
             if event is not None and not event.deleted:
                 event.deleted, event.status, event.updated = True, "cancelled", now
-                self._record(account.user_id, event, "app", "delete")
+                self.record(account.user_id, event, "app", "delete")
             return 202
         start, end = _times(data)
         if event is None:
-            event = FakeEvent(calendar_id, f"evt_{next(self._uids)}", start, end, now, event_id=data["event_id"])
+            event = FakeEvent(calendar_id, self.new_uid(), start, end, now, event_id=data["event_id"])
             calendar[event.event_uid] = event
         event.start, event.end, event.summary = start, end, data.get("summary", "")
         event.transparency = data.get("transparency", "opaque")
         event.deleted, event.status, event.updated = False, "confirmed", now
-        self._record(account.user_id, event, "app", "upsert")
+        self.record(account.user_id, event, "app", "upsert")
         return 202
 
     def batch(self, account: FakeAccount, entries: list[dict[str, Any]]) -> list[BatchItemResult]:
-        self._call(account)
+        self.request(account)
         if not 0 < len(entries) <= BATCH_LIMIT:
             raise ValueError(f"a batch holds 1..{BATCH_LIMIT} entries, got {len(entries)}")
         if self.outage == 503:
@@ -204,7 +208,7 @@ class FakeCronofy:
         return [BatchItemResult(status=self._write(account, entry)) for entry in entries]
 
     def read_events(self, account: FakeAccount, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        self._call(account)
+        self.request(account)
         only_managed = bool(params.get("only_managed"))
         include_managed = bool(params.get("include_managed")) or only_managed
         include_deleted = bool(params.get("include_deleted"))
@@ -240,25 +244,25 @@ class FakeUserCalendar:
         return self.cronofy.read_events(self.account, params)
 
     def bulk_delete(self, *, delete_all: bool = False, calendar_ids: list[str] | None = None) -> None:
-        self.cronofy._call(self.account)
+        self.cronofy.request(self.account)
         for calendar_id, calendar in self.account.calendars.items():
             if delete_all or calendar_id in (calendar_ids or []):
                 for event in calendar.values():
                     if event.managed and not event.deleted:
                         event.deleted, event.status, event.updated = True, "cancelled", self.cronofy.clock()
-                        self.cronofy._record(self.account.user_id, event, "app", "delete")
+                        self.cronofy.record(self.account.user_id, event, "app", "delete")
 
     def list_channels(self) -> list[Channel]:
-        self.cronofy._call(self.account)
+        self.cronofy.request(self.account)
         return list(self.account.channels.values())
 
     def create_channel(self, callback_url: str, filters: dict[str, Any] | None = None) -> Channel:
-        self.cronofy._call(self.account)
-        channel = Channel(channel_id=f"chn_{next(self.cronofy._uids)}", callback_url=callback_url,
+        self.cronofy.request(self.account)
+        channel = Channel(channel_id=self.cronofy.new_uid("chn"), callback_url=callback_url,
                           filters=filters or {})
         self.account.channels[channel.channel_id] = channel
         return channel
 
     def userinfo(self) -> dict[str, Any]:
-        self.cronofy._call(self.account)
+        self.cronofy.request(self.account)
         return {"sub": f"acc_{self.account.user_id}", "zoneinfo": self.account.zoneinfo}
