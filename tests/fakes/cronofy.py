@@ -87,6 +87,8 @@ class FakeAccount:
     channels: dict[str, Channel] = field(default_factory=dict)
     revoked: bool = False
     zoneinfo: str = "Europe/London"
+    notified: int = 0  # changes (of everyone's) already announced to this user's channel
+    last_since: str | None = None
 
 
 class FakeCronofy:
@@ -158,10 +160,17 @@ class FakeCronofy:
         self.changes.append(Change(user_id, event.calendar_id, event.event_uid, event.event_id, by, kind,
                                    event.updated))
 
-    def notification(self, user_id: str, channel_id: str, since: datetime | None = None) -> dict[str, Any]:
-        """The `change` notification Cronofy sends after a change (ours: the echo, or the user's)."""
+    def notification(self, user_id: str, channel_id: str) -> dict[str, Any]:
+        """The `change` notification Cronofy sends for this user's changes since its previous one (ours:
+        their echo; the user's: moves and deletes): `changes_since` is when the first of them happened.
+        With no change since, the previous notification again (Cronofy delivers at least once)."""
+        account = self.account(user_id)
+        pending = [c for c in self.changes[account.notified:] if c.user_id == user_id]
+        account.notified = len(self.changes)
+        if pending:
+            account.last_since = iso(min(c.at for c in pending))
         return {"notification_type": "change", "channel_id": channel_id, "user_id": user_id,
-                "changes_since": iso(since) if since else None}
+                "changes_since": account.last_since}
 
     # ---- the API -----------------------------------------------------------------------------------
 

@@ -105,10 +105,11 @@ class World:
         self.store.put_mirror_if_newer(org_id, milestone_id, version, None)
         self.engine.sync([milestone_id])
 
-    def notify(self, user_id: str, since: datetime | None = None) -> dict:
+    def notify(self, user_id: str) -> dict:
+        """Deliver the change notification of the user's calendar changes since the previous one."""
         conn = self.store.get_connection(user_id)
         assert conn is not None and conn.channel_id is not None
-        return self.processor.process(self.cronofy.notification(user_id, conn.channel_id, since))
+        return self.processor.process(self.cronofy.notification(user_id, conn.channel_id))
 
 
 def milestone(milestone_id: str = "m_1", version: int = 1, assignees: tuple[str, ...] = ("u_1",),
