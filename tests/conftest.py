@@ -4,12 +4,13 @@ import logging
 
 import pytest
 
-from localdev.stack import LocalStack
-
 
 @pytest.fixture
 def stack():
-    """A fresh local stack per test: moto, the Cronofy emulator, the router and the real handlers."""
+    """A fresh local stack per test: moto, the Cronofy emulator, the router and the real handlers
+    (imported here, not at the top: tests/unit runs without moto and the emulator)."""
+    from localdev.stack import LocalStack
+
     with LocalStack() as local:
         yield local
 

@@ -45,6 +45,58 @@ def _mirror(message: MilestoneUpserted | MilestoneDeleted) -> tuple[str, bool]:
                                                            message.version, None)
 
 
+def _accept(record: _Record) -> str | None:
+    """Advance the mirror with one record's message: its milestone id, or None when the record fails."""
+    try:
+        message = _messages.validate_json(record.body)
+        milestone_id, newer = _mirror(message)
+    except MilestoneOrgMismatch as error:
+        # Never let one org's message overwrite another org's milestone: refused (DLQ, alarm).
+        logger.error("milestone message refused: the milestone belongs to another org",
+                     extra={"message_id": record.message_id, "error": str(error)[:500]})
+        return None
+    except (ValidationError, ValueError) as error:
+        logger.error("malformed milestone message", extra={"message_id": record.message_id,
+                                                            "error": str(error)[:500]})
+        return None
+    except Exception:  # noqa: BLE001 - this record fails alone; SQS retries it
+        logger.exception("could not store milestone", extra={"message_id": record.message_id})
+        return None
+    if not newer:
+        logger.debug("stale or repeated milestone version", extra={"milestone_id": milestone_id})
+    return milestone_id
+
+
+def _sync(milestone_ids: list[str]) -> tuple[set[str], float | None]:
+    """Sync the batch's milestones together: the ones that failed, and how long to wait when throttled."""
+    try:
+        result = wiring.sync_engine().sync(milestone_ids)
+    except Exception:  # noqa: BLE001 - the whole sync failed; every message of it is retried
+        logger.exception("milestone sync failed")
+        return set(milestone_ids), None
+    return result.failed, result.retry_after
+
+
+def _wait_for_budget(records: list[_Record], throttled: set[str], retry_after: float, failures: set[str]) -> None:
+    """Rate limited: come back when there is budget, rather than at once, as a fresh copy (the original
+    succeeds, so waiting for budget never moves a valid message towards the DLQ); a record that cannot
+    be copied is handed back with that visibility timeout."""
+    by_queue: dict[str, list[str]] = defaultdict(list)
+    requeued = 0
+    for record in records:
+        if record.message_id not in throttled:
+            continue
+        if requeue(record.event_source_arn, record.body, record.message_attributes, retry_after):
+            failures.discard(record.message_id)
+            requeued += 1
+        else:
+            by_queue[record.event_source_arn].append(record.receipt_handle)
+    for queue_arn, handles in by_queue.items():
+        hand_back(queue_arn, handles, retry_after)
+    logger.info("throttled: messages requeued or handed back", extra={
+        "requeued": requeued, "handed_back": len(throttled) - requeued, "seconds": retry_after})
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
@@ -54,56 +106,18 @@ def lambda_handler(event: dict, context) -> dict:
     if records:  # one invocation, one batch: continue the first record's correlation id
         adopt_correlation_id(records[0])
     for record in records:
-        try:
-            message = _messages.validate_json(record.body)
-            milestone_id, newer = _mirror(message)
-        except MilestoneOrgMismatch as error:
-            # Never let one org's message overwrite another org's milestone: refused (DLQ, alarm).
-            logger.error("milestone message refused: the milestone belongs to another org",
-                         extra={"message_id": record.message_id, "error": str(error)[:500]})
+        milestone_id = _accept(record)
+        if milestone_id is None:
             failures.add(record.message_id)
-            continue
-        except (ValidationError, ValueError) as error:
-            logger.error("malformed milestone message", extra={"message_id": record.message_id,
-                                                                "error": str(error)[:500]})
-            failures.add(record.message_id)
-            continue
-        except Exception:  # noqa: BLE001 - this record fails alone; SQS retries it
-            logger.exception("could not store milestone", extra={"message_id": record.message_id})
-            failures.add(record.message_id)
-            continue
-        # Stale or repeated versions still go through the sync: an earlier attempt may have
-        # updated the mirror and crashed before writing the calendars.
-        by_milestone[milestone_id].append(record.message_id)
-        if not newer:
-            logger.debug("stale or repeated milestone version", extra={"milestone_id": milestone_id})
+        else:
+            # Stale or repeated versions still go through the sync: an earlier attempt may have
+            # updated the mirror and crashed before writing the calendars.
+            by_milestone[milestone_id].append(record.message_id)
     if by_milestone:
-        retry_after = None
-        try:
-            result = wiring.sync_engine().sync(list(by_milestone))
-            failed_milestones, retry_after = result.failed, result.retry_after
-        except Exception:  # noqa: BLE001 - the whole sync failed; every message of it is retried
-            logger.exception("milestone sync failed")
-            failed_milestones = set(by_milestone)
-        throttled = set()
-        for milestone_id in failed_milestones:
-            failures.update(by_milestone.get(milestone_id, []))
-            throttled.update(by_milestone.get(milestone_id, []))
+        failed_milestones, retry_after = _sync(list(by_milestone))
+        throttled = {message_id for milestone_id in failed_milestones
+                     for message_id in by_milestone.get(milestone_id, [])}
+        failures |= throttled
         if retry_after is not None and throttled:
-            # Rate limited: come back when there is budget, rather than at once, as a fresh copy (the
-            # original succeeds, so waiting for budget never moves a valid message towards the DLQ).
-            by_queue: dict[str, list[str]] = defaultdict(list)
-            requeued = 0
-            for record in records:
-                if record.message_id not in throttled:
-                    continue
-                if requeue(record.event_source_arn, record.body, record.message_attributes, retry_after):
-                    failures.discard(record.message_id)
-                    requeued += 1
-                else:
-                    by_queue[record.event_source_arn].append(record.receipt_handle)
-            for queue_arn, handles in by_queue.items():
-                hand_back(queue_arn, handles, retry_after)
-            logger.info("throttled: messages requeued or handed back", extra={
-                "requeued": requeued, "handed_back": len(throttled) - requeued, "seconds": retry_after})
+            _wait_for_budget(records, throttled, retry_after, failures)
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failures)]}

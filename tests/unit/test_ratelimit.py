@@ -2,11 +2,10 @@
 
 import bisect
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from calsync.ratelimit import RateLimiter, gcra_parameters
+from localdev.memory_dynamodb import MemoryDynamoDB
 
 
 class Clock:
@@ -18,18 +17,16 @@ class Clock:
 
 
 @pytest.fixture
-def db(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
-                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                                  {"AttributeName": "sk", "AttributeType": "S"}],
-                            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                       {"AttributeName": "sk", "KeyType": "RANGE"}])
-        yield client
+def db():
+    """The in-memory table (tests/unit runs without moto; tests/integration/test_memory_dynamodb_contract.py
+    runs the limiter on both)."""
+    client = MemoryDynamoDB()
+    client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                              {"AttributeName": "sk", "AttributeType": "S"}],
+                        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                   {"AttributeName": "sk", "KeyType": "RANGE"}])
+    return client
 
 
 def max_in_window(times, width):

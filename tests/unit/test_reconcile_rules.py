@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calsync.busy import Busy, busy_period, event_key, merge, week_of, weeks_between
@@ -96,6 +96,7 @@ def _intervals(store: MemoryWeeks):
 times = st.integers(min_value=0, max_value=60 * 24 * 40).map(lambda m: NOW + timedelta(minutes=m))
 
 
+@settings(deadline=None)  # a loaded machine must not fail it on time
 @given(st.lists(st.tuples(st.integers(0, 8), times, st.integers(15, 60 * 24 * 9), st.booleans(), st.booleans()),
                 max_size=40))
 def test_applying_changes_one_by_one_equals_the_final_calendar(changes):

@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+from calsync.busy import Busy
 from calsync.cronofy import CronofyRateLimited, CronofyUnavailable, InvalidGrant
 from calsync.models import BackfillProgress, ConnectionState, iso, utcnow
 from calsync.observability import logger, metrics
-from calsync.store import ConflictError, Store
+from calsync.ports import BackfillStepsStore, EventPublisher, TokenKeeper
+from calsync.store import ConflictError
 from calsync.sync import BACKFILL_DAYS, SyncEngine
 
 CHUNK_SIZE = 50
@@ -25,10 +27,12 @@ class BackfillChunkFailed(Exception):
 
 
 class BackfillSteps:
-    def __init__(self, store: Store, engine: SyncEngine, service, busy):
+    def __init__(self, store: BackfillStepsStore, engine: SyncEngine, tokens: TokenKeeper, publisher: EventPublisher,
+                 busy: Busy):
         self.store = store
         self.engine = engine
-        self.service = service
+        self.tokens = tokens
+        self.publisher = publisher
         self.busy = busy
 
     def _current(self, user_id: str, run_id: str) -> bool:
@@ -74,7 +78,7 @@ class BackfillSteps:
         busy_built = False
         if conn:
             try:
-                client = self.service.user_client(conn)
+                client = self.tokens.user_client(conn)
                 if previous and previous != conn.calendar_id:
                     # After a switch nothing of ours may stay on the old calendar: one bulk delete.
                     client.bulk_delete(calendar_ids=[previous])
@@ -129,6 +133,6 @@ class BackfillSteps:
                     "busy_rebuilt_at": now if busy_built else None}))
             except ConflictError:
                 continue
-            self.service.publisher.connection_changed(conn.org_id, user_id, ConnectionState.CONNECTED, error)
+            self.publisher.connection_changed(conn.org_id, user_id, ConnectionState.CONNECTED, error)
             return
 

@@ -14,17 +14,20 @@ events are not busy; tentative counts as busy. The route answers from DynamoDB a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from calsync import freshness
 from calsync.caller import Caller
+from calsync.clock import parse_utc
+from calsync.cronofy_event import CronofyEvent, events_of
 from calsync.errors import ApiError
 from calsync.models import Connection, iso, utcnow
 from calsync.observability import metrics
+from calsync.ports import BusyWeeks, ConnectionStore, EventReader
 from calsync.slots import local_instant
-from calsync.store import BusyStore, Store
 
 DAYS_BACK = 1
 DAYS_AHEAD = 60
@@ -38,7 +41,7 @@ def _instant(value: str, zone: ZoneInfo = freshness.UTC_ZONE) -> datetime:
     read for the scheduler; week bucketing takes 00:00 UTC and reads a day more on each side)."""
     if len(value) == 10:
         return local_instant(date.fromisoformat(value), time(0), zone)
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    return parse_utc(value)
 
 
 def merge(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -67,22 +70,24 @@ def weeks_between(start: datetime, end: datetime) -> list[str]:
     return weeks
 
 
-def event_key(event: dict) -> str:
+def event_key(raw: CronofyEvent | Mapping[str, Any]) -> str:
     """What identifies an event's busy period: a hash of its uid (recurring occurrences add their
     start, as they may share one uid)."""
-    ident = event.get("event_uid") or event.get("event_id") or ""
-    if event.get("recurring"):
-        ident = f"{ident}@{event.get('start')}"
+    event = CronofyEvent.of(raw)
+    ident = event.event_uid or event.event_id or ""
+    if event.recurring:
+        ident = f"{ident}@{event.start}"
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
-def busy_period(event: dict) -> str | None:
+def busy_period(raw: CronofyEvent | Mapping[str, Any]) -> str | None:
     """"start/end" when the event makes its owner busy, else None."""
-    if event.get("deleted") or event.get("transparency") == "transparent":
+    event = CronofyEvent.of(raw)
+    if event.deleted or event.transparency == "transparent":
         return None
-    if event.get("status") == "cancelled" or event.get("participation_status") == "declined":
+    if event.status == "cancelled" or event.participation_status == "declined":
         return None
-    start, end = event.get("start"), event.get("end")
+    start, end = event.start, event.end
     if not isinstance(start, str) or not isinstance(end, str) or _instant(end) <= _instant(start):
         return None
     return f"{start}/{end}"
@@ -94,12 +99,14 @@ def _expiry(week: str) -> int:
 
 
 class Busy:
-    def __init__(self, busy_store: BusyStore, store: Store | None = None):
+    def __init__(self, busy_store: BusyWeeks, store: ConnectionStore | None = None):
         self.store = busy_store
         self.connections = store  # the scheduler's view flags stale members (calsync.freshness)
 
-    def apply(self, conn: Connection, events: list[dict], now: datetime | None = None) -> int:
+    def apply(self, conn: Connection, changed_events: Iterable[CronofyEvent | Mapping[str, Any]],
+              now: datetime | None = None) -> int:
         """Update the busy periods of these changed (non-SolarNexus) events; returns how many changed."""
+        events = [CronofyEvent.of(e) for e in changed_events]
         if not events:
             return 0
         stored = self.store.weeks_of_user(conn.user_id)
@@ -120,7 +127,7 @@ class Busy:
         self._write(conn, {w: weeks[w] for w in changed}, now)
         return len(changed)
 
-    def rebuild(self, conn: Connection, client, now: datetime | None = None) -> int:
+    def rebuild(self, conn: Connection, client: EventReader, now: datetime | None = None) -> int:
         """Re-read the user's own events over the scheduler's window (one Read Events, paged) and store
         their busy periods afresh; returns the number of periods kept."""
         now = now or utcnow()
@@ -128,7 +135,7 @@ class Busy:
         weeks: dict[str, dict[str, str]] = {w: {} for w in self.store.weeks_of_user(conn.user_id)}
         kept = 0
         # include_managed defaults to false: only the user's own events, never SolarNexus's.
-        for event in client.read_events(**{"from": window_from.isoformat(), "to": window_to.isoformat()}):
+        for event in events_of(client.read_events(**{"from": window_from.isoformat(), "to": window_to.isoformat()})):
             period = busy_period(event)
             if period is None:
                 continue

@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from calsync.clock import parse_utc
+from calsync.cronofy_event import cronofy_time
 from calsync.messages import Envelope, Id
 
 _UTC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -70,15 +72,16 @@ class Milestone(BaseModel):
     def _times(self) -> Milestone:
         if (self.start is None) != (self.end is None):
             raise ValueError("start and end are both set or both null")
-        if self.start is None or self.end is None:
+        start, end = self.start, self.end
+        if start is None or end is None:
             return self
         pattern, kind = (_DATE, "dates (YYYY-MM-DD)") if self.all_day else (_UTC_TIME, "UTC times (…Z)")
-        if not pattern.match(self.start) or not pattern.match(self.end or ""):
+        if not pattern.match(start) or not pattern.match(end):
             raise ValueError(f"{'all-day' if self.all_day else 'timed'} milestones need {kind} for start and end")
         if self.all_day:
-            if date.fromisoformat(self.end) < date.fromisoformat(self.start):
+            if date.fromisoformat(end) < date.fromisoformat(start):
                 raise ValueError("end is before start")
-        elif parse_utc(self.end) <= parse_utc(self.start):
+        elif parse_utc(end) <= parse_utc(start):
             raise ValueError("end must be after start")
         return self
 
@@ -94,15 +97,6 @@ class Milestone(BaseModel):
             local = datetime.combine(date.fromisoformat(self.start), datetime.min.time(), ZoneInfo(self.timezone))
             return local.astimezone(UTC)
         return parse_utc(self.start)
-
-
-def parse_utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def cronofy_time(text: str) -> str:
-    """Cronofy rejects non-zero milliseconds: whole seconds only."""
-    return parse_utc(text).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class MilestoneUpserted(Envelope):

@@ -17,53 +17,47 @@ from __future__ import annotations
 from datetime import datetime
 
 from calsync.busy import Busy
+from calsync.clock import parse_utc
 from calsync.cronofy import CronofyAuthError, InvalidGrant
+from calsync.cronofy_event import CronofyEvent, cronofy_time, events_of
 from calsync.messages import MilestoneRemovedOnCalendar, MilestoneRescheduledOnCalendar
-from calsync.milestones import calendar_event, cronofy_time, milestone_id_from_event_id
+from calsync.milestones import calendar_event, milestone_id_from_event_id
 from calsync.models import Connection, EventRef, utcnow
 from calsync.observability import logger, metrics
-from calsync.publisher import Publisher
-from calsync.store import Store
+from calsync.ports import EventPublisher, SyncStore, TokenKeeper, UserCalendar
 from calsync.sync import WRITABLE_STATES, mirror_milestone, pushed_times
 
-SOLARNEXUS_PREFIXES = ("sn-", "snh-")
 
-
-def _norm(value: str) -> str:
-    """Times compared as Cronofy writes them (whole seconds, Z); dates unchanged."""
-    return value if len(value) == 10 else cronofy_time(value)
-
-
-def _changed_after(event: dict, ref: EventRef) -> bool:
+def changed_after_our_write(event: CronofyEvent, ref: EventRef) -> bool:
     """Did the calendar change this event after we last wrote it? (Cronofy's `updated` vs our write.)"""
-    updated = event.get("updated")
-    if not updated or ref.updated_at is None:
+    updated = event.updated_at
+    if updated is None or ref.updated_at is None:
         return True
-    return datetime.fromisoformat(updated.replace("Z", "+00:00")) > ref.updated_at
+    return updated > ref.updated_at
 
 
-def _before_our_last_write(event: dict, ref: EventRef) -> bool:
+def _before_our_last_write(event: CronofyEvent, ref: EventRef) -> bool:
     """Did the calendar's change happen before our latest write of this event? Cronofy answers a
     write with 202 and applies it later, so a read can still show a user's move that our newer write
     (already sent) is about to replace: SolarNexus wins that race, as if the write had landed first.
     Cronofy's `updated` has whole seconds; a change in the same second as our write is reported."""
-    updated = event.get("updated")
-    if not updated or ref.updated_at is None:
+    updated = event.updated_at
+    if updated is None or ref.updated_at is None:
         return False
-    return datetime.fromisoformat(updated.replace("Z", "+00:00")) < ref.updated_at.replace(microsecond=0)
+    return updated < ref.updated_at.replace(microsecond=0)
 
 
 def _earliest(values: list[str | None]) -> str | None:
     """The earliest `changes_since` (None, a notification without one, means read everything)."""
     if not values or any(v is None for v in values):
         return None
-    return min(values, key=lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")))  # type: ignore[union-attr]
+    return min(values, key=lambda v: parse_utc(v))  # type: ignore[arg-type]
 
 
 class NotificationProcessor:
-    def __init__(self, store: Store, service, publisher: Publisher, busy: Busy):
+    def __init__(self, store: SyncStore, tokens: TokenKeeper, publisher: EventPublisher, busy: Busy):
         self.store = store
-        self.service = service  # user_client(), mark_needs_reauth()
+        self.tokens = tokens
         self.publisher = publisher
         self.busy = busy
 
@@ -83,7 +77,7 @@ class NotificationProcessor:
             return {"outcome": "no_connection"}
         kinds = {n.get("notification_type") for n in mine}
         if "profile_disconnected" in kinds:
-            self.service.mark_needs_reauth(conn, "profile_disconnected")
+            self.tokens.mark_needs_reauth(conn, "profile_disconnected")
             return {"outcome": "needs_reauth"}
         if conn.state not in WRITABLE_STATES:
             return {"outcome": f"skipped_{conn.state.value}"}
@@ -100,14 +94,14 @@ class NotificationProcessor:
             return {"outcome": "already_read", "coalesced": len(mine)}
         read_at = utcnow()
         try:
-            client = self.service.user_client(conn)
+            client = self.tokens.user_client(conn)
             result: dict = {"outcome": "processed", "coalesced": len(mine)}
             if changes:
                 result.update(self._change(conn, client, _earliest(changes)))
             if initial_sync:
                 result["busy_periods"] = self.busy.rebuild(conn, client)
         except (InvalidGrant, CronofyAuthError):
-            self.service.mark_needs_reauth(conn, "authorization_revoked")
+            self.tokens.mark_needs_reauth(conn, "authorization_revoked")
             return {"outcome": "needs_reauth"}
         self._seen(conn, read_at if changes else None, read_at if initial_sync else None)
         return result
@@ -122,21 +116,19 @@ class NotificationProcessor:
             update["changes_read_at"] = read_at
         self.store.update_connection(conn.user_id, lambda c: c.model_copy(update=update))
 
-    def read_and_report(self, conn: Connection, client, events: list[dict], catching_up: bool) -> int:
+    def read_and_report(self, conn: Connection, events: list[CronofyEvent], catching_up: bool) -> int:
         """Report the user's moves and deletes of SolarNexus events among `events` (the reconciler's
         full read goes through the same rules as a notification's)."""
-        return sum(self._solarnexus_event(conn, e, catching_up) for e in events
-                   if (e.get("event_id") or "").startswith(SOLARNEXUS_PREFIXES))
+        return sum(self._solarnexus_event(conn, e, catching_up) for e in events if e.solarnexus)
 
-    def _change(self, conn: Connection, client, changes_since: str | None) -> dict:
-        params = {"include_managed": True, "include_deleted": True, "include_moved": True}
+    def _change(self, conn: Connection, client: UserCalendar, changes_since: str | None) -> dict:
+        params: dict = {"include_managed": True, "include_deleted": True, "include_moved": True}
         if changes_since:
             params["last_modified"] = cronofy_time(changes_since)
-        others: list[dict] = []
+        others: list[CronofyEvent] = []
         reported = 0
-        for event in client.read_events(**params):
-            event_id = event.get("event_id")
-            if event_id and event_id.startswith(SOLARNEXUS_PREFIXES):
+        for event in events_of(client.read_events(**params)):
+            if event.solarnexus:
                 reported += self._solarnexus_event(conn, event)
             else:
                 others.append(event)
@@ -150,15 +142,16 @@ class NotificationProcessor:
             return self.store.get_ref(milestone_id, conn.user_id)
         return next((r for r in self.store.refs_of_user(conn.user_id) if r.event_id == event_id), None)
 
-    def _solarnexus_event(self, conn: Connection, event: dict, catching_up: bool = False) -> int:
-        ref = self._ref_for(conn, event["event_id"])
-        if ref is None or ref.calendar_id != event.get("calendar_id"):
+    def _solarnexus_event(self, conn: Connection, event: CronofyEvent, catching_up: bool = False) -> int:
+        assert event.event_id is not None
+        ref = self._ref_for(conn, event.event_id)
+        if ref is None or ref.calendar_id != event.calendar_id:
             return 0  # not (or no longer) ours to report: e.g. the echo of our own delete or move
         if ref.removed_by_user_version is not None:
             return 0  # already reported
-        if catching_up and not _changed_after(event, ref):
+        if catching_up and not changed_after_our_write(event, ref):
             return 0  # not a change made after our write: drift, which the reconciler repairs
-        if event.get("deleted"):
+        if event.deleted:
             self.store.put_ref(ref.model_copy(update={"removed_by_user_version": ref.version,
                                                       "updated_at": utcnow()}))
             self.publisher.calendar_change(MilestoneRemovedOnCalendar(
@@ -167,7 +160,7 @@ class NotificationProcessor:
             logger.info("event removed on calendar", extra={"milestone_id": ref.milestone_id})
             metrics.add_metric(name="RemovalsReceived", unit="Count", value=1)
             return 1
-        start, end = _norm(event["start"]), _norm(event["end"])
+        start, end = event.times()
         if (start, end) in {(ref.start, ref.end), (ref.user_moved_start, ref.user_moved_end)}:
             return 0  # our own write, or a move already reported
         mirror, _, _ = self.store.milestone_partition(ref.milestone_id)

@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from calsync.busy import Busy
+from calsync.clock import parse_utc
 from calsync.cronofy import BATCH_LIMIT, CronofyAuthError, CronofyRateLimited, InvalidGrant
+from calsync.cronofy_event import CronofyEvent, delete_entry, events_of
 from calsync.models import STUCK_AFTER, Connection, ConnectionState, EventRef, iso, utcnow
-from calsync.notifications import SOLARNEXUS_PREFIXES, NotificationProcessor, _changed_after, _norm
+from calsync.notifications import NotificationProcessor, changed_after_our_write
 from calsync.observability import logger, metrics
-from calsync.store import Store
+from calsync.ports import ConnectionUpkeep, EventPublisher, RequestCounter, SyncStore, TokenKeeper, UserCalendar
 from calsync.sync import BACKFILL_DAYS, SyncEngine
 
 CHANNEL_CHECK_EVERY = timedelta(days=7)
@@ -88,11 +90,70 @@ def in_window(ref: EventRef, first_day: str, end_day: str) -> bool:
     return first_day <= ref.start[:10] < end_day
 
 
+@dataclass
+class Drift:
+    """What one read of a user's SolarNexus events shows against the refs (pure: `find_drift`)."""
+
+    rewrite: set[str] = field(default_factory=set)  # milestone ids to write again from the mirror
+    orphans: list[tuple[str, str]] = field(default_factory=list)  # (calendar_id, event_id) to delete
+    repairs: Counter = field(default_factory=Counter)
+
+
+def _judge_tombstone(drift: Drift, event: CronofyEvent, ref: EventRef | None, seen: set[str]) -> None:
+    """A deleted event of ours: lost (deleted before our last write, not by the user) means rewrite."""
+    if ref is None or ref.calendar_id != event.calendar_id:
+        return
+    seen.add(ref.event_id)
+    if ref.removed_by_user_version is None and not changed_after_our_write(event, ref) and not _in_flight(ref):
+        drift.rewrite.add(ref.milestone_id)  # deleted before our last write: lost, not the user's
+        drift.repairs["missing"] += 1
+
+
+def _judge_live(drift: Drift, event: CronofyEvent, ref: EventRef) -> None:
+    """A live event of ours: moved or retitled behind our back means rewrite."""
+    if _in_flight(ref):
+        return  # Cronofy may not have applied our latest write yet: not drift
+    if event.times() not in {(ref.start, ref.end), (ref.user_moved_start, ref.user_moved_end)}:
+        drift.rewrite.add(ref.milestone_id)
+        drift.repairs["moved"] += 1
+    elif ref.summary is not None and event.summary != ref.summary:
+        drift.rewrite.add(ref.milestone_id)
+        drift.repairs["content"] += 1
+
+
+def find_drift(events: list[CronofyEvent], refs: dict[str, EventRef], calendar_id: str | None, first_day: str,
+               end_day: str) -> Drift:
+    """Compare our events on the calendar (Read Events over [first_day, end_day)) with the refs, keyed
+    by event id: what to write again, what to delete."""
+    drift = Drift()
+    seen: set[str] = set()
+    for event in events:
+        assert event.event_id is not None
+        ref = refs.get(event.event_id)
+        if event.deleted:
+            _judge_tombstone(drift, event, ref, seen)
+        elif ref is None or ref.calendar_id != event.calendar_id or ref.removed_by_user_version is not None:
+            drift.orphans.append((event.calendar_id or "", event.event_id))
+        else:
+            seen.add(event.event_id)
+            _judge_live(drift, event, ref)
+    for event_id, ref in refs.items():
+        if (event_id not in seen and ref.removed_by_user_version is None and ref.calendar_id == calendar_id
+                and in_window(ref, first_day, end_day) and not _in_flight(ref)):
+            drift.rewrite.add(ref.milestone_id)
+            drift.repairs["missing"] += 1
+    return drift
+
+
 class Reconciler:
-    def __init__(self, store: Store, service, engine: SyncEngine, processor: NotificationProcessor, busy: Busy,
+    def __init__(self, store: SyncStore, tokens: TokenKeeper, upkeep: ConnectionUpkeep, publisher: EventPublisher,
+                 requests: RequestCounter, engine: SyncEngine, processor: NotificationProcessor, busy: Busy,
                  max_requests: int, limiter=None):
         self.store = store
-        self.service = service
+        self.tokens = tokens
+        self.upkeep = upkeep
+        self.publisher = publisher
+        self.requests = requests
         self.engine = engine
         self.processor = processor
         self.busy = busy
@@ -124,7 +185,7 @@ class Reconciler:
 
     def run(self, user_ids: list[str] | None = None, deadline: float | None = None) -> dict:
         """Visit these users, or (None) the due ones, most overdue first, while budget and time last."""
-        app = self.service.cronofy
+        app = self.requests
         start_count = app.requests_sent
         totals: Counter = Counter()
         now = utcnow()
@@ -161,7 +222,7 @@ class Reconciler:
         if not explicit:
             backlog, oldest = self.store.due_backlog(iso(utcnow()))
             totals["backlog"] = backlog
-            overdue = (utcnow() - datetime.fromisoformat(oldest.replace("Z", "+00:00"))) if oldest else timedelta()
+            overdue = (utcnow() - parse_utc(oldest)) if oldest else timedelta()
             totals["oldest_overdue_minutes"] = int(overdue.total_seconds() // 60)
             metrics.add_metric(name="Reconcile_Backlog", unit="Count", value=backlog)
             metrics.add_metric(name="Reconcile_OldestOverdueMinutes", unit="Count",
@@ -190,17 +251,17 @@ class Reconciler:
             return repairs
         plan = plan_visit(conn, now)
         if plan.requeue_cleanup:
-            self.service.publisher.request_disconnect(conn.org_id, conn.user_id, conn.connection_id)  # a lost job
+            self.publisher.request_disconnect(conn.org_id, conn.user_id, conn.connection_id)  # a lost job
             repairs["cleanups_requeued"] += 1
         if plan.restart_backfill:
-            self.service.on_calendar_selected(conn, None)
+            self.upkeep.on_calendar_selected(conn, None)
             repairs["backfills_restarted"] += 1
         update: dict = {"last_reconciled_at": now, "visit_requested_at": None, "reconcile_retry_at": None,
                         "reconcile_error": None}
         if plan.check:
             try:
-                client = self.service.user_client(conn)
-                self.service.refresh_timezone(conn, client, now)  # weekly: the account's zone may change
+                client = self.tokens.user_client(conn)
+                self.upkeep.refresh_timezone(conn, client, now)  # weekly: the account's zone may change
                 repairs.update(self._check(conn, client, now))
                 update["last_checked_at"] = now
                 if plan.channel:
@@ -211,7 +272,7 @@ class Reconciler:
                     repairs["busy_rebuilt"] += 1
                     update["busy_rebuilt_at"] = now
             except (InvalidGrant, CronofyAuthError):
-                self.service.mark_needs_reauth(conn, "authorization_revoked")
+                self.tokens.mark_needs_reauth(conn, "authorization_revoked")
                 repairs["needs_reauth"] += 1
                 return repairs
         elif not (plan.requeue_cleanup or plan.restart_backfill):
@@ -222,67 +283,37 @@ class Reconciler:
         logger.info("reconciled", extra={"user_id": user_id, "repairs": dict(repairs)})
         return repairs
 
-    def _channel(self, conn: Connection, client) -> Counter:
+    def _channel(self, conn: Connection, client: UserCalendar) -> Counter:
         open_ids = {c.channel_id for c in client.list_channels()}
         if conn.channel_id in open_ids:
             return Counter()
-        channel = client.create_channel(self.service.channel_callback_url(conn.user_id))
+        channel = client.create_channel(self.upkeep.channel_callback_url(conn.user_id))
         self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
             "channel_id": channel.channel_id, "updated_at": utcnow()}))
         return Counter(channels=1)
 
-    def _check(self, conn: Connection, client, now: datetime) -> Counter:
+    def _check(self, conn: Connection, client: UserCalendar, now: datetime) -> Counter:
         """One read of our events: the catch-up of missed notifications, then drift repair."""
         first_day = (now - timedelta(days=BACKFILL_DAYS)).date().isoformat()
         end_day = (now + timedelta(days=READ_DAYS_AHEAD)).date().isoformat()
-        events = [e for e in client.read_events(include_managed=True, only_managed=True, include_deleted=True,
-                                                **{"from": first_day, "to": end_day})
-                  if (e.get("event_id") or "").startswith(SOLARNEXUS_PREFIXES)]
+        events = [e for e in events_of(client.read_events(include_managed=True, only_managed=True,
+                                                          include_deleted=True, **{"from": first_day, "to": end_day}))
+                  if e.solarnexus]
         repairs: Counter = Counter()
-        repairs["reported"] += self.processor.read_and_report(conn, client, events, catching_up=True)
+        repairs["reported"] += self.processor.read_and_report(conn, events, catching_up=True)
         refs = {r.event_id: r for r in self.store.refs_of_user(conn.user_id)}  # after the catch-up's records
-        seen: set[str] = set()
-        orphans: list[tuple[str, str]] = []
-        rewrite: set[str] = set()
-        for event in events:
-            event_id = event["event_id"]
-            ref = refs.get(event_id)
-            if event.get("deleted"):
-                if ref is not None and ref.calendar_id == event["calendar_id"]:
-                    seen.add(event_id)
-                    if ref.removed_by_user_version is None and not _changed_after(event, ref) and not _in_flight(ref):
-                        rewrite.add(ref.milestone_id)  # deleted before our last write: lost, not the user's
-                        repairs["missing"] += 1
-                continue
-            if ref is None or ref.calendar_id != event["calendar_id"] or ref.removed_by_user_version is not None:
-                orphans.append((event["calendar_id"], event_id))
-                continue
-            seen.add(event_id)
-            if _in_flight(ref):
-                continue  # Cronofy may not have applied our latest write yet: not drift
-            times = (_norm(event["start"]), _norm(event["end"]))
-            if times not in {(ref.start, ref.end), (ref.user_moved_start, ref.user_moved_end)}:
-                rewrite.add(ref.milestone_id)
-                repairs["moved"] += 1
-            elif ref.summary is not None and event.get("summary") != ref.summary:
-                rewrite.add(ref.milestone_id)
-                repairs["content"] += 1
-        for event_id, ref in refs.items():
-            if (event_id not in seen and ref.removed_by_user_version is None and ref.calendar_id == conn.calendar_id
-                    and in_window(ref, first_day, end_day) and not _in_flight(ref)):
-                rewrite.add(ref.milestone_id)
-                repairs["missing"] += 1
+        drift = find_drift(events, refs, conn.calendar_id, first_day, end_day)
+        repairs.update(drift.repairs)
         since = iso(now - timedelta(days=BACKFILL_DAYS))
         never_pushed = set(self.store.scheduled_for_user(conn.user_id, since)) - {r.milestone_id for r in refs.values()}
-        if rewrite:
-            self._forget(conn.user_id, rewrite)
-        if rewrite or never_pushed:
-            self.engine.sync(sorted(rewrite | never_pushed), only_user=conn.user_id)
+        if drift.rewrite:
+            self._forget(conn.user_id, drift.rewrite)
+        if drift.rewrite or never_pushed:
+            self.engine.sync(sorted(drift.rewrite | never_pushed), only_user=conn.user_id)
         repairs["never_pushed"] += len(never_pushed)
-        for i in range(0, len(orphans), BATCH_LIMIT):
-            client.batch([{"method": "DELETE", "relative_url": f"/v1/calendars/{cal}/events",
-                           "data": {"event_id": eid}} for cal, eid in orphans[i:i + BATCH_LIMIT]])
-        repairs["orphans"] += len(orphans)
+        for i in range(0, len(drift.orphans), BATCH_LIMIT):
+            client.batch([delete_entry(cal, eid) for cal, eid in drift.orphans[i:i + BATCH_LIMIT]])
+        repairs["orphans"] += len(drift.orphans)
         return repairs
 
     def _forget(self, user_id: str, milestone_ids: set[str]) -> None:

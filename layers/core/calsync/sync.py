@@ -26,10 +26,11 @@ from calsync.cronofy import (
     CronofyRateLimited,
     InvalidGrant,
 )
+from calsync.cronofy_event import delete_entry, upsert_entry
 from calsync.milestones import Milestone, calendar_event, content_hash
 from calsync.models import Connection, ConnectionState, EventRef, iso, utcnow
 from calsync.observability import logger, metrics
-from calsync.store import Store
+from calsync.ports import SyncStore, TokenKeeper
 
 BACKFILL_DAYS = 30
 MAX_ROUNDS = 3
@@ -49,10 +50,11 @@ class Write:
     forget_ref: bool = True  # False for the delete half of a move to another calendar
 
     def entry(self) -> dict:
-        url = f"/v1/calendars/{self.calendar_id}/events"
+        """This write as a /v1/batch entry."""
         if self.kind == "upsert":
-            return {"method": "POST", "relative_url": url, "data": self.body}
-        return {"method": "DELETE", "relative_url": url, "data": {"event_id": self.event_id}}
+            assert self.body is not None
+            return upsert_entry(self.calendar_id, self.body)
+        return delete_entry(self.calendar_id, self.event_id)
 
 
 @dataclass
@@ -110,6 +112,72 @@ def schedule_key(m: Milestone) -> str:
     return f"{iso(m.starts_at())}#{m.milestone_id}"
 
 
+def _writable(conn: Connection | None, org_id: str | None) -> bool:
+    """Can this user's calendar take writes of a milestone of `org_id` now?"""
+    if conn is None or conn.state not in WRITABLE_STATES or conn.calendar_id is None:
+        return False
+    # never write one org's milestone on a calendar of another org's user
+    return org_id is None or conn.org_id == org_id
+
+
+def _plan_index(plan: Plan, milestone_id: str, m: Milestone | None, assignees: set[str],
+                scheduled: dict[str, str]) -> None:
+    """The by_assignee index follows the schedule for every assignee, connected or not."""
+    wanted_index = {u: schedule_key(m) for u in assignees} if m else {}
+    add = {u: k for u, k in wanted_index.items() if scheduled.get(u) != k}
+    remove = [u for u in scheduled if u not in wanted_index]
+    if add:
+        plan.index_add[milestone_id] = add
+    if remove:
+        plan.index_remove[milestone_id] = remove
+
+
+def _calendar_shows(ref: EventRef | None, digest: str, version: int, body: dict, start: str, end: str) -> bool:
+    """The calendar already shows this version: what we pushed (unless the user moved it and SolarNexus
+    has since published a newer version: SolarNexus wins, so write), or the user's own move that this
+    version adopts."""
+    if ref is None:
+        return False
+    pushed = ref.content_hash == digest and (ref.user_moved_start is None or ref.version >= version)
+    return pushed or _only_the_users_move(ref, body, start, end)
+
+
+def _plan_assignee(plan: Plan, milestone_id: str, m: Milestone, version: int, user_id: str, ref: EventRef | None,
+                   conn: Connection, now: datetime, force: bool) -> None:
+    """The event an assignee's calendar should show: written unless it already shows it."""
+    assert conn.calendar_id is not None
+    if ref and ref.removed_by_user_version is not None and ref.removed_by_user_version >= version:
+        return  # the user deleted it on their calendar: back only when the milestone changes
+    if ref is None and m.starts_at() < now - timedelta(days=BACKFILL_DAYS):
+        return  # older than the window: never created (an existing event keeps following)
+    body = calendar_event(m)
+    digest = content_hash(body)
+    start, end = pushed_times(body)
+    new_ref = EventRef(
+        milestone_id=milestone_id, user_id=user_id, calendar_id=conn.calendar_id,
+        event_id=body["event_id"], version=version, content_hash=digest, start=start, end=end,
+        all_day=m.all_day, timezone=m.timezone, summary=body["summary"], updated_at=now,
+    )
+    if (ref is not None and ref.calendar_id == conn.calendar_id and ref.removed_by_user_version is None
+            and not force and _calendar_shows(ref, digest, version, body, start, end)):
+        if ref.version < version or ref.content_hash != digest:
+            plan.ref_updates.append(new_ref)
+        return
+    plan.writes.append(Write("upsert", user_id, milestone_id, conn.calendar_id, body["event_id"], version,
+                             ref=new_ref, body=body))
+    if ref is not None and ref.calendar_id != conn.calendar_id and ref.removed_by_user_version is None:
+        plan.writes.append(Write("delete", user_id, milestone_id, ref.calendar_id, ref.event_id, version,
+                                 forget_ref=False))
+
+
+def _plan_removal(plan: Plan, milestone_id: str, user_id: str, ref: EventRef, version: int) -> None:
+    """The event of a user the milestone no longer belongs on."""
+    if ref.removed_by_user_version is not None:
+        plan.ref_deletes.append((milestone_id, user_id, version))  # already gone from the calendar
+    else:
+        plan.writes.append(Write("delete", user_id, milestone_id, ref.calendar_id, ref.event_id, version))
+
+
 def plan_milestone(
     plan: Plan,
     milestone_id: str,
@@ -124,74 +192,27 @@ def plan_milestone(
     """Add to `plan` what it takes for this milestone's calendars to match its mirror."""
     m = mirror_milestone(mirror)
     version = int(mirror["version"]) if mirror else 0
-    on_calendar = bool(m and m.on_calendar)
-    assignees = set(m.assignee_user_ids) if m and on_calendar else set()
-
-    # The by_assignee index follows the schedule for every assignee, connected or not.
-    wanted_index = {u: schedule_key(m) for u in assignees} if m else {}
-    add = {u: k for u, k in wanted_index.items() if scheduled.get(u) != k}
-    remove = [u for u in scheduled if u not in wanted_index]
-    if add:
-        plan.index_add[milestone_id] = add
-    if remove:
-        plan.index_remove[milestone_id] = remove
-
+    assignees = set(m.assignee_user_ids) if m and m.on_calendar else set()
+    _plan_index(plan, milestone_id, m, assignees, scheduled)
     users = assignees | set(refs)
     if only_user is not None:
         users &= {only_user}
-    window_start = now - timedelta(days=BACKFILL_DAYS)
     org_id = mirror.get("org_id") if mirror else None
     for user_id in sorted(users):
         conn = connections.get(user_id)
-        writable = conn is not None and conn.state in WRITABLE_STATES and conn.calendar_id is not None
-        if writable and org_id is not None and conn.org_id != org_id:
-            writable = False  # never write one org's milestone on a calendar of another org's user
-        ref = refs.get(user_id)
-        if not writable:
+        if conn is None or not _writable(conn, org_id):
             continue  # nothing can be written now; connect/backfill or cleanup takes care of it
+        ref = refs.get(user_id)
         if user_id in assignees and m is not None:
-            if ref and ref.removed_by_user_version is not None and ref.removed_by_user_version >= version:
-                continue  # the user deleted it on their calendar: back only when the milestone changes
-            if ref is None and m.starts_at() < window_start:
-                continue  # older than the window: never created (an existing event keeps following)
-            body = calendar_event(m)
-            digest = content_hash(body)
-            start, end = pushed_times(body)
-            new_ref = EventRef(
-                milestone_id=milestone_id, user_id=user_id, calendar_id=conn.calendar_id,
-                event_id=body["event_id"], version=version, content_hash=digest, start=start, end=end,
-                all_day=m.all_day, timezone=m.timezone, summary=body["summary"], updated_at=now,
-            )
-            same_place = ref is not None and ref.calendar_id == conn.calendar_id
-            # The calendar already shows this version: what we pushed (unless the user moved it and
-            # SolarNexus has since published a newer version: SolarNexus wins, so write), or the
-            # user's own move that this version adopts.
-            calendar_shows_it = (
-                ref is not None
-                and ref.content_hash == digest
-                and (ref.user_moved_start is None or ref.version >= version)
-            ) or (ref is not None and _only_the_users_move(ref, body, start, end))
-            unchanged = same_place and ref.removed_by_user_version is None and not force and calendar_shows_it
-            if unchanged:
-                if ref.version < version or ref.content_hash != digest:
-                    plan.ref_updates.append(new_ref)
-                continue
-            plan.writes.append(Write("upsert", user_id, milestone_id, conn.calendar_id, body["event_id"], version,
-                                     ref=new_ref, body=body))
-            if ref is not None and ref.calendar_id != conn.calendar_id and ref.removed_by_user_version is None:
-                plan.writes.append(Write("delete", user_id, milestone_id, ref.calendar_id, ref.event_id, version,
-                                         forget_ref=False))
+            _plan_assignee(plan, milestone_id, m, version, user_id, ref, conn, now, force)
         elif ref is not None:
-            if ref.removed_by_user_version is not None:
-                plan.ref_deletes.append((milestone_id, user_id, version))  # already gone from the calendar
-            else:
-                plan.writes.append(Write("delete", user_id, milestone_id, ref.calendar_id, ref.event_id, version))
+            _plan_removal(plan, milestone_id, user_id, ref, version)
 
 
 class SyncEngine:
-    def __init__(self, store: Store, connections_service):
+    def __init__(self, store: SyncStore, tokens: TokenKeeper):
         self.store = store
-        self.service = connections_service  # user_client(), mark_needs_reauth()
+        self.tokens = tokens
 
     def sync(self, milestone_ids: list[str], only_user: str | None = None, now: datetime | None = None) -> SyncResult:
         result = SyncResult()
@@ -243,7 +264,7 @@ class SyncEngine:
         for user_id, user_writes in by_user.items():
             conn = connections[user_id]
             try:
-                client = self.service.user_client(conn)
+                client = self.tokens.user_client(conn)
                 for i in range(0, len(user_writes), BATCH_LIMIT):
                     chunk = user_writes[i:i + BATCH_LIMIT]
                     outcomes = client.batch([w.entry() for w in chunk])
@@ -266,7 +287,7 @@ class SyncEngine:
             except (InvalidGrant, CronofyAuthError):
                 # Nothing more can be written for this user until they reconnect; the reconnect's
                 # backfill restores their calendar, so these writes are not retried.
-                self.service.mark_needs_reauth(conn, "authorization_revoked")
+                self.tokens.mark_needs_reauth(conn, "authorization_revoked")
             except CronofyError as error:
                 result.errors.append(error)
                 result.failed.update(w.milestone_id for w in user_writes if w.milestone_id not in written)

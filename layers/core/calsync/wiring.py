@@ -109,14 +109,14 @@ def enterprise_connect():
 def sync_engine():
     from calsync.sync import SyncEngine
 
-    return SyncEngine(store(), connection_service())
+    return SyncEngine(store(), connection_service())  # the connection service keeps the tokens
 
 
 @cache
 def backfill_steps():
     from calsync.backfill import BackfillSteps
 
-    return BackfillSteps(store(), sync_engine(), connection_service(), busy())
+    return BackfillSteps(store(), sync_engine(), connection_service(), publisher(), busy())
 
 
 @cache
@@ -152,5 +152,6 @@ def notification_processor():
 def reconciler():
     from calsync.reconcile import Reconciler
 
-    return Reconciler(store(), connection_service(), sync_engine(), notification_processor(), busy(),
-                      get_settings().reconcile_request_budget, rate_limiter())
+    service = connection_service()  # the token keeper and the connection upkeep
+    return Reconciler(store(), service, service, publisher(), cronofy_app(), sync_engine(), notification_processor(),
+                      busy(), get_settings().reconcile_request_budget, rate_limiter())

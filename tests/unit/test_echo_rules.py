@@ -1,0 +1,121 @@
+"""What a calendar change means (calsync.notifications), on the fakes: our own write's echo is not a
+reschedule, a calendar-side move or delete is reported once, and the conflict rule (SolarNexus wins
+unless its new version adopts the user's move)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from calsync.cronofy_event import CronofyEvent
+from calsync.models import ConnectionState, utcnow
+from calsync.notifications import changed_after_our_write
+from tests.fakes.world import World, milestone
+
+MOVED = ("2027-01-05T15:00:00Z", "2027-01-05T17:00:00Z")
+
+
+def connected() -> World:
+    world = World()
+    world.connect("u_1")
+    return world
+
+
+def test_the_echo_of_our_own_write_is_not_a_reschedule():
+    world = connected()
+    world.publish(milestone())
+    assert world.notify("u_1")["reported"] == 0
+    world.publish(milestone(version=2, start=utcnow() + timedelta(days=5)))  # a new time from SolarNexus
+    assert world.notify("u_1")["reported"] == 0
+    assert world.publisher.sent == []
+
+
+def test_a_move_on_the_calendar_is_reported_once_on_the_version_we_pushed():
+    world = connected()
+    world.publish(milestone())
+    world.cronofy.user_moves("u_1", "sn-m_1", *MOVED)
+    assert world.notify("u_1")["reported"] == 1
+    assert world.notify("u_1")["reported"] == 0  # Cronofy's second delivery: already reported
+    (change,) = world.publisher.changes("milestone.rescheduled_on_calendar")
+    assert (change.milestone_id, change.based_on_version, change.start, change.end) == ("m_1", 1, *MOVED)
+    assert world.store.get_ref("m_1", "u_1").user_moved_start == MOVED[0]
+
+
+def test_solarnexus_wins_a_conflict_and_its_adopted_move_is_not_written_again():
+    world = connected()
+    m = milestone()
+    world.publish(m)
+    world.cronofy.user_moves("u_1", "sn-m_1", *MOVED)
+    world.notify("u_1")
+    batches = len(world.cronofy.batches)
+    # the core platform applies the move (based_on_version still current): v2 carries the user's times
+    adopted = m.model_copy(update={"version": 2, "start": MOVED[0], "end": MOVED[1]})
+    world.publish(adopted)
+    assert len(world.cronofy.batches) == batches  # the calendar already shows it: no write
+    assert world.notify("u_1")["reported"] == 0
+    # someone in SolarNexus reschedules meanwhile: SolarNexus's time goes back on the calendar
+    world.cronofy.user_moves("u_1", "sn-m_1", "2027-01-06T15:00:00Z", "2027-01-06T16:00:00Z")
+    world.notify("u_1")
+    newer = m.model_copy(update={"version": 3})
+    world.publish(newer)
+    event = world.cronofy.find("u_1", "sn-m_1")
+    assert (event.start, event.end) == (newer.start, newer.end)
+    assert world.notify("u_1")["reported"] == 0  # and that write's echo is no reschedule
+    assert [c.based_on_version for c in world.publisher.changes("milestone.rescheduled_on_calendar")] == [1, 2]
+
+
+def test_the_echo_of_a_newer_write_whose_ref_is_not_recorded_yet_is_not_a_reschedule():
+    world = connected()
+    m = milestone()
+    world.publish(m)
+    newer = m.model_copy(update={"version": 2, "start": MOVED[0], "end": MOVED[1]})
+    world.store.put_mirror_if_newer("org_1", "m_1", 2, newer.model_dump_json())
+    world.cronofy.client("u_1").batch([{"method": "POST", "relative_url": "/v1/calendars/cal_1/events",
+                                        "data": {"event_id": "sn-m_1", "summary": "Install m_1",
+                                                 "start": MOVED[0], "end": MOVED[1]}}])
+    assert world.notify("u_1")["reported"] == 0
+
+
+def test_a_delete_on_the_calendar_is_reported_and_the_event_stays_away_until_the_milestone_changes():
+    world = connected()
+    m = milestone()
+    world.publish(m)
+    world.cronofy.user_deletes("u_1", "sn-m_1")
+    assert world.notify("u_1")["reported"] == 1
+    (removed,) = world.publisher.changes("milestone.removed_on_calendar")
+    assert removed.based_on_version == 1
+    world.publish(m)  # a replay of the same version
+    assert world.cronofy.managed("u_1") == {}
+    world.publish(m.model_copy(update={"version": 2, "name": "Install (revised)"}))
+    assert set(world.cronofy.managed("u_1")) == {("cal_1", "sn-m_1")}
+
+
+def test_other_events_refresh_busy_periods_and_never_count_as_ours():
+    world = connected()
+    world.cronofy.user_adds("u_1", "cal_1", "2026-12-20T10:00:00Z", "2026-12-20T11:00:00Z")
+    result = world.notify("u_1")
+    assert result["reported"] == 0 and result["busy_weeks_changed"] == 1
+    assert len(world.busy.store.weeks_of_user("u_1")) == 1
+
+
+def test_a_disconnected_profile_or_revoked_grant_needs_reauth_and_foreign_channels_are_ignored():
+    world = connected()
+    assert world.processor.process({"notification_type": "change", "channel_id": "chn_other",
+                                    "user_id": "u_1"}) == {"outcome": "no_connection"}
+    world.cronofy.revoke("u_1")
+    assert world.notify("u_1") == {"outcome": "needs_reauth"}
+    assert world.store.get_connection("u_1").state == ConnectionState.NEEDS_REAUTH
+    world = connected()
+    assert world.processor.process({"notification_type": "profile_disconnected", "channel_id": "chn_u_1",
+                                    "user_id": "u_1"}) == {"outcome": "needs_reauth"}
+    assert world.tokens.reauth == [("u_1", "profile_disconnected")]
+
+
+def test_a_change_counts_as_after_our_write_only_when_cronofy_says_so():
+    world = connected()
+    world.publish(milestone())
+    ref = world.store.get_ref("m_1", "u_1")
+    stamp = ref.updated_at
+    assert not changed_after_our_write(CronofyEvent(updated=stamp.strftime("%Y-%m-%dT%H:%M:%SZ")), ref)
+    later = stamp + timedelta(seconds=1)
+    assert changed_after_our_write(CronofyEvent(updated=later.strftime("%Y-%m-%dT%H:%M:%SZ")), ref)
+    assert changed_after_our_write(CronofyEvent(), ref)  # no `updated`: assume the user changed it

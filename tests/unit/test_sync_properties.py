@@ -1,0 +1,89 @@
+"""Properties of the sync rules over many generated histories (hypothesis), on the fakes:
+
+(a) whatever order, and however often, a milestone's versions arrive, its calendars end as the
+    newest version alone would leave them;
+(b) the echo of our own writes is never reported as a reschedule;
+(c) a reassignment never leaves an event behind: an event is on a calendar exactly when its
+    user is an assignee of the newest scheduled version.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from calsync.models import utcnow
+from tests.fakes.world import World, milestone
+
+USERS = ("u_1", "u_2", "u_3")
+BASE = (utcnow() + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# One version of milestone m_1: its assignees, a start (hours from BASE), scheduled or not, or deleted.
+version_content = st.tuples(
+    st.lists(st.sampled_from(USERS), unique=True, max_size=3),
+    st.integers(0, 24 * 20),
+    st.sampled_from(["scheduled", "scheduled", "unscheduled", "deleted"]),
+)
+
+
+def world() -> World:
+    w = World()
+    for n, user_id in enumerate(USERS):
+        w.connect(user_id, f"cal_{n}")
+    return w
+
+
+def apply(w: World, version: int, content) -> None:
+    assignees, hours, status = content
+    if status == "deleted":
+        w.delete("m_1", version)
+        return
+    w.publish(milestone("m_1", version, tuple(assignees), start=BASE + timedelta(hours=hours),
+                        status=status, name=f"Install v{version}"))
+
+
+def calendars(w: World) -> dict:
+    return {u: w.cronofy.managed(u) for u in USERS}
+
+
+@SETTINGS
+@given(st.lists(version_content, min_size=1, max_size=5), st.data())
+def test_any_order_and_repetition_of_versions_ends_in_the_newest_versions_calendar(contents, data):
+    versions = list(enumerate(contents, start=1))
+    arrivals = data.draw(st.lists(st.sampled_from(versions), min_size=1, max_size=8).map(lambda xs: xs + versions))
+    arrivals = data.draw(st.permutations(arrivals))
+    w = world()
+    for version, content in arrivals:
+        apply(w, version, content)
+    only_newest = world()
+    apply(only_newest, *versions[-1])
+    assert calendars(w) == calendars(only_newest)
+
+
+@SETTINGS
+@given(st.lists(version_content, min_size=1, max_size=6))
+def test_the_echo_of_our_own_writes_is_never_a_reschedule(contents):
+    w = world()
+    for version, content in enumerate(contents, start=1):
+        apply(w, version, content)
+        for user_id in USERS:  # every write's echo comes back as a change notification
+            assert w.notify(user_id)["reported"] == 0
+    assert w.publisher.changes("milestone.rescheduled_on_calendar") == []
+    assert w.publisher.changes("milestone.removed_on_calendar") == []
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.lists(st.sampled_from(USERS), unique=True, max_size=3), st.integers(0, 200)),
+                min_size=1, max_size=6))
+def test_a_reassignment_never_leaves_an_event_behind(assignments):
+    w = world()
+    for version, (assignees, hours) in enumerate(assignments, start=1):
+        apply(w, version, (assignees, hours, "scheduled"))
+        for n, user_id in enumerate(USERS):
+            on_calendar = set(w.cronofy.managed(user_id))
+            assert on_calendar == ({(f"cal_{n}", "sn-m_1")} if user_id in assignees else set())
+            refs = {r.milestone_id for r in w.store.refs_of_user(user_id)}
+            assert refs == ({"m_1"} if user_id in assignees else set())
