@@ -229,10 +229,8 @@ def admin_callback(
     },
 )
 def member_callback(body: Annotated[MemberCallback, Body()]) -> Response[dict]:
-    status_code, answer = wiring.enterprise_connect().member_callback(body.model_dump(exclude_none=True))
-    headers = {"Retry-After": answer["error"]["retry_after"]} if status_code == 503 else None
-    return Response(status_code=status_code, content_type=content_types.APPLICATION_JSON, body=answer,
-                    headers=headers)
+    outcome = wiring.enterprise_connect().member_callback(body.model_dump(exclude_none=True))
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=outcome)
 
 
 def _binding_cookie(event: dict) -> str | None:

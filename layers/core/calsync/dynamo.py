@@ -8,7 +8,7 @@ uses this module: the rest of the core sees repository methods only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -141,7 +141,7 @@ class Table:
                 request = resp.get("UnprocessedKeys") or {}
         return items
 
-    def batch_write(self, puts: list[dict[str, Any]] = (), deletes: list[dict[str, str]] = ()) -> None:
+    def batch_write(self, puts: Sequence[dict[str, Any]] = (), deletes: Sequence[dict[str, str]] = ()) -> None:
         """Put these items and delete these keys, BATCH_WRITE_LIMIT a request (unprocessed ones again)."""
         requests = [{"PutRequest": {"Item": to_item(p)}} for p in puts]
         requests += [{"DeleteRequest": {"Key": to_item(k)}} for k in deletes]
@@ -153,6 +153,13 @@ class Table:
             pending = {self.name: requests[i:i + BATCH_WRITE_LIMIT]}
             while pending:
                 pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+
+class Repository:
+    """What every repository holds: the table it reads and writes."""
+
+    def __init__(self, dynamodb_client, table_name: str):
+        self.table = Table(dynamodb_client, table_name)
 
 
 def retry_on_conflict(read: Callable[[], Any], change: Callable[[Any], Any], save: Callable[[Any], Any],

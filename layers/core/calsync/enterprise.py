@@ -57,7 +57,15 @@ from calsync.cronofy import (
     InvalidGrant,
 )
 from calsync.enterprise_store import EnterpriseStore
-from calsync.errors import ConflictError, EnterpriseConnectNotActive, Forbidden, InvalidRequest, InvalidState
+from calsync.errors import (
+    ConflictError,
+    EnterpriseConnectNotActive,
+    Forbidden,
+    InvalidRequest,
+    InvalidState,
+    MalformedRequest,
+    TryLater,
+)
 from calsync.models import Calendar, Connection, ConnectionState, TokenSet, iso, utcnow
 from calsync.oauth_state import StateError, StateSigner
 from calsync.observability import logger
@@ -272,17 +280,18 @@ class EnterpriseConnectService:
 
     # ---- 4. Cronofy's per-member callback --------------------------------------------------------
 
-    def member_callback(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """(status, body) for Cronofy. Nothing is stored unless the state is genuine, unused, and the
-        org's Enterprise Connect is still active under the grant the member was asked with."""
+    def member_callback(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The member's outcome for Cronofy. Nothing is stored unless the state is genuine, unused, and the
+        org's Enterprise Connect is still active under the grant the member was asked with (refused
+        otherwise: Forbidden, InvalidState); TryLater when the code could not be redeemed yet."""
         result = body.get("authorization") if isinstance(body, dict) else None
         if not isinstance(result, dict):
-            return 400, {"error": {"code": "invalid_callback", "message": "expected {\"authorization\": {...}}"}}
+            raise MalformedRequest("expected {\"authorization\": {...}}", code="invalid_callback")
         try:
             claims = self.member_signer.verify(result.get("state"))
         except StateError:
             logger.info("enterprise connect member callback refused", extra={"reason": "invalid_state"})
-            return 403, {"error": {"code": "invalid_state", "message": "the state is not one this service issued"}}
+            raise Forbidden("the state is not one this service issued", code="invalid_state") from None
         org_id, user_id, grant_id = claims["o"], claims["u"], claims["g"]
         log = {"org_id": org_id, "user_id": user_id}
         if not self.store.claim_member(org_id, user_id, grant_id, claims["n"], iso(utcnow())):
@@ -290,34 +299,33 @@ class EnterpriseConnectService:
             ended = org is None or org.get("status") != "active" or org.get("grant_id") != grant_id
             code = "enterprise_connect_ended" if ended else "state_used"
             logger.info("enterprise connect member callback refused", extra=log | {"reason": code})
-            return 409, {"error": {"code": code, "message": "this member authorization is no longer expected"}}
+            raise InvalidState("this member authorization is no longer expected", code=code)
         if result.get("error") or not result.get("code"):
             raw = str(result.get("error") or "missing_code")
             reason = raw if raw in KNOWN_MEMBER_ERRORS else "authorization_failed"
             self._member_failed(org_id, user_id, reason)
             logger.info("enterprise connect member failed", extra=log | {"reason": reason})
-            return 200, {"status": "failed", "reason": reason}
+            return {"status": "failed", "reason": reason}
         try:
             outcome = self._connect_member(org_id, user_id, str(result["code"]))
         except _CodeNotSent as error:
             # The code was never sent: the member can be claimed again by Cronofy's retried callback.
             self.store.update_member(org_id, user_id, expect_status="connecting", status="requested",
                                      nonce=claims["n"], updated_at=iso(utcnow()))
-            retry = str(max(1, int(error.args[0] or 5)))
-            return 503, {"error": {"code": "rate_limited", "message": "try again", "retry_after": retry}}
+            raise TryLater("try again", retry_after=max(1, int(error.args[0] or 5))) from error
         except CronofyError as error:
             reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
             self._member_failed(org_id, user_id, reason)
             logger.warning("enterprise connect member failed", extra=log | {"reason": reason,
                                                                             "error": type(error).__name__})
-            return 200, {"status": "failed", "reason": reason}
+            return {"status": "failed", "reason": reason}
         except Exception:
             # Anything else (e.g. a storage error) after the claim: the member shows why, and the admin can
             # ask again; the 5xx lets the platform see it (a repeated callback then finds it handled).
             logger.exception("enterprise connect member callback failed", extra=log)
             self._member_failed(org_id, user_id, "internal_error")
             raise
-        return 200, outcome
+        return outcome
 
     def _member_failed(self, org_id: str, user_id: str, reason: str) -> None:
         self.store.update_member(org_id, user_id, status="failed", reason=reason, updated_at=iso(utcnow()))

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from calsync import keys
-from calsync.dynamo import Table, to_item, without_keys
+from calsync.dynamo import Repository, to_item, without_keys
 
 
 def _active_under(org_id: str, grant_id: str) -> dict[str, Any]:
@@ -33,10 +33,7 @@ def _tokens_put(org_id: str, ciphertext: bytes) -> dict[str, Any]:
     return {"Put": {"Item": to_item({**keys.enterprise_tokens(org_id), "ciphertext": ciphertext})}}
 
 
-class EnterpriseStore:
-    def __init__(self, dynamodb_client, table_name: str):
-        self.table = Table(dynamodb_client, table_name)
-
+class EnterpriseStore(Repository):
     # ---- the org -------------------------------------------------------------------------------
 
     def get_org(self, org_id: str) -> dict[str, Any] | None:

@@ -24,6 +24,12 @@ class Refusal(Exception):
             self.code = code
 
 
+class MalformedRequest(Refusal):
+    """The request is not even of the kind it claims to be (e.g. a callback without its result)."""
+
+    code = "malformed_request"
+
+
 class InvalidRequest(Refusal):
     """The request itself is wrong: fix it before asking again."""
 
@@ -67,6 +73,16 @@ class EnterpriseConnectNotActive(InvalidState):
     """No administrator has authorized Enterprise Connect for the org (or it ended)."""
 
     code = "enterprise_connect_not_active"
+
+
+class TryLater(Refusal):
+    """Not now, and nothing was used up: the same request may succeed after `retry_after` seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int, code: str | None = None):
+        super().__init__(message, code)
+        self.retry_after = retry_after
 
 
 class ConflictError(Exception):

@@ -17,8 +17,10 @@ from calsync.errors import (
     Forbidden,
     InvalidRequest,
     InvalidState,
+    MalformedRequest,
     NotFound,
     Refusal,
+    TryLater,
     Unauthenticated,
 )
 
@@ -26,30 +28,36 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 STATUS: dict[type[Refusal], int] = {
+    MalformedRequest: 400,
     InvalidRequest: 422,
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,
     InvalidState: 409,
+    TryLater: 503,
 }
 
 
 @dataclass(frozen=True)
 class ApiError:
-    """One error answer of the API."""
+    """One error answer of the API; with `retry_after` (seconds), it is said in the body and the
+    Retry-After header."""
 
     status: int
     code: str
     message: str
+    retry_after: str | None = None
 
     def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+        error = {"code": self.code, "message": self.message}
+        return {"error": error | {"retry_after": self.retry_after}} if self.retry_after else {"error": error}
 
 
 def answer_for(refusal: Refusal) -> ApiError:
     """The answer to a refusal: the status of its kind (the nearest one it derives from)."""
     status = next((STATUS[kind] for kind in type(refusal).__mro__ if kind in STATUS), 400)
-    return ApiError(status, refusal.code, refusal.message)
+    retry_after = str(refusal.retry_after) if isinstance(refusal, TryLater) else None
+    return ApiError(status, refusal.code, refusal.message, retry_after)
 
 
 def response(error: ApiError, headers: dict[str, str] | None = None) -> Response[dict]:
@@ -66,7 +74,8 @@ def install(app: APIGatewayHttpResolver, conflict_message: str) -> None:
 
     @app.exception_handler(Refusal)
     def _refused(error: Refusal) -> Response[dict]:
-        return response(answer_for(error))
+        answer = answer_for(error)
+        return response(answer, {"Retry-After": answer.retry_after} if answer.retry_after else None)
 
     @app.exception_handler(ConflictError)
     def _lost_race(error: ConflictError) -> Response[dict]:

@@ -7,16 +7,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from calsync import keys
-from calsync.dynamo import Table, to_item
+from calsync.dynamo import Repository, to_item
 
 if TYPE_CHECKING:  # the models (pydantic) load when first needed
     from calsync.models import BackfillProgress
 
 
-class BackfillRepository:
-    def __init__(self, dynamodb_client, table_name: str):
-        self.table = Table(dynamodb_client, table_name)
-
+class BackfillRepository(Repository):
     def put_backfill(self, user_id: str, run_id: str, progress: BackfillProgress, error: str | None = None,
                      started_at: float | None = None) -> None:
         self.table.put({**keys.backfill(user_id), "run_id": run_id, "error": error,

@@ -9,13 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from calsync import keys
-from calsync.dynamo import Table
+from calsync.dynamo import Repository
 
 
-class BusyStore:
-    def __init__(self, dynamodb_client, table_name: str):
-        self.table = Table(dynamodb_client, table_name)
-
+class BusyStore(Repository):
     def weeks_of_user(self, user_id: str) -> dict[str, dict]:
         """Every stored week of a user: {week (Monday, ISO date): item} (one query, paged)."""
         items = self.table.query_items(

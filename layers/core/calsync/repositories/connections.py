@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from calsync import keys
 from calsync.clock import iso
-from calsync.dynamo import Table, retry_on_conflict, to_item, without_keys
+from calsync.dynamo import Repository, retry_on_conflict, to_item, without_keys
 from calsync.errors import AccountInUse, ConflictError
 from calsync.repositories.busy import BusyStore
 
@@ -44,10 +44,7 @@ def connection_from(values: dict[str, Any]) -> Connection:
     return Connection.model_validate(without_keys(values, *_INDEX_ATTRIBUTES))
 
 
-class ConnectionRepository:
-    def __init__(self, dynamodb_client, table_name: str):
-        self.table = Table(dynamodb_client, table_name)
-
+class ConnectionRepository(Repository):
     # ---- one connection ------------------------------------------------------------------------
 
     def get_connection(self, user_id: str) -> Connection | None:

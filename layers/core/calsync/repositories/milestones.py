@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from calsync import keys
-from calsync.dynamo import Table, from_item, to_item, without_keys
+from calsync.dynamo import Repository, from_item, to_item, without_keys
 from calsync.errors import MilestoneOrgMismatch
 
 if TYPE_CHECKING:  # the models (pydantic) load when first needed
@@ -51,10 +51,7 @@ def _add_to(partition: MilestonePartition, item: dict[str, Any]) -> MilestonePar
     return partition
 
 
-class MilestoneRepository:
-    def __init__(self, dynamodb_client, table_name: str):
-        self.table = Table(dynamodb_client, table_name)
-
+class MilestoneRepository(Repository):
     # ---- mirror ------------------------------------------------------------------------------
 
     def put_mirror_if_newer(self, org_id: str, milestone_id: str, version: int, body: str | None) -> bool:

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 from calsync import keys
 from calsync.clock import parse_utc
-from calsync.dynamo import Table, from_item, to_item
+from calsync.dynamo import Repository, from_item, to_item
 
 
-class NotificationLog:
-    def __init__(self, dynamodb_client, table_name: str):
-        self.table = Table(dynamodb_client, table_name)
-
+class NotificationLog(Repository):
     def accept_notification(self, channel_id: str, kind: str, changes_since: str | None, now: float,
                             window: float, stale_after: float, grace: float = 60, max_copies: int = 3) -> str:
         """"new", "duplicate" or "stale" for a verified push notification, before anything is queued.

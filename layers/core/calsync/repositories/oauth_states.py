@@ -6,13 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from calsync import keys
-from calsync.dynamo import Table, from_item, to_item
+from calsync.dynamo import Repository, from_item, to_item
 
 
-class OAuthStateRepository:
-    def __init__(self, dynamodb_client, table_name: str):
-        self.table = Table(dynamodb_client, table_name)
-
+class OAuthStateRepository(Repository):
     def put_oauth_state(self, nonce: str, user_id: str, org_id: str, expires_at: int) -> None:
         self.table.put({**keys.oauth_state(nonce), "user_id": user_id, "org_id": org_id, "ttl": expires_at},
                        ConditionExpression="attribute_not_exists(pk)")
