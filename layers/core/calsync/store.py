@@ -44,12 +44,13 @@ from __future__ import annotations
 from calsync.errors import AccountInUse, ConflictError, MilestoneOrgMismatch
 from calsync.repositories.backfill import BackfillRepository
 from calsync.repositories.busy import BusyStore
-from calsync.repositories.connections import ConnectionRepository
+from calsync.repositories.connections import ChannelOwner, ConnectionRepository, DueBacklog
 from calsync.repositories.milestones import MilestonePartition, MilestoneRepository
 from calsync.repositories.notifications import NotificationLog
 from calsync.repositories.oauth_states import OAuthStateRepository
 
-__all__ = ["AccountInUse", "BusyStore", "ConflictError", "MilestoneOrgMismatch", "MilestonePartition", "Store"]
+__all__ = ["AccountInUse", "BusyStore", "ChannelOwner", "ConflictError", "DueBacklog", "MilestoneOrgMismatch",
+           "MilestonePartition", "Store"]
 
 
 class Store(ConnectionRepository, MilestoneRepository, BackfillRepository, OAuthStateRepository, NotificationLog):

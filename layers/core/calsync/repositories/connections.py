@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from calsync import keys
 from calsync.clock import iso
@@ -23,6 +23,20 @@ if TYPE_CHECKING:  # the models (pydantic) load when first needed: the webhook i
 
 # Index keys carried on the connection item (none of them is a field of the model).
 _INDEX_ATTRIBUTES = ("org_pk", "org_sk", "sub_pk", "channel_pk", "slot_pk", "due_pk", "due_sk")
+
+
+class ChannelOwner(NamedTuple):
+    """Whose push channel it is."""
+
+    user_id: str
+    org_id: str
+
+
+class DueBacklog(NamedTuple):
+    """The reconciler's backlog: how many users are due, and since when the oldest is."""
+
+    count: int
+    oldest: str | None
 
 
 def connection_values(conn: Connection) -> dict[str, Any]:
@@ -176,7 +190,7 @@ class ConnectionRepository(Repository):
         conn = self._single_by_index("by_sub", "sub_pk", keys.sub_pk(sub))
         return conn if conn and conn.cronofy_sub == sub else None
 
-    def channel_owner(self, channel_id: str) -> tuple[str, str] | None:
+    def channel_owner(self, channel_id: str) -> ChannelOwner | None:
         """(user_id, org_id) of the connection whose push channel this is, without building a model
         (the webhook intake's one read path)."""
         entry = self.table.first(IndexName="by_channel", KeyConditionExpression="channel_pk = :v",
@@ -187,7 +201,7 @@ class ConnectionRepository(Repository):
         values = self.table.get(keys.connection(user_id), consistent=False, ProjectionExpression="org_id, channel_id")
         if not values:
             return None
-        return (user_id, values["org_id"]) if values.get("channel_id") == channel_id else None
+        return ChannelOwner(user_id, values["org_id"]) if values.get("channel_id") == channel_id else None
 
     # ---- the reconciler's visits (GSI by_due) ----------------------------------------------------
 
@@ -199,15 +213,15 @@ class ConnectionRepository(Repository):
                                        ExpressionAttributeValues={":p": keys.DUE_PK, ":now": now})
         return [keys.user_of(item["pk"]) for item in items][:limit]
 
-    def due_backlog(self, now: str) -> tuple[int, str | None]:
+    def due_backlog(self, now: str) -> DueBacklog:
         """(how many users are due at `now`, the oldest due time): the reconciler's backlog."""
         count = self.table.query_count(IndexName="by_due", KeyConditionExpression="due_pk = :p AND due_sk <= :now",
                                        ExpressionAttributeValues={":p": keys.DUE_PK, ":now": now})
         if not count:
-            return 0, None
+            return DueBacklog(0, None)
         first = self.table.first(IndexName="by_due", KeyConditionExpression="due_pk = :p",
                                  ExpressionAttributeValues={":p": keys.DUE_PK})
-        return count, (first["due_sk"] if first else None)
+        return DueBacklog(count, first["due_sk"] if first else None)
 
     def request_visit(self, user_id: str, at: str, checked_before: str) -> bool:
         """Bring a connected user's reconciler visit forward to `at` when its last full check is older
