@@ -4,29 +4,27 @@ call the core, shape."""
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from typing import Annotated, Literal, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from pydantic import BaseModel, Field
 
-from calsync import wiring
+from calsync import http_errors, wiring
 from calsync.availability import AvailabilityRequest
 from calsync.caller import Caller, caller_from_event
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
 from calsync.cronofy import CronofyAuthError, CronofyError, InvalidGrant, interactive
-from calsync.errors import ApiError
+from calsync.errors import InvalidRequest
+from calsync.http_errors import ApiError
 from calsync.oauth_state import BINDING_COOKIE
 from calsync.observability import logger, metrics
-from calsync.store import ConflictError
 
 app = APIGatewayHttpResolver(enable_validation=True)
 UNAVAILABLE_RETRY_AFTER = 30  # seconds, when Cronofy is down and said nothing
@@ -41,24 +39,14 @@ class SelectCalendarRequest(BaseModel):
     calendar_id: str = Field(min_length=1, max_length=128)
 
 
-def _error(error: ApiError) -> Response[dict]:
-    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
-
-
-@app.exception_handler(ApiError)
-def _api_error(error: ApiError) -> Response[dict]:
-    return _error(error)
-
-
-@app.exception_handler(ConflictError)
-def _conflict(error: ConflictError) -> Response[dict]:
-    return _error(ApiError(409, "conflict", "the connection changed meanwhile; try again"))
+http_errors.install(app, conflict_message="the connection changed meanwhile; try again")
 
 
 @app.exception_handler(InvalidGrant)
 @app.exception_handler(CronofyAuthError)
 def _authorization_gone(error: CronofyError) -> Response[dict]:
-    return _error(ApiError(409, "needs_reauth", "the calendar authorization must be renewed: connect again"))
+    return http_errors.response(
+        ApiError(409, "needs_reauth", "the calendar authorization must be renewed: connect again"))
 
 
 @app.exception_handler(CronofyError)
@@ -67,18 +55,10 @@ def _calendar_service_unavailable(error: CronofyError) -> Response[dict]:
     retry_after = getattr(error, "retry_after", None)
     seconds = max(1, math.ceil(retry_after)) if retry_after else UNAVAILABLE_RETRY_AFTER
     logger.warning("calendar service unavailable", extra={"error": type(error).__name__, "retry_after": seconds})
-    return Response(
-        status_code=503, content_type=content_types.APPLICATION_JSON, headers={"Retry-After": str(seconds)},
-        body=ApiError(503, "calendar_service_unavailable",
-                      "the calendar service is busy or unavailable right now; try again shortly").body())
-
-
-@app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[dict]:
-    details = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors()
-    )
-    return _error(ApiError(422, "invalid_request", details or "the request is not valid"))
+    return http_errors.response(
+        ApiError(503, "calendar_service_unavailable",
+                 "the calendar service is busy or unavailable right now; try again shortly"),
+        headers={"Retry-After": str(seconds)})
 
 
 def _caller() -> Caller:
@@ -273,7 +253,7 @@ def org_busy(
 ) -> dict:
     """Teammates' busy intervals (no titles or details) from DynamoDB alone."""
     if start.tzinfo is None or end.tzinfo is None:
-        raise ApiError(422, "invalid_request", "from and to need a time zone, e.g. 2026-12-01T00:00:00Z")
+        raise InvalidRequest("from and to need a time zone, e.g. 2026-12-01T00:00:00Z")
     ids = [u.strip() for u in user_ids.split(",") if u.strip()]
     return wiring.busy().for_scheduler(_caller(), org_id, ids, start, end)
 
@@ -325,20 +305,11 @@ def org_calendar_health(org_id: str) -> dict:
     return wiring.sync_health().for_org(_caller(), org_id)
 
 
-def _plain_error(error: ApiError) -> dict:
-    """An error answered before routing (the body could not be handed to the resolver)."""
-    return {"statusCode": error.status, "headers": {"Content-Type": "application/json"},
-            "body": json.dumps(error.body())}
-
-
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
-    if event.get("body"):
-        content_type = {k.lower(): v for k, v in (event.get("headers") or {}).items()}.get("content-type", "")
-        if content_type and not content_type.split(";")[0].strip().lower().endswith("json"):
-            return _plain_error(ApiError(415, "unsupported_media_type", "send the body as application/json"))
-        if event.get("isBase64Encoded"):  # API Gateway only encodes bodies that are not text
-            return _plain_error(ApiError(422, "invalid_request", "the body must be UTF-8 JSON"))
+    refused = http_errors.unreadable_body(event)
+    if refused is not None:
+        return refused
     with interactive():  # a person waits: queue work keeps its share of Cronofy's limit
         return app.resolve(event, context)

@@ -12,11 +12,9 @@ Cronofy's routes (no JWT; the signed state says who they are for):
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body, Cookie, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
@@ -24,14 +22,12 @@ from aws_lambda_powertools.shared.cookies import Cookie as SetCookie
 from aws_lambda_powertools.shared.cookies import SameSite
 from pydantic import BaseModel, ConfigDict, Field
 
-from calsync import wiring
+from calsync import http_errors, wiring
 from calsync.caller import Caller, caller_from_event
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
 from calsync.enterprise import MAX_MEMBERS
-from calsync.errors import ApiError
 from calsync.observability import logger, metrics
-from calsync.store import ConflictError
 
 app = APIGatewayHttpResolver(enable_validation=True)
 BINDING_COOKIE = "sn_enterprise_connect"
@@ -68,26 +64,7 @@ class MemberCallback(BaseModel):
     authorization: MemberAuthorization
 
 
-def _error(error: ApiError) -> Response[dict]:
-    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=error.body())
-
-
-@app.exception_handler(ApiError)
-def _api_error(error: ApiError) -> Response[dict]:
-    return _error(error)
-
-
-@app.exception_handler(ConflictError)
-def _conflict(error: ConflictError) -> Response[dict]:
-    return _error(ApiError(409, "conflict", "something changed meanwhile; try again"))
-
-
-@app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response[dict]:
-    details = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors()
-    )
-    return _error(ApiError(422, "invalid_request", details or "the request is not valid"))
+http_errors.install(app, conflict_message="something changed meanwhile; try again")
 
 
 def _caller() -> Caller:
@@ -253,10 +230,8 @@ def admin_callback(
     },
 )
 def member_callback(body: Annotated[MemberCallback, Body()]) -> Response[dict]:
-    status_code, answer = wiring.enterprise_connect().member_callback(body.model_dump(exclude_none=True))
-    headers = {"Retry-After": answer["error"]["retry_after"]} if status_code == 503 else None
-    return Response(status_code=status_code, content_type=content_types.APPLICATION_JSON, body=answer,
-                    headers=headers)
+    outcome = wiring.enterprise_connect().member_callback(body.model_dump(exclude_none=True))
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=outcome)
 
 
 def _binding_cookie(event: dict) -> str | None:
@@ -267,18 +242,8 @@ def _binding_cookie(event: dict) -> str | None:
     return None
 
 
-def _plain_error(error: ApiError) -> dict:
-    return {"statusCode": error.status, "headers": {"Content-Type": "application/json"},
-            "body": json.dumps(error.body())}
-
-
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
-    if event.get("body"):
-        content_type = {k.lower(): v for k, v in (event.get("headers") or {}).items()}.get("content-type", "")
-        if content_type and not content_type.split(";")[0].strip().lower().endswith("json"):
-            return _plain_error(ApiError(415, "unsupported_media_type", "send the body as application/json"))
-        if event.get("isBase64Encoded"):
-            return _plain_error(ApiError(422, "invalid_request", "the body must be UTF-8 JSON"))
-    return app.resolve(event, context)
+    refused = http_errors.unreadable_body(event)
+    return refused if refused is not None else app.resolve(event, context)

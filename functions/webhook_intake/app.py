@@ -35,7 +35,7 @@ from botocore.config import Config
 
 from calsync.clock import iso, utcnow
 from calsync.config import Settings, get_settings
-from calsync.errors import ApiError
+from calsync.http_errors import ApiError
 from calsync.observability import correlation_attributes, logger
 from calsync.push_signature import SIGNATURE_HEADER, channel_token_valid, signature_valid
 from calsync.store import Store

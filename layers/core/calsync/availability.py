@@ -24,6 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from calsync import freshness, slots
 from calsync.busy import Busy
 from calsync.caller import Caller
+from calsync.clock import parse_utc
 from calsync.messages import Id
 from calsync.models import iso, utcnow
 from calsync.store import Store
@@ -117,10 +118,6 @@ class AvailabilityRequest(BaseModel):
             max_results=self.max_results, ignore_milestone_id=self.ignore_milestone_id)
 
 
-def _utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
 def assignment_of(mirror: dict, user_id: str, org_id: str) -> slots.Assignment | None:
     """The busy period a mirrored milestone gives its assignee, if it is scheduled for them in this org."""
     if mirror.get("deleted") or not mirror.get("body") or mirror.get("org_id") != org_id:
@@ -129,7 +126,7 @@ def assignment_of(mirror: dict, user_id: str, org_id: str) -> slots.Assignment |
     if m.get("status") != "scheduled" or not m.get("start") or user_id not in m.get("assignee_user_ids", ()):
         return None
     if not m.get("all_day"):
-        return slots.Assignment(m["milestone_id"], _utc(m["start"]), _utc(m["end"]))
+        return slots.Assignment(m["milestone_id"], parse_utc(m["start"]), parse_utc(m["end"]))
     # All-day milestones: local midnights in the milestone's zone; the end date is exclusive, and a
     # one-day milestone may come with end == start (as on the calendar, calsync.milestones).
     zone = ZoneInfo(m["timezone"])

@@ -23,7 +23,7 @@ from calsync import freshness
 from calsync.caller import Caller
 from calsync.clock import parse_utc
 from calsync.cronofy_event import CronofyEvent, events_of
-from calsync.errors import ApiError
+from calsync.errors import InvalidRequest
 from calsync.models import Connection, iso, utcnow
 from calsync.observability import metrics
 from calsync.ports import BusyWeeks, ConnectionStore, EventReader
@@ -156,9 +156,9 @@ class Busy:
                       end: datetime) -> dict:
         caller.require_org(org_id)
         if not user_ids or len(user_ids) > MAX_USERS:
-            raise ApiError(422, "invalid_request", f"user_ids: between 1 and {MAX_USERS} ids")
+            raise InvalidRequest(f"user_ids: between 1 and {MAX_USERS} ids")
         if end <= start or end - start > timedelta(days=MAX_SPAN_DAYS):
-            raise ApiError(422, "invalid_request", f"to must be after from, at most {MAX_SPAN_DAYS} days later")
+            raise InvalidRequest(f"to must be after from, at most {MAX_SPAN_DAYS} days later")
         conns = self.connections.connections(user_ids) if self.connections is not None else {}
         conns = {u: c for u, c in conns.items() if c.org_id == org_id}
         stored = self.periods(user_ids, start, end, {u: freshness.user_zone(c) for u, c in conns.items()})

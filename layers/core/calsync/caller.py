@@ -6,7 +6,7 @@ import json
 
 from pydantic import BaseModel
 
-from calsync.errors import ApiError, forbidden
+from calsync.errors import Forbidden, Unauthenticated
 
 
 class Caller(BaseModel):
@@ -21,7 +21,7 @@ class Caller(BaseModel):
     def require_org(self, org_id: str) -> None:
         """Org isolation: every org-scoped read goes through here."""
         if org_id != self.org_id:
-            raise forbidden("this organization is not yours")
+            raise Forbidden("this organization is not yours")
 
 
 def parse_roles(value) -> frozenset[str]:
@@ -46,5 +46,5 @@ def caller_from_event(event: dict) -> Caller:
     claims = ((event.get("requestContext") or {}).get("authorizer") or {}).get("jwt", {}).get("claims") or {}
     user_id, org_id = claims.get("sub"), claims.get("org_id")
     if not user_id or not org_id:
-        raise ApiError(401, "unauthorized", "a SolarNexus session is required")
+        raise Unauthenticated("a SolarNexus session is required")
     return Caller(user_id=str(user_id), org_id=str(org_id), roles=parse_roles(claims.get("roles")))

@@ -21,7 +21,7 @@ from calsync.cronofy import (
     CronofyUser,
     InvalidGrant,
 )
-from calsync.errors import ApiError, conflict, forbidden, not_found
+from calsync.errors import AccountInUse, ConflictError, Forbidden, InvalidRequest, InvalidState, NeedsReauth, NotFound
 from calsync.models import (
     CHECK_BEFORE_EXPIRY,
     CRONOFY_PROVIDER_NAMES,
@@ -37,7 +37,7 @@ from calsync.models import (
 from calsync.oauth_state import StateError, StateSigner
 from calsync.observability import logger, metrics
 from calsync.publisher import Publisher
-from calsync.store import AccountInUse, ConflictError, Store
+from calsync.store import Store
 from calsync.vault import TokenVault
 
 # A new authorization may replace a connection in these states (reconnect after a broken sync,
@@ -80,7 +80,7 @@ def valid_return_to(value: str | None) -> str | None:
     if value is None:
         return None
     if not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 512:
-        raise ApiError(422, "invalid_return_to", "return_to must be a path on the web app, like /profile")
+        raise InvalidRequest("return_to must be a path on the web app, like /profile", code="invalid_return_to")
     return value
 
 
@@ -167,13 +167,13 @@ class ConnectionService:
         conn = self.store.get_connection(caller.user_id)
         if conn is not None and conn.org_id != caller.org_id:
             logger.warning("session org differs from the connection's org", extra={"user_id": caller.user_id})
-            raise forbidden("this calendar connection belongs to another organization")
+            raise Forbidden("this calendar connection belongs to another organization")
         return conn
 
     def _require_connection(self, caller: Caller) -> Connection:
         conn = self._own_connection(caller)
         if conn is None:
-            raise not_found("no calendar is connected")
+            raise NotFound("no calendar is connected")
         return conn
 
     def _redirect(self, outcome: str, reason: str | None = None, return_to: str | None = None) -> str:
@@ -190,7 +190,7 @@ class ConnectionService:
         """Returns (authorization URL, browser-binding secret for the cookie)."""
         existing = self._own_connection(caller)
         if existing and existing.state.value not in REPLACEABLE:
-            raise conflict(
+            raise InvalidState(
                 f"a calendar is already connected (state {existing.state.value}); "
                 "disconnect it first or choose another calendar"
             )
@@ -374,9 +374,9 @@ class ConnectionService:
     @staticmethod
     def _require_live(conn: Connection) -> None:
         if conn.state == ConnectionState.DISCONNECTING:
-            raise conflict("the calendar is being disconnected")
+            raise InvalidState("the calendar is being disconnected")
         if conn.state == ConnectionState.NEEDS_REAUTH:
-            raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed: connect again")
+            raise NeedsReauth("the calendar authorization must be renewed: connect again")
 
     def _account_calendars(self, conn: Connection) -> list[Calendar]:
         """The writable calendars of the connection's account: from Cronofy at most once per
@@ -391,7 +391,7 @@ class ConnectionService:
             found = self._writable(self.user_client(conn).calendars(), conn.profile_id)
         except (InvalidGrant, CronofyAuthError) as error:
             self.mark_needs_reauth(conn, "authorization_revoked")
-            raise ApiError(409, "needs_reauth", "the calendar authorization must be renewed") from error
+            raise NeedsReauth("the calendar authorization must be renewed") from error
         self.store.put_calendars(conn.user_id, key, [c.model_dump() for c in found], now + CALENDARS_CACHE_SECONDS)
         return found
 
@@ -412,7 +412,8 @@ class ConnectionService:
         conn = self._require_connection(caller)
         chosen = next((c for c in self._account_calendars(conn) if c.calendar_id == calendar_id), None)
         if chosen is None:
-            raise ApiError(422, "calendar_not_writable", "that calendar is not a writable calendar of this account")
+            raise InvalidRequest("that calendar is not a writable calendar of this account",
+                                 code="calendar_not_writable")
         if chosen.calendar_id == conn.calendar_id:
             return self.status(caller)
         previous = conn.calendar_id
@@ -426,7 +427,7 @@ class ConnectionService:
                 "updated_at": utcnow(),
             }))
         except ConflictError as error:
-            raise conflict("the connection changed meanwhile; try again") from error
+            raise InvalidState("the connection changed meanwhile; try again") from error
         conn = self.on_calendar_selected(conn, previous)
         logger.info("calendar selected", extra={"user_id": conn.user_id, "switch": previous is not None})
         self.publisher.connection_changed(conn.org_id, conn.user_id, conn.state, conn.last_error)
@@ -444,7 +445,7 @@ class ConnectionService:
                     conn.model_copy(update={"state": ConnectionState.DISCONNECTING, "updated_at": utcnow()})
                 )
             except ConflictError as error:
-                raise conflict("the connection changed meanwhile; try again") from error
+                raise InvalidState("the connection changed meanwhile; try again") from error
         # Sent every time: a lost message is healed by the user asking again.
         self.publisher.request_disconnect(conn.org_id, conn.user_id, conn.connection_id)
         logger.info("disconnect requested", extra={"user_id": conn.user_id})

@@ -57,11 +57,18 @@ from calsync.cronofy import (
     InvalidGrant,
 )
 from calsync.enterprise_store import EnterpriseStore
-from calsync.errors import ApiError, forbidden
+from calsync.errors import (
+    ConflictError,
+    EnterpriseConnectNotActive,
+    Forbidden,
+    InvalidRequest,
+    InvalidState,
+    MalformedRequest,
+    TryLater,
+)
 from calsync.models import Calendar, Connection, ConnectionState, TokenSet, iso, utcnow
 from calsync.oauth_state import StateError, StateSigner
 from calsync.observability import logger
-from calsync.store import ConflictError
 
 CONNECTED_BY = "enterprise_connect"
 PROVIDER = "enterprise_connect"  # the `provider` claim of the admin's OAuth state
@@ -143,7 +150,7 @@ class EnterpriseConnectService:
     def _require_admin(caller: Caller, org_id: str) -> None:
         caller.require_org(org_id)
         if not caller.is_admin:
-            raise forbidden("only an org admin can manage Enterprise Connect")
+            raise Forbidden("only an org admin can manage Enterprise Connect")
 
     def _redirect(self, outcome: str, reason: str | None, return_to: str | None) -> str:
         query = {"enterprise_connect": outcome} | ({"reason": reason} if reason else {})
@@ -204,7 +211,7 @@ class EnterpriseConnectService:
     def _service_account(self, org_id: str, grant_id: str) -> CronofyUser:
         ciphertext = self.store.get_tokens(org_id)
         if ciphertext is None:
-            raise ApiError(409, "enterprise_connect_not_active", "Enterprise Connect is not active for this org")
+            raise EnterpriseConnectNotActive("Enterprise Connect is not active for this org")
         tokens = self.connections.vault.open(org_id, ciphertext, TOKEN_PURPOSE)
 
         def keep(fresh: TokenSet) -> None:
@@ -215,37 +222,25 @@ class EnterpriseConnectService:
     def _active(self, org_id: str) -> dict[str, Any]:
         org = self.store.get_org(org_id)
         if org is None or org.get("status") != "active":
-            raise ApiError(409, "enterprise_connect_not_active",
-                           "Enterprise Connect is not active for this org: an admin must authorize it first")
+            raise EnterpriseConnectNotActive(
+                "Enterprise Connect is not active for this org: an admin must authorize it first")
         return org
 
     # ---- 3. asking for members -----------------------------------------------------------------
 
     def request_members(self, caller: Caller, org_id: str, members: list[dict[str, str]]) -> dict[str, Any]:
         self._require_admin(caller, org_id)
-        if not 0 < len(members) <= MAX_MEMBERS:
-            raise ApiError(422, "invalid_request", f"name 1..{MAX_MEMBERS} members per call")
-        seen_users, seen_emails = set(), set()
-        for m in members:
-            email = m["email"].strip().lower()
-            if not _EMAIL.match(email):
-                raise ApiError(422, "invalid_email", f"not an e-mail address: {m['email']!r}")
-            if m["user_id"] in seen_users or email in seen_emails:
-                raise ApiError(422, "duplicate_member", f"{m['user_id']} / {email} is named twice")
-            seen_users.add(m["user_id"])
-            seen_emails.add(email)
+        named = _named_members(members)
         org = self._active(org_id)
         grant_id = org["grant_id"]
-        store = self.connections.store
-        existing = store.connections([m["user_id"] for m in members])
+        existing = self.connections.store.connections([user_id for user_id, _ in named])
         now = iso(utcnow())
         results: list[dict[str, Any]] = []
         to_ask: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        for m in members:
-            user_id, email = m["user_id"], m["email"].strip().lower()
+        for user_id, email in named:
             conn = existing.get(user_id)
             if conn is not None and conn.org_id != org_id:
-                raise forbidden(f"{user_id} is not in this org")
+                raise Forbidden(f"{user_id} is not in this org")
             if conn is not None:
                 # Connected already (themselves, or by an earlier request): left as it is.
                 reason = "already_connected_by_admin" if conn.connected_by == CONNECTED_BY else "already_connected"
@@ -257,46 +252,46 @@ class EnterpriseConnectService:
             entry = {"email": email, "callback_url": self.member_callback_url, "scope": DEFAULT_SCOPE,
                      "state": self.member_signer.issue(org_id, user_id, grant_id, nonce)}
             to_ask.append((record, entry))
-        client = self._service_account(org_id, grant_id) if to_ask else None
+        sent = self._ask_cronofy(org_id, grant_id, to_ask, results) if to_ask else 0
+        logger.info("enterprise connect members requested",
+                    extra={"org_id": org_id, "members": len(to_ask), "cronofy_requests": sent})
+        return {"members": results, "requested": sum(r["status"] == "requested" for r in results),
+                "cronofy_requests": sent}
+
+    def _ask_cronofy(self, org_id: str, grant_id: str, to_ask: list[tuple[dict[str, Any], dict[str, Any]]],
+                     results: list[dict[str, Any]]) -> int:
+        """Ask Cronofy for these members, DELEGATED_ACCESS_LIMIT a request; each member's outcome is
+        appended to `results`. How many requests Cronofy accepted."""
+        client = self._service_account(org_id, grant_id)
         sent = 0
         for start in range(0, len(to_ask), DELEGATED_ACCESS_LIMIT):
             chunk = to_ask[start:start + DELEGATED_ACCESS_LIMIT]
             for record, _ in chunk:  # recorded first: a callback can arrive before the 202 does
                 self.store.put_member(org_id, record)
-            reason = None
-            try:
-                client.request_delegated_access([entry for _, entry in chunk])
-                sent += 1
-            except CronofyValidationError:
-                reason = "rejected_by_calendar_service"
-            except (InvalidGrant, CronofyAuthError):
-                reason = "enterprise_connect_revoked"
-            except (CronofyRateLimited, CronofyUnavailable):
-                reason = "calendar_service_unavailable"
+            reason = _delegated_access_refusal(client, [entry for _, entry in chunk])
+            sent += reason is None
             for record, _ in chunk:
                 if reason:
                     self.store.update_member(org_id, record["user_id"], expect_status="requested",
                                              status="failed", reason=reason, nonce=None, updated_at=iso(utcnow()))
                 results.append({"user_id": record["user_id"], "email": record["email"],
                                 "status": "failed" if reason else "requested", "reason": reason})
-        logger.info("enterprise connect members requested",
-                    extra={"org_id": org_id, "members": len(to_ask), "cronofy_requests": sent})
-        return {"members": results, "requested": sum(r["status"] == "requested" for r in results),
-                "cronofy_requests": sent}
+        return sent
 
     # ---- 4. Cronofy's per-member callback --------------------------------------------------------
 
-    def member_callback(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """(status, body) for Cronofy. Nothing is stored unless the state is genuine, unused, and the
-        org's Enterprise Connect is still active under the grant the member was asked with."""
+    def member_callback(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The member's outcome for Cronofy. Nothing is stored unless the state is genuine, unused, and the
+        org's Enterprise Connect is still active under the grant the member was asked with (refused
+        otherwise: Forbidden, InvalidState); TryLater when the code could not be redeemed yet."""
         result = body.get("authorization") if isinstance(body, dict) else None
         if not isinstance(result, dict):
-            return 400, {"error": {"code": "invalid_callback", "message": "expected {\"authorization\": {...}}"}}
+            raise MalformedRequest("expected {\"authorization\": {...}}", code="invalid_callback")
         try:
             claims = self.member_signer.verify(result.get("state"))
         except StateError:
             logger.info("enterprise connect member callback refused", extra={"reason": "invalid_state"})
-            return 403, {"error": {"code": "invalid_state", "message": "the state is not one this service issued"}}
+            raise Forbidden("the state is not one this service issued", code="invalid_state") from None
         org_id, user_id, grant_id = claims["o"], claims["u"], claims["g"]
         log = {"org_id": org_id, "user_id": user_id}
         if not self.store.claim_member(org_id, user_id, grant_id, claims["n"], iso(utcnow())):
@@ -304,34 +299,33 @@ class EnterpriseConnectService:
             ended = org is None or org.get("status") != "active" or org.get("grant_id") != grant_id
             code = "enterprise_connect_ended" if ended else "state_used"
             logger.info("enterprise connect member callback refused", extra=log | {"reason": code})
-            return 409, {"error": {"code": code, "message": "this member authorization is no longer expected"}}
+            raise InvalidState("this member authorization is no longer expected", code=code)
         if result.get("error") or not result.get("code"):
             raw = str(result.get("error") or "missing_code")
             reason = raw if raw in KNOWN_MEMBER_ERRORS else "authorization_failed"
             self._member_failed(org_id, user_id, reason)
             logger.info("enterprise connect member failed", extra=log | {"reason": reason})
-            return 200, {"status": "failed", "reason": reason}
+            return {"status": "failed", "reason": reason}
         try:
             outcome = self._connect_member(org_id, user_id, str(result["code"]))
         except _CodeNotSent as error:
             # The code was never sent: the member can be claimed again by Cronofy's retried callback.
             self.store.update_member(org_id, user_id, expect_status="connecting", status="requested",
                                      nonce=claims["n"], updated_at=iso(utcnow()))
-            retry = str(max(1, int(error.args[0] or 5)))
-            return 503, {"error": {"code": "rate_limited", "message": "try again", "retry_after": retry}}
+            raise TryLater("try again", retry_after=max(1, int(error.args[0] or 5))) from error
         except CronofyError as error:
             reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
             self._member_failed(org_id, user_id, reason)
             logger.warning("enterprise connect member failed", extra=log | {"reason": reason,
                                                                             "error": type(error).__name__})
-            return 200, {"status": "failed", "reason": reason}
+            return {"status": "failed", "reason": reason}
         except Exception:
             # Anything else (e.g. a storage error) after the claim: the member shows why, and the admin can
             # ask again; the 5xx lets the platform see it (a repeated callback then finds it handled).
             logger.exception("enterprise connect member callback failed", extra=log)
             self._member_failed(org_id, user_id, "internal_error")
             raise
-        return 200, outcome
+        return outcome
 
     def _member_failed(self, org_id: str, user_id: str, reason: str) -> None:
         self.store.update_member(org_id, user_id, status="failed", reason=reason, updated_at=iso(utcnow()))
@@ -436,12 +430,12 @@ class EnterpriseConnectService:
         client = None
         try:
             client = self._service_account(org_id, org["grant_id"])
-        except ApiError:
+        except EnterpriseConnectNotActive:
             client = None
         try:
             self.store.end(org_id, org["grant_id"], caller.user_id, iso(utcnow()))
         except ConflictError as error:
-            raise ApiError(409, "conflict", "Enterprise Connect changed meanwhile; try again") from error
+            raise InvalidState("Enterprise Connect changed meanwhile; try again") from error
         if client is not None:
             try:  # the service account's authorization; the members' own ones go with their cleanup
                 self.connections.cronofy.revoke(client.tokens)
@@ -469,6 +463,37 @@ class EnterpriseConnectService:
         logger.info("enterprise connect ended", extra={"org_id": org_id, "disconnecting": disconnecting,
                                                         "cancelled": cancelled})
         return {"state": "ended", "disconnecting": disconnecting, "cancelled": cancelled}
+
+
+def _named_members(members: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """(user id, normalised e-mail) of each member named, after checking the list as a whole."""
+    if not 0 < len(members) <= MAX_MEMBERS:
+        raise InvalidRequest(f"name 1..{MAX_MEMBERS} members per call")
+    named: list[tuple[str, str]] = []
+    seen_users, seen_emails = set(), set()
+    for m in members:
+        email = m["email"].strip().lower()
+        if not _EMAIL.match(email):
+            raise InvalidRequest(f"not an e-mail address: {m['email']!r}", code="invalid_email")
+        if m["user_id"] in seen_users or email in seen_emails:
+            raise InvalidRequest(f"{m['user_id']} / {email} is named twice", code="duplicate_member")
+        seen_users.add(m["user_id"])
+        seen_emails.add(email)
+        named.append((m["user_id"], email))
+    return named
+
+
+def _delegated_access_refusal(client: CronofyUser, entries: list[dict[str, Any]]) -> str | None:
+    """Ask Cronofy for delegated access to these members: None when it accepted, else the members' reason."""
+    try:
+        client.request_delegated_access(entries)
+    except CronofyValidationError:
+        return "rejected_by_calendar_service"
+    except (InvalidGrant, CronofyAuthError):
+        return "enterprise_connect_revoked"
+    except (CronofyRateLimited, CronofyUnavailable):
+        return "calendar_service_unavailable"
+    return None
 
 
 def _patiently(call, budget: float = PATIENCE_AFTER_EXCHANGE_SECONDS, sleep=time.sleep):

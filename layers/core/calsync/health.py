@@ -15,7 +15,7 @@ from datetime import datetime
 from calsync import freshness
 from calsync.busy import Busy
 from calsync.caller import Caller
-from calsync.errors import forbidden
+from calsync.errors import Forbidden
 from calsync.models import Connection, ConnectionState, iso, utcnow
 from calsync.store import Store
 
@@ -28,7 +28,7 @@ class SyncHealth:
     def for_org(self, caller: Caller, org_id: str, now: datetime | None = None) -> dict:
         caller.require_org(org_id)
         if not caller.is_admin:
-            raise forbidden("sync health is for org admins")
+            raise Forbidden("sync health is for org admins")
         now = now or utcnow()
         connections = sorted(self.store.connections_in_org(org_id), key=lambda c: c.user_id)
         ids = [c.user_id for c in connections]
