@@ -14,17 +14,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from .errors import ApiError, FieldErrors, single_error
-from .state import (
+from .model import (
     MAX_CHANNELS_PER_ACCOUNT,
     AccessToken,
     Account,
     Calendar,
     Channel,
-    EmulatorState,
     Event,
-    _hex,
+    random_hex,
     scope_allows,
 )
+from .state import EmulatorState
 from .timefmt import day_start, fmt_time, get_zone, localized, parse_date, parse_time
 from .validation import EVENT_ID_RE, validate_upsert
 
@@ -194,7 +194,7 @@ def _paginate(
     size = state.page_size
     chunks = [items[i : i + size] for i in range(0, len(items), size)] or [[]]
     total = len(chunks)
-    tokens: list[str | None] = [None] + [_hex(24) for _ in range(1, total)] + [None]
+    tokens: list[str | None] = [None] + [random_hex(24) for _ in range(1, total)] + [None]
     for i in range(1, total):
         state.page_cursors[tokens[i]] = {  # type: ignore[index]
             "sub": account.sub,
@@ -739,7 +739,7 @@ def create_channel(state: EmulatorState, account: Account, token: AccessToken, d
                 f"an account may have at most {MAX_CHANNELS_PER_ACCOUNT} open channels",
             )
         chan = Channel(
-            channel_id=f"chn_{_hex(24)}",
+            channel_id=f"chn_{random_hex(24)}",
             sub=account.sub,
             callback_url=url,
             filters=filters,
