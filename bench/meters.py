@@ -1,11 +1,11 @@
 """Meters for bench/week.py: what the handlers ask of AWS and Cronofy, how long each invocation takes
 and how much it allocates. Everything here wraps from the outside (botocore, requests, one
-LocalStack instance); nothing in the service or the local stack is changed.
+DevStack instance); nothing in the service or the local stack is changed.
 
 - `AwsMeter` wraps `botocore.client.BaseClient._make_api_call`: every AWS request counted by owner
   (the function whose invocation made it, or "harness" for the local stack and the simulated core
   platform), service and operation, with DynamoDB request units estimated from item sizes.
-- `InvokeMeter` wraps `LocalStack.invoke` on one instance: wall time, the AWS and Cronofy requests of
+- `InvokeMeter` wraps `DevStack.invoke` on one instance: wall time, the AWS and Cronofy requests of
   each invocation, and (sampled, never two at once) the tracemalloc peak.
 - `fast_moto_queries()` keeps moto's Query at O(partition): moto 5 sorts the whole table on every
   Query, which at this workload's ~20,000 items would make the harness, not the service, the bench.
@@ -247,7 +247,7 @@ class Invocation:
 
 
 class InvokeMeter:
-    """Wraps one LocalStack's `invoke` (instance attribute: the router, the SQS pump and the Step
+    """Wraps one DevStack's `invoke` (instance attribute: the router, the SQS pump and the Step
     Functions bridge all call `stack.invoke`)."""
 
     def __init__(self, stack, trace_first: int = 10, trace_every: int = 5):

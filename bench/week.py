@@ -43,7 +43,7 @@ os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "6000000")
 
 from bench import costmodel, meters, workload  # noqa: E402
 from localdev import template  # noqa: E402
-from localdev.stack import LocalStack  # noqa: E402
+from localdev.stack import DevStack  # noqa: E402
 from tests.helpers import connect  # noqa: E402
 
 HTTP_FUNCTIONS = ("CalendarApiFunction", "OAuthCallbackFunction", "WebhookIntakeFunction")
@@ -83,9 +83,9 @@ def pct(samples: list[float], q: float) -> float:
 
 
 class Run:
-    """One week through one LocalStack, with its meters and the core platform's model."""
+    """One week through one DevStack, with its meters and the core platform's model."""
 
-    def __init__(self, stack: LocalStack, week: workload.Week):
+    def __init__(self, stack: DevStack, week: workload.Week):
         self.stack = stack
         self.week = week
         self.rng = random.Random(week.seed + 1)
@@ -385,7 +385,7 @@ class Run:
 
 # ---- after the run --------------------------------------------------------------------------------------
 
-def transitions(stack: LocalStack, since: float, until: float) -> tuple[int, int]:
+def transitions(stack: DevStack, since: float, until: float) -> tuple[int, int]:
     """(executions, state transitions) of the executions started in [since, until): every state entered,
     including those inside Map iterations, is one billed transition."""
     import boto3
@@ -504,7 +504,7 @@ def run_week(week: workload.Week) -> tuple[Run, dict]:
     meters.fast_moto_queries()
     tpl = template.load()
     mem = memory_sizes(tpl)
-    with LocalStack() as stack, Run(stack, week) as run:
+    with DevStack() as stack, Run(stack, week) as run:
         run.seed_accounts()
         started = time.perf_counter()
         with run.phase("before"):

@@ -4,13 +4,13 @@ import logging
 
 import pytest
 
-from localdev.stack import LocalStack
+from localdev.stack import DevStack
 
 
 @pytest.fixture
 def stack():
     """A fresh local stack per test: moto, the Cronofy emulator, the router and the real handlers."""
-    with LocalStack() as local:
+    with DevStack() as local:
         yield local
 
 

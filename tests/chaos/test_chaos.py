@@ -21,7 +21,7 @@ from calsync import wiring
 from calsync.milestones import event_id_for
 from calsync.store import Store
 from localdev import browser
-from localdev.stack import LocalStack
+from localdev.stack import DevStack
 from tests.helpers import connect, in_days, iso, milestone
 
 SEEDS = [int(s) for s in os.environ.get("CHAOS_SEEDS", "7").split(",")]
@@ -77,7 +77,7 @@ def test_chaos(seed, monkeypatch, capsys):
     monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "1")
     # the emulator's realism is on (asynchronous writes, outside-only last_modified, push retries,
     # duplicates and reordering), its push randomness seeded with the run
-    with LocalStack(emulator_options={"rate_limit": (50, 500), "realism": {"push_seed": seed}}) as stack:
+    with DevStack(emulator_options={"rate_limit": (50, 500), "realism": {"push_seed": seed}}) as stack:
         org = "org_sunbright"
         users = [f"u_{i}" for i in range(USERS)]
         accounts, sessions, calendars = {}, {}, {}
