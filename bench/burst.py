@@ -24,8 +24,8 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 from bench import meters  # noqa: E402
 from calsync.milestones import event_id_for  # noqa: E402
+from localdev.builders import connect, in_days, milestone  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
-from tests.helpers import connect, in_days, milestone  # noqa: E402
 
 
 def main() -> dict:

@@ -22,8 +22,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 from localdev import enterprise_flow as ec  # noqa: E402
+from localdev.builders import in_days, milestone  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
-from tests.helpers import in_days, milestone  # noqa: E402
 
 ORG = "org_sunbright"
 DOMAIN = "crew.example"

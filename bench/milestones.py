@@ -18,8 +18,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 from localdev import browser  # noqa: E402
+from localdev.builders import in_days, milestone  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
-from tests.helpers import in_days, milestone  # noqa: E402
 
 
 def one_run(n: int) -> dict:

@@ -43,8 +43,8 @@ os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "6000000")
 
 from bench import costmodel, meters, workload  # noqa: E402
 from localdev import template  # noqa: E402
+from localdev.builders import connect  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
-from tests.helpers import connect  # noqa: E402
 
 HTTP_FUNCTIONS = ("CalendarApiFunction", "OAuthCallbackFunction", "WebhookIntakeFunction")
 SQS_FUNCTIONS = ("MilestonePushFunction", "NotificationProcessorFunction", "DeactivationCleanupFunction")

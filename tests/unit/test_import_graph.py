@@ -140,3 +140,16 @@ def test_no_import_cycles() -> None:
         for component in _cycles(graph)
     ]
     assert not found, "import cycles:\n" + "\n".join(found)
+
+
+def test_benchmarks_and_localdev_never_import_the_tests() -> None:
+    """Builders both use live in `localdev.builders`; `tests` is not a library."""
+    offenders = []
+    for root, package in SOURCES[2:]:
+        for path in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+                offenders += [f"{_module_name(path, root, package)} imports {n}" for n in names
+                              if n == "tests" or n.startswith("tests.")]
+    assert not offenders, "\n".join(offenders)
