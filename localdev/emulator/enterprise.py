@@ -404,48 +404,13 @@ class Enterprise:
                 errs.required("body", "a JSON object is required")
                 errs.raise_if_any()
             errs = FieldErrors()
-            if "service_account_authorizations" in data:
-                if any(k in data for k in ("email", "callback_url", "scope", "state")):
-                    errs.invalid("service_account_authorizations",
-                                 "a mix of the single and the collection formats is not permitted")
-                    errs.raise_if_any()
-                entries = data["service_account_authorizations"]
-                if not isinstance(entries, list) or not entries:
-                    errs.invalid("service_account_authorizations", "must be a non-empty array")
-                    errs.raise_if_any()
-                if len(entries) > MAX_AUTHORIZATIONS_PER_REQUEST:
-                    errs.invalid("service_account_authorizations",
-                                 f"at most {MAX_AUTHORIZATIONS_PER_REQUEST} entries per request")
-                    errs.raise_if_any()
-                prefix = "service_account_authorizations"
-            else:
-                entries, prefix = [data], None
+            entries, prefix = _entries(data)
             granted = set(account.delegated_scope.split())
             checked: list[dict[str, str]] = []
             for n, entry in enumerate(entries):
-                where = f"{prefix}[{n}]." if prefix else ""
-                if not isinstance(entry, dict):
-                    errs.invalid(f"{prefix}[{n}]", "must be an object")
-                    continue
-                email, url, scope, st = (entry.get(k) for k in ("email", "callback_url", "scope", "state"))
-                if not isinstance(email, str) or not email:
-                    errs.required(f"{where}email")
-                elif not _EMAIL.match(email):
-                    errs.invalid(f"{where}email", "must be an e-mail address")
-                parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-                if not url:
-                    errs.required(f"{where}callback_url")
-                elif parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-                    errs.invalid(f"{where}callback_url", "must be an absolute http or https URL")
-                if not isinstance(scope, str) or not scope.split():
-                    errs.required(f"{where}scope")
-                elif not set(scope.split()) <= granted:
-                    errs.invalid(f"{where}scope", "must be within the delegated_scope the administrator granted")
-                if st is not None and not isinstance(st, str):
-                    errs.invalid(f"{where}state", "must be a string")
-                if not errs:
-                    checked.append({"email": email, "callback_url": url, "scope": " ".join(scope.split()),
-                                    "state": st})
+                member = _check_entry(entry, f"{prefix}[{n}]" if prefix else "", granted, errs)
+                if member is not None:
+                    checked.append(member)
             errs.raise_if_any()
             account.requests += 1
             for entry in checked:
@@ -491,6 +456,53 @@ class Enterprise:
                 ],
                 "callbacks": [dict(c) for c in self.callbacks],
             }
+
+
+def _entries(data: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """The entries of a service account authorization request (single or collection format) and
+    the collection's field name (None: the single format)."""
+    if "service_account_authorizations" not in data:
+        return [data], None
+    name = "service_account_authorizations"
+    errs = FieldErrors()
+    if any(k in data for k in ("email", "callback_url", "scope", "state")):
+        errs.invalid(name, "a mix of the single and the collection formats is not permitted")
+        errs.raise_if_any()
+    entries = data[name]
+    if not isinstance(entries, list) or not entries:
+        errs.invalid(name, "must be a non-empty array")
+        errs.raise_if_any()
+    if len(entries) > MAX_AUTHORIZATIONS_PER_REQUEST:
+        errs.invalid(name, f"at most {MAX_AUTHORIZATIONS_PER_REQUEST} entries per request")
+        errs.raise_if_any()
+    return entries, name
+
+
+def _check_entry(entry: Any, at: str, granted: set[str], errs: FieldErrors) -> dict[str, str] | None:
+    """One member entry, checked; returned cleaned while no entry so far had an error."""
+    if not isinstance(entry, dict):
+        errs.invalid(at, "must be an object")
+        return None
+    where = f"{at}." if at else ""
+    email, url, scope, st = (entry.get(k) for k in ("email", "callback_url", "scope", "state"))
+    if not isinstance(email, str) or not email:
+        errs.required(f"{where}email")
+    elif not _EMAIL.match(email):
+        errs.invalid(f"{where}email", "must be an e-mail address")
+    parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if not url:
+        errs.required(f"{where}callback_url")
+    elif parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        errs.invalid(f"{where}callback_url", "must be an absolute http or https URL")
+    if not isinstance(scope, str) or not scope.split():
+        errs.required(f"{where}scope")
+    elif not set(scope.split()) <= granted:
+        errs.invalid(f"{where}scope", "must be within the delegated_scope the administrator granted")
+    if st is not None and not isinstance(st, str):
+        errs.invalid(f"{where}state", "must be a string")
+    if errs:
+        return None
+    return {"email": email, "callback_url": url, "scope": " ".join(scope.split()), "state": st}
 
 
 def add_routes(router: Router, enterprise: Enterprise) -> None:
