@@ -199,7 +199,7 @@ class Emulator:
     # ------------------------------------------------------------------------------------------
     # inspection
     # ------------------------------------------------------------------------------------------
-    def _record_request(
+    def record_request(
         self, request: Request, status: int | None, started: float, fault: str | None
     ) -> None:
         entry = {

@@ -162,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
             traceback.print_exc(file=sys.stderr)
             response = json_response(500, {"error": "internal_error"})
         # Log before answering, so a client that saw the answer also sees the log entry.
-        self.server.emu._record_request(request, None if response.drop else response.status, started, fault_name)
+        self.server.emu.record_request(request, None if response.drop else response.status, started, fault_name)
         if response.drop:
             self.close_connection = True
         else:

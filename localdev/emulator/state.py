@@ -163,6 +163,11 @@ class EmulatorState:
         name: str | None = None,
         zoneinfo: str = "Etc/UTC",
     ) -> dict[str, Any]:
+        """Seed a calendar account (a Cronofy profile) with its calendars.
+
+        ``calendars``: ``[{"name", "readonly"=False, "primary"=False, "deleted"=False}]``; default one
+        writable primary calendar named after the e-mail.
+        """
         key = (provider or "").strip().lower()
         if key not in PROVIDERS:
             raise EmulatorError(f"unknown provider {provider!r}; use google, microsoft or apple")
