@@ -29,7 +29,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 import botocore.client  # noqa: E402
 
 from calsync.models import Connection, ConnectionState, utcnow  # noqa: E402
-from localdev.stack import LocalStack  # noqa: E402
+from localdev.stack import DevStack  # noqa: E402
 
 ORG = "org_bench"
 ZONES = ["America/Los_Angeles", "America/Denver"]
@@ -95,7 +95,7 @@ def seed(stack, users: list[str], monday, rng: random.Random) -> int:
 
 def main(users_n: int = 10, days: int = 14, calls: int = 200) -> dict:
     rng = random.Random(13)
-    with LocalStack() as stack:
+    with DevStack() as stack:
         today = datetime.now(UTC).date()
         monday = today + timedelta(days=7 + (7 - today.weekday()) % 7)
         users = [f"u_{i}" for i in range(users_n)]

@@ -24,8 +24,8 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 from bench import meters  # noqa: E402
 from calsync.milestones import event_id_for  # noqa: E402
-from localdev.stack import LocalStack  # noqa: E402
-from tests.helpers import connect, in_days, milestone  # noqa: E402
+from localdev.builders import connect, in_days, milestone  # noqa: E402
+from localdev.stack import DevStack  # noqa: E402
 
 
 def main() -> dict:
@@ -36,7 +36,7 @@ def main() -> dict:
     per_second, per_minute = (int(x) for x in os.environ.get("BURST_LIMIT", "50,500").split(","))
     # The emulator enforces Cronofy's limit; our limiter is configured with the same numbers.
     os.environ["RATE_LIMIT_PER_SECOND"], os.environ["RATE_LIMIT_PER_MINUTE"] = str(per_second), str(per_minute)
-    with LocalStack(emulator_options={"rate_limit": (per_second, per_minute)}) as stack:
+    with DevStack(emulator_options={"rate_limit": (per_second, per_minute)}) as stack:
         users = [f"u_{i:03d}" for i in range(users_n)]
         calendars = {}
         started = time.monotonic()

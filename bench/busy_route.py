@@ -20,8 +20,8 @@ import botocore.client  # noqa: E402
 
 from calsync.busy import Busy  # noqa: E402
 from calsync.models import Connection, ConnectionState, utcnow  # noqa: E402
-from localdev.stack import LocalStack  # noqa: E402
-from tests.helpers import in_days, iso  # noqa: E402
+from localdev.builders import in_days, iso  # noqa: E402
+from localdev.stack import DevStack  # noqa: E402
 
 
 class OwnEvents:
@@ -36,7 +36,7 @@ class OwnEvents:
 
 
 def main(users_n: int = 50, calls: int = 200) -> dict:
-    with LocalStack() as stack:
+    with DevStack() as stack:
         from calsync import wiring
 
         busy: Busy = wiring.busy()

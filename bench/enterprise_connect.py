@@ -22,8 +22,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 from localdev import enterprise_flow as ec  # noqa: E402
-from localdev.stack import LocalStack  # noqa: E402
-from tests.helpers import in_days, milestone  # noqa: E402
+from localdev.builders import in_days, milestone  # noqa: E402
+from localdev.stack import DevStack  # noqa: E402
 
 ORG = "org_sunbright"
 DOMAIN = "crew.example"
@@ -38,7 +38,7 @@ def _endpoint(path: str) -> str:
 
 
 def run(members: int, per_member: int) -> dict:
-    with LocalStack(emulator_options={"rate_limit": LIMIT}) as stack:
+    with DevStack(emulator_options={"rate_limit": LIMIT}) as stack:
         stack.emulator.add_enterprise_domain("google", DOMAIN)
         crew = [(f"u_crew{i:03d}", f"crew{i:03d}@{DOMAIN}") for i in range(members)]
         for _user_id, email in crew:

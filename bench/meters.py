@@ -1,11 +1,11 @@
 """Meters for bench/week.py: what the handlers ask of AWS and Cronofy, how long each invocation takes
 and how much it allocates. Everything here wraps from the outside (botocore, requests, one
-LocalStack instance); nothing in the service or the local stack is changed.
+DevStack instance); nothing in the service or the local stack is changed.
 
 - `AwsMeter` wraps `botocore.client.BaseClient._make_api_call`: every AWS request counted by owner
   (the function whose invocation made it, or "harness" for the local stack and the simulated core
   platform), service and operation, with DynamoDB request units estimated from item sizes.
-- `InvokeMeter` wraps `LocalStack.invoke` on one instance: wall time, the AWS and Cronofy requests of
+- `InvokeMeter` wraps `DevStack.invoke` on one instance: wall time, the AWS and Cronofy requests of
   each invocation, and (sampled, never two at once) the tracemalloc peak.
 - `fast_moto_queries()` keeps moto's Query at O(partition): moto 5 sorts the whole table on every
   Query, which at this workload's ~20,000 items would make the harness, not the service, the bench.
@@ -18,9 +18,10 @@ import threading
 import time
 import tracemalloc
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import botocore.client
 import requests
@@ -107,45 +108,64 @@ class Capacity:
 
     def units(self, operation: str, params: dict[str, Any], response: dict[str, Any] | None) -> tuple[float, float]:
         """(read units, write units)."""
-        response = response or {}
-        if operation == "PutItem":
-            return 0.0, self._write_units(params["Item"])
-        if operation == "UpdateItem":
-            return 0.0, 1.0
-        if operation == "DeleteItem":
-            return 0.0, self._delete_units(params["Key"])
-        if operation == "BatchWriteItem":
-            total = 0.0
-            for requests_ in params["RequestItems"].values():
-                for r in requests_:
-                    total += self._write_units(r["PutRequest"]["Item"]) if "PutRequest" in r else \
-                        self._delete_units(r["DeleteRequest"]["Key"])
-            return 0.0, total
-        if operation == "TransactWriteItems":
-            total = 0.0
-            for entry in params["TransactItems"]:
-                if "Put" in entry:
-                    total += self._write_units(entry["Put"]["Item"])
-                elif "Delete" in entry:
-                    total += self._delete_units(entry["Delete"]["Key"])
-                else:
-                    total += 1
-            return 0.0, 2 * total  # transactions cost double
-        if operation == "GetItem":
-            item = response.get("Item")
-            return self._read_units([item_size(item)] if item else [0], params.get("ConsistentRead", False),
-                                    True), 0.0
-        if operation == "BatchGetItem":
-            total = 0.0
-            for table, request in params["RequestItems"].items():
-                found = response.get("Responses", {}).get(table, [])
-                sizes = [item_size(i) for i in found] + [0] * max(0, len(request["Keys"]) - len(found))
-                total += self._read_units(sizes, request.get("ConsistentRead", False), True)
-            return total, 0.0
-        if operation in ("Query", "Scan"):
-            sizes = [item_size(i) for i in response.get("Items", [])]
-            return self._read_units(sizes, params.get("ConsistentRead", False), False), 0.0
-        return 0.0, 0.0
+        cost = self._COSTS.get(operation)
+        return cost(self, params, response or {}) if cost else (0.0, 0.0)
+
+    def _put(self, params: dict[str, Any], response: dict[str, Any]) -> tuple[float, float]:
+        return 0.0, self._write_units(params["Item"])
+
+    def _update(self, params: dict[str, Any], response: dict[str, Any]) -> tuple[float, float]:
+        return 0.0, 1.0
+
+    def _delete(self, params: dict[str, Any], response: dict[str, Any]) -> tuple[float, float]:
+        return 0.0, self._delete_units(params["Key"])
+
+    def _batch_write(self, params: dict[str, Any], response: dict[str, Any]) -> tuple[float, float]:
+        total = 0.0
+        for requests_ in params["RequestItems"].values():
+            for r in requests_:
+                total += self._write_units(r["PutRequest"]["Item"]) if "PutRequest" in r else \
+                    self._delete_units(r["DeleteRequest"]["Key"])
+        return 0.0, total
+
+    def _transact_write(self, params: dict[str, Any], response: dict[str, Any]) -> tuple[float, float]:
+        total = 0.0
+        for entry in params["TransactItems"]:
+            if "Put" in entry:
+                total += self._write_units(entry["Put"]["Item"])
+            elif "Delete" in entry:
+                total += self._delete_units(entry["Delete"]["Key"])
+            else:
+                total += 1
+        return 0.0, 2 * total  # transactions cost double
+
+    def _get(self, params: dict[str, Any], response: dict[str, Any]) -> tuple[float, float]:
+        item = response.get("Item")
+        return self._read_units([item_size(item)] if item else [0], params.get("ConsistentRead", False), True), 0.0
+
+    def _batch_get(self, params: dict[str, Any], response: dict[str, Any]) -> tuple[float, float]:
+        total = 0.0
+        for table, request in params["RequestItems"].items():
+            found = response.get("Responses", {}).get(table, [])
+            sizes = [item_size(i) for i in found] + [0] * max(0, len(request["Keys"]) - len(found))
+            total += self._read_units(sizes, request.get("ConsistentRead", False), True)
+        return total, 0.0
+
+    def _query(self, params: dict[str, Any], response: dict[str, Any]) -> tuple[float, float]:
+        sizes = [item_size(i) for i in response.get("Items", [])]
+        return self._read_units(sizes, params.get("ConsistentRead", False), False), 0.0
+
+    _COSTS: ClassVar[dict[str, Callable[..., tuple[float, float]]]] = {
+        "PutItem": _put,
+        "UpdateItem": _update,
+        "DeleteItem": _delete,
+        "BatchWriteItem": _batch_write,
+        "TransactWriteItems": _transact_write,
+        "GetItem": _get,
+        "BatchGetItem": _batch_get,
+        "Query": _query,
+        "Scan": _query,
+    }
 
 
 # ---- every AWS request ------------------------------------------------------------------------------------
@@ -247,7 +267,7 @@ class Invocation:
 
 
 class InvokeMeter:
-    """Wraps one LocalStack's `invoke` (instance attribute: the router, the SQS pump and the Step
+    """Wraps one DevStack's `invoke` (instance attribute: the router, the SQS pump and the Step
     Functions bridge all call `stack.invoke`)."""
 
     def __init__(self, stack, trace_first: int = 10, trace_every: int = 5):

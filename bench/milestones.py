@@ -18,12 +18,12 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 from localdev import browser  # noqa: E402
-from localdev.stack import LocalStack  # noqa: E402
-from tests.helpers import in_days, milestone  # noqa: E402
+from localdev.builders import in_days, milestone  # noqa: E402
+from localdev.stack import DevStack  # noqa: E402
 
 
 def one_run(n: int) -> dict:
-    with LocalStack() as stack:
+    with DevStack() as stack:
         account = stack.emulator.add_calendar_account("google", "crew@example.com",
                                                       calendars=[{"name": "Work", "primary": True}])
         for i in range(0, n, 10):

@@ -5,7 +5,7 @@
     ... bench/scale.py --quiet-day         (one day, no changes, every user loses one event silently)
 
 What is real and what is simulated
-- Real: every Lambda handler (invoked through `LocalStack.invoke`: SQS batches, the router for HTTP,
+- Real: every Lambda handler (invoked through `DevStack.invoke`: SQS batches, the router for HTTP,
   the backfill steps), the service's own Cronofy limiter at its defaults (50/s, 500/min, 5% margin:
   burst 40 then 7.25/s) and reconciler budget (150), the Cronofy emulator with its application rate
   limit on at Cronofy's limits (50/s, 500/min), its push notifications (through the router to the webhook
@@ -335,7 +335,7 @@ class Sim:
 
     def cronofy_catch_up(self) -> None:
         """Pushes delivered; with the realistic emulator (asynchronous writes, push retries) everything
-        it would do by itself is done now (its settle(), as LocalStack.drain does)."""
+        it would do by itself is done now (its settle(), as DevStack.drain does)."""
         emu = self.stack.emulator
         if hasattr(emu, "settle"):
             emu.settle(timeout=60)
@@ -876,7 +876,7 @@ class _DropMetrics:
 
 
 def run(cfg: Config) -> dict:
-    from localdev.stack import LocalStack
+    from localdev.stack import DevStack
 
     wall0 = time.perf_counter()
     if not isinstance(sys.stdout, _DropMetrics):
@@ -885,7 +885,7 @@ def run(cfg: Config) -> dict:
     with time_machine.travel(start_virtual, tick=False) as traveller:
         VirtualClock.traveller = traveller
         try:
-            stack = LocalStack(emulator_options={"rate_limit": (50, 500),
+            stack = DevStack(emulator_options={"rate_limit": (50, 500),
                                                  "access_token_ttl": int(cfg.token_hours * 3600)})
             stack._mock = NoMock()  # every AWS client is in memory: no moto interception of HTTP
             with stack:

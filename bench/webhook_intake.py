@@ -21,7 +21,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 from localdev import browser  # noqa: E402
 from localdev.emulator import sign_body  # noqa: E402
-from localdev.stack import CLIENT_SECRET, LocalStack  # noqa: E402
+from localdev.stack import CLIENT_SECRET, DevStack  # noqa: E402
 
 FUNCTION = "WebhookIntakeFunction"
 
@@ -54,7 +54,7 @@ def percentiles(samples_ms: list[float]) -> dict:
             "max_ms": round(max(samples_ms), 3), "mean_ms": round(statistics.fmean(samples_ms), 3)}
 
 
-def timed(stack: LocalStack, events: list[dict], expected_status: int) -> list[float]:
+def timed(stack: DevStack, events: list[dict], expected_status: int) -> list[float]:
     samples = []
     for event in events:
         started = time.perf_counter()
@@ -67,7 +67,7 @@ def timed(stack: LocalStack, events: list[dict], expected_status: int) -> list[f
 def main() -> dict:
     n = int(os.environ.get("NOTIFICATIONS", "1000"))
     warmup = 50
-    with LocalStack() as stack:
+    with DevStack() as stack:
         account = stack.emulator.add_calendar_account("google", "crew@example.com",
                                                       calendars=[{"name": "Work", "primary": True}])
         outcome = browser.connect(stack.browser("u_crew", "org_sunbright"), stack.base_url, "google",

@@ -43,8 +43,8 @@ os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "6000000")
 
 from bench import costmodel, meters, workload  # noqa: E402
 from localdev import template  # noqa: E402
-from localdev.stack import LocalStack  # noqa: E402
-from tests.helpers import connect  # noqa: E402
+from localdev.builders import connect  # noqa: E402
+from localdev.stack import DevStack  # noqa: E402
 
 HTTP_FUNCTIONS = ("CalendarApiFunction", "OAuthCallbackFunction", "WebhookIntakeFunction")
 SQS_FUNCTIONS = ("MilestonePushFunction", "NotificationProcessorFunction", "DeactivationCleanupFunction")
@@ -83,9 +83,9 @@ def pct(samples: list[float], q: float) -> float:
 
 
 class Run:
-    """One week through one LocalStack, with its meters and the core platform's model."""
+    """One week through one DevStack, with its meters and the core platform's model."""
 
-    def __init__(self, stack: LocalStack, week: workload.Week):
+    def __init__(self, stack: DevStack, week: workload.Week):
         self.stack = stack
         self.week = week
         self.rng = random.Random(week.seed + 1)
@@ -227,25 +227,35 @@ class Run:
         return self.new_version(m, "reassign", before)
 
     def slot(self, s: int, slot: workload.Slot) -> None:
+        """One hour of the week: the core platform's messages, then the users' own changes, then
+        reads and departures."""
+        self._publish_slot(slot)
+        for mid in slot.solo_reschedules:
+            self.solo(self.week.milestones[mid])
+        self._users_act(s, slot)
+        for org_id in slot.busy_views:
+            self.busy_view(org_id)
+        self.core_platform_reads()
+        for user_id in slot.disconnects:
+            self.leave(user_id, deactivate=False)
+        for user_id in slot.deactivations:
+            self.leave(user_id, deactivate=True)
+        if slot.disconnects or slot.deactivations:
+            self.stack.drain()
+
+    def _publish_slot(self, slot: workload.Slot) -> None:
         ms = self.week.milestones
-        messages = []
-        for mid in slot.new:
-            m = ms[mid]
-            messages.append(self.new_version(m, "new", set()))
-        for mid in slot.reschedules:
-            messages.append(self.reschedule(ms[mid]))
-        for mid in slot.reassignments:
-            messages.append(self.reassign(ms[mid]))
-        for mid in self.pending_applied:  # calendar moves the core platform accepted last hour
-            messages.append(self.new_version(ms[mid], "applied", set()))
+        messages = [self.new_version(ms[mid], "new", set()) for mid in slot.new]
+        messages += [self.reschedule(ms[mid]) for mid in slot.reschedules]
+        messages += [self.reassign(ms[mid]) for mid in slot.reassignments]
+        # calendar moves the core platform accepted last hour
+        messages += [self.new_version(ms[mid], "applied", set()) for mid in self.pending_applied]
         self.pending_applied = []
         self.rng.shuffle(messages)
         self.publish(messages)
         self.stack.drain()
 
-        for mid in slot.solo_reschedules:
-            self.solo(ms[mid])
-
+    def _users_act(self, s: int, slot: workload.Slot) -> None:
         for _ in range(slot.calendar_moves):
             self.calendar_move()
         for user_id in slot.own_events:
@@ -255,17 +265,6 @@ class Run:
                     self.naive.add("notifications: full re-reads", self.naive.full_read(
                         self.events_on_calendars(user_id)))
         self.stack.drain()
-
-        for org_id in slot.busy_views:
-            self.busy_view(org_id)
-
-        self.core_platform_reads()
-        for user_id in slot.disconnects:
-            self.leave(user_id, deactivate=False)
-        for user_id in slot.deactivations:
-            self.leave(user_id, deactivate=True)
-        if slot.disconnects or slot.deactivations:
-            self.stack.drain()
 
     def solo(self, m: workload.Milestone) -> None:
         """One reschedule on its own: time from the send until the calendar shows it."""
@@ -385,7 +384,7 @@ class Run:
 
 # ---- after the run --------------------------------------------------------------------------------------
 
-def transitions(stack: LocalStack, since: float, until: float) -> tuple[int, int]:
+def transitions(stack: DevStack, since: float, until: float) -> tuple[int, int]:
     """(executions, state transitions) of the executions started in [since, until): every state entered,
     including those inside Map iterations, is one billed transition."""
     import boto3
@@ -504,7 +503,7 @@ def run_week(week: workload.Week) -> tuple[Run, dict]:
     meters.fast_moto_queries()
     tpl = template.load()
     mem = memory_sizes(tpl)
-    with LocalStack() as stack, Run(stack, week) as run:
+    with DevStack() as stack, Run(stack, week) as run:
         run.seed_accounts()
         started = time.perf_counter()
         with run.phase("before"):

@@ -84,11 +84,7 @@ def _z(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def build(seed: int = 6, milestones: int = 3000, before_share: float = 0.5, reschedules: int = 600,
-          calendar_moves: int = 150, reassignments: int = 20, disconnects: int = 5, deactivations: int = 1,
-          busy_views: int = 200, solo_samples: int = 50) -> Week:
-    rng = random.Random(seed)
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+def _users() -> list[User]:
     users: list[User] = []
     for org_id, size in ORGS:
         for i in range(size):
@@ -104,13 +100,16 @@ def build(seed: int = 6, milestones: int = 3000, before_share: float = 0.5, resc
             own = "before" if n % 5 == 0 else "during" if n % 5 == 1 else None
             users.append(User(user_id, org_id, PROVIDERS[n % 3], f"{user_id}@{org_id}.example", calendars, choose,
                               own))
+    return users
+
+
+def _milestones(rng: random.Random, now: datetime, users: list[User], count: int) -> dict[str, Milestone]:
     by_org: dict[str, list[str]] = {}
     for u in users:
         by_org.setdefault(u.org_id, []).append(u.user_id)
     weights = [size for _, size in ORGS]
-
     ms: dict[str, Milestone] = {}
-    for k in range(milestones):
+    for k in range(count):
         org_id = rng.choices([o for o, _ in ORGS], weights)[0]
         assignees = rng.sample(by_org[org_id], 2 if rng.random() < 0.25 else 1)
         all_day = rng.random() < 0.08
@@ -125,16 +124,12 @@ def build(seed: int = 6, milestones: int = 3000, before_share: float = 0.5, resc
         customer = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
         address = f"{rng.randint(1, 999)} {rng.choice(STREETS)}, Fresno, CA"
         ms[mid] = Milestone(mid, org_id, rng.choice(NAMES), customer, address, assignees, start, hours, all_day)
-    ids = list(ms)
-    cut = int(milestones * before_share)
-    before, during = ids[:cut], ids[cut:]
-    slots = [Slot() for _ in range(SLOTS)]
-    first_slot: dict[str, int] = dict.fromkeys(before, -1)
-    for mid in during:
-        s = rng.randrange(SLOTS - 1)
-        slots[s].new.append(mid)
-        first_slot[mid] = s
+    return ms
 
+
+def _schedule_changes(rng: random.Random, slots: list[Slot], ids: list[str], first_slot: dict[str, int],
+                      reschedules: int, reassignments: int, solo_samples: int) -> None:
+    """Reschedules (some measured on their own) and reassignments, each of a milestone that exists by then."""
     def existing_by(s: int) -> list[str]:
         return [m for m in ids if first_slot[m] < s]
 
@@ -152,6 +147,25 @@ def build(seed: int = 6, milestones: int = 3000, before_share: float = 0.5, resc
         mid = rng.choice(pool)
         done.add(mid)
         slots[s].reassignments.append(mid)
+
+
+def build(seed: int = 6, milestones: int = 3000, before_share: float = 0.5, reschedules: int = 600,
+          calendar_moves: int = 150, reassignments: int = 20, disconnects: int = 5, deactivations: int = 1,
+          busy_views: int = 200, solo_samples: int = 50) -> Week:
+    rng = random.Random(seed)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    users = _users()
+    ms = _milestones(rng, now, users, milestones)
+    ids = list(ms)
+    cut = int(milestones * before_share)
+    before, during = ids[:cut], ids[cut:]
+    slots = [Slot() for _ in range(SLOTS)]
+    first_slot: dict[str, int] = dict.fromkeys(before, -1)
+    for mid in during:
+        s = rng.randrange(SLOTS - 1)
+        slots[s].new.append(mid)
+        first_slot[mid] = s
+    _schedule_changes(rng, slots, ids, first_slot, reschedules, reassignments, solo_samples)
     for _ in range(calendar_moves):
         slots[rng.randrange(1, SLOTS - 1)].calendar_moves += 1
     for u in users:

@@ -14,7 +14,7 @@ from datetime import time as dt_time
 from zoneinfo import ZoneInfo
 
 from localdev import browser, demo_enterprise
-from localdev.stack import LocalStack
+from localdev.stack import DevStack
 
 ORG = "org_sunbright"
 
@@ -62,7 +62,7 @@ def _z(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _show_calendar(stack: LocalStack, calendar_id: str, label: str) -> dict[str, dict]:
+def _show_calendar(stack: DevStack, calendar_id: str, label: str) -> dict[str, dict]:
     events = {e["event_id"]: e for e in stack.emulator.events(calendar_id) if e["managed"] and not e["deleted"]}
     say(f"   {label}: {len(events)} SolarNexus event(s)")
     for event in sorted(events.values(), key=lambda e: e["start"]):
@@ -70,7 +70,7 @@ def _show_calendar(stack: LocalStack, calendar_id: str, label: str) -> dict[str,
     return events
 
 
-def run(stack: LocalStack) -> None:
+def run(stack: DevStack) -> None:
     emu = stack.emulator
     step("Calendars at the providers (emulated by the local Cronofy)")
     jane_work = emu.add_calendar_account("google", "jane.smith@example.com", calendars=[
@@ -244,7 +244,7 @@ def run(stack: LocalStack) -> None:
     demo_enterprise.run(stack, say, step, check, _milestone)  # an admin connects the crew at once (issue 15)
 
 
-def _crew_and_health(stack: LocalStack) -> None:
+def _crew_and_health(stack: DevStack) -> None:
     emu = stack.emulator
     pacific, mountain = ZoneInfo("America/Los_Angeles"), ZoneInfo("America/Denver")
     today = datetime.now(UTC).date()
@@ -325,13 +325,13 @@ def _crew_and_health(stack: LocalStack) -> None:
     check(answer["members"]["u_kai"]["stale"] is True, "the scheduler's availability flags Kai's data as stale")
 
 
-def _sub(stack: LocalStack, user_id: str) -> str:
+def _sub(stack: DevStack, user_id: str) -> str:
     from calsync import wiring
 
     return wiring.connection_service().store.get_connection(user_id).cronofy_sub
 
 
-def _check_gone(stack: LocalStack, session, user_id: str, sub: str, calendar_id: str) -> None:
+def _check_gone(stack: DevStack, session, user_id: str, sub: str, calendar_id: str) -> None:
     status = session.get(stack.url("/v1/calendar/connection")).json()
     left_events = [e for e in stack.emulator.events(calendar_id) if e["managed"] and not e["deleted"]]
     check(left_events == [], f"no SolarNexus event left on {user_id}'s calendar")
@@ -346,7 +346,7 @@ def _check_gone(stack: LocalStack, session, user_id: str, sub: str, calendar_id:
 def main() -> int:
     started = time.monotonic()
     say("SolarNexus Calendar Sync - local demo (moto + Cronofy emulator + the real Lambda handlers)")
-    with LocalStack() as stack:
+    with DevStack() as stack:
         say(f"   router (API Gateway stand-in): {stack.base_url}   Cronofy emulator: {stack.emulator.base_url}")
         try:
             run(stack)

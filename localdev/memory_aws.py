@@ -310,7 +310,7 @@ class MemoryKMS:
 
 
 class NoMock:
-    """Put in place of LocalStack's moto mock when every AWS client the process uses is in memory."""
+    """Put in place of DevStack's moto mock when every AWS client the process uses is in memory."""
 
     def start(self) -> None:
         pass

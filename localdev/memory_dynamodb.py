@@ -342,47 +342,62 @@ class _Eval:
         raise ValueError(f"not an operand: {node}")
 
     def test(self, node, item: dict) -> bool:
-        tag = node[0]
-        if tag == "and":
-            return self.test(node[1], item) & self.test(node[2], item)
-        if tag == "or":
-            return self.test(node[1], item) | self.test(node[2], item)
-        if tag == "not":
-            return not self.test(node[1], item)
-        if tag == "cmp":
-            a, b = self.operand(node[2], item), self.operand(node[3], item)
-            return _compare(node[1], a, b)
-        if tag == "between":
-            a, lo, hi = (self.operand(n, item) for n in node[1:])
-            return _compare(">=", a, lo) and _compare("<=", a, hi)
-        if tag == "in":
-            a = self.operand(node[1], item)
-            return any(_compare("=", a, self.operand(o, item)) for o in node[2])
-        if tag == "fn":
-            name, args = node[1], node[2]
-            if name == "attribute_exists":
-                return self.operand(args[0], item) is not None
-            if name == "attribute_not_exists":
-                return self.operand(args[0], item) is None
-            if name == "attribute_type":
-                return _kind(self.operand(args[0], item)) == _plain(self.operand(args[1], item))
-            if name == "begins_with":
-                a, b = self.operand(args[0], item), self.operand(args[1], item)
-                return a is not None and b is not None and _kind(a) == _kind(b) and _kind(a) in ("S", "B") \
-                    and _plain(a).startswith(_plain(b))
-            if name == "contains":
-                a, b = self.operand(args[0], item), self.operand(args[1], item)
-                if a is None or b is None:
-                    return False
-                ka = _kind(a)
-                if ka == "S":
-                    return _kind(b) == "S" and _plain(b) in _plain(a)
-                if ka in ("SS", "NS", "BS"):
-                    return next(iter(b.values())) in a[ka]
-                if ka == "L":
-                    return b in a["L"]
-                return False
-        raise ValueError(f"not a condition: {node}")
+        handler = _CONDITIONS.get(node[0])
+        if handler is None:
+            raise ValueError(f"not a condition: {node}")
+        return handler(self, node, item)
+
+    def _function(self, node, item: dict) -> bool:
+        check = _CONDITION_FUNCTIONS.get(node[1])
+        if check is None:
+            raise ValueError(f"not a condition: {node}")
+        return check(*(self.operand(arg, item) for arg in node[2]))
+
+
+def _begins_with(a: dict | None, b: dict | None) -> bool:
+    return a is not None and b is not None and _kind(a) == _kind(b) and _kind(a) in ("S", "B") \
+        and _plain(a).startswith(_plain(b))
+
+
+def _contains(a: dict | None, b: dict | None) -> bool:
+    if a is None or b is None:
+        return False
+    ka = _kind(a)
+    if ka == "S":
+        return _kind(b) == "S" and _plain(b) in _plain(a)
+    if ka in ("SS", "NS", "BS"):
+        return next(iter(b.values())) in a[ka]
+    if ka == "L":
+        return b in a["L"]
+    return False
+
+
+# Condition functions, on their evaluated operands.
+_CONDITION_FUNCTIONS = {
+    "attribute_exists": lambda a: a is not None,
+    "attribute_not_exists": lambda a: a is None,
+    "attribute_type": lambda a, t: _kind(a) == _plain(t),
+    "begins_with": _begins_with,
+    "contains": _contains,
+}
+
+
+def _between(ev: _Eval, node, item: dict) -> bool:
+    a, lo, hi = (ev.operand(n, item) for n in node[1:])
+    return _compare(">=", a, lo) and _compare("<=", a, hi)
+
+
+# Condition nodes by tag: (evaluator, node, item) -> bool. "and"/"or" evaluate both sides, as before.
+_CONDITIONS = {
+    "and": lambda ev, node, item: ev.test(node[1], item) & ev.test(node[2], item),
+    "or": lambda ev, node, item: ev.test(node[1], item) | ev.test(node[2], item),
+    "not": lambda ev, node, item: not ev.test(node[1], item),
+    "cmp": lambda ev, node, item: _compare(node[1], ev.operand(node[2], item), ev.operand(node[3], item)),
+    "between": _between,
+    "in": lambda ev, node, item: any(
+        _compare("=", ev.operand(node[1], item), ev.operand(o, item)) for o in node[2]),
+    "fn": _Eval._function,
+}
 
 
 def _compare(op: str, a: dict | None, b: dict | None) -> bool:
@@ -397,6 +412,36 @@ def _compare(op: str, a: dict | None, b: dict | None) -> bool:
         return False
     x, y = _plain(a), _plain(b)
     return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
+
+
+def _add(item: dict, name: str, add: dict, operation: str) -> None:
+    """UpdateExpression ADD: a number is added, a set's new members are appended."""
+    current = item.get(name)
+    if _kind(add) == "N":
+        base = _plain(current) if current is not None else Decimal(0)
+        if current is not None and _kind(current) != "N":
+            raise _error(_Exceptions.ValidationException, operation, "ADD: type mismatch")
+        item[name] = {"N": _number(base + _plain(add))}
+    elif _kind(add) in ("SS", "NS", "BS"):
+        k = _kind(add)
+        merged = list((current or {k: []})[k])
+        merged += [v for v in add[k] if v not in merged]
+        item[name] = {k: merged}
+    else:
+        raise _error(_Exceptions.ValidationException, operation, "ADD needs a number or a set")
+
+
+def _delete(item: dict, name: str, sub: dict) -> None:
+    """UpdateExpression DELETE: the set's members in `sub` go; an emptied set goes too."""
+    current = item.get(name)
+    if current is None:
+        return
+    k = _kind(current)
+    left = [v for v in current[k] if v not in sub.get(k, [])]
+    if left:
+        item[name] = {k: left}
+    else:
+        item.pop(name)
 
 
 # ---- the table ----------------------------------------------------------------------------------------
@@ -648,30 +693,9 @@ class MemoryDynamoDB:
             elif verb == "SET":
                 item[name] = _copy(self._set_value(ev, arg, old or {}, operation))
             elif verb == "ADD":
-                add = ev.operand(arg, old or {})
-                current = item.get(name)
-                if _kind(add) == "N":
-                    base = _plain(current) if current is not None else Decimal(0)
-                    if current is not None and _kind(current) != "N":
-                        raise _error(_Exceptions.ValidationException, operation, "ADD: type mismatch")
-                    item[name] = {"N": _number(base + _plain(add))}
-                elif _kind(add) in ("SS", "NS", "BS"):
-                    k = _kind(add)
-                    merged = list((current or {k: []})[k])
-                    merged += [v for v in add[k] if v not in merged]
-                    item[name] = {k: merged}
-                else:
-                    raise _error(_Exceptions.ValidationException, operation, "ADD needs a number or a set")
+                _add(item, name, ev.operand(arg, old or {}), operation)
             elif verb == "DELETE":
-                sub = ev.operand(arg, old or {})
-                current = item.get(name)
-                if current is not None:
-                    k = _kind(current)
-                    left = [v for v in current[k] if v not in sub.get(k, [])]
-                    if left:
-                        item[name] = {k: left}
-                    else:
-                        item.pop(name)
+                _delete(item, name, ev.operand(arg, old or {}))
         return item, changed
 
     def _set_value(self, ev: _Eval, node, item: dict, operation: str) -> dict:

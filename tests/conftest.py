@@ -9,9 +9,9 @@ import pytest
 def stack():
     """A fresh local stack per test: moto, the Cronofy emulator, the router and the real handlers
     (imported here, not at the top: tests/unit runs without moto and the emulator)."""
-    from localdev.stack import LocalStack
+    from localdev.stack import DevStack
 
-    with LocalStack() as local:
+    with DevStack() as local:
         yield local
 
 

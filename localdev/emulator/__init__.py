@@ -8,8 +8,8 @@ emu.stop()
 
 from .emulator import CronofyEmulator
 from .errors import ApiError, EmulatorError
+from .model import DEFAULT_SCOPE
 from .notify import SIGNATURE_HEADER, encode_notification, sign_body
-from .state import DEFAULT_SCOPE
 
 __all__ = [
     "DEFAULT_SCOPE",

@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from .errors import ApiError, FieldErrors, single_error
-from .state import (
+from .model import (
     MAX_CHANNELS_PER_ACCOUNT,
     AccessToken,
     Account,
     Calendar,
     Channel,
-    EmulatorState,
     Event,
-    _hex,
+    random_hex,
     scope_allows,
 )
+from .state import EmulatorState
 from .timefmt import day_start, fmt_time, get_zone, localized, parse_date, parse_time
 from .validation import EVENT_ID_RE, validate_upsert
 
@@ -194,7 +195,7 @@ def _paginate(
     size = state.page_size
     chunks = [items[i : i + size] for i in range(0, len(items), size)] or [[]]
     total = len(chunks)
-    tokens: list[str | None] = [None] + [_hex(24) for _ in range(1, total)] + [None]
+    tokens: list[str | None] = [None] + [random_hex(24) for _ in range(1, total)] + [None]
     for i in range(1, total):
         state.page_cursors[tokens[i]] = {  # type: ignore[index]
             "sub": account.sub,
@@ -426,6 +427,27 @@ def delete_event(
         return 202, None
 
 
+def _bulk_targets(own: list[Calendar], body: dict[str, Any], has_all: bool) -> list[Calendar]:
+    """The calendars a bulk delete names: all the account's (``delete_all``) or those listed."""
+    if has_all:
+        if body["delete_all"] is not True:
+            raise single_error(422, "delete_all", "errors.invalid", "delete_all must be true")
+        return own
+    ids = body["calendar_ids"]
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise single_error(
+            422,
+            "calendar_ids",
+            "errors.invalid",
+            "calendar_ids must be a non-empty list of calendar ids",
+        )
+    by_id = {c.calendar_id: c for c in own}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise single_error(422, "calendar_ids", "errors.invalid", f"unknown calendar_ids: {', '.join(unknown)}")
+    return [by_id[i] for i in ids]
+
+
 def bulk_delete(state: EmulatorState, account: Account, token: AccessToken, data: Any) -> Result:
     _require_scope(token, "delete_event")
     if data is None:
@@ -446,27 +468,7 @@ def bulk_delete(state: EmulatorState, account: Account, token: AccessToken, data
             "exactly one of delete_all or calendar_ids must be given",
         )
     with state.lock:
-        own = state.account_calendars(account)
-        if has_all:
-            if body["delete_all"] is not True:
-                raise single_error(422, "delete_all", "errors.invalid", "delete_all must be true")
-            targets = own
-        else:
-            ids = body["calendar_ids"]
-            if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-                raise single_error(
-                    422,
-                    "calendar_ids",
-                    "errors.invalid",
-                    "calendar_ids must be a non-empty list of calendar ids",
-                )
-            by_id = {c.calendar_id: c for c in own}
-            unknown = [i for i in ids if i not in by_id]
-            if unknown:
-                raise single_error(
-                    422, "calendar_ids", "errors.invalid", f"unknown calendar_ids: {', '.join(unknown)}"
-                )
-            targets = [by_id[i] for i in ids]
+        targets = _bulk_targets(state.account_calendars(account), body, has_all)
         for cal in targets:
             profile = state.profiles[cal.profile_id]
             if not profile.connected:
@@ -581,6 +583,49 @@ def _event_json(state: EmulatorState, event: Event, localize: bool) -> dict[str,
     return out
 
 
+def _last_modified_param(query: Query, errs: FieldErrors) -> datetime | None:
+    raw = _one(query, "last_modified")
+    if raw is None:
+        return None
+    try:
+        return parse_time(raw)
+    except ValueError as exc:
+        errs.invalid("last_modified", f"last_modified {exc}")
+        return None
+
+
+@dataclass(frozen=True)
+class _ReadFlags:
+    """What a read events query asks for, beyond the calendars."""
+
+    include_deleted: bool
+    include_managed: bool
+    only_managed: bool
+    include_moved: bool
+    last_modified: datetime | None
+    explicit_window: bool
+    zone: ZoneInfo
+    lo: datetime
+    hi: datetime
+
+
+def _selected(state: EmulatorState, event: Event, f: _ReadFlags) -> bool:
+    """Whether a read events query returns ``event``."""
+    if event.deleted and not f.include_deleted:
+        return False
+    if event.managed and not (f.include_managed or f.only_managed):
+        return False
+    if f.only_managed and not event.managed:
+        return False
+    if f.last_modified is not None:
+        stamp = event.external_updated if state.realism.last_modified_external_only else event.updated
+        if stamp is None or stamp < f.last_modified:
+            return False
+    if (not event.managed or f.explicit_window) and not _overlaps(event, f.zone, f.lo, f.hi, f.include_moved):
+        return False
+    return event.managed or _in_sync_window(state, event, f.zone, f.include_moved)
+
+
 def read_events(state: EmulatorState, account: Account, token: AccessToken, query: Query) -> Result:
     errs = FieldErrors()
     only_managed = _bool_param(query, "only_managed", errs)
@@ -592,13 +637,7 @@ def read_events(state: EmulatorState, account: Account, token: AccessToken, quer
     include_deleted = _bool_param(query, "include_deleted", errs)
     include_moved = _bool_param(query, "include_moved", errs)
     localize = _bool_param(query, "localized_times", errs)
-    last_modified = None
-    raw_lm = _one(query, "last_modified")
-    if raw_lm is not None:
-        try:
-            last_modified = parse_time(raw_lm)
-        except ValueError as exc:
-            errs.invalid("last_modified", f"last_modified {exc}")
+    last_modified = _last_modified_param(query, errs)
     with state.lock:
         wanted = _calendar_ids_param(state, account, query, errs)
         if q_from and q_to and q_to <= q_from:
@@ -606,29 +645,15 @@ def read_events(state: EmulatorState, account: Account, token: AccessToken, quer
         errs.raise_if_any()
         assert zone is not None
         lo, hi = _window(q_from, q_to, zone, state.now())
-        explicit_window = q_from is not None or q_to is not None
+        flags = _ReadFlags(
+            include_deleted, include_managed, only_managed, include_moved, last_modified,
+            q_from is not None or q_to is not None, zone, lo, hi,
+        )
         selected: list[Event] = []
         for cal in state.account_calendars(account):
             if wanted is not None and cal.calendar_id not in wanted:
                 continue
-            for event in cal.events.values():
-                if event.deleted and not include_deleted:
-                    continue
-                if event.managed and not (include_managed or only_managed):
-                    continue
-                if only_managed and not event.managed:
-                    continue
-                if last_modified is not None:
-                    stamp = event.external_updated if state.realism.last_modified_external_only else event.updated
-                    if stamp is None or stamp < last_modified:
-                        continue
-                if (not event.managed or explicit_window) and not _overlaps(
-                    event, zone, lo, hi, include_moved
-                ):
-                    continue
-                if not event.managed and not _in_sync_window(state, event, zone, include_moved):
-                    continue
-                selected.append(event)
+            selected += [e for e in cal.events.values() if _selected(state, e, flags)]
         selected.sort(key=lambda e: (_event_span(e, e.start, e.end, zone)[0], e.event_uid))
         items = [_event_json(state, e, localize) for e in selected]
         return 200, _paginate(state, account, "events", items)
@@ -690,10 +715,7 @@ def free_busy(state: EmulatorState, account: Account, token: AccessToken, query:
 # ------------------------------------------------------------------------------------------------
 
 
-def create_channel(state: EmulatorState, account: Account, token: AccessToken, data: Any) -> Result:
-    body = _json_object(data)
-    errs = FieldErrors()
-    url = body.get("callback_url")
+def _check_callback_url(url: Any, errs: FieldErrors) -> None:
     if url is None or url == "":
         errs.required("callback_url")
     elif not isinstance(url, str):
@@ -704,27 +726,40 @@ def create_channel(state: EmulatorState, account: Account, token: AccessToken, d
             errs.invalid("callback_url", "callback_url must be an http or https URL")
         elif len(url) > MAX_CALLBACK_URL:
             errs.invalid("callback_url", f"callback_url must be at most {MAX_CALLBACK_URL} characters")
-    filters_in = body.get("filters")
+
+
+def _channel_filters(state: EmulatorState, account: Account, filters_in: Any, errs: FieldErrors) -> dict[str, Any]:
+    """A channel's filters, checked (what is wrong is recorded in ``errs``)."""
     filters: dict[str, Any] = {}
+    if filters_in is None:
+        return filters
+    if not isinstance(filters_in, dict):
+        errs.invalid("filters", "filters must be an object")
+        return filters
+    if "calendar_ids" in filters_in:
+        ids = filters_in["calendar_ids"]
+        own = {c.calendar_id for c in state.account_calendars(account)}
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            errs.invalid("filters", "filters.calendar_ids must be a non-empty list")
+        elif any(i not in own for i in ids):
+            errs.invalid("filters", "filters.calendar_ids contains an unknown calendar")
+        else:
+            filters["calendar_ids"] = list(ids)
+    if "only_managed" in filters_in:
+        if not isinstance(filters_in["only_managed"], bool):
+            errs.invalid("filters", "filters.only_managed must be a boolean")
+        else:
+            filters["only_managed"] = filters_in["only_managed"]
+    return filters
+
+
+def create_channel(state: EmulatorState, account: Account, token: AccessToken, data: Any) -> Result:
+    body = _json_object(data)
+    errs = FieldErrors()
+    url = body.get("callback_url")
+    _check_callback_url(url, errs)
     with state.lock:
-        if filters_in is not None:
-            if not isinstance(filters_in, dict):
-                errs.invalid("filters", "filters must be an object")
-            else:
-                if "calendar_ids" in filters_in:
-                    ids = filters_in["calendar_ids"]
-                    own = {c.calendar_id for c in state.account_calendars(account)}
-                    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-                        errs.invalid("filters", "filters.calendar_ids must be a non-empty list")
-                    elif any(i not in own for i in ids):
-                        errs.invalid("filters", "filters.calendar_ids contains an unknown calendar")
-                    else:
-                        filters["calendar_ids"] = list(ids)
-                if "only_managed" in filters_in:
-                    if not isinstance(filters_in["only_managed"], bool):
-                        errs.invalid("filters", "filters.only_managed must be a boolean")
-                    else:
-                        filters["only_managed"] = filters_in["only_managed"]
+        filters = _channel_filters(state, account, body.get("filters"), errs)
         errs.raise_if_any()
         _require_scope(token, "read_free_busy", "create_event" if filters.get("only_managed") else None)
         open_channels = [c for c in state.channels.values() if c.open and c.sub == account.sub]
@@ -739,7 +774,7 @@ def create_channel(state: EmulatorState, account: Account, token: AccessToken, d
                 f"an account may have at most {MAX_CHANNELS_PER_ACCOUNT} open channels",
             )
         chan = Channel(
-            channel_id=f"chn_{_hex(24)}",
+            channel_id=f"chn_{random_hex(24)}",
             sub=account.sub,
             callback_url=url,
             filters=filters,

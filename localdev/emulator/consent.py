@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from html import escape
 
-from .state import Profile
+from .model import Profile
 
 HIDDEN_FIELDS = (
     "response_type",

@@ -1,76 +1,28 @@
-"""``CronofyEmulator``: the public Python face of the emulator."""
+"""``CronofyEmulator``: the public Python face of the emulator, and its HTTP server's lifecycle."""
 
 from __future__ import annotations
 
 import threading
-import time
-from datetime import datetime
-from typing import Any
 
 from .control import build_control_router
-from .enterprise import Enterprise
-from .errors import EmulatorError
-from .notify import Notifier
-from .realism import Realism
-from .server import EmulatorHTTPServer, Request, build_api_router, make_handler
-from .state import DEFAULT_SCOPE, EmulatorState
-from .timefmt import fmt_time
-from .traffic import FaultInjector, RateLimiter
+from .core import Emulator
+from .routes import build_api_router
+from .server import EmulatorHTTPServer
 
 
-class CronofyEmulator:
+class CronofyEmulator(Emulator):
     """A strict, in-process Cronofy API + OAuth app host for tests, demos and benchmarks.
 
     >>> emu = CronofyEmulator(); emu.start()
     >>> emu.add_calendar_account("google", "jane@example.com")
     >>> ...; emu.stop()
+
+    Everything but the server is ``Emulator`` (``core.py``); the calendar owner's actions are listed
+    in ``actions.py``.
     """
 
-    def __init__(
-        self,
-        client_id: str = "local-client",
-        client_secret: str = "local-secret",  # noqa: S107 - local emulator default
-        host: str = "127.0.0.1",
-        port: int = 0,
-        access_token_ttl: int = 3600,
-        page_size: int = 50,
-        rotate_refresh_tokens: bool = True,
-        rate_limit: tuple[int, int] | None = None,
-        notification_timeout: float = 5.0,
-        verbose: bool = False,
-        realism: Realism | dict[str, Any] | bool | None = None,
-    ) -> None:
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.host = host
-        self.port = port
-        self.verbose = verbose
-        self.realism = Realism.build(realism)
-        self.notifier = Notifier(
-            lambda: list(self.state.client_secrets),
-            timeout=notification_timeout,
-            clock=lambda: self.state.clock.precise(),
-            realism=lambda: self.realism,
-            on_give_up=lambda meta: self.state.give_up_channel(meta),
-        )
-        self.state = EmulatorState(
-            client_id=client_id,
-            client_secret=client_secret,
-            access_token_ttl=access_token_ttl,
-            page_size=page_size,
-            rotate_refresh_tokens=rotate_refresh_tokens,
-            notify=self.notifier.enqueue,
-            base_url=lambda: self.base_url,
-            realism=self.realism,
-        )
-        self.notifier.on_tick = self.state.tick
-        self.enterprise = Enterprise(self)  # Enterprise Connect (enterprise.py)
-        self.faults = FaultInjector()
-        self.limiter = RateLimiter(rate_limit)
-        self._log: list[dict[str, Any]] = []
-        self._log_lock = threading.Lock()
-        self._server: EmulatorHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+    _server: EmulatorHTTPServer | None = None  # while started
+    _thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------------
     # lifecycle
@@ -78,8 +30,9 @@ class CronofyEmulator:
     def start(self) -> CronofyEmulator:
         if self._server is not None:
             return self
-        handler = make_handler(self, build_api_router(self), build_control_router(self))
-        self._server = EmulatorHTTPServer((self.host, self.port), handler)
+        self._server = EmulatorHTTPServer(
+            (self.host, self.port), self, build_api_router(self), build_control_router(self)
+        )
         self.port = self._server.server_address[1]
         self.notifier.start()
         self._thread = threading.Thread(
@@ -108,274 +61,3 @@ class CronofyEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def reset(self) -> None:
-        """Forget every account, token, event and channel; clear faults, logs and statistics."""
-        self.state.reset()
-        self.notifier.clear_queue()
-        self.enterprise.reset()
-        self.faults.clear()
-        self.limiter.reset_stats()
-        self.clear_request_log()
-        self.notifier.clear_log()
-
-    # ------------------------------------------------------------------------------------------
-    # clock
-    # ------------------------------------------------------------------------------------------
-    def now(self) -> datetime:
-        """The emulator clock: UTC, whole seconds (real time plus any advance)."""
-        return self.state.now()
-
-    def now_iso(self) -> str:
-        return fmt_time(self.state.now())
-
-    def advance_clock(self, seconds: float) -> datetime:
-        now = self.state.clock.advance(seconds)
-        self.state.tick()  # writes and initial syncs now due land; the notifier sees due pushes
-        return now
-
-    # ------------------------------------------------------------------------------------------
-    # realism (issue 12): asynchronous writes, outside-only last_modified, push retries,
-    # duplicates and reordering, secret rotation, initial sync, window bounds
-    # ------------------------------------------------------------------------------------------
-    def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change realism settings at runtime (names: ``Realism`` fields). Returns them all."""
-        with self.state.lock:
-            self.realism = self.realism.updated(**changes)
-            self.state.realism = self.realism
-            if "push_seed" in changes:
-                self.notifier.reseed(self.realism.push_seed)
-            return self.realism.as_dict()
-
-    def settle(self, timeout: float = 10.0) -> bool:
-        """Everything Cronofy would do by itself, done now: land every pending write, finish every
-        running initial sync, deliver every queued push (retries without their backoff, until
-        delivered or the channel is given up). False if pushes were still pending at ``timeout``."""
-        self.state.tick(flush=True)
-        if not self.notifier.running:
-            return self.notifier.pending == 0
-        return self.notifier.flush(timeout)
-
-    flush = settle
-
-    @property
-    def pending_writes(self) -> int:
-        with self.state.lock:
-            return len(self.state.pending_writes)
-
-    def begin_secret_rotation(self, new_secret: str) -> list[str]:
-        """A second client secret becomes active: pushes carry two comma-separated HMACs (old, new)
-        and the OAuth endpoints accept either secret."""
-        return self.state.begin_secret_rotation(new_secret)
-
-    def complete_secret_rotation(self) -> list[str]:
-        """The old secret is retired: only the new one signs and authenticates."""
-        secrets = self.state.complete_secret_rotation()
-        self.client_secret = secrets[0]
-        return secrets
-
-    # ------------------------------------------------------------------------------------------
-    # seeding
-    # ------------------------------------------------------------------------------------------
-    def add_calendar_account(
-        self,
-        provider: str,
-        email: str,
-        calendars: list[dict[str, Any]] | None = None,
-        name: str | None = None,
-        zoneinfo: str = "Etc/UTC",
-    ) -> dict[str, Any]:
-        """Seed a calendar account (a Cronofy profile) with its calendars.
-
-        ``calendars``: ``[{"name", "readonly"=False, "primary"=False, "deleted"=False}]``; default one
-        writable primary calendar named after the e-mail.
-        """
-        return self.state.add_calendar_account(provider, email, calendars, name=name, zoneinfo=zoneinfo)
-
-    def update_calendar(
-        self,
-        calendar_id: str,
-        *,
-        readonly: bool | None = None,
-        deleted: bool | None = None,
-        name: str | None = None,
-    ) -> dict[str, Any]:
-        return self.state.update_calendar(calendar_id, readonly=readonly, deleted=deleted, name=name)
-
-    def add_enterprise_domain(self, provider: str, domain: str, admin_email: str | None = None) -> dict[str, Any]:
-        """A Google Workspace (``google``) or Microsoft 365 (``microsoft``) domain whose administrator can
-        authorize Enterprise Connect; its members are the seeded accounts with e-mail addresses there."""
-        return self.enterprise.add_domain(provider, domain, admin_email)
-
-    def enterprise_state(self) -> dict[str, Any]:
-        """Domains, service accounts (scopes, requests made, members asked for) and callbacks made."""
-        return self.enterprise.summary()
-
-    def profiles(self) -> list[dict[str, Any]]:
-        return self.state.list_profiles()
-
-    def issue_code(self, profile_id: str, redirect_uri: str, scope: str = DEFAULT_SCOPE) -> str:
-        """An authorization code for ``profile_id`` without going through the consent page."""
-        return self.state.issue_code(profile_id, redirect_uri, scope)
-
-    # ------------------------------------------------------------------------------------------
-    # the calendar owner's actions (each sends a ``change`` notification)
-    # ------------------------------------------------------------------------------------------
-    def move_event(
-        self,
-        calendar_id: str,
-        event_id: str | None = None,
-        event_uid: str | None = None,
-        *,
-        start: Any,
-        end: Any,
-    ) -> dict[str, Any]:
-        return self.state.move_event(calendar_id, event_id, event_uid, start=start, end=end)
-
-    def delete_event_as_user(
-        self, calendar_id: str, event_id: str | None = None, event_uid: str | None = None
-    ) -> dict[str, Any]:
-        return self.state.delete_event_as_user(calendar_id, event_id, event_uid)
-
-    def add_external_event(
-        self,
-        calendar_id: str,
-        summary: str,
-        start: Any,
-        end: Any,
-        transparency: str = "opaque",
-        status: str = "confirmed",
-        **extra: Any,
-    ) -> str:
-        return self.state.add_external_event(calendar_id, summary, start, end, transparency, status, **extra)
-
-    def set_zoneinfo(self, profile_id: str, zoneinfo: str) -> dict[str, Any]:
-        return self.state.set_zoneinfo(profile_id, zoneinfo)
-
-    def disconnect_profile(self, profile_id: str) -> dict[str, Any]:
-        return self.state.disconnect_profile(profile_id)
-
-    def reconnect_profile(self, profile_id: str) -> dict[str, Any]:
-        return self.state.reconnect_profile(profile_id)
-
-    def revoke_account(self, sub: str) -> dict[str, Any]:
-        return self.state.revoke_account(sub)
-
-    def close_channel(self, channel_id: str) -> dict[str, Any]:
-        return self.state.close_channel(channel_id)
-
-    def drift_event(self, calendar_id: str, event_id: str, **changes: Any) -> None:
-        """Change (start/end/summary) or lose (vanish=True) an event silently: no notification."""
-        self.state.drift_event(calendar_id, event_id, **changes)
-
-    # ------------------------------------------------------------------------------------------
-    # faults and limits
-    # ------------------------------------------------------------------------------------------
-    def add_fault(
-        self,
-        path_prefix: str = "/v1/",
-        method: str | None = None,
-        status: int | None = 429,
-        retry_after: int | None = None,
-        count: int | None = 1,
-        latency_ms: int = 0,
-        mode: str = "status",
-    ) -> dict[str, Any]:
-        """Make the next ``count`` matching requests fail (``None`` = until cleared).
-
-        mode ``status``: sleep ``latency_ms``, then answer ``status`` (``None`` = just add latency and
-        handle the request normally). ``timeout``: hang ``latency_ms``, then handle it normally (the
-        write happens even though a client with a shorter timeout gave up). ``drop``: close the
-        connection without an answer; the request is not applied.
-        """
-        return self.faults.add(
-            path_prefix=path_prefix,
-            method=method,
-            status=status,
-            retry_after=retry_after,
-            count=count,
-            latency_ms=latency_ms,
-            mode=mode,
-        )
-
-    def clear_faults(self) -> None:
-        self.faults.clear()
-
-    def set_rate_limit(self, rate_limit: tuple[int, int] | None) -> None:
-        self.limiter.set_limits(rate_limit)
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        return self.limiter.stats
-
-    # ------------------------------------------------------------------------------------------
-    # inspection
-    # ------------------------------------------------------------------------------------------
-    def _record_request(
-        self, request: Request, status: int | None, started: float, fault: str | None
-    ) -> None:
-        entry = {
-            "method": request.method,
-            "path": request.path,
-            "query": {k: list(v) for k, v in request.query.items()},
-            "status": status,
-            "at": started,
-            "duration_ms": round((time.time() - started) * 1000, 1),
-            "sub": request.sub,
-        }
-        if fault:
-            entry["fault"] = fault
-        with self._log_lock:
-            self._log.append(entry)
-
-    @property
-    def request_log(self) -> list[dict[str, Any]]:
-        with self._log_lock:
-            return [dict(e) for e in self._log]
-
-    def clear_request_log(self) -> None:
-        with self._log_lock:
-            self._log.clear()
-
-    def count_requests(self, method: str | None = None, path_prefix: str | None = None) -> int:
-        with self._log_lock:
-            return sum(
-                1
-                for e in self._log
-                if (method is None or e["method"] == method.upper())
-                and (path_prefix is None or e["path"].startswith(path_prefix))
-            )
-
-    def events(self, calendar_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
-        return self.state.events(calendar_id, include_deleted=include_deleted)
-
-    def account_state(self, sub: str) -> dict[str, Any]:
-        return self.state.account_state(sub)
-
-    def channels(self, sub: str | None = None) -> list[dict[str, Any]]:
-        return self.state.channels_list(sub)
-
-    def state_summary(self) -> dict[str, Any]:
-        summary = self.state.summary()
-        summary["stats"] = self.stats
-        summary["faults"] = self.faults.list()
-        return summary
-
-    @property
-    def notifications(self) -> list[dict[str, Any]]:
-        return self.notifier.log
-
-    def clear_notifications(self) -> None:
-        self.notifier.clear_log()
-
-    def wait_for_notifications(self, timeout: float = 5) -> bool:
-        """Block until every queued notification was delivered (retries included, their backoff
-        skipped) or its channel given up. False on timeout. Pending writes are not landed (see
-        ``settle``)."""
-        if not self.notifier.running:
-            raise EmulatorError("the emulator is not started; notifications are not being delivered")
-        return self.notifier.wait_idle(timeout)

@@ -53,14 +53,14 @@ import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from . import oauth
 from .errors import ApiError, EmulatorError, FieldErrors
-from .state import KNOWN_SCOPES
-
-if TYPE_CHECKING:
-    from .emulator import CronofyEmulator
-    from .server import Request, Response, Router
+from .model import KNOWN_SCOPES
+from .notify import sign_body
+from .state import EmulatorState
+from .web import Request, Response, Router, html_response, json_response, redirect, redirect_with
 
 SERVICE_ACCOUNT_SCOPES = frozenset({
     "service_account/accounts/manage",
@@ -219,12 +219,10 @@ class CallbackDeliverer:
 class Enterprise:
     """Enterprise Connect state; every method runs under the emulator state's lock."""
 
-    def __init__(self, emu: CronofyEmulator) -> None:
-        from .notify import sign_body
-
-        self.emu = emu
-        self.lock: threading.RLock = emu.state.lock
-        self.deliveries = CallbackDeliverer(lambda body: sign_body(emu.client_secret, body))
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+        self.lock: threading.RLock = state.lock
+        self.deliveries = CallbackDeliverer(lambda body: sign_body(state.client_secret, body))
         self.reset()
 
     def reset(self) -> None:
@@ -255,7 +253,7 @@ class Enterprise:
     def validate_authorize(self, params: dict[str, str]) -> str | None:
         if params.get("response_type") != "code":
             return "response_type must be code"
-        if params.get("client_id") != self.emu.client_id:
+        if params.get("client_id") != self.state.client_id:
             return "unknown client_id"
         parsed = urllib.parse.urlsplit(params.get("redirect_uri") or "")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -314,7 +312,7 @@ class Enterprise:
             code = _rand(32)
             self.codes[code] = _Code(code, params["redirect_uri"], domain, " ".join(params["scope"].split()),
                                      " ".join(params["delegated_scope"].split()),
-                                     self.emu.state.now() + CODE_TTL)
+                                     self.state.now() + CODE_TTL)
             return code
 
     # -- /oauth/token and revoke -----------------------------------------------------------------------
@@ -323,9 +321,9 @@ class Enterprise:
             return form.get("code") in self.codes or form.get("refresh_token") in self.refresh
 
     def token_endpoint(self, form: dict[str, str]) -> dict[str, Any]:
-        state = self.emu.state
+        state = self.state
         with self.lock:
-            state._check_client(form)
+            oauth.check_client(state, form)
             grant_type = form.get("grant_type")
             if grant_type == "authorization_code":
                 code = self.codes.pop(form.get("code") or "", None)  # spent whatever happens next
@@ -369,7 +367,7 @@ class Enterprise:
 
     def revoke(self, form: dict[str, str]) -> None:
         with self.lock:
-            self.emu.state._check_client(form)
+            oauth.check_client(self.state, form)
             token = form.get("token") or ""
             found = self.refresh.get(token) or self.access.get(token)
             if found is None:
@@ -391,7 +389,7 @@ class Enterprise:
         if token is None or token.revoked or self.service_accounts[token.service_account_id].revoked:
             raise ApiError(401, {"error": "invalid_token",
                                  "error_description": "the access token is not recognised or has been revoked"})
-        if token.expires_at is not None and self.emu.state.now() >= token.expires_at:
+        if token.expires_at is not None and self.state.now() >= token.expires_at:
             raise ApiError(401, {"error": "invalid_token", "error_description": "the access token has expired"})
         return self.service_accounts[token.service_account_id]
 
@@ -406,48 +404,13 @@ class Enterprise:
                 errs.required("body", "a JSON object is required")
                 errs.raise_if_any()
             errs = FieldErrors()
-            if "service_account_authorizations" in data:
-                if any(k in data for k in ("email", "callback_url", "scope", "state")):
-                    errs.invalid("service_account_authorizations",
-                                 "a mix of the single and the collection formats is not permitted")
-                    errs.raise_if_any()
-                entries = data["service_account_authorizations"]
-                if not isinstance(entries, list) or not entries:
-                    errs.invalid("service_account_authorizations", "must be a non-empty array")
-                    errs.raise_if_any()
-                if len(entries) > MAX_AUTHORIZATIONS_PER_REQUEST:
-                    errs.invalid("service_account_authorizations",
-                                 f"at most {MAX_AUTHORIZATIONS_PER_REQUEST} entries per request")
-                    errs.raise_if_any()
-                prefix = "service_account_authorizations"
-            else:
-                entries, prefix = [data], None
+            entries, prefix = _entries(data)
             granted = set(account.delegated_scope.split())
             checked: list[dict[str, str]] = []
             for n, entry in enumerate(entries):
-                where = f"{prefix}[{n}]." if prefix else ""
-                if not isinstance(entry, dict):
-                    errs.invalid(f"{prefix}[{n}]", "must be an object")
-                    continue
-                email, url, scope, st = (entry.get(k) for k in ("email", "callback_url", "scope", "state"))
-                if not isinstance(email, str) or not email:
-                    errs.required(f"{where}email")
-                elif not _EMAIL.match(email):
-                    errs.invalid(f"{where}email", "must be an e-mail address")
-                parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
-                if not url:
-                    errs.required(f"{where}callback_url")
-                elif parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
-                    errs.invalid(f"{where}callback_url", "must be an absolute http or https URL")
-                if not isinstance(scope, str) or not scope.split():
-                    errs.required(f"{where}scope")
-                elif not set(scope.split()) <= granted:
-                    errs.invalid(f"{where}scope", "must be within the delegated_scope the administrator granted")
-                if st is not None and not isinstance(st, str):
-                    errs.invalid(f"{where}state", "must be a string")
-                if not errs:
-                    checked.append({"email": email, "callback_url": url, "scope": " ".join(scope.split()),
-                                    "state": st})
+                member = _check_entry(entry, f"{prefix}[{n}]" if prefix else "", granted, errs)
+                if member is not None:
+                    checked.append(member)
             errs.raise_if_any()
             account.requests += 1
             for entry in checked:
@@ -462,14 +425,14 @@ class Enterprise:
             result = {"error": "not_in_domain", "error_key": "errors.not_in_domain",
                       "error_description": f"{email} is not in {account.domain}"}
         else:
-            profile = next((p for p in self.emu.state.profiles.values()
+            profile = next((p for p in self.state.profiles.values()
                             if p.email.lower() == email.lower() and p.provider_name in FAMILIES[account.provider]),
                            None)
             if profile is None:
                 result = {"error": "unknown_email", "error_key": "errors.unknown_email",
                           "error_description": f"no mailbox {email} in {account.domain}"}
             else:
-                result = {"code": self.emu.state.issue_code(profile.profile_id, entry["callback_url"],
+                result = {"code": oauth.issue_code(self.state, profile.profile_id, entry["callback_url"],
                                                             entry["scope"])}
         if entry.get("state") is not None:
             result["state"] = entry["state"]
@@ -495,17 +458,55 @@ class Enterprise:
             }
 
 
-def add_routes(router: Router, emu: CronofyEmulator) -> None:
+def _entries(data: dict[str, Any]) -> tuple[list[Any], str | None]:
+    """The entries of a service account authorization request (single or collection format) and
+    the collection's field name (None: the single format)."""
+    if "service_account_authorizations" not in data:
+        return [data], None
+    name = "service_account_authorizations"
+    errs = FieldErrors()
+    if any(k in data for k in ("email", "callback_url", "scope", "state")):
+        errs.invalid(name, "a mix of the single and the collection formats is not permitted")
+        errs.raise_if_any()
+    entries = data[name]
+    if not isinstance(entries, list) or not entries:
+        errs.invalid(name, "must be a non-empty array")
+        errs.raise_if_any()
+    if len(entries) > MAX_AUTHORIZATIONS_PER_REQUEST:
+        errs.invalid(name, f"at most {MAX_AUTHORIZATIONS_PER_REQUEST} entries per request")
+        errs.raise_if_any()
+    return entries, name
+
+
+def _check_entry(entry: Any, at: str, granted: set[str], errs: FieldErrors) -> dict[str, str] | None:
+    """One member entry, checked; returned cleaned while no entry so far had an error."""
+    if not isinstance(entry, dict):
+        errs.invalid(at, "must be an object")
+        return None
+    where = f"{at}." if at else ""
+    email, url, scope, st = (entry.get(k) for k in ("email", "callback_url", "scope", "state"))
+    if not isinstance(email, str) or not email:
+        errs.required(f"{where}email")
+    elif not _EMAIL.match(email):
+        errs.invalid(f"{where}email", "must be an e-mail address")
+    parsed = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if not url:
+        errs.required(f"{where}callback_url")
+    elif parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        errs.invalid(f"{where}callback_url", "must be an absolute http or https URL")
+    if not isinstance(scope, str) or not scope.split():
+        errs.required(f"{where}scope")
+    elif not set(scope.split()) <= granted:
+        errs.invalid(f"{where}scope", "must be within the delegated_scope the administrator granted")
+    if st is not None and not isinstance(st, str):
+        errs.invalid(f"{where}state", "must be a string")
+    if errs:
+        return None
+    return {"email": email, "callback_url": url, "scope": " ".join(scope.split()), "state": st}
+
+
+def add_routes(router: Router, enterprise: Enterprise) -> None:
     """The administrator's page (app host) and the delegated-access endpoint (API host)."""
-    from .server import html_response, json_response, redirect
-
-    enterprise = emu.enterprise
-
-    def _with(uri: str, params: dict[str, str | None]) -> str:
-        parts = urllib.parse.urlsplit(uri)
-        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        query += [(k, v) for k, v in params.items() if v is not None]
-        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
     def authorize_get(request: Request) -> Response:
         params = {k: v[0] for k, v in request.query.items() if v}
@@ -521,14 +522,15 @@ def add_routes(router: Router, emu: CronofyEmulator) -> None:
         if problem:
             return html_response(400, f'<!DOCTYPE html><p class="error" id="error">{escape(problem)}</p>')
         if params.get("decision") == "deny":
-            return redirect(_with(params["redirect_uri"], {"error": "access_denied", "state": params.get("state")}))
+            denied = {"error": "access_denied", "state": params.get("state")}
+            return redirect(redirect_with(params["redirect_uri"], denied))
         if params.get("decision") != "allow":
             return html_response(400, enterprise.authorize_page(params, "Choose Allow or Deny."))
         domain = params.get("domain") or ""
         if domain not in enterprise.domains:
             return html_response(400, enterprise.authorize_page(params, "Choose your domain."))
         code = enterprise.issue_code(params, domain)
-        return redirect(_with(params["redirect_uri"], {"code": code, "state": params.get("state")}))
+        return redirect(redirect_with(params["redirect_uri"], {"code": code, "state": params.get("state")}))
 
     def authorizations(request: Request) -> Response:
         enterprise.authorizations(request.headers.get("Authorization"), request.json())

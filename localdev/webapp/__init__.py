@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote
-
-if TYPE_CHECKING:
-    from localdev.stack import LocalStack
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -39,6 +36,8 @@ _SWAGGER_FILES = {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalo
 _ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 
 Answer = tuple[int, bytes, dict[str, str]]
+# (user_id, org_id, roles) -> a session JWT
+MintSession = Callable[[str, str, list[str]], str]
 
 
 def _file(path: Path) -> Answer:
@@ -53,14 +52,14 @@ def _text(status: int, text: str) -> Answer:
     return status, text.encode(), {"Content-Type": "text/plain; charset=utf-8"}
 
 
-def _session(stack: LocalStack, query: str) -> Answer:
+def _session(mint_session: MintSession, query: str) -> Answer:
     params = {k: v[0] for k, v in parse_qs(query).items()}
     user_id, org_id = params.get("as", ""), params.get("org", "")
     roles = [r for r in params.get("roles", "member").split(",") if r]
     if not _ID.match(user_id) or not _ID.match(org_id) or not all(_ID.match(r) for r in roles):
         return _json(400, {"error": {"code": "invalid_request",
                                      "message": "use /app/session?as=USER_ID&org=ORG_ID[&roles=admin,member]"}})
-    token = stack.session_token(user_id, org_id, roles)
+    token = mint_session(user_id, org_id, roles)
     return _json(200, {"token": token, "user_id": user_id, "org_id": org_id, "roles": roles})
 
 
@@ -74,7 +73,7 @@ def _docs_asset(name: str) -> Answer:
     return _file(SWAGGER_UI_DIST / name)
 
 
-def respond(stack: LocalStack, method: str, path: str, query: str) -> Answer:
+def respond(mint_session: MintSession, method: str, path: str, query: str) -> Answer:
     """(status, body, headers) for a request under /app, /docs or /openapi.json."""
     if method != "GET":
         return _text(405, "method not allowed")
@@ -82,7 +81,7 @@ def respond(stack: LocalStack, method: str, path: str, query: str) -> Answer:
         location = "/app/profile" + (f"?{query}" if query else "")
         return 302, b"", {"Location": quote(location, safe="/?&=%")}
     if path == "/app/session":
-        return _session(stack, query)
+        return _session(mint_session, query)
     if path.startswith("/app/static/"):
         name = path.removeprefix("/app/static/")
         return _file(HERE / name) if name in _APP_FILES else _text(404, "not found")

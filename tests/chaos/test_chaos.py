@@ -21,8 +21,8 @@ from calsync import wiring
 from calsync.milestones import event_id_for
 from calsync.store import Store
 from localdev import browser
-from localdev.stack import LocalStack
-from tests.helpers import connect, in_days, iso, milestone
+from localdev.builders import connect, in_days, iso, milestone
+from localdev.stack import DevStack
 
 SEEDS = [int(s) for s in os.environ.get("CHAOS_SEEDS", "7").split(",")]
 USERS = int(os.environ.get("CHAOS_USERS", "5"))
@@ -71,114 +71,193 @@ def deliver(stack, messages: list[dict], rng: random.Random) -> int:
     return len(copies) - len(messages)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_chaos(seed, monkeypatch, capsys):
-    rng = random.Random(seed)
-    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "1")
-    # the emulator's realism is on (asynchronous writes, outside-only last_modified, push retries,
-    # duplicates and reordering), its push randomness seeded with the run
-    with LocalStack(emulator_options={"rate_limit": (50, 500), "realism": {"push_seed": seed}}) as stack:
-        org = "org_sunbright"
-        users = [f"u_{i}" for i in range(USERS)]
-        accounts, sessions, calendars = {}, {}, {}
-        for u in users:
-            accounts[u] = stack.emulator.add_calendar_account("google", f"{u}@example.com", calendars=[
+class Chaos:
+    """One seeded run: the users, the SolarNexus changes sent, and what each phase leaves to check.
+    Every random choice comes from one generator, in a fixed order, so a seed replays exactly."""
+
+    org = "org_sunbright"
+    rounds = 6
+
+    def __init__(self, stack, seed: int):
+        self.stack, self.seed = stack, seed
+        self.rng = random.Random(seed)
+        self.users = [f"u_{i}" for i in range(USERS)]
+        self.accounts: dict[str, dict] = {}
+        self.sessions: dict = {}
+        self.calendars: dict[str, str] = {}
+        self.sent: list[dict] = []  # every milestone message, for the DLQ redrive
+        self.truth: dict[str, dict] = {}  # milestone id -> its newest message
+        self.versions: Counter = Counter()
+        self.duplicates = self.replays = 0
+        self.moved: dict[tuple[str, str], tuple[str, str]] = {}
+        self.cleanup_job: dict | None = None
+        self.deactivation: dict | None = None
+
+    # ---- setup ----
+    def connect_everyone(self) -> None:
+        emulator = self.stack.emulator
+        for u in self.users:
+            self.accounts[u] = emulator.add_calendar_account("google", f"{u}@example.com", calendars=[
                 {"name": "Work", "primary": True}, {"name": "Holidays", "readonly": True}])
-            if u == users[-1]:  # one heavy calendar: thousands of short appointments (issue 10, finding 4)
-                work = accounts[u]["calendars"][0]["calendar_id"]
+            if u == self.users[-1]:  # one heavy calendar: thousands of short appointments (issue 10, finding 4)
+                work = self.accounts[u]["calendars"][0]["calendar_id"]
                 first = in_days(1, 0)
                 for i in range(HEAVY_EVENTS):
                     at = first + timedelta(minutes=8 * i)
-                    stack.emulator.add_external_event(work, f"Call {i}", iso(at), iso(at + timedelta(minutes=5)))
-            sessions[u] = stack.browser(u, org)
-            calendars[u] = connect(stack, sessions[u], "google", accounts[u])
+                    emulator.add_external_event(work, f"Call {i}", iso(at), iso(at + timedelta(minutes=5)))
+            self.sessions[u] = self.stack.browser(u, self.org)
+            self.calendars[u] = connect(self.stack, self.sessions[u], "google", self.accounts[u])
 
-        # A teammate authorizes an account already connected (a shared mailbox): refused, nothing revoked
-        sharer = stack.browser("u_sharer", org)
-        shared = browser.connect(sharer, stack.base_url, "google", accounts[users[0]]["profile_id"])
+    def share_an_account(self) -> dict:
+        """A teammate authorizes an account already connected (a shared mailbox): refused, nothing revoked."""
+        sharer = self.stack.browser("u_sharer", self.org)
+        shared = browser.connect(sharer, self.stack.base_url, "google", self.accounts[self.users[0]]["profile_id"])
         assert shared == {"calendar_sync": "error", "reason": "account_in_use"}, shared
+        return shared
 
-        crashes = Crashes(rng, 0.04)
-        crashes.install(monkeypatch)
-        sent: list[dict] = []  # every milestone message, for the DLQ redrive below
-        replays = 0
-        # ---- SolarNexus changes, in rounds, each under fresh faults ----
-        truth: dict[str, dict] = {}  # milestone id -> its newest message
-        versions: Counter = Counter()
-        duplicates = 0
-        # one disconnects and connects again (its old cleanup job is replayed), one is deactivated
-        returning, deactivated = rng.sample(users, 2)
-        leaving = [deactivated]
-        cleanup_job = None
-        n_milestones = max(4, CHANGES // 4)
-        rounds = 6
-        for r in range(rounds):
-            batch = []
-            for _ in range(CHANGES // rounds):
-                mid = f"ms_{rng.randrange(n_milestones)}"
-                versions[mid] += 1
-                assignees = rng.sample(users, rng.choice([1, 1, 2]))
-                kind = rng.random()
-                if kind < 0.1:
-                    msg = milestone(mid, versions[mid], assignees, status="cancelled")
-                elif kind < 0.15:
-                    msg = {"type": "milestone.deleted", "message_id": f"d-{mid}-{versions[mid]}",
-                           "occurred_at": iso(datetime.now(UTC)), "org_id": org, "milestone_id": mid,
-                           "version": versions[mid]}
-                else:
-                    start = in_days(1 + rng.randrange(40), 8 + rng.randrange(9))
-                    msg = milestone(mid, versions[mid], assignees, start)
-                truth[mid] = msg
-                batch.append(msg)
-            duplicates += deliver(stack, batch, rng)
-            sent += batch
+    # ---- SolarNexus changes, in rounds, each under fresh faults ----
+    def change(self) -> dict:
+        rng = self.rng
+        mid = f"ms_{rng.randrange(max(4, CHANGES // 4))}"
+        self.versions[mid] += 1
+        version = self.versions[mid]
+        assignees = rng.sample(self.users, rng.choice([1, 1, 2]))
+        kind = rng.random()
+        if kind < 0.1:
+            msg = milestone(mid, version, assignees, status="cancelled")
+        elif kind < 0.15:
+            msg = {"type": "milestone.deleted", "message_id": f"d-{mid}-{version}",
+                   "occurred_at": iso(datetime.now(UTC)), "org_id": self.org, "milestone_id": mid,
+                   "version": version}
+        else:
+            start = in_days(1 + rng.randrange(40), 8 + rng.randrange(9))
+            msg = milestone(mid, version, assignees, start)
+        self.truth[mid] = msg
+        return msg
+
+    def run_rounds(self, crashes: Crashes, returning: str, deactivated: str) -> None:
+        stack, rng = self.stack, self.rng
+        for r in range(self.rounds):
+            batch = [self.change() for _ in range(CHANGES // self.rounds)]
+            self.duplicates += deliver(stack, batch, rng)
+            self.sent += batch
             faults(stack, rng)
             # the users' own events: Cronofy pushes `change` (retried, duplicated, reordered)
-            owner = rng.choice(users)
+            owner = rng.choice(self.users)
             day = in_days(1 + rng.randrange(30), 7)
-            stack.emulator.add_external_event(calendars[owner], "Own", iso(day), iso(day.replace(hour=8)))
-            if r == 3:  # a client secret rotation in the middle: Cronofy signs with both secrets ...
-                stack.emulator.begin_secret_rotation(f"chaos-rotated-secret-{seed}")
-            if r == 4:
-                stack.use_client_secret(f"chaos-rotated-secret-{seed}")  # ... we switch ...
-            if r == 2:
-                sessions[returning].delete(stack.url("/v1/calendar/connection"))
-                [cleanup_job] = stack.queue_messages("CleanupQueue")
-                for _ in range(2):  # delivered twice
-                    stack.send("CleanupQueue", cleanup_job)
-            if r == 3:
-                deactivation = {"type": "user.deactivated", "message_id": "chaos-1",
-                                "occurred_at": iso(datetime.now(UTC)), "org_id": org, "user_id": deactivated}
-                stack.send("UserEventsQueue", deactivation)
-            if r >= 4:
-                # A DLQ redrive mid-run: the old cleanup job (the user has connected again since), the
-                # deactivation, and a sample of older milestone messages, as they were first sent
-                redrive = [("CleanupQueue", cleanup_job), ("UserEventsQueue", deactivation)]
-                redrive += [("MilestoneEventsQueue", m) for m in rng.sample(sent, min(10, len(sent)))]
-                for queue, body in redrive:
-                    stack.send(queue, body)
-                replays += len(redrive)
+            stack.emulator.add_external_event(self.calendars[owner], "Own", iso(day), iso(day.replace(hour=8)))
+            self.round_events(r, returning, deactivated)
             stack.drain(timeout=300)
             if r == 3:
                 # The disconnected user connects again (quietly: the consent page is not under test here)
                 crashes.enabled = False
                 stack.emulator.clear_faults()
                 assert wiring.store().get_connection(returning) is None
-                calendars[returning] = connect(stack, sessions[returning], "google", accounts[returning])
+                self.calendars[returning] = connect(stack, self.sessions[returning], "google",
+                                                    self.accounts[returning])
                 crashes.enabled = True
 
-        # ---- calendar-side reschedules (the user drags events) ----
-        stack.emulator.advance_clock(5)
-        moved: dict[tuple[str, str], tuple[str, str]] = {}
-        staying = [u for u in users if u not in leaving]
+    def round_events(self, r: int, returning: str, deactivated: str) -> None:
+        """What happens besides the changes in round r: a secret rotation, a disconnection whose
+        cleanup job is delivered twice, a deactivation, DLQ redrives."""
+        stack = self.stack
+        if r == 3:  # a client secret rotation in the middle: Cronofy signs with both secrets ...
+            stack.emulator.begin_secret_rotation(f"chaos-rotated-secret-{self.seed}")
+        if r == 4:
+            stack.use_client_secret(f"chaos-rotated-secret-{self.seed}")  # ... we switch ...
+        if r == 2:
+            self.sessions[returning].delete(stack.url("/v1/calendar/connection"))
+            [self.cleanup_job] = stack.queue_messages("CleanupQueue")
+            for _ in range(2):  # delivered twice
+                stack.send("CleanupQueue", self.cleanup_job)
+        if r == 3:
+            self.deactivation = {"type": "user.deactivated", "message_id": "chaos-1",
+                                 "occurred_at": iso(datetime.now(UTC)), "org_id": self.org, "user_id": deactivated}
+            stack.send("UserEventsQueue", self.deactivation)
+        if r >= 4:
+            # A DLQ redrive mid-run: the old cleanup job (the user has connected again since), the
+            # deactivation, and a sample of older milestone messages, as they were first sent
+            redrive = [("CleanupQueue", self.cleanup_job), ("UserEventsQueue", self.deactivation)]
+            redrive += [("MilestoneEventsQueue", m) for m in self.rng.sample(self.sent, min(10, len(self.sent)))]
+            for queue, body in redrive:
+                stack.send(queue, body)
+            self.replays += len(redrive)
+
+    # ---- calendar-side reschedules (the user drags events) ----
+    def users_move_events(self, staying: list[str]) -> None:
+        emulator = self.stack.emulator
+        emulator.advance_clock(5)
         for u in staying:
-            ours = [e for e in stack.emulator.events(calendars[u]) if e["managed"] and not e["deleted"]]
-            for event in rng.sample(ours, min(2, len(ours))):
-                start = in_days(50 + rng.randrange(5), 10)
-                stack.emulator.move_event(calendars[u], event_id=event["event_id"], start=iso(start),
-                                          end=iso(start.replace(hour=11)))
-                moved[(u, event["event_id"])] = (iso(start), iso(start.replace(hour=11)))
-        faults(stack, rng)
+            ours = [e for e in emulator.events(self.calendars[u]) if e["managed"] and not e["deleted"]]
+            for event in self.rng.sample(ours, min(2, len(ours))):
+                start = in_days(50 + self.rng.randrange(5), 10)
+                emulator.move_event(self.calendars[u], event_id=event["event_id"], start=iso(start),
+                                    end=iso(start.replace(hour=11)))
+                self.moved[(u, event["event_id"])] = (iso(start), iso(start.replace(hour=11)))
+
+    # ---- invariants ----
+    def expected(self, u: str) -> dict[str, tuple[str, str]]:
+        """The user's SolarNexus events as the newest messages (and the user's own moves) say."""
+        expected = {}
+        for mid, msg in self.truth.items():
+            m = msg.get("milestone")
+            if m and m["status"] == "scheduled" and u in m["assignee_user_ids"]:
+                expected[event_id_for(mid)] = self.moved.get((u, event_id_for(mid)), (m["start"], m["end"]))
+        return expected
+
+    def calendars_checked(self, leaving: list[str]) -> tuple[list, int, int]:
+        """(calendars that differ from the truth, duplicate events, events left after leaving)."""
+        mismatches, duplicate_events, left_after_leaving = [], 0, 0
+        for u in self.users:
+            events = [e for e in self.stack.emulator.events(self.calendars[u]) if e["managed"] and not e["deleted"]]
+            ids = Counter(e["event_id"] for e in events)
+            duplicate_events += sum(c - 1 for c in ids.values())
+            if u in leaving:
+                left_after_leaving += len(events)
+                continue
+            actual = {e["event_id"]: (e["start"], e["end"]) for e in events}
+            expected = self.expected(u)
+            if actual != expected:
+                mismatches.append((u, sorted(set(actual.items()) ^ set(expected.items()))[:4]))
+        return mismatches, duplicate_events, left_after_leaving
+
+
+def push_statistics(pushes: list[dict]) -> dict[str, int]:
+    return {"attempts": len(pushes), "retried": sum(1 for n in pushes if n["attempt"] > 1),
+            "failed_attempts": sum(1 for n in pushes if n["error"]),
+            "duplicated": sum(1 for n in pushes if n.get("duplicate")),
+            "held_back": sum(1 for n in pushes if n.get("held_back")),
+            "two_signatures": sum(1 for n in pushes if "," in n["signature"])}
+
+
+def check_heavy_calendar(chaos: Chaos, leaving: list[str]) -> None:
+    """The heavy calendar: its busy periods are stored and served (one item per week, none too big)."""
+    heavy = chaos.users[-1]
+    if heavy in leaving or wiring.store().get_connection(heavy) is None:
+        return
+    day = in_days(3, 0)
+    busy = chaos.sessions[heavy].get(chaos.stack.url(f"/v1/orgs/{chaos.org}/busy"), params={
+        "user_ids": heavy, "from": iso(day), "to": iso(day + timedelta(hours=1))})
+    assert busy.status_code == 200 and len(busy.json()["users"][heavy]) == 8, busy.text
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_chaos(seed, monkeypatch, capsys):
+    monkeypatch.setenv("HTTP_TIMEOUT_SECONDS", "1")
+    # the emulator's realism is on (asynchronous writes, outside-only last_modified, push retries,
+    # duplicates and reordering), its push randomness seeded with the run
+    with DevStack(emulator_options={"rate_limit": (50, 500), "realism": {"push_seed": seed}}) as stack:
+        chaos = Chaos(stack, seed)
+        chaos.connect_everyone()
+        shared = chaos.share_an_account()
+        crashes = Crashes(chaos.rng, 0.04)
+        crashes.install(monkeypatch)
+        # one disconnects and connects again (its old cleanup job is replayed), one is deactivated
+        returning, deactivated = chaos.rng.sample(chaos.users, 2)
+        leaving = [deactivated]
+        chaos.run_rounds(crashes, returning, deactivated)
+        chaos.users_move_events([u for u in chaos.users if u not in leaving])
+        faults(stack, chaos.rng)
         stack.drain(timeout=300)
         stack.emulator.complete_secret_rotation()  # ... and the old one is retired
 
@@ -197,43 +276,24 @@ def test_chaos(seed, monkeypatch, capsys):
         changes = stack.queue_messages("CalendarChangesQueue")
         reported = {(m["user_id"], event_id_for(m["milestone_id"])) for m in changes
                     if m["type"] == "milestone.rescheduled_on_calendar"}
-        mismatches, duplicate_events, left_after_leaving = [], 0, 0
-        for u in users:
-            events = [e for e in stack.emulator.events(calendars[u]) if e["managed"] and not e["deleted"]]
-            ids = Counter(e["event_id"] for e in events)
-            duplicate_events += sum(c - 1 for c in ids.values())
-            if u in leaving:
-                left_after_leaving += len(events)
-                continue
-            actual = {e["event_id"]: (e["start"], e["end"]) for e in events}
-            expected = {}
-            for mid, msg in truth.items():
-                m = msg.get("milestone")
-                if m and m["status"] == "scheduled" and u in m["assignee_user_ids"]:
-                    expected[event_id_for(mid)] = moved.get((u, event_id_for(mid)), (m["start"], m["end"]))
-            if actual != expected:
-                mismatches.append((u, sorted(set(actual.items()) ^ set(expected.items()))[:4]))
-        lost_moves = [k for k in moved if k not in reported]
+        mismatches, duplicate_events, left_after_leaving = chaos.calendars_checked(leaving)
+        lost_moves = [k for k in chaos.moved if k not in reported]
         dead = sum(len(stack.queue_messages(q)) for q in ("MilestoneEventsDLQ", "UserEventsDLQ", "CleanupDLQ",
                                                              "NotificationsDLQ"))
         stats = stack.emulator.stats
         repairs = {k: v for k, v in heal.items() if v and k not in ("users", "cronofy_requests", "busy_refreshed")}
         faults_hit = sum(1 for e in stack.emulator.request_log if e.get("fault"))
         pushes = stack.emulator.notifications
-        push_stats = {"attempts": len(pushes), "retried": sum(1 for n in pushes if n["attempt"] > 1),
-                      "failed_attempts": sum(1 for n in pushes if n["error"]),
-                      "duplicated": sum(1 for n in pushes if n.get("duplicate")),
-                      "held_back": sum(1 for n in pushes if n.get("held_back")),
-                      "two_signatures": sum(1 for n in pushes if "," in n["signature"])}
+        push_stats = push_statistics(pushes)
         with capsys.disabled():
-            print(f"\nchaos seed={seed} users={USERS} changes={sum(versions.values())} "
-                  f"duplicates_delivered={duplicates} crashes={crashes.count} faults_hit={faults_hit} "
+            print(f"\nchaos seed={seed} users={USERS} changes={sum(chaos.versions.values())} "
+                  f"duplicates_delivered={chaos.duplicates} crashes={crashes.count} faults_hit={faults_hit} "
                   f"cronofy_429_for_rate={stats['rate_limited']} max_per_s={stats['max_per_second']} "
                   f"max_per_min={stats['max_per_minute']}")
             print(f"  calendars_wrong={len(mismatches)} duplicate_events={duplicate_events} "
-                  f"events_left_after_leaving={left_after_leaving} moves={len(moved)} moves_lost={len(lost_moves)} "
-                  f"dead_letters={dead} reconciler_repairs={repairs} replays={replays} "
-                  f"shared_account_refused={shared['reason'] == 'account_in_use'}")
+                  f"events_left_after_leaving={left_after_leaving} moves={len(chaos.moved)} "
+                  f"moves_lost={len(lost_moves)} dead_letters={dead} reconciler_repairs={repairs} "
+                  f"replays={chaos.replays} shared_account_refused={shared['reason'] == 'account_in_use'}")
             print(f"  cronofy pushes: {push_stats} channels_given_up="
                   f"{sum(1 for c in stack.emulator.state.channels.values() if c.closed_reason)}")
         assert mismatches == [], mismatches
@@ -248,10 +308,4 @@ def test_chaos(seed, monkeypatch, capsys):
         # the realistic Cronofy really was in play: retries, duplicates and a rotation
         assert push_stats["retried"] > 0 and push_stats["duplicated"] > 0 and push_stats["two_signatures"] > 0
         assert all(n["error"] is None for n in pushes if n["attempt"] == stack.emulator.realism.push_max_attempts)
-        # the heavy calendar: its busy periods are stored and served (one item per week, none too big)
-        heavy = users[-1]
-        if heavy not in leaving and wiring.store().get_connection(heavy) is not None:
-            day = in_days(3, 0)
-            busy = sessions[heavy].get(stack.url(f"/v1/orgs/{org}/busy"), params={
-                "user_ids": heavy, "from": iso(day), "to": iso(day + timedelta(hours=1))})
-            assert busy.status_code == 200 and len(busy.json()["users"][heavy]) == 8, busy.text
+        check_heavy_calendar(chaos, leaving)

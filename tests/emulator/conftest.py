@@ -8,6 +8,7 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from localdev.emulator import DEFAULT_SCOPE, CronofyEmulator
 CLIENT_ID = "test-client"
 CLIENT_SECRET = "test-secret-abc123"
 REDIRECT_URI = "http://app.test/v1/calendar/oauth/callback"
+# The offline Cronofy reference's sample payloads, beside the repository (../shared).
+CRONOFY_FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "cronofy-fixtures"
 _counter = itertools.count(1)
 
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
 
 from localdev.emulator.timefmt import fmt_date, fmt_time
 
-from .conftest import connect, timed_event
-
-FIXTURES = Path("/work/shared/reference/cronofy-fixtures")
+from .conftest import CRONOFY_FIXTURES, connect, timed_event
 
 
 def _soon(emu, days: int = 2, hour: int = 15, hours: int = 1) -> tuple[str, str]:
@@ -114,7 +111,7 @@ def test_only_managed(scene):
 def test_event_fields_match_the_fixture(scene):
     conn, _ = scene
     events, _ = _read_all(conn, include_managed="true")
-    fixture = json.loads((FIXTURES / "read_events_page1.json").read_text())["events"]
+    fixture = json.loads((CRONOFY_FIXTURES / "read_events_page1.json").read_text())["events"]
     external_keys = set(fixture[0])
     managed_keys = set(fixture[1])
     ext = next(e for e in events if e["summary"] == "Dentist")

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from .conftest import connect, landed, timed_event
-
-FIXTURES = Path("/work/shared/reference/cronofy-fixtures")
+from .conftest import CRONOFY_FIXTURES, connect, landed, timed_event
 
 
 def _errors(resp) -> dict:
@@ -18,7 +15,7 @@ def _errors(resp) -> dict:
 
 
 def test_upsert_fixture_body_is_accepted_and_stored(conn, emu):
-    body = json.loads((FIXTURES / "upsert_event_request.json").read_text())
+    body = json.loads((CRONOFY_FIXTURES / "upsert_event_request.json").read_text())
     resp = conn.upsert(body)
     assert resp.status_code == 202 and resp.content == b""
     assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
@@ -302,7 +299,7 @@ def test_bulk_delete_rejects_malformed_requests(emu, kwargs):
 
 def test_batch_fixture_gives_207_in_order(conn, emu):
     raw = (
-        (FIXTURES / "batch_request.json")
+        (CRONOFY_FIXTURES / "batch_request.json")
         .read_text()
         .replace("cal_ZfQk3xT7aBcD9eFg_a1b2c3d4e5", conn.calendar_id)
     )

@@ -93,6 +93,8 @@ def test_allow_and_deny_redirect_with_state(emu):
 
 
 def test_allow_requires_a_choice_when_several_accounts_match(emu):
+    # two of its own: the module's emulator is shared, and other tests may run on another worker
+    emu.add_calendar_account("google", unique_email("g"))
     emu.add_calendar_account("google", unique_email("g"))
     resp = consent(emu, None, provider_name="google")
     assert resp.status_code == 400

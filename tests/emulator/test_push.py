@@ -6,15 +6,12 @@ import base64
 import hashlib
 import hmac
 import json
-from pathlib import Path
 
 import pytest
 
 from localdev.emulator import SIGNATURE_HEADER, sign_body
 
-from .conftest import CLIENT_SECRET, Receiver, connect, make_emulator, timed_event
-
-FIXTURES = Path("/work/shared/reference/cronofy-fixtures")
+from .conftest import CLIENT_SECRET, CRONOFY_FIXTURES, Receiver, connect, make_emulator, timed_event
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +29,11 @@ def _verify(raw: bytes, header: str, secret: str = CLIENT_SECRET) -> bool:
 
 
 def test_sign_body_matches_fixture_vectors():
-    vectors = json.loads((FIXTURES / "hmac_test_vectors.json").read_text())
+    vectors = json.loads((CRONOFY_FIXTURES / "hmac_test_vectors.json").read_text())
     body = vectors["body"].encode()
     for vector in vectors["published_vectors"]:
         assert sign_body(vector["client_secret"], body) == vector["expected"]
-    raw = (FIXTURES / "notification_change.json").read_bytes()
+    raw = (CRONOFY_FIXTURES / "notification_change.json").read_bytes()
     derived = vectors["derived_vectors_for_fixture_files"]
     assert sign_body("CRN_NggYusqPGLxwjw5FHOJYOqSrTPNXy8WQf14OID", raw) == derived["notification_change.json"]
 

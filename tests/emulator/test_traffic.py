@@ -7,6 +7,8 @@ import time
 import pytest
 import requests
 
+from localdev.emulator import oauth
+
 from .conftest import connect, landed, make_emulator, timed_event, unique_email
 
 
@@ -277,7 +279,7 @@ def test_unexpected_errors_become_500_json_and_the_server_survives(emu, conn, mo
     def boom(*args, **kwargs):
         raise RuntimeError("bug in the emulator")
 
-    monkeypatch.setattr(emu.state, "authenticate", boom)
+    monkeypatch.setattr(oauth, "authenticate", boom)
     resp = conn.get("/v1/calendars")
     assert resp.status_code == 500 and resp.json() == {"error": "internal_error"}
     monkeypatch.undo()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from calsync import wiring
-from localdev.stack import LocalStack
+from localdev.stack import DevStack
 from tests.helpers import connect, in_days, iso, milestone, push
 
 EVENTS = 10_000
@@ -18,7 +18,7 @@ def roomy_stack(monkeypatch):
     # Reading 10,000 events is 200 pages: a limit this test is not about
     monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "100000")
     monkeypatch.setenv("RATE_LIMIT_PER_MINUTE", "6000000")
-    with LocalStack() as stack:
+    with DevStack() as stack:
         yield stack
 
 

@@ -13,7 +13,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from localdev.stack import LocalStack
+from localdev.stack import DevStack
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 schema = schemathesis.openapi.from_path(str(DOCUMENT))
@@ -22,7 +22,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 @pytest.fixture(scope="module")
 def api():
-    with LocalStack() as stack:
+    with DevStack() as stack:
         account = stack.emulator.add_calendar_account("google", "fuzz@example.com",
                                                       calendars=[{"name": "Work", "primary": True}])
         session = stack.browser("u_fuzz", "org_sunbright")
