@@ -12,10 +12,9 @@ from datetime import timedelta
 
 from calsync.busy import Busy
 from calsync.cronofy import CronofyRateLimited, CronofyUnavailable, InvalidGrant
-from calsync.models import BackfillProgress, ConnectionState, iso, utcnow
+from calsync.models import BackfillProgress, Connection, ConnectionState, iso, utcnow
 from calsync.observability import logger, metrics
 from calsync.ports import BackfillStepsStore, EventPublisher, TokenKeeper
-from calsync.store import ConflictError
 from calsync.sync import BACKFILL_DAYS, SyncEngine
 
 CHUNK_SIZE = 50
@@ -117,22 +116,24 @@ class BackfillSteps:
         return {"stale": False}
 
     def _settle(self, user_id: str, error: str | None, busy_built: bool = False) -> None:
-        for _ in range(3):
-            conn = self.store.get_connection(user_id)
-            if conn is None or conn.state != ConnectionState.SYNCING:
-                return
-            try:
-                now = utcnow()
-                # Every event was just written: the reconciler's first full check is a day away; busy
-                # periods not built here are rebuilt on its first visit.
-                self.store.save_connection(conn.model_copy(update={
-                    "state": ConnectionState.CONNECTED, "last_error": error,
-                    "last_error_at": now if error is not None else None,
-                    "last_sync_at": now if error is None else conn.last_sync_at, "updated_at": now,
-                    "last_checked_at": now if error is None else conn.last_checked_at,
-                    "busy_rebuilt_at": now if busy_built else None}))
-            except ConflictError:
-                continue
-            self.publisher.connection_changed(conn.org_id, user_id, ConnectionState.CONNECTED, error)
-            return
+        settled: list[Connection] = []
+
+        def settle(conn: Connection) -> Connection | None:
+            settled.clear()  # only the last attempt counts
+            if conn.state != ConnectionState.SYNCING:
+                return None  # moved on meanwhile (a disconnect, a newer backfill): not ours to settle
+            now = utcnow()
+            # Every event was just written: the reconciler's first full check is a day away; busy
+            # periods not built here are rebuilt on its first visit.
+            settled.append(conn)
+            return conn.model_copy(update={
+                "state": ConnectionState.CONNECTED, "last_error": error,
+                "last_error_at": now if error is not None else None,
+                "last_sync_at": now if error is None else conn.last_sync_at, "updated_at": now,
+                "last_checked_at": now if error is None else conn.last_checked_at,
+                "busy_rebuilt_at": now if busy_built else None})
+
+        saved = self.store.update_connection(user_id, settle)
+        if saved is not None and settled and saved.state == ConnectionState.CONNECTED:
+            self.publisher.connection_changed(saved.org_id, user_id, ConnectionState.CONNECTED, error)
 

@@ -21,6 +21,7 @@ from calsync.cronofy import (
     CronofyUser,
     InvalidGrant,
 )
+from calsync.dynamo import retry_on_conflict
 from calsync.errors import AccountInUse, ConflictError, Forbidden, InvalidRequest, InvalidState, NeedsReauth, NotFound
 from calsync.models import (
     CHECK_BEFORE_EXPIRY,
@@ -142,24 +143,35 @@ class ConnectionService:
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
         """Put the connection in needs_reauth (re-reading it when another writer, e.g. a finishing
         backfill, saved it meanwhile)."""
-        for _ in range(5):
-            if conn.state in (ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING):
+        held: list[Connection] = [conn]
+        marked: list[Connection] = []
+        gone: list[bool] = []
+
+        def read() -> Connection | None:  # the connection the caller holds first, then fresh reads
+            current = held.pop() if held else self.store.get_connection(conn.user_id)
+            if current is None:
+                gone.append(True)
+            return current
+
+        def mark(current: Connection) -> Connection | None:
+            marked.clear()  # only the last attempt counts
+            if current.state in (ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING):
+                return None
+            marked.append(current)
+            return current.model_copy(update={
+                "state": ConnectionState.NEEDS_REAUTH, "last_error": reason, "last_error_at": utcnow(),
+                "updated_at": utcnow()})
+
+        saved = retry_on_conflict(read, mark, self.store.save_connection, attempts=5)
+        if saved is None:
+            if gone:
                 return conn
-            try:
-                updated = self.store.save_connection(conn.model_copy(update={
-                    "state": ConnectionState.NEEDS_REAUTH, "last_error": reason, "last_error_at": utcnow(),
-                    "updated_at": utcnow()}))
-            except ConflictError:
-                fresh = self.store.get_connection(conn.user_id)
-                if fresh is None:
-                    return conn
-                conn = fresh
-                continue
+            raise ConflictError(f"connection of {conn.user_id} keeps changing")
+        if marked:
             logger.warning("connection needs re-authorization", extra={"user_id": conn.user_id, "reason": reason})
             metrics.add_metric(name="NeedsReauth", unit="Count", value=1)
             self.publisher.connection_changed(conn.org_id, conn.user_id, ConnectionState.NEEDS_REAUTH, reason)
-            return updated
-        raise ConflictError(f"connection of {conn.user_id} keeps changing")
+        return saved
 
     def _own_connection(self, caller: Caller) -> Connection | None:
         """The caller's connection. User ids (the JWT `sub`) are unique across SolarNexus, not per org;

@@ -165,13 +165,17 @@ class Repository:
 def retry_on_conflict(read: Callable[[], Any], change: Callable[[Any], Any], save: Callable[[Any], Any],
                       attempts: int) -> Any:
     """Optimistic concurrency: read, change, save, again from a fresh read when the save raised
-    ConflictError; None when there is nothing to read or every attempt lost a race."""
+    ConflictError; None when there is nothing to read or every attempt lost a race. A change that
+    answers None has nothing to do: what was read is returned and nothing is saved."""
     for _ in range(attempts):
         current = read()
         if current is None:
             return None
+        changed = change(current)
+        if changed is None:
+            return current
         try:
-            return save(change(current))
+            return save(changed)
         except ConflictError:
             continue
     return None

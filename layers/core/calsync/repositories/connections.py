@@ -107,7 +107,7 @@ class ConnectionRepository(Repository):
             raise ConflictError(f"connection of {conn.user_id} changed concurrently")
         return updated
 
-    def update_connection(self, user_id: str, change: Callable[[Connection], Connection],
+    def update_connection(self, user_id: str, change: Callable[[Connection], Connection | None],
                           attempts: int = 3) -> Connection | None:
         """Read, change (`change(conn) -> conn`) and save a connection, again after a concurrent write;
         None when there is no connection or every attempt lost a race."""
