@@ -18,7 +18,6 @@ mirror image of these operations.
 
 from __future__ import annotations
 
-import json
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from calsync.observability import CORRELATION_ATTRIBUTE
 from calsync.sqs_handback import REQUEUE_ATTRIBUTE
 from functions.notification_processor.app import NotificationJob
 from localdev import template
+from localdev.openapi import render, write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = ROOT / "asyncapi" / "asyncapi.json"
@@ -337,21 +337,8 @@ def build() -> dict[str, Any]:
     }
 
 
-def render(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-
-
 def main(argv: list[str]) -> int:
-    text = render(build())
-    if "--check" in argv:
-        if not DOCUMENT.is_file() or DOCUMENT.read_text() != text:
-            print(f"{DOCUMENT.relative_to(ROOT)} is out of date: run `make asyncapi`", file=sys.stderr)
-            return 1
-        return 0
-    DOCUMENT.parent.mkdir(exist_ok=True)
-    DOCUMENT.write_text(text)
-    print(f"wrote {DOCUMENT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(DOCUMENT, render(build()), "asyncapi", argv)
 
 
 if __name__ == "__main__":

@@ -503,17 +503,22 @@ def render(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
-def main(argv: list[str]) -> int:
-    text = render(build())
+def write_or_check(document: Path, text: str, target: str, argv: list[str]) -> int:
+    """Write a generated contract document, or with --check fail when the committed one differs
+    (shared with localdev/asyncapi.py)."""
     if "--check" in argv:
-        if not DOCUMENT.is_file() or DOCUMENT.read_text() != text:
-            print(f"{DOCUMENT.relative_to(ROOT)} is out of date: run `make openapi`", file=sys.stderr)
+        if not document.is_file() or document.read_text() != text:
+            print(f"{document.relative_to(ROOT)} is out of date: run `make {target}`", file=sys.stderr)
             return 1
         return 0
-    DOCUMENT.parent.mkdir(exist_ok=True)
-    DOCUMENT.write_text(text)
-    print(f"wrote {DOCUMENT.relative_to(ROOT)}")
+    document.parent.mkdir(exist_ok=True)
+    document.write_text(text)
+    print(f"wrote {document.relative_to(ROOT)}")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return write_or_check(DOCUMENT, render(build()), "openapi", argv)
 
 
 if __name__ == "__main__":

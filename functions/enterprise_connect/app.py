@@ -27,6 +27,7 @@ from calsync.caller import Caller, caller_from_event
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
 from calsync.enterprise import MAX_MEMBERS
+from calsync.oauth_state import binding_cookie
 from calsync.observability import logger, metrics
 
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -196,7 +197,7 @@ def admin_callback(
     sn_enterprise_connect: Annotated[str | None, Cookie(description="Browser binding set by the start route")] = None,
 ) -> Response[str]:
     params = {k: v for k, v in (("code", code), ("state", state), ("error", error)) if v}
-    binding = _binding_cookie(app.current_event.raw_event)
+    binding = binding_cookie(app.current_event.raw_event, BINDING_COOKIE)
     try:
         location = wiring.enterprise_connect().complete(params, binding)
     except Exception:  # noqa: BLE001 - the browser must always land back on the web app
@@ -233,13 +234,6 @@ def member_callback(body: Annotated[MemberCallback, Body()]) -> Response[dict]:
     outcome = wiring.enterprise_connect().member_callback(body.model_dump(exclude_none=True))
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=outcome)
 
-
-def _binding_cookie(event: dict) -> str | None:
-    for cookie in event.get("cookies") or []:
-        name, _, value = cookie.partition("=")
-        if name.strip() == BINDING_COOKIE:
-            return value.strip()
-    return None
 
 
 @metrics.log_metrics

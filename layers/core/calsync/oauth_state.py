@@ -32,6 +32,16 @@ class StateError(Exception):
         self.reason = reason
 
 
+def binding_cookie(event: dict, name: str = BINDING_COOKIE) -> str | None:
+    """The browser-binding cookie `name` of an API Gateway (HTTP API v2) event, if any. Plain dict access:
+    the Powertools data classes package costs ~45 ms of cold start in the OAuth callback."""
+    for cookie in event.get("cookies") or []:
+        key, _, value = cookie.partition("=")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
