@@ -31,6 +31,7 @@ from calsync.models import (
     Calendar,
     Connection,
     ConnectionState,
+    OAuthStateClaims,
     TokenSet,
     iso,
     utcnow,
@@ -70,6 +71,18 @@ def known_zone(name: str | None) -> str | None:
         logger.warning("unknown time zone from the calendar account", extra={"zoneinfo": name})
         return None
     return name
+
+
+def callback_refusal(record: dict | None, claims: OAuthStateClaims, params: dict) -> str | None:
+    """Why an OAuth callback (a user's, or Enterprise Connect's) is refused, or None: its state must be
+    unused and issued to this user and org, Cronofy must not report an error, and a code must come."""
+    if record is None or record.get("user_id") != claims.user_id or record.get("org_id") != claims.org_id:
+        return "state_used"
+    if params.get("error"):
+        return "access_denied" if params["error"] == "access_denied" else "authorization_failed"
+    if not params.get("code"):
+        return "missing_code"
+    return None
 
 
 class OrgMismatch(Exception):
@@ -218,15 +231,11 @@ class ConnectionService:
         except StateError as error:
             logger.info("oauth callback refused", extra={"reason": error.reason})
             return self._redirect("error", error.reason)
-        record = self.store.consume_oauth_state(claims.nonce)
-        if record is None or record.get("user_id") != claims.user_id or record.get("org_id") != claims.org_id:
-            logger.info("oauth callback refused", extra={"reason": "state_used", "user_id": claims.user_id})
-            return self._redirect("error", "state_used", claims.return_to)
-        if params.get("error"):
-            reason = "access_denied" if params["error"] == "access_denied" else "authorization_failed"
+        reason = callback_refusal(self.store.consume_oauth_state(claims.nonce), claims, params)
+        if reason is not None:
+            if reason == "state_used":
+                logger.info("oauth callback refused", extra={"reason": reason, "user_id": claims.user_id})
             return self._redirect("error", reason, claims.return_to)
-        if not params.get("code"):
-            return self._redirect("error", "missing_code", claims.return_to)
         try:
             return self._connect_with_code(
                 claims.user_id, claims.org_id, claims.provider, params["code"], claims.return_to

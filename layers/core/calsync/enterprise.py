@@ -44,7 +44,7 @@ from urllib.parse import urlencode
 
 from calsync.caller import Caller
 from calsync.config import Settings
-from calsync.connections import REPLACEABLE, ConnectionService
+from calsync.connections import REPLACEABLE, ConnectionService, callback_refusal
 from calsync.cronofy import (
     DEFAULT_SCOPE,
     DELEGATED_ACCESS_LIMIT,
@@ -178,15 +178,11 @@ class EnterpriseConnectService:
         except StateError as error:
             logger.info("enterprise connect callback refused", extra={"reason": error.reason})
             return self._redirect("error", error.reason, None)
-        record = self.connections.store.consume_oauth_state(claims.nonce)
-        if record is None or record.get("user_id") != claims.user_id or record.get("org_id") != claims.org_id:
-            logger.info("enterprise connect callback refused", extra={"reason": "state_used"})
-            return self._redirect("error", "state_used", claims.return_to)
-        if params.get("error"):
-            reason = "access_denied" if params["error"] == "access_denied" else "authorization_failed"
+        reason = callback_refusal(self.connections.store.consume_oauth_state(claims.nonce), claims, params)
+        if reason is not None:
+            if reason == "state_used":
+                logger.info("enterprise connect callback refused", extra={"reason": reason})
             return self._redirect("error", reason, claims.return_to)
-        if not params.get("code"):
-            return self._redirect("error", "missing_code", claims.return_to)
         cronofy = self.connections.cronofy
         try:
             grant = cronofy.exchange_service_account_code(params["code"], self.callback_url)
