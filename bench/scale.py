@@ -118,6 +118,7 @@ import boto3  # noqa: E402
 import requests  # noqa: E402
 
 from bench import meters, workload  # noqa: E402
+from calsync.clock import parse_utc  # noqa: E402
 from localdev import browser, template  # noqa: E402
 from localdev.memory_aws import MemoryKMS, MemorySQS, MemoryStepFunctions, NoMock  # noqa: E402
 from localdev.memory_dynamodb import MemoryDynamoDB  # noqa: E402
@@ -256,7 +257,7 @@ class Config:
     # few hours or so" only in development mode and are pushed out to a longer time frame in production.
     # Refreshes count toward the limit, so this sets their share; the default is the reference's hour.
     token_hours: float = 1.0
-    label: str = "before"
+    label: str = "after"
 
 
 class Sim:
@@ -274,7 +275,9 @@ class Sim:
         self.sent: list[tuple[float, str, str, str]] = []  # (t, milestone id, start, kind) with connected assignees
         self.naive: Counter = Counter()
         self.core = Counter()
-        self.visits: dict[str, list[float]] = defaultdict(list)
+        self.visits: dict[str, list[float]] = defaultdict(list)  # each user's checks (see record_visits)
+        self.last_checked: dict[str, str | None] = {}
+        self.checks_by_reads = 0  # checks made by a notification's read, not by a reconciler visit
         self.last_seen: dict[str, str | None] = {}
         self.runs: list[dict] = []
         self.next_poll: float | None = None
@@ -556,14 +559,20 @@ class Sim:
         self.at(t + SCHEDULE, self.reconcile_tick, t + SCHEDULE)
 
     def record_visits(self) -> int:
+        """The reconciler's visits since the last run (returned), and every user's checks (`visits`, at
+        the time each was made): a reconciler visit, or a notification's read that was the day's check."""
         n = 0
         for uid in self.users:
             item = self.table.get((f"USER#{uid}", "CONNECTION"))
             seen = item.get("last_reconciled_at", {}).get("S") if item else None
             if seen is not None and seen != self.last_seen.get(uid):
-                self.visits[uid].append(time.time())
                 n += 1
             self.last_seen[uid] = seen
+            checked = item.get("last_checked_at", {}).get("S") if item else None
+            if checked is not None and checked != self.last_checked.get(uid):
+                self.visits[uid].append(parse_utc(checked).timestamp())
+                self.checks_by_reads += seen is None or parse_utc(seen) < parse_utc(checked)
+            self.last_checked[uid] = checked
         return n
 
     # ---- a day of work ------------------------------------------------------------------------------------------
@@ -926,6 +935,7 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
         sim.naive_setup = Counter(sim.naive)
         sim.naive.clear()
         setup_visits = {u: list(v) for u, v in sim.visits.items()}
+        sim.checks_by_reads = 0
         start = period0.timestamp()
         if global_offset:
             shift_days(sim, global_offset)
@@ -1095,6 +1105,9 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             "max_requests_in_a_run": max((r["requests"] for r in runs), default=0),
             "longest_gap_hours": round(max(gaps) / 3600, 2) if gaps else None,
             "users_never_visited": len(never), "users_tracked": len(connected_all_period),
+            # gaps and "never visited" count every check: a visit, or a notification's read that was the check
+            "checks": sum(1 for u in connected_all_period for v in sim.visits.get(u.user_id, []) if start <= v <= end),
+            "checks_by_notification_reads": sim.checks_by_reads,
             "distinct_users_reached_in_24h": reached_24h,
         },
         "latency_seconds": {
@@ -1333,9 +1346,11 @@ def table(r: dict) -> str:
       f"{c['counted']['at_emulator']:,}, attributed to a function {c['counted']['attributed']:,} "
       f"(unattributed {c['counted']['unattributed']})")
     w(f"reconciler: {rec['runs']} runs, {rec['visits']:,} visits, {rec['requests_per_visit']} requests/visit, "
-      f"at most {rec['max_visits_in_a_run']} users / {rec['max_requests_in_a_run']} requests in a run; longest gap "
-      f"between visits {rec['longest_gap_hours']} h; users never visited {rec['users_never_visited']} of "
-      f"{rec['users_tracked']}; most users reached in a day {rec['distinct_users_reached_in_24h']}")
+      f"at most {rec['max_visits_in_a_run']} users / {rec['max_requests_in_a_run']} requests in a run; "
+      f"daily checks {rec.get('checks', 0):,} ({rec.get('checks_by_notification_reads', 0):,} of them a "
+      f"notification's read); longest gap between checks {rec['longest_gap_hours']} h; users never checked "
+      f"{rec['users_never_visited']} of {rec['users_tracked']}; most users reached in a day "
+      f"{rec['distinct_users_reached_in_24h']}")
     w(f"milestone message -> calendar write ({lat['samples']:,} samples, {lat['unmatched_superseded_or_lost']} "
       f"superseded): p50 {lat['p50']} s, p99 {lat['p99']} s; busiest hour ({lat['busiest_hour_samples']}): p50 "
       f"{lat['busiest_hour_p50']} s, p99 {lat['busiest_hour_p99']} s")

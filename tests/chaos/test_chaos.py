@@ -266,9 +266,9 @@ def test_chaos(seed, monkeypatch, capsys):
         stack.emulator.clear_faults()
         stack.drain(timeout=300)
         # the scheduled pass comes long after our writes (Cronofy has applied them all by then)
-        from calsync import reconcile
+        from calsync import drift
 
-        monkeypatch.setattr(reconcile, "RECENT_WRITE", reconcile.timedelta(0))
+        monkeypatch.setattr(drift, "RECENT_WRITE", drift.timedelta(0))
         heal = stack.invoke("ReconcilerFunction", {"all": True})
         stack.drain(timeout=300)
 

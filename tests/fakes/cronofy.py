@@ -29,6 +29,7 @@ from calsync.cronofy import BATCH_LIMIT, BatchItemResult, Channel, CronofyUnavai
 from calsync.cronofy_event import normalized
 
 EVENTS_PATH = "/v1/calendars/"
+PAGE_SIZE = 50  # events per Read Events page (pages_read; the fake answers in one go)
 
 
 @dataclass
@@ -245,12 +246,15 @@ class FakeUserCalendar:
     def __init__(self, cronofy: FakeCronofy, account: FakeAccount):
         self.cronofy = cronofy
         self.account = account
+        self.pages_read = 0
 
     def batch(self, entries: list[dict[str, Any]]) -> list[BatchItemResult]:
         return self.cronofy.batch(self.account, entries)
 
     def read_events(self, **params: Any) -> Iterator[dict[str, Any]]:
-        return self.cronofy.read_events(self.account, params)
+        events = list(self.cronofy.read_events(self.account, params))
+        self.pages_read = max(1, -(-len(events) // PAGE_SIZE))
+        return iter(events)
 
     def bulk_delete(self, *, delete_all: bool = False, calendar_ids: list[str] | None = None) -> None:
         self.cronofy.request(self.account)

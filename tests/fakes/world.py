@@ -79,9 +79,9 @@ class World:
         self.publisher = RecordingPublisher()
         self.busy = Busy(memory_busy_store(db), self.store)
         self.engine = SyncEngine(self.store, self.tokens)
-        self.processor = NotificationProcessor(self.store, self.tokens, self.publisher, self.busy)
+        self.processor = NotificationProcessor(self.store, self.tokens, self.publisher, self.busy, self.engine)
         self.reconciler = Reconciler(self.store, self.tokens, self.tokens, self.publisher, self.cronofy,
-                                     self.engine, self.processor, self.busy, max_requests=1000)
+                                     self.processor, max_requests=1000)
         self.backfill = BackfillSteps(self.store, self.engine, self.tokens, self.publisher, self.busy)
 
     def connect(self, user_id: str, calendar_id: str = "cal_1", org_id: str = ORG, **fields) -> Connection:

@@ -30,8 +30,8 @@ def lose_notifications(stack):
 
 def written_long_ago(monkeypatch):
     """Drift the tests make by hand happens long after our writes (the reconciler leaves alone what
-    it wrote within reconcile.RECENT_WRITE: Cronofy may not have applied it yet)."""
-    from calsync import reconcile as module
+    it wrote within drift.RECENT_WRITE: Cronofy may not have applied it yet)."""
+    from calsync import drift as module
 
     monkeypatch.setattr(module, "RECENT_WRITE", timedelta(0))
 
@@ -129,12 +129,18 @@ def test_a_quiet_healthy_visit_costs_one_request_and_finds_nothing(stack, jane_c
     assert not any(report.get(k) for k in ("missing", "moved", "orphans", "channels", "reported"))
 
 
-def test_the_daily_check_rides_on_the_token_live_work_mints(stack, jane_cal):
-    """Minting a token counts toward the shared limit: a token live work just minted brings the daily check
-    forward to shortly before it expires, so the check costs one read and no token of its own."""
+def test_the_daily_check_of_a_big_calendar_rides_on_the_token_live_work_mints(stack, jane_cal):
+    """Minting a token counts toward the shared limit: for a calendar too big for a notification's read to
+    be the check at no cost, a token live work just minted brings the daily check forward to shortly
+    before it expires, so the check costs its read and no token of its own."""
     store, service = wiring.store(), wiring.connection_service()
-    age("u_jane", last_checked_at=timedelta(hours=10))
+    store.update_connection("u_jane", lambda c: c.model_copy(update={"full_read_pages": 1}))
+    age("u_jane", last_checked_at=timedelta(hours=21))
     service.user_client(store.get_connection("u_jane")).refresh()  # live work minted a token
+    assert store.get_connection("u_jane").visit_requested_at is None  # one page: notifications check it
+    store.update_connection("u_jane", lambda c: c.model_copy(update={"full_read_pages": 3}))
+    age("u_jane", last_checked_at=timedelta(hours=10))
+    service.user_client(store.get_connection("u_jane")).refresh()
     assert store.get_connection("u_jane").visit_requested_at is None  # checked 10 h ago: not yet
     age("u_jane", last_checked_at=timedelta(hours=21))
     client = service.user_client(store.get_connection("u_jane"))
@@ -203,14 +209,14 @@ def test_a_user_whose_visit_raises_does_not_stop_the_others(stack, jane_cal, mig
     reconciler = wiring.reconciler()
     age("u_jane", last_checked_at=timedelta(hours=30))
     age("u_miguel", last_checked_at=timedelta(hours=26))
-    real_check = reconciler._check
+    real_check = reconciler.processor.check
 
-    def broken(conn, client, now):
+    def broken(conn, client, now, **kwargs):
         if conn.user_id == "u_jane":
             raise KeyError("a bug, not Cronofy")
-        return real_check(conn, client, now)
+        return real_check(conn, client, now, **kwargs)
 
-    monkeypatch.setattr(reconciler, "_check", broken)
+    monkeypatch.setattr(reconciler.processor, "check", broken)
     report = reconcile(stack)
     assert report["errors"] == 1 and report["users"] == 2
     jane, miguel = (wiring.store().get_connection(u) for u in ("u_jane", "u_miguel"))

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from calsync.cronofy_event import CronofyEvent
-from calsync.models import ConnectionState, utcnow
+from calsync.models import ConnectionState, iso, utcnow
 from calsync.notifications import changed_after_our_write
 from tests.fakes.world import World, milestone
 
@@ -89,12 +91,19 @@ def test_a_delete_on_the_calendar_is_reported_and_the_event_stays_away_until_the
     assert set(world.cronofy.managed("u_1")) == {("cal_1", "sn-m_1")}
 
 
-def test_other_events_refresh_busy_periods_and_never_count_as_ours():
-    world = connected()
-    world.cronofy.user_adds("u_1", "cal_1", "2026-12-20T10:00:00Z", "2026-12-20T11:00:00Z")
+@pytest.mark.parametrize("full_read_pages", [3, 1])  # the changed events' read; the full read (the check)
+def test_other_events_refresh_busy_periods_and_never_count_as_ours(full_read_pages):
+    world = World()
+    world.connect("u_1", last_checked_at=utcnow() - timedelta(hours=1), full_read_pages=full_read_pages)
+    world.publish(milestone())
+    start = (utcnow() + timedelta(days=3)).replace(hour=10, minute=0, second=0, microsecond=0)
+    world.cronofy.user_adds("u_1", "cal_1", iso(start), iso(start + timedelta(hours=1)))
     result = world.notify("u_1")
-    assert result["reported"] == 0 and result["busy_weeks_changed"] == 1
-    assert len(world.busy.store.weeks_of_user("u_1")) == 1
+    assert result["reported"] == 0
+    assert result.get("busy_weeks_changed", result.get("busy_periods")) == 1
+    assert len(world.busy.store.weeks_of_user("u_1")) >= 1
+    periods = world.busy.periods(["u_1"], start - timedelta(days=1), start + timedelta(days=1))["u_1"]
+    assert periods.blocks == [(start, start + timedelta(hours=1))]  # the user's event; never ours
 
 
 def test_a_disconnected_profile_or_revoked_grant_needs_reauth_and_foreign_channels_are_ignored():

@@ -15,7 +15,8 @@ def test_member_state_round_trip_and_tampering():
     body, sig = state.split(".")
     other_sig = sig[:-1] + ("B" if sig[-1] == "A" else "A")
     foreign = MemberStateSigner("other").issue("org_1", "u_1", "g1", "n1")
-    for forged in (f"{body}x.{sig}", f"{body}.{other_sig}", foreign, "", None, 42, "a.b.c", "x" * 2000):
+    for forged in (f"{body}x.{sig}", f"{body}.{other_sig}", foreign, "", None, 42, "a.b.c", "x" * 2000,
+                   f"{body}.{sig[:-1]}é", f"{body}.\ud800"):  # non-ASCII: refused, not a crash
         with pytest.raises(StateError):
             signer.verify(forged)
 

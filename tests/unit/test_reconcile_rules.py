@@ -6,7 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calsync.busy import Busy, busy_period, event_key, merge, week_of, weeks_between
-from calsync.models import CHECK_EVERY, STUCK_AFTER, Connection, ConnectionState
+from calsync.models import (
+    CHECK_EVERY,
+    EARLY_CHECK_AFTER,
+    STUCK_AFTER,
+    Connection,
+    ConnectionState,
+)
 from calsync.reconcile import BUSY_REBUILD_EVERY, CHANNEL_CHECK_EVERY, plan_visit
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -50,6 +56,17 @@ def test_a_visit_checks_daily_and_lists_channels_and_rebuilds_busy_weekly():
     fresh = conn(state=ConnectionState.DISCONNECTING, updated_at=NOW - timedelta(minutes=1))
     assert not plan_visit(fresh, NOW).requeue_cleanup
     assert plan_visit(conn(state=ConnectionState.SYNCING, updated_at=NOW - STUCK_AFTER), NOW).restart_backfill
+
+
+def test_a_notifications_read_is_the_check_when_a_full_read_costs_no_more_or_the_check_is_half_a_day_old():
+    assert conn(last_checked_at=NOW - timedelta(minutes=5)).check_rides_on_read(NOW)  # cost not known: learn it
+    one_page = conn(last_checked_at=NOW - timedelta(minutes=5), full_read_pages=1)
+    assert one_page.check_rides_on_read(NOW)  # one page either way: always the check
+    big = one_page.model_copy(update={"full_read_pages": 3})
+    assert not big.check_rides_on_read(NOW)  # three pages against the changed events' one
+    assert not big.model_copy(update={"last_checked_at": NOW - EARLY_CHECK_AFTER + timedelta(minutes=1)}
+                              ).check_rides_on_read(NOW)
+    assert big.model_copy(update={"last_checked_at": NOW - EARLY_CHECK_AFTER}).check_rides_on_read(NOW)
 
 
 def test_busy_period_rules():

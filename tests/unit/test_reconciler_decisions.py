@@ -1,4 +1,4 @@
-"""The reconciler's decisions (calsync.reconcile): the drift check is pure (`find_drift`); a visit and a
+"""The reconciler's decisions (calsync.reconcile): the drift check is pure (`calsync.drift.find_drift`); a visit and a
 run are played on the in-memory store and the fake Cronofy."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from calsync import reconcile
+from calsync import drift as drift_rules
 from calsync.cronofy_event import CronofyEvent
-from calsync.models import ConnectionState, EventRef, utcnow
-from calsync.reconcile import find_drift
+from calsync.drift import find_drift
+from calsync.models import CHECK_EVERY, ConnectionState, EventRef, iso, utcnow
 from tests.fakes.world import World, milestone
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -36,7 +36,7 @@ def drift(events, refs):
 
 @pytest.fixture(autouse=True)
 def frozen_recent_writes(monkeypatch):
-    monkeypatch.setattr(reconcile, "utcnow", lambda: NOW)
+    monkeypatch.setattr(drift_rules, "utcnow", lambda: NOW)
 
 
 def test_an_event_as_we_wrote_it_is_no_drift():
@@ -80,10 +80,16 @@ def test_refs_written_moments_ago_are_not_judged():
 # ---- visits on the fakes ------------------------------------------------------------------------------
 
 
+def lose_silently(world: World, event_id: str, user_id: str = "u_1") -> None:
+    """The provider loses one of our events: gone, no tombstone, no notification."""
+    lost = world.cronofy.find(user_id, event_id)
+    world.cronofy.account(user_id).calendars[lost.calendar_id].pop(lost.event_uid)
+
+
 @pytest.fixture
 def world(monkeypatch) -> World:
     monkeypatch.undo()
-    monkeypatch.setattr(reconcile, "RECENT_WRITE", timedelta(0))
+    monkeypatch.setattr(drift_rules, "RECENT_WRITE", timedelta(0))
     w = World()
     w.connect("u_1")
     return w
@@ -93,8 +99,7 @@ def test_a_visit_puts_a_drifted_calendar_back_in_line(world):
     for i in range(3):
         world.publish(milestone(f"m_{i}"))
     expected = world.cronofy.managed("u_1")
-    lost = world.cronofy.find("u_1", "sn-m_0")
-    world.cronofy.account("u_1").calendars["cal_1"].pop(lost.event_uid)  # gone silently
+    lose_silently(world, "sn-m_0")
     world.cronofy.find("u_1", "sn-m_1").summary = "Lunch"  # retitled silently
     world.cronofy.client("u_1").batch([{"method": "POST", "relative_url": "/v1/calendars/cal_1/events",
                                         "data": {"event_id": "sn-ghost", "summary": "Orphan",
@@ -150,10 +155,67 @@ def test_a_run_visits_the_due_users_within_its_budget_and_one_failure_stops_no_o
 
     world.reconciler.max_requests = 1000
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(world.reconciler, "_check", broken)
+    monkeypatch.setattr(world.processor, "check", broken)
     report = world.reconciler.run(["u_1", "u_2"])
     assert report["errors"] == 2 and report["users"] == 2
     assert world.store.get_connection("u_1").reconcile_error == "RuntimeError: boom"
+
+
+# ---- a notification's read that is the day's check -------------------------------------------------
+
+
+def test_a_notification_restores_a_lost_event_with_the_one_read_it_makes_when_that_fits_a_page(world):
+    for i in range(3):
+        world.publish(milestone(f"m_{i}"))
+    expected = world.cronofy.managed("u_1")
+    lose_silently(world, "sn-m_0")
+    start = (utcnow() + timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
+    world.cronofy.user_adds("u_1", "cal_1", iso(start), iso(start + timedelta(hours=1)))  # what the user did
+    world.store.update_connection("u_1", lambda c: c.model_copy(update={
+        "last_checked_at": utcnow() - timedelta(hours=1), "full_read_pages": 1}))
+    before = world.cronofy.requests_sent
+    result = world.notify("u_1")
+    assert result["missing"] == 1 and result["busy_periods"] == 1
+    assert world.cronofy.requests_sent - before == 2  # the read, and the write that restores the event
+    assert world.cronofy.managed("u_1") == expected
+    conn = world.store.get_connection("u_1")
+    assert utcnow() - conn.last_checked_at < timedelta(minutes=1) and conn.full_read_pages == 1
+    assert conn.busy_rebuilt_at == conn.last_checked_at
+    assert conn.due_at() == conn.last_checked_at + CHECK_EVERY  # no visit of its own for another day
+
+
+def test_a_notification_reads_only_the_changes_of_a_calendar_too_big_for_one_page_checked_lately(world):
+    world.publish(milestone("m_0"))
+    lose_silently(world, "sn-m_0")
+    checked = utcnow() - timedelta(hours=1)
+    world.store.update_connection("u_1", lambda c: c.model_copy(update={"last_checked_at": checked,
+                                                                          "full_read_pages": 3}))
+    start = (utcnow() + timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
+    world.cronofy.user_adds("u_1", "cal_1", iso(start), iso(start + timedelta(hours=1)))
+    result = world.notify("u_1")
+    assert result["busy_weeks_changed"] == 1 and "never_pushed" not in result  # the changed events only
+    assert ("cal_1", "sn-m_0") not in world.cronofy.managed("u_1")  # the reconciler's, later
+    assert world.store.get_connection("u_1").last_checked_at == checked
+
+
+def test_a_move_made_just_after_our_write_is_reported_by_a_full_read_as_by_a_notification(world):
+    world.publish(milestone("m_1"))
+    world.cronofy.user_moves("u_1", "sn-m_1", "2027-01-05T15:00:00Z", "2027-01-05T17:00:00Z")  # same second
+    result = world.notify("u_1")  # never checked: the read is the check
+    assert "never_pushed" in result and result["reported"] == 1 and result.get("moved", 0) == 0  # a full read
+    assert len(world.publisher.changes("milestone.rescheduled_on_calendar")) == 1
+
+
+def test_a_visit_reads_everything_once_when_that_fits_on_a_page(world):
+    world.publish(milestone("m_1"))
+    world.store.update_connection("u_1", lambda c: c.model_copy(update={
+        "full_read_pages": 1, "busy_rebuilt_at": utcnow() - timedelta(days=1),
+        "channel_seen_at": utcnow()}))
+    before = world.cronofy.requests_sent
+    assert world.reconciler.visit("u_1")["busy_rebuilt"] == 1
+    assert world.cronofy.requests_sent - before == 1
+    world.store.update_connection("u_1", lambda c: c.model_copy(update={"full_read_pages": 4}))
+    assert world.reconciler.visit("u_1")["busy_rebuilt"] == 0  # only SolarNexus's events: fewer pages

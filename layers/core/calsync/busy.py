@@ -93,6 +93,11 @@ def busy_period(raw: CronofyEvent | Mapping[str, Any]) -> str | None:
     return f"{start}/{end}"
 
 
+def _window(now: datetime) -> tuple[date, date]:
+    """The dates a rebuild keeps busy periods for: a day back, DAYS_AHEAD ahead."""
+    return (now - timedelta(days=DAYS_BACK)).date(), (now + timedelta(days=DAYS_AHEAD)).date()
+
+
 def _expiry(week: str) -> int:
     return int((datetime.combine(date.fromisoformat(week), datetime.min.time(), UTC)
                 + timedelta(days=7) + KEEP_WEEKS_AFTER).timestamp())
@@ -131,16 +136,28 @@ class Busy:
         """Re-read the user's own events over the scheduler's window (one Read Events, paged) and store
         their busy periods afresh; returns the number of periods kept."""
         now = now or utcnow()
-        window_from, window_to = (now - timedelta(days=DAYS_BACK)).date(), (now + timedelta(days=DAYS_AHEAD)).date()
+        window_from, window_to = _window(now)
+        # include_managed defaults to false: only the user's own events, never SolarNexus's.
+        return self.rebuild_from(conn, events_of(client.read_events(**{"from": window_from.isoformat(),
+                                                                       "to": window_to.isoformat()})), now)
+
+    def rebuild_from(self, conn: Connection, own_events: Iterable[CronofyEvent | Mapping[str, Any]],
+                     now: datetime | None = None) -> int:
+        """Store afresh the busy periods of these events (every one of the user's own events over a window
+        holding the scheduler's: a read made anyway, e.g. the day's check); returns how many were kept."""
+        now = now or utcnow()
+        window_from, window_to = _window(now)
+        first, last = _instant(window_from.isoformat()), _instant(window_to.isoformat())
         weeks: dict[str, dict[str, str]] = {w: {} for w in self.store.weeks_of_user(conn.user_id)}
         kept = 0
-        # include_managed defaults to false: only the user's own events, never SolarNexus's.
-        for event in events_of(client.read_events(**{"from": window_from.isoformat(), "to": window_to.isoformat()})):
+        for event in own_events:
             period = busy_period(event)
             if period is None:
                 continue
-            kept += 1
             start, end = (_instant(x) for x in period.split("/"))
+            if start >= last or end < first:
+                continue  # outside the window (as Read Events: starts before `to`, ends on or after `from`)
+            kept += 1
             for week in weeks_between(start, end):
                 weeks.setdefault(week, {})[event_key(event)] = period
         self._write(conn, weeks, now)

@@ -27,6 +27,7 @@ from calsync.models import (
     CHECK_BEFORE_EXPIRY,
     CRONOFY_PROVIDER_NAMES,
     EARLY_CHECK_AFTER,
+    ONE_PAGE,
     BackfillProgress,
     Calendar,
     Connection,
@@ -147,11 +148,12 @@ class ConnectionService:
         ciphertext = self.vault.seal(user_id, tokens)
         self.store.save_tokens(user_id, ciphertext)
         self._token_cache[user_id] = (ciphertext, tokens)
-        # A fresh access token is good for about an hour: bring the reconciler's daily check forward to
-        # just before it expires, so the check uses it instead of minting one of its own (models.py).
+        # A fresh access token is good for about an hour: for a calendar whose notifications' reads cannot be
+        # the check at no cost, bring the reconciler's daily check forward to just before the token
+        # expires, so the check uses it instead of minting one of its own (models.py).
         now = utcnow()
         at = max(now, tokens.expires_at - CHECK_BEFORE_EXPIRY)
-        self.store.request_visit(user_id, iso(at), iso(now - EARLY_CHECK_AFTER))
+        self.store.request_visit(user_id, iso(at), iso(now - EARLY_CHECK_AFTER), more_pages_than=ONE_PAGE)
 
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
         """Put the connection in needs_reauth (re-reading it when another writer, e.g. a finishing

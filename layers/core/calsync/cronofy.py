@@ -367,6 +367,7 @@ class CronofyUser:
         self.app = app
         self.tokens = tokens
         self._on_refreshed = on_tokens_refreshed
+        self.pages_read = 0  # pages the latest paged read (Read Events, free/busy) has taken so far
 
     def refresh(self) -> None:
         """New access token now (the rotated refresh token goes to `on_tokens_refreshed`)."""
@@ -427,6 +428,7 @@ class CronofyUser:
 
     def _pages(self, path: str, params: dict[str, Any], key: str) -> Iterator[dict[str, Any]]:
         resp = self._expect(self.request("GET", path, params=params), 200)
+        self.pages_read = 1
         while True:
             data = resp.json()
             yield from data.get(key, [])
@@ -434,6 +436,7 @@ class CronofyUser:
             if not next_page:
                 return
             resp = self._expect(self.request("GET", next_page), 200)
+            self.pages_read += 1
 
     def read_events(self, **params: Any) -> Iterator[dict[str, Any]]:
         """Read Events across all pages. Booleans are sent as 'true'/'false'; tzid defaults to UTC."""

@@ -115,7 +115,8 @@ class MemberStateSigner:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
 
     def verify(self, state: Any) -> dict[str, str]:
-        if not isinstance(state, str) or state.count(".") != 1 or len(state) > 1024:
+        # A state we issued is base64url: anything else (compare_digest refuses non-ASCII text) is forged.
+        if not isinstance(state, str) or not state.isascii() or state.count(".") != 1 or len(state) > 1024:
             raise StateError("invalid_state")
         body, signature = state.split(".")
         if not hmac.compare_digest(self._sign(body), signature):

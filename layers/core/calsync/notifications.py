@@ -7,6 +7,11 @@ not re-created until the milestone changes. The echo of our own writes is recogn
 with what we pushed (and with the mirror's newest times) and is never a reschedule. Changes to the
 user's other events refresh their busy blocks.
 
+The day's check rides on a notification's read when it costs no more (`Connection.check_rides_on_read`):
+instead of the changed events, that one read takes every event in Cronofy's window, which shows the
+same changes, is the drift check the reconciler would otherwise make with a request (and often a token)
+of its own, and rebuilds the busy periods (`check`).
+
 Conflict rule: the core platform applies a calendar reschedule only while its milestone version
 still equals `based_on_version`; otherwise SolarNexus wins and its next upsert puts the calendar
 back to SolarNexus's time.
@@ -14,26 +19,22 @@ back to SolarNexus's time.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import Counter
+from datetime import datetime, timedelta
 
 from calsync.busy import Busy
 from calsync.clock import parse_utc
-from calsync.cronofy import CronofyAuthError, InvalidGrant
-from calsync.cronofy_event import CronofyEvent, cronofy_time, events_of
+from calsync.cronofy import BATCH_LIMIT, CronofyAuthError, InvalidGrant
+from calsync.cronofy_event import CronofyEvent, cronofy_time, delete_entry, events_of
+from calsync.drift import changed_after_our_write, check_window, find_drift
 from calsync.messages import MilestoneRemovedOnCalendar, MilestoneRescheduledOnCalendar
 from calsync.milestones import calendar_event, milestone_id_from_event_id
-from calsync.models import Connection, EventRef, utcnow
+from calsync.models import Connection, EventRef, iso, utcnow
 from calsync.observability import logger, metrics
 from calsync.ports import EventPublisher, SyncStore, TokenKeeper, UserCalendar
-from calsync.sync import WRITABLE_STATES, mirror_milestone, pushed_times
+from calsync.sync import BACKFILL_DAYS, WRITABLE_STATES, SyncEngine, mirror_milestone, pushed_times
 
-
-def changed_after_our_write(event: CronofyEvent, ref: EventRef) -> bool:
-    """Did the calendar change this event after we last wrote it? (Cronofy's `updated` vs our write.)"""
-    updated = event.updated_at
-    if updated is None or ref.updated_at is None:
-        return True
-    return updated > ref.updated_at
+__all__ = ["NotificationProcessor", "changed_after_our_write"]
 
 
 def _before_our_last_write(event: CronofyEvent, ref: EventRef) -> bool:
@@ -47,6 +48,21 @@ def _before_our_last_write(event: CronofyEvent, ref: EventRef) -> bool:
     return updated < ref.updated_at.replace(microsecond=0)
 
 
+def checked(at: datetime, client: UserCalendar, own_events: bool) -> dict:
+    """What a full check records on the connection: when, and (with own events) when the busy periods
+    were rebuilt and how many pages that read took (`Connection.check_rides_on_read` uses it)."""
+    update: dict = {"last_checked_at": at}
+    if own_events:
+        update["busy_rebuilt_at"] = at
+        update["full_read_pages"] = client.pages_read
+    return update
+
+
+def _changed_since(event: CronofyEvent, since: datetime | None) -> bool:
+    """Would a read with `last_modified=since` return this event? (No `since`: every event.)"""
+    return since is None or event.updated_at is None or event.updated_at >= since.replace(microsecond=0)
+
+
 def _earliest(values: list[str | None]) -> str | None:
     """The earliest `changes_since` (None, a notification without one, means read everything)."""
     if not values or any(v is None for v in values):
@@ -55,11 +71,13 @@ def _earliest(values: list[str | None]) -> str | None:
 
 
 class NotificationProcessor:
-    def __init__(self, store: SyncStore, tokens: TokenKeeper, publisher: EventPublisher, busy: Busy):
+    def __init__(self, store: SyncStore, tokens: TokenKeeper, publisher: EventPublisher, busy: Busy,
+                 engine: SyncEngine | None = None):
         self.store = store
         self.tokens = tokens
         self.publisher = publisher
         self.busy = busy
+        self.engine = engine  # rewrites drift found by a full check (without one, reads stay incremental)
 
     def process(self, notification: dict) -> dict:
         """One notification (see `process_user` for several of one user)."""
@@ -93,28 +111,81 @@ class NotificationProcessor:
             self._seen(conn, None)
             return {"outcome": "already_read", "coalesced": len(mine)}
         read_at = utcnow()
+        full = bool(changes) and self.engine is not None and conn.check_rides_on_read(read_at)
+        update: dict = {}
         try:
             client = self.tokens.user_client(conn)
             result: dict = {"outcome": "processed", "coalesced": len(mine)}
-            if changes:
+            if full:
+                result.update(self.check(conn, client, read_at, own_events=True, notified=_earliest(changes) or ""))
+                update = checked(read_at, client, own_events=True)
+            elif changes:
                 result.update(self._change(conn, client, _earliest(changes)))
-            if initial_sync:
+            if initial_sync and not full:
                 result["busy_periods"] = self.busy.rebuild(conn, client)
+                update["busy_rebuilt_at"] = read_at
         except (InvalidGrant, CronofyAuthError):
             self.tokens.mark_needs_reauth(conn, "authorization_revoked")
             return {"outcome": "needs_reauth"}
-        self._seen(conn, read_at if changes else None, read_at if initial_sync else None)
+        self._seen(conn, read_at if changes else None, update)
         return result
 
-    def _seen(self, conn: Connection, read_at: datetime | None, rebuilt_at: datetime | None = None) -> None:
-        """The channel works (a notification came through it); changes were read through `read_at`."""
+    def _seen(self, conn: Connection, read_at: datetime | None, update: dict | None = None) -> None:
+        """The channel works (a notification came through it); changes were read through `read_at`;
+        `update` holds what a full check or a busy rebuild recorded."""
         now = utcnow()
-        update: dict = {"channel_seen_at": now}
-        if rebuilt_at is not None:
-            update["busy_rebuilt_at"] = rebuilt_at
+        update = {**(update or {}), "channel_seen_at": now}
         if read_at is not None and (conn.changes_read_at is None or read_at > conn.changes_read_at):
             update["changes_read_at"] = read_at
         self.store.update_connection(conn.user_id, lambda c: c.model_copy(update=update))
+
+    # ---- the full check (the reconciler's visit, or a notification's read that is the day's check) ----
+
+    def check(self, conn: Connection, client: UserCalendar, now: datetime, own_events: bool,
+              notified: str | None = None) -> Counter:
+        """One read of the calendar over Cronofy's window (with the user's own events when `own_events`):
+        the catch-up of missed notifications, then drift repair; with own events, the busy periods are
+        rebuilt from the same read. `notified`: the read is a change notification's, for changes since
+        this time ("" for all): the events changed since then are judged as that notification's read
+        would judge them, the older ones as a catch-up."""
+        if self.engine is None:
+            raise RuntimeError("a full check needs the sync engine")
+        first_day, end_day = check_window(now)
+        # include_moved: an event of ours the user moved out of the window shows (a move, not a loss)
+        params: dict = {"include_managed": True, "include_deleted": True, "include_moved": True,
+                        "from": first_day, "to": end_day}
+        if not own_events:
+            params["only_managed"] = True
+        events = list(events_of(client.read_events(**params)))
+        ours = [e for e in events if e.solarnexus]
+        repairs: Counter = Counter()
+        since = parse_utc(notified) if notified else None
+        repairs["reported"] += sum(
+            self._solarnexus_event(conn, e, catching_up=notified is None or not _changed_since(e, since))
+            for e in ours)
+        refs = {r.event_id: r for r in self.store.refs_of_user(conn.user_id)}  # after the catch-up's records
+        drift = find_drift(ours, refs, conn.calendar_id, first_day, end_day)
+        repairs.update(drift.repairs)
+        scheduled = self.store.scheduled_for_user(conn.user_id, iso(now - timedelta(days=BACKFILL_DAYS)))
+        never_pushed = set(scheduled) - {r.milestone_id for r in refs.values()}
+        if drift.rewrite:
+            self._forget(conn.user_id, drift.rewrite)
+        if drift.rewrite or never_pushed:
+            self.engine.sync(sorted(drift.rewrite | never_pushed), only_user=conn.user_id)
+        repairs["never_pushed"] += len(never_pushed)
+        for i in range(0, len(drift.orphans), BATCH_LIMIT):
+            client.batch([delete_entry(cal, eid) for cal, eid in drift.orphans[i:i + BATCH_LIMIT]])
+        repairs["orphans"] += len(drift.orphans)
+        if own_events:
+            repairs["busy_periods"] += self.busy.rebuild_from(conn, [e for e in events if not e.solarnexus], now)
+        return repairs
+
+    def _forget(self, user_id: str, milestone_ids: set[str]) -> None:
+        """Drop the refs of drifted events so the sync writes them again from the mirror."""
+        for mid in milestone_ids:
+            ref = self.store.get_ref(mid, user_id)
+            if ref is not None:
+                self.store.put_ref(ref.model_copy(update={"content_hash": "drifted"}))
 
     def read_and_report(self, conn: Connection, events: list[CronofyEvent], catching_up: bool) -> int:
         """Report the user's moves and deletes of SolarNexus events among `events` (the reconciler's

@@ -119,6 +119,8 @@ class UserCalendar(EventReader, Protocol):
     """The calls the rules make with one user's tokens (calsync.cronofy.CronofyUser). Errors are the
     CronofyError family: InvalidGrant/CronofyAuthError mean the user must reconnect."""
 
+    pages_read: int  # pages the latest Read Events took (once read through)
+
     def batch(self, entries: list[dict[str, Any]]) -> list[BatchItemResult]: ...
 
     def bulk_delete(self, *, delete_all: bool = False, calendar_ids: list[str] | None = None) -> None: ...

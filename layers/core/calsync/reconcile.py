@@ -8,15 +8,17 @@ stuck in `disconnecting` or `syncing`. Each run takes the most overdue users fir
 can starve a tail: a visited user goes to the back of the line by its next due time.
 
 A visit of a connected user (`visit`), cadence by need rather than by the clock:
-1. one Read Events of the SolarNexus events on the calendar (`only_managed`, with deletions, over
-   Cronofy's window) is both the catch-up and the drift check: a move or delete the user made after our
+1. one Read Events over Cronofy's window (with deletions) is both the catch-up and the drift check
+   (`NotificationProcessor.check`, rules in calsync.drift): a move or delete the user made after our
    last write reaches SolarNexus exactly as a notification would (a lost notification loses nothing);
    then missing events (gone silently, or a tombstone older than our write: the provider lost it),
    moved or retitled ones are written again from the mirror, orphans deleted, never-pushed milestones
-   written;
+   written. The read takes only SolarNexus's events (`only_managed`), or everything, rebuilding the busy
+   periods from the user's own events too, when those are due (weekly) or cost nothing more (the last
+   read of everything fit on one page);
 2. the push channel is listed only when no notification has come through it for a week;
-3. busy periods are rebuilt from the user's own events weekly (they are otherwise kept from the
-   notifications' reads);
+3. a notification's read is the day's check as well when that costs no more
+   (`Connection.check_rides_on_read`): most working days need no visit of their own;
 4. tokens are refreshed only by the client, when a request is about to use an expired one.
 A healthy user's visit is one request (two when its token has lapsed).
 
@@ -30,23 +32,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from calsync.busy import Busy
 from calsync.clock import parse_utc
-from calsync.cronofy import BATCH_LIMIT, CronofyAuthError, CronofyRateLimited, InvalidGrant
-from calsync.cronofy_event import CronofyEvent, delete_entry, events_of
-from calsync.models import STUCK_AFTER, Connection, ConnectionState, EventRef, iso, utcnow
-from calsync.notifications import NotificationProcessor, changed_after_our_write
+from calsync.cronofy import CronofyAuthError, CronofyRateLimited, InvalidGrant
+from calsync.models import STUCK_AFTER, Connection, ConnectionState, iso, utcnow
+from calsync.notifications import NotificationProcessor, checked
 from calsync.observability import logger, metrics
 from calsync.ports import ConnectionUpkeep, EventPublisher, RequestCounter, SyncStore, TokenKeeper, UserCalendar
-from calsync.sync import BACKFILL_DAYS, SyncEngine
 
 CHANNEL_CHECK_EVERY = timedelta(days=7)
 BUSY_REBUILD_EVERY = timedelta(days=7)
 RETRY_FAILED_AFTER = timedelta(hours=1)
-READ_DAYS_AHEAD = 201  # Cronofy's sync window: it holds nothing further ahead
 PER_VISIT_ESTIMATE = 3  # requests a visit may need (refresh, read, a write): kept in hand before each
 DUE_PAGE = 25
 MAX_WAITS = 10
@@ -76,87 +74,15 @@ def plan_visit(conn: Connection, now: datetime) -> VisitPlan:
     return VisitPlan(check=True, channel=now - channel_seen >= CHANNEL_CHECK_EVERY, busy=busy_due)
 
 
-# Cronofy answers writes with 202 and applies them afterwards: an event written moments ago can
-# still be missing or show its previous times. Refs written within this long are not judged.
-RECENT_WRITE = timedelta(minutes=2)
-
-
-def _in_flight(ref: EventRef) -> bool:
-    return ref.updated_at is not None and timedelta(0) <= utcnow() - ref.updated_at < RECENT_WRITE
-
-
-def in_window(ref: EventRef, first_day: str, end_day: str) -> bool:
-    """Does the event of this ref start inside the Read Events window [first_day, end_day)?"""
-    return first_day <= ref.start[:10] < end_day
-
-
-@dataclass
-class Drift:
-    """What one read of a user's SolarNexus events shows against the refs (pure: `find_drift`)."""
-
-    rewrite: set[str] = field(default_factory=set)  # milestone ids to write again from the mirror
-    orphans: list[tuple[str, str]] = field(default_factory=list)  # (calendar_id, event_id) to delete
-    repairs: Counter = field(default_factory=Counter)
-
-
-def _judge_tombstone(drift: Drift, event: CronofyEvent, ref: EventRef | None, seen: set[str]) -> None:
-    """A deleted event of ours: lost (deleted before our last write, not by the user) means rewrite."""
-    if ref is None or ref.calendar_id != event.calendar_id:
-        return
-    seen.add(ref.event_id)
-    if ref.removed_by_user_version is None and not changed_after_our_write(event, ref) and not _in_flight(ref):
-        drift.rewrite.add(ref.milestone_id)  # deleted before our last write: lost, not the user's
-        drift.repairs["missing"] += 1
-
-
-def _judge_live(drift: Drift, event: CronofyEvent, ref: EventRef) -> None:
-    """A live event of ours: moved or retitled behind our back means rewrite."""
-    if _in_flight(ref):
-        return  # Cronofy may not have applied our latest write yet: not drift
-    if event.times() not in {(ref.start, ref.end), (ref.user_moved_start, ref.user_moved_end)}:
-        drift.rewrite.add(ref.milestone_id)
-        drift.repairs["moved"] += 1
-    elif ref.summary is not None and event.summary != ref.summary:
-        drift.rewrite.add(ref.milestone_id)
-        drift.repairs["content"] += 1
-
-
-def find_drift(events: list[CronofyEvent], refs: dict[str, EventRef], calendar_id: str | None, first_day: str,
-               end_day: str) -> Drift:
-    """Compare our events on the calendar (Read Events over [first_day, end_day)) with the refs, keyed
-    by event id: what to write again, what to delete."""
-    drift = Drift()
-    seen: set[str] = set()
-    for event in events:
-        assert event.event_id is not None
-        ref = refs.get(event.event_id)
-        if event.deleted:
-            _judge_tombstone(drift, event, ref, seen)
-        elif ref is None or ref.calendar_id != event.calendar_id or ref.removed_by_user_version is not None:
-            drift.orphans.append((event.calendar_id or "", event.event_id))
-        else:
-            seen.add(event.event_id)
-            _judge_live(drift, event, ref)
-    for event_id, ref in refs.items():
-        if (event_id not in seen and ref.removed_by_user_version is None and ref.calendar_id == calendar_id
-                and in_window(ref, first_day, end_day) and not _in_flight(ref)):
-            drift.rewrite.add(ref.milestone_id)
-            drift.repairs["missing"] += 1
-    return drift
-
-
 class Reconciler:
     def __init__(self, store: SyncStore, tokens: TokenKeeper, upkeep: ConnectionUpkeep, publisher: EventPublisher,
-                 requests: RequestCounter, engine: SyncEngine, processor: NotificationProcessor, busy: Busy,
-                 max_requests: int, limiter=None):
+                 requests: RequestCounter, processor: NotificationProcessor, max_requests: int, limiter=None):
         self.store = store
         self.tokens = tokens
         self.upkeep = upkeep
         self.publisher = publisher
         self.requests = requests
-        self.engine = engine
-        self.processor = processor
-        self.busy = busy
+        self.processor = processor  # its full check is the visit's read (the same rules as a notification's)
         self.max_requests = max_requests
         self.limiter = limiter
 
@@ -262,15 +188,15 @@ class Reconciler:
             try:
                 client = self.tokens.user_client(conn)
                 self.upkeep.refresh_timezone(conn, client, now)  # weekly: the account's zone may change
-                repairs.update(self._check(conn, client, now))
-                update["last_checked_at"] = now
+                # The user's own events come along when the busy periods are due a rebuild, or when the
+                # last read of everything fit on one page (then they cost nothing more).
+                own = plan.busy or (conn.full_read_pages is not None and conn.full_read_pages <= 1)
+                repairs.update(self.processor.check(conn, client, now, own_events=own))
+                update.update(checked(now, client, own_events=own))
+                repairs["busy_rebuilt"] += int(own)
                 if plan.channel:
                     repairs.update(self._channel(conn, client))
                     update["channel_seen_at"] = now
-                if plan.busy:
-                    self.busy.rebuild(conn, client, now)
-                    repairs["busy_rebuilt"] += 1
-                    update["busy_rebuilt_at"] = now
             except (InvalidGrant, CronofyAuthError):
                 self.tokens.mark_needs_reauth(conn, "authorization_revoked")
                 repairs["needs_reauth"] += 1
@@ -291,34 +217,3 @@ class Reconciler:
         self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
             "channel_id": channel.channel_id, "updated_at": utcnow()}))
         return Counter(channels=1)
-
-    def _check(self, conn: Connection, client: UserCalendar, now: datetime) -> Counter:
-        """One read of our events: the catch-up of missed notifications, then drift repair."""
-        first_day = (now - timedelta(days=BACKFILL_DAYS)).date().isoformat()
-        end_day = (now + timedelta(days=READ_DAYS_AHEAD)).date().isoformat()
-        events = [e for e in events_of(client.read_events(include_managed=True, only_managed=True,
-                                                          include_deleted=True, **{"from": first_day, "to": end_day}))
-                  if e.solarnexus]
-        repairs: Counter = Counter()
-        repairs["reported"] += self.processor.read_and_report(conn, events, catching_up=True)
-        refs = {r.event_id: r for r in self.store.refs_of_user(conn.user_id)}  # after the catch-up's records
-        drift = find_drift(events, refs, conn.calendar_id, first_day, end_day)
-        repairs.update(drift.repairs)
-        since = iso(now - timedelta(days=BACKFILL_DAYS))
-        never_pushed = set(self.store.scheduled_for_user(conn.user_id, since)) - {r.milestone_id for r in refs.values()}
-        if drift.rewrite:
-            self._forget(conn.user_id, drift.rewrite)
-        if drift.rewrite or never_pushed:
-            self.engine.sync(sorted(drift.rewrite | never_pushed), only_user=conn.user_id)
-        repairs["never_pushed"] += len(never_pushed)
-        for i in range(0, len(drift.orphans), BATCH_LIMIT):
-            client.batch([delete_entry(cal, eid) for cal, eid in drift.orphans[i:i + BATCH_LIMIT]])
-        repairs["orphans"] += len(drift.orphans)
-        return repairs
-
-    def _forget(self, user_id: str, milestone_ids: set[str]) -> None:
-        """Drop the refs of drifted events so the sync writes them again from the mirror."""
-        for mid in milestone_ids:
-            ref = self.store.get_ref(mid, user_id)
-            if ref is not None:
-                self.store.put_ref(ref.model_copy(update={"content_hash": "drifted"}))

@@ -145,7 +145,7 @@ def sync_health():
 def notification_processor():
     from calsync.notifications import NotificationProcessor
 
-    return NotificationProcessor(store(), connection_service(), publisher(), busy())
+    return NotificationProcessor(store(), connection_service(), publisher(), busy(), sync_engine())
 
 
 @cache
@@ -153,5 +153,5 @@ def reconciler():
     from calsync.reconcile import Reconciler
 
     service = connection_service()  # the token keeper and the connection upkeep
-    return Reconciler(store(), service, service, publisher(), cronofy_app(), sync_engine(), notification_processor(),
-                      busy(), get_settings().reconcile_request_budget, rate_limiter())
+    return Reconciler(store(), service, service, publisher(), cronofy_app(), notification_processor(),
+                      get_settings().reconcile_request_budget, rate_limiter())

@@ -224,19 +224,20 @@ class ConnectionRepository(Repository):
                                  ExpressionAttributeValues={":p": keys.DUE_PK})
         return DueBacklog(count, first["due_sk"] if first else None)
 
-    def request_visit(self, user_id: str, at: str, checked_before: str) -> bool:
+    def request_visit(self, user_id: str, at: str, checked_before: str, more_pages_than: int = 0) -> bool:
         """Bring a connected user's reconciler visit forward to `at` when its last full check is older
-        than `checked_before` (the caller just refreshed the token: a visit before it expires needs no
-        refresh of its own). A hint only: it does not bump `revision`, and a concurrent full write may
-        drop it."""
+        than `checked_before` and its last read of everything took more than `more_pages_than` pages (the
+        caller just refreshed the token: a visit before it expires needs no refresh of its own). A hint
+        only: it does not bump `revision`, and a concurrent full write may drop it."""
         return self.table.write_if(
             "update_item", Key=to_item(keys.connection(user_id)),
             UpdateExpression="SET visit_requested_at = :at, due_sk = :at",
             ConditionExpression=("attribute_exists(due_pk) AND #state = :connected AND "
                                  "(attribute_not_exists(last_checked_at) OR last_checked_at < :before) AND "
-                                 "due_sk > :at"),
+                                 "full_read_pages > :pages AND due_sk > :at"),
             ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=to_item({":at": at, ":before": checked_before, ":connected": "connected"}),
+            ExpressionAttributeValues=to_item({":at": at, ":before": checked_before, ":connected": "connected",
+                                               ":pages": more_pages_than}),
         ) is not None
 
     # ---- tokens --------------------------------------------------------------------------------
