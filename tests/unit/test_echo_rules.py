@@ -16,14 +16,24 @@ from tests.fakes.world import World, milestone
 MOVED = ("2027-01-05T15:00:00Z", "2027-01-05T17:00:00Z")
 
 
-def connected() -> World:
+# Every rule holds whichever read a notification makes: the read of the changed events, or the read of
+# everything in the window when that read is the day's check as well (Connection.check_rides_on_read).
+READS = {"changes": 3, "everything": 1}  # the last full read's pages
+
+
+@pytest.fixture(params=sorted(READS))
+def read(request) -> str:
+    return request.param
+
+
+def connected(read: str = "everything") -> World:
     world = World()
-    world.connect("u_1")
+    world.connect("u_1", full_read_pages=READS[read], last_checked_at=utcnow() - timedelta(hours=1))
     return world
 
 
-def test_the_echo_of_our_own_write_is_not_a_reschedule():
-    world = connected()
+def test_the_echo_of_our_own_write_is_not_a_reschedule(read):
+    world = connected(read)
     world.publish(milestone())
     assert world.notify("u_1")["reported"] == 0
     world.publish(milestone(version=2, start=utcnow() + timedelta(days=5)))  # a new time from SolarNexus
@@ -31,8 +41,8 @@ def test_the_echo_of_our_own_write_is_not_a_reschedule():
     assert world.publisher.sent == []
 
 
-def test_a_move_on_the_calendar_is_reported_once_on_the_version_we_pushed():
-    world = connected()
+def test_a_move_on_the_calendar_is_reported_once_on_the_version_we_pushed(read):
+    world = connected(read)
     world.publish(milestone())
     world.cronofy.user_moves("u_1", "sn-m_1", *MOVED)
     assert world.notify("u_1")["reported"] == 1
@@ -42,8 +52,8 @@ def test_a_move_on_the_calendar_is_reported_once_on_the_version_we_pushed():
     assert world.store.get_ref("m_1", "u_1").user_moved_start == MOVED[0]
 
 
-def test_solarnexus_wins_a_conflict_and_its_adopted_move_is_not_written_again():
-    world = connected()
+def test_solarnexus_wins_a_conflict_and_its_adopted_move_is_not_written_again(read):
+    world = connected(read)
     m = milestone()
     world.publish(m)
     world.cronofy.user_moves("u_1", "sn-m_1", *MOVED)
@@ -65,8 +75,8 @@ def test_solarnexus_wins_a_conflict_and_its_adopted_move_is_not_written_again():
     assert [c.based_on_version for c in world.publisher.changes("milestone.rescheduled_on_calendar")] == [1, 2]
 
 
-def test_the_echo_of_a_newer_write_whose_ref_is_not_recorded_yet_is_not_a_reschedule():
-    world = connected()
+def test_the_echo_of_a_newer_write_whose_ref_is_not_recorded_yet_is_not_a_reschedule(read):
+    world = connected(read)
     m = milestone()
     world.publish(m)
     newer = m.model_copy(update={"version": 2, "start": MOVED[0], "end": MOVED[1]})
@@ -77,8 +87,8 @@ def test_the_echo_of_a_newer_write_whose_ref_is_not_recorded_yet_is_not_a_resche
     assert world.notify("u_1")["reported"] == 0
 
 
-def test_a_delete_on_the_calendar_is_reported_and_the_event_stays_away_until_the_milestone_changes():
-    world = connected()
+def test_a_delete_on_the_calendar_is_reported_and_the_event_stays_away_until_the_milestone_changes(read):
+    world = connected(read)
     m = milestone()
     world.publish(m)
     world.cronofy.user_deletes("u_1", "sn-m_1")

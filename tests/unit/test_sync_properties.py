@@ -29,10 +29,13 @@ version_content = st.tuples(
 )
 
 
-def world() -> World:
+def world(full_read_pages: int | None = None) -> World:
+    """Three connected users; `full_read_pages` 1: a notification reads everything (and is the day's
+    check), 3: it reads the changed events (see Connection.check_rides_on_read)."""
     w = World()
+    checked = None if full_read_pages is None else utcnow() - timedelta(hours=1)
     for n, user_id in enumerate(USERS):
-        w.connect(user_id, f"cal_{n}")
+        w.connect(user_id, f"cal_{n}", full_read_pages=full_read_pages, last_checked_at=checked)
     return w
 
 
@@ -64,13 +67,15 @@ def test_any_order_and_repetition_of_versions_ends_in_the_newest_versions_calend
 
 
 @SETTINGS
-@given(st.lists(version_content, min_size=1, max_size=6))
-def test_the_echo_of_our_own_writes_is_never_a_reschedule(contents):
-    w = world()
+@given(st.lists(version_content, min_size=1, max_size=6), st.sampled_from([1, 3]))
+def test_the_echo_of_our_own_writes_is_never_a_reschedule(contents, full_read_pages):
+    w = world(full_read_pages)
     for version, content in enumerate(contents, start=1):
         apply(w, version, content)
         for user_id in USERS:  # every write's echo comes back as a change notification
+            writes = len(w.cronofy.batches)
             assert w.notify(user_id)["reported"] == 0
+            assert len(w.cronofy.batches) == writes  # and a read that is the check finds nothing to repair
     assert w.publisher.changes("milestone.rescheduled_on_calendar") == []
     assert w.publisher.changes("milestone.removed_on_calendar") == []
 
