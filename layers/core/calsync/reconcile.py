@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 
 from calsync.clock import parse_utc
 from calsync.cronofy import CronofyAuthError, CronofyRateLimited, InvalidGrant
-from calsync.models import STUCK_AFTER, Connection, ConnectionState, iso, utcnow
+from calsync.models import ONE_PAGE, STUCK_AFTER, Connection, ConnectionState, iso, utcnow
 from calsync.notifications import NotificationProcessor, checked
 from calsync.observability import logger, metrics
 from calsync.ports import ConnectionUpkeep, EventPublisher, RequestCounter, SyncStore, TokenKeeper, UserCalendar
@@ -190,7 +190,7 @@ class Reconciler:
                 self.upkeep.refresh_timezone(conn, client, now)  # weekly: the account's zone may change
                 # The user's own events come along when the busy periods are due a rebuild, or when the
                 # last read of everything fit on one page (then they cost nothing more).
-                own = plan.busy or (conn.full_read_pages is not None and conn.full_read_pages <= 1)
+                own = plan.busy or (conn.full_read_pages is not None and conn.full_read_pages <= ONE_PAGE)
                 repairs.update(self.processor.check(conn, client, now, own_events=own))
                 update.update(checked(now, client, own_events=own))
                 repairs["busy_rebuilt"] += int(own)
