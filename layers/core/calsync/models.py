@@ -66,7 +66,9 @@ STUCK_AFTER = timedelta(minutes=15)
 #   EARLY_CHECK_AFTER old (the reconciler would read as much within hours, with a token of its own), and
 #   the check rides on a token live work has just minted: when live work refreshes the user's token and
 #   the last check is EARLY_CHECK_AFTER old, the visit is brought forward to shortly before that token
-#   expires. (With the check on notification reads, bringing visits forward for everyone cost more, 1.48.)
+#   expires. (With the check on notification reads, bringing visits forward for everyone cost more: 1.48,
+#   the same when only visits due within 2 hours of the minted token's expiry were brought forward, and
+#   1.66 within 4 hours: a notification often comes first and makes the visit unnecessary.)
 EARLY_CHECK_AFTER = timedelta(hours=12)
 CHECK_BEFORE_EXPIRY = timedelta(minutes=12)  # two reconciler runs in hand before the token expires
 ONE_PAGE = 1
