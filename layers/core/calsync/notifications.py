@@ -20,7 +20,7 @@ back to SolarNexus's time.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from calsync.busy import Busy
 from calsync.clock import parse_utc
@@ -58,9 +58,12 @@ def checked(at: datetime, client: UserCalendar, own_events: bool) -> dict:
     return update
 
 
-def _changed_since(event: CronofyEvent, since: datetime | None) -> bool:
-    """Would a read with `last_modified=since` return this event? (No `since`: every event.)"""
-    return since is None or event.updated_at is None or event.updated_at >= since.replace(microsecond=0)
+EVERYTHING = datetime.min.replace(tzinfo=UTC)  # a notification without `changes_since`: all changed
+
+
+def _changed_since(event: CronofyEvent, since: datetime) -> bool:
+    """Would a read with `last_modified=since` return this event?"""
+    return event.updated_at is None or event.updated_at >= since.replace(microsecond=0)
 
 
 def _earliest(values: list[str | None]) -> str | None:
@@ -117,7 +120,9 @@ class NotificationProcessor:
             client = self.tokens.user_client(conn)
             result: dict = {"outcome": "processed", "coalesced": len(mine)}
             if full:
-                result.update(self.check(conn, client, read_at, own_events=True, notified=_earliest(changes) or ""))
+                since = _earliest(changes)  # (None: the notification asks for everything)
+                result.update(self.check(conn, client, read_at, own_events=True,
+                                         notified_since=parse_utc(since) if since else EVERYTHING))
                 update = checked(read_at, client, own_events=True)
             elif changes:
                 result.update(self._change(conn, client, _earliest(changes)))
@@ -142,12 +147,12 @@ class NotificationProcessor:
     # ---- the full check (the reconciler's visit, or a notification's read that is the day's check) ----
 
     def check(self, conn: Connection, client: UserCalendar, now: datetime, own_events: bool,
-              notified: str | None = None) -> Counter:
+              notified_since: datetime | None = None) -> Counter:
         """One read of the calendar over Cronofy's window (with the user's own events when `own_events`):
         the catch-up of missed notifications, then drift repair; with own events, the busy periods are
-        rebuilt from the same read. `notified`: the read is a change notification's, for changes since
-        this time ("" for all): the events changed since then are judged as that notification's read
-        would judge them, the older ones as a catch-up."""
+        rebuilt from the same read. `notified_since`: the read is a change notification's, for changes
+        since this time: the events changed since then are judged as that notification's read would judge
+        them, the older ones (all of them in a visit's read) as a catch-up."""
         if self.engine is None:
             raise RuntimeError("a full check needs the sync engine")
         first_day, end_day = check_window(now)
@@ -159,9 +164,9 @@ class NotificationProcessor:
         events = list(events_of(client.read_events(**params)))
         ours = [e for e in events if e.solarnexus]
         repairs: Counter = Counter()
-        since = parse_utc(notified) if notified else None
         repairs["reported"] += sum(
-            self._solarnexus_event(conn, e, catching_up=notified is None or not _changed_since(e, since))
+            self._solarnexus_event(conn, e, catching_up=notified_since is None
+                                   or not _changed_since(e, notified_since))
             for e in ours)
         refs = {r.event_id: r for r in self.store.refs_of_user(conn.user_id)}  # after the catch-up's records
         drift = find_drift(ours, refs, conn.calendar_id, first_day, end_day)
