@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,27 +92,28 @@ def _calendar_ids_param(
     return set(values)
 
 
-def _tzid_param(query: Query, errs: FieldErrors) -> ZoneInfo | None:
-    raw = _one(query, "tzid")
-    if raw is None or raw == "":
-        errs.required("tzid")
-        return None
-    try:
-        return get_zone(raw)
-    except ValueError as exc:
-        errs.invalid("tzid", f"tzid {exc}")
-        return None
-
-
-def _date_param(query: Query, name: str, errs: FieldErrors) -> Any:
+def _parsed_param[T](query: Query, name: str, errs: FieldErrors, parse: Callable[[str], T],
+                  required: bool = False) -> T | None:
+    """A query parameter through `parse`; absent is None (or `errors.required`), unparseable is
+    `errors.invalid` with the parser's reason."""
     raw = _one(query, name)
-    if raw is None:
+    if raw is None or (required and raw == ""):
+        if required:
+            errs.required(name)
         return None
     try:
-        return parse_date(raw)
+        return parse(raw)
     except ValueError as exc:
         errs.invalid(name, f"{name} {exc}")
         return None
+
+
+def _tzid_param(query: Query, errs: FieldErrors) -> ZoneInfo | None:
+    return _parsed_param(query, "tzid", errs, get_zone, required=True)
+
+
+def _date_param(query: Query, name: str, errs: FieldErrors) -> Any:
+    return _parsed_param(query, name, errs, parse_date)
 
 
 def _event_span(event: Event, start: str, end: str, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -583,17 +585,6 @@ def _event_json(state: EmulatorState, event: Event, localize: bool) -> dict[str,
     return out
 
 
-def _last_modified_param(query: Query, errs: FieldErrors) -> datetime | None:
-    raw = _one(query, "last_modified")
-    if raw is None:
-        return None
-    try:
-        return parse_time(raw)
-    except ValueError as exc:
-        errs.invalid("last_modified", f"last_modified {exc}")
-        return None
-
-
 @dataclass(frozen=True)
 class _ReadFlags:
     """What a read events query asks for, beyond the calendars."""
@@ -637,7 +628,7 @@ def read_events(state: EmulatorState, account: Account, token: AccessToken, quer
     include_deleted = _bool_param(query, "include_deleted", errs)
     include_moved = _bool_param(query, "include_moved", errs)
     localize = _bool_param(query, "localized_times", errs)
-    last_modified = _last_modified_param(query, errs)
+    last_modified = _parsed_param(query, "last_modified", errs, parse_time)
     with state.lock:
         wanted = _calendar_ids_param(state, account, query, errs)
         if q_from and q_to and q_to <= q_from:

@@ -351,14 +351,8 @@ class Enterprise:
                 self.refresh[refresh.token] = refresh
             else:
                 refresh = old
-            return {
-                "token_type": "bearer",
-                "access_token": access.token,
-                "expires_in": SERVICE_ACCOUNT_TOKEN_TTL,
-                "refresh_token": refresh.token,
-                "scope": account.scope,
-                "service_account_id": account.service_account_id,
-            }
+            return oauth.token_response(access.token, SERVICE_ACCOUNT_TOKEN_TTL, refresh.token, account.scope,
+                                        service_account_id=account.service_account_id)
 
     def handles_revoke(self, form: dict[str, str]) -> bool:
         with self.lock:

@@ -109,21 +109,19 @@ def _grant_code(state: EmulatorState, form: dict[str, str]) -> tuple[dict[str, A
         profile.initial_sync_due = state.clock.precise() + timedelta(seconds=delay)
     access = _mint_access(state, account.sub, code.scope)
     refresh = _mint_refresh(state, account.sub, code.scope)
-    return {
-        "token_type": "bearer",
-        "access_token": access.token,
-        "expires_in": state.access_token_ttl,
-        "refresh_token": refresh.token,
-        "scope": code.scope,
-        "account_id": account.sub,
-        "sub": account.sub,
-        "linking_profile": {
-            "provider_name": profile.provider_name,
-            "provider_service": profile.provider_service,
-            "profile_id": profile.profile_id,
-            "profile_name": profile.email,
-        },
-    }, account.sub
+    return token_response(access.token, state.access_token_ttl, refresh.token, code.scope,
+                          account_id=account.sub, sub=account.sub, linking_profile={
+                              "provider_name": profile.provider_name,
+                              "provider_service": profile.provider_service,
+                              "profile_id": profile.profile_id,
+                              "profile_name": profile.email,
+                          }), account.sub
+
+
+def token_response(access_token: str, expires_in: int, refresh_token: str, scope: str, **extra: Any) -> dict[str, Any]:
+    """The body `/oauth/token` answers with (RFC 6749 section 5.1), plus Cronofy's `extra` fields."""
+    return {"token_type": "bearer", "access_token": access_token, "expires_in": expires_in,
+            "refresh_token": refresh_token, "scope": scope, **extra}
 
 
 def _grant_refresh(state: EmulatorState, form: dict[str, str]) -> tuple[dict[str, Any], str]:
@@ -140,13 +138,8 @@ def _grant_refresh(state: EmulatorState, form: dict[str, str]) -> tuple[dict[str
     if state.rotate_refresh_tokens:
         refresh.revoked = True
         refresh = _mint_refresh(state, refresh.sub, refresh.scope)
-    return {
-        "token_type": "bearer",
-        "access_token": access.token,
-        "expires_in": state.access_token_ttl,
-        "refresh_token": refresh.token,
-        "scope": refresh.scope,
-    }, refresh.sub
+    # A refresh answers only the token fields (no account_id, sub or linking_profile).
+    return token_response(access.token, state.access_token_ttl, refresh.token, refresh.scope), refresh.sub
 
 
 def revoke_endpoint(state: EmulatorState, form: dict[str, str]) -> str | None:
