@@ -115,17 +115,17 @@ class NotificationProcessor:
             return {"outcome": "already_read", "coalesced": len(mine)}
         read_at = utcnow()
         full = bool(changes) and self.engine is not None and conn.check_rides_on_read(read_at)
+        since = _earliest(changes)  # (None: the notification asks for everything)
         update: dict = {}
         try:
             client = self.tokens.user_client(conn)
             result: dict = {"outcome": "processed", "coalesced": len(mine)}
             if full:
-                since = _earliest(changes)  # (None: the notification asks for everything)
                 result.update(self.check(conn, client, read_at, own_events=True,
                                          notified_since=parse_utc(since) if since else EVERYTHING))
                 update = checked(read_at, client, own_events=True)
             elif changes:
-                result.update(self._change(conn, client, _earliest(changes)))
+                result.update(self._change(conn, client, since))
             if initial_sync and not full:
                 result["busy_periods"] = self.busy.rebuild(conn, client)
                 update["busy_rebuilt_at"] = read_at
