@@ -76,9 +76,13 @@ async function requestMembers(event) {
 
 async function end() {
   if (!window.confirm("End Enterprise Connect? Members connected by it are disconnected.")) return;
-  const data = await api("DELETE", orgPath());
-  notice("success", `Enterprise Connect ended: ${data.disconnecting} member(s) being disconnected.`);
-  refresh();
+  try {
+    const data = await api("DELETE", orgPath());
+    notice("success", `Enterprise Connect ended: ${data.disconnecting} member(s) being disconnected.`);
+  } catch (error) {
+    notice("error", error.message);
+  }
+  refresh();  // either way: show the state as it now is
 }
 
 function memberTable(members) {
@@ -91,9 +95,13 @@ function memberTable(members) {
       el("th", {}, "Detail"))), el("tbody", {}, rows));
 }
 
+let refreshes = 0;
+
 async function refresh() {
   clearTimeout(pollTimer);
+  const mine = ++refreshes;
   const status = await api("GET", orgPath());
+  if (mine !== refreshes) return;  // a newer refresh started meanwhile: an older answer never wins
   const panel = document.getElementById("ec-panel");
   const state = el("p", {}, "Enterprise Connect: ",
     el("span", { id: "ec-state", "data-state": status.state },

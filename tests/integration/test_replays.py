@@ -159,3 +159,26 @@ def test_replacing_a_pending_connection_closes_its_channel_and_revokes_another_a
     # and the work account is free for a teammate
     ana = stack.browser("u_ana", "org_sunbright")
     assert browser.connect(ana, stack.base_url, "google", jane["work"]["profile_id"])["calendar_sync"] != "error"
+
+
+def test_a_write_in_between_does_not_refuse_a_disconnect(stack, teammate, monkeypatch):
+    """The connection changes between the disconnect's read and its save (a notification's read records
+    its check, a backfill finishes): the disconnect is made again on the fresh connection, not refused."""
+    connect_miguel(stack, teammate)
+    store = wiring.store()
+    real_save = store.save_connection
+    raced = []
+
+    def save_after_a_concurrent_write(conn):
+        if not raced:  # the first save loses the race to another writer
+            raced.append(True)
+            real_save(store.get_connection(conn.user_id).model_copy(update={"last_checked_at": datetime.now(UTC)}))
+        return real_save(conn)
+
+    monkeypatch.setattr(store, "save_connection", save_after_a_concurrent_write)
+    resp = teammate["session"].delete(stack.url("/v1/calendar/connection"))
+    assert resp.status_code == 202, resp.text
+    assert raced and store.get_connection("u_miguel").state.value == "disconnecting"
+    assert store.get_connection("u_miguel").last_checked_at is not None  # the other writer's change kept
+    stack.drain()
+    assert state_of(stack, teammate["session"]) == "not_connected"

@@ -99,6 +99,13 @@ def valid_return_to(value: str | None) -> str | None:
     return value
 
 
+def _disconnecting(conn: Connection) -> Connection | None:
+    """The change a disconnect makes (None: already being disconnected)."""
+    if conn.state == ConnectionState.DISCONNECTING:
+        return None
+    return conn.model_copy(update={"state": ConnectionState.DISCONNECTING, "updated_at": utcnow()})
+
+
 class ConnectionService:
     def __init__(
         self,
@@ -463,12 +470,12 @@ class ConnectionService:
         if conn is None:
             return {"state": ConnectionState.NOT_CONNECTED.value}
         if conn.state != ConnectionState.DISCONNECTING:
-            try:
-                conn = self.store.save_connection(
-                    conn.model_copy(update={"state": ConnectionState.DISCONNECTING, "updated_at": utcnow()})
-                )
-            except ConflictError as error:
-                raise InvalidState("the connection changed meanwhile; try again") from error
+            # A write in between (a notification's read, a finishing backfill) does not refuse the
+            # disconnect: it is made again on the connection as it now is.
+            saved = self.store.update_connection(conn.user_id, _disconnecting)
+            if saved is None:
+                raise InvalidState("the connection changed meanwhile; try again")
+            conn = saved
         # Sent every time: a lost message is healed by the user asking again.
         self.publisher.request_disconnect(conn.org_id, conn.user_id, conn.connection_id)
         logger.info("disconnect requested", extra={"user_id": conn.user_id})
