@@ -34,6 +34,7 @@ from moto import mock_aws
 from localdev import template
 from localdev.api_gateway import ApiGateway, session_token
 from localdev.emulator import CronofyEmulator
+from localdev.invocation_logs import keys_per_invocation
 from localdev.provisioning import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -196,6 +197,9 @@ class DevStack:
             time.sleep(0.05)
 
     def _load_handlers(self) -> None:
+        from calsync.observability import logger
+
+        keys_per_invocation(logger)  # one process runs every function here: see invocation_logs
         for fid, fn in self.functions.items():
             module = importlib.import_module(fn.module)
             self._handlers[fid] = getattr(module, fn.handler)
