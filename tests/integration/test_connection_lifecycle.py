@@ -191,6 +191,32 @@ def test_deactivation_through_the_user_queue_is_idempotent(stack, teammate):
     assert len(changes) == 1 and changes[0]["reason"] == "user_deactivated"
 
 
+@pytest.mark.parametrize("leave", ["deactivated", "disconnect"])
+def test_a_user_whose_profile_lost_its_provider_link_still_leaves(stack, teammate, leave):
+    """Cronofy answers 423 to deleting events of a disconnected profile: the events cannot be removed,
+    but the user still leaves (the help article's fix for a sync that stopped: disconnect, reconnect)."""
+    browser.connect(teammate["session"], stack.base_url, "microsoft", teammate["account"]["profile_id"])
+    calendar = cal_id(teammate["account"], "Calendar")
+    _managed_event(stack, "u_miguel", calendar)
+    sub = wiring.connection_service().store.get_connection("u_miguel").cronofy_sub
+    stack.emulator.disconnect_profile(teammate["account"]["profile_id"])
+    stack.drain()
+    if leave == "deactivated":
+        stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "m-423", "occurred_at": now_z(),
+                                       "org_id": "org_sunbright", "user_id": "u_miguel"})
+    else:
+        assert teammate["session"].delete(stack.url("/v1/calendar/connection")).status_code == 202
+    stack.drain()
+    assert stack.emulator.count_requests(method="DELETE", path_prefix="/v1/events") == 1  # tried, refused
+    assert not [i for i in stack.raw_items() if i["pk"]["S"] == "USER#u_miguel"]  # tokens and connection gone
+    state = stack.emulator.account_state(sub)
+    assert state["revoked"] is True and state["channels"] == []
+    assert connection(stack, teammate["session"]) == {"state": "not_connected"}
+    assert stack.queue_messages("UserEventsDLQ") == [] and stack.queue_messages("CleanupDLQ") == []
+    changes = [m for m in stack.queue_messages("CalendarChangesQueue") if m["user_id"] == "u_miguel"]
+    assert changes[-1]["state"] == "not_connected"
+
+
 def test_deactivating_a_user_who_never_connected_is_a_quiet_success(stack):
     stack.send("UserEventsQueue", {"type": "user.deactivated", "message_id": "m-2",
                                    "occurred_at": now_z(), "org_id": "org_1", "user_id": "u_new"})

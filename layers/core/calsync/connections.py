@@ -20,6 +20,7 @@ from calsync.cronofy import (
     CronofyInvalidResponse,
     CronofyUser,
     InvalidGrant,
+    ProfileDisconnected,
 )
 from calsync.dynamo import retry_on_conflict
 from calsync.errors import AccountInUse, ConflictError, Forbidden, InvalidRequest, InvalidState, NeedsReauth, NotFound
@@ -512,7 +513,15 @@ class ConnectionService:
         outcome = "cleaned"
         try:
             client = self.user_client(conn)
-            client.bulk_delete(delete_all=True)
+            try:
+                client.bulk_delete(delete_all=True)
+            except ProfileDisconnected:
+                # The provider link is gone, so Cronofy cannot reach the calendar: its events stay
+                # until the user relinks (a reconnect's backfill and check then own them again).
+                # Nothing here can change that, so the user still leaves: channel, grant, tokens.
+                outcome = "events_unreachable"
+                logger.warning("calendar profile disconnected: calendar events could not be removed",
+                               extra={"user_id": user_id})
             if conn.channel_id:
                 client.close_channel(conn.channel_id)
             self.cronofy.revoke(client.tokens)

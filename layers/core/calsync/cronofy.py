@@ -89,6 +89,12 @@ class CronofyNotFound(CronofyError):
     pass
 
 
+class ProfileDisconnected(CronofyError):
+    """423: the calendar profile lost its link to the provider (the user must relink it), so Cronofy
+    refuses writes to its calendars. The offline reference marks the 423 text unconfirmed; the Ruby
+    SDK's AccountLockedError is the same status."""
+
+
 class CronofyInvalidResponse(CronofyError):
     """Cronofy answered success with a body we cannot use."""
 
@@ -398,6 +404,8 @@ class CronofyUser:
             raise CronofyValidationError(message, status=422, body=body)
         if resp.status_code == 404:
             raise CronofyNotFound(message, status=404, body=body)
+        if resp.status_code == 423:
+            raise ProfileDisconnected(message, status=423, body=body)
         raise CronofyError(message, status=resp.status_code, body=body)
 
     # -- account --
