@@ -19,7 +19,9 @@ from calsync.messages import UserDeactivated, UserQueueMessage
 from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.sqs_handback import handing_back_when_throttled
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is still a partial response (each one retried, then the DLQ), not a
+# function error.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _messages = TypeAdapter(UserQueueMessage)
 
 

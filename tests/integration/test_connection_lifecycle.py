@@ -259,3 +259,9 @@ def test_tokens_are_encrypted_at_rest(stack, teammate):
     # A ciphertext moved onto another user's item does not decrypt (encryption context)
     with pytest.raises(ClientError):
         service.vault.open("u_jane", service.store.get_tokens("u_miguel"))
+
+
+def test_a_batch_of_only_malformed_user_messages_is_a_partial_failure_not_an_error(stack):
+    event = stack.sqs_event("UserEventsQueue", ["{not json", {"type": "user.deactivated"}])
+    result = stack.invoke("DeactivationCleanupFunction", event)
+    assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == {r["messageId"] for r in event["Records"]}

@@ -159,3 +159,31 @@ def test_mirror_is_kept_for_everyone(stack):
     assert push(stack, milestone("ms_m", 3, ["u_nobody"])) == set()
     mirror, scheduled, refs = wiring.store().milestone_partition("ms_m")
     assert int(mirror["version"]) == 3 and set(scheduled) == {"u_nobody"} and refs == {}
+
+
+def test_a_cancellation_the_schema_allows_always_takes_the_event_off(stack, jane_cal):
+    """`start: null` or a status other than scheduled means "on no calendar", whatever else the message
+    carries: such a message is never refused (which would leave the old version on the calendar)."""
+    assert push(stack, milestone("ms_x", 1, ["u_jane"]), milestone("ms_y", 1, ["u_jane"])) == set()
+    cancelled = milestone("ms_x", 2, ["u_jane"], status="cancelled")
+    cancelled["milestone"].update(start=None, end=None, timezone="")
+    unscheduled = milestone("ms_y", 2, ["u_jane"], status="unscheduled")
+    unscheduled["milestone"]["start"] = None  # end left as it was
+    assert push(stack, cancelled, unscheduled) == set()
+    assert not {event_id_for("ms_x"), event_id_for("ms_y")} & set(managed_events(stack, jane_cal))
+
+
+def test_a_deletion_wins_over_an_upsert_of_the_same_version(stack, jane_cal):
+    assert push(stack, milestone("ms_same", 4, ["u_jane"])) == set()
+    assert push(stack, deleted("ms_same", 4)) == set()
+    assert event_id_for("ms_same") not in managed_events(stack, jane_cal)
+    # and the upsert of that version, delivered again, does not bring it back
+    assert push(stack, milestone("ms_same", 4, ["u_jane"])) == set()
+    assert event_id_for("ms_same") not in managed_events(stack, jane_cal)
+
+
+def test_a_version_sent_as_text_is_refused_not_guessed(stack, jane_cal):
+    wrong = milestone("ms_text", 1, ["u_jane"])
+    wrong["milestone"]["version"] = "2"
+    assert len(push(stack, wrong)) == 1
+    assert event_id_for("ms_text") not in managed_events(stack, jane_cal)

@@ -10,16 +10,27 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from calsync.clock import parse_utc
 from calsync.cronofy_event import cronofy_time
 from calsync.messages import Envelope, Id
+from calsync.observability import logger
 
 _UTC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
 
+FALLBACK_ZONE = "Etc/UTC"
 SUMMARY_LIMIT = 1024
 DESCRIPTION_LIMIT = 4096
 MANAGED_LINE = (
@@ -29,6 +40,8 @@ MANAGED_LINE = (
 
 class Customer(BaseModel):
     model_config = ConfigDict(extra="ignore")
+    # The schema types name as a string; a null is taken as left out (harmless, and mirrors stored
+    # with nulls stay readable).
     name: str | None = None
     phone: str | None = None
     email: str | None = None
@@ -39,13 +52,15 @@ class Milestone(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     milestone_id: Id
-    version: int = Field(ge=0)
+    # Strict: the schema's integer and boolean, not "2", 2.0 or true for a version (pydantic's lax mode
+    # would take them, and a producer sending them is broken: its message goes to the DLQ).
+    version: StrictInt = Field(ge=0)
     project_id: Id | None = None
     name: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     assignee_user_ids: list[Id]
     start: str | None
     end: str | None
-    all_day: bool
+    all_day: StrictBool
     timezone: str
     status: Literal["scheduled", "unscheduled", "cancelled", "completed"]
     customer: Customer | None = None
@@ -62,19 +77,26 @@ class Milestone(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _iana(cls, value: str) -> str:
+        """The schema allows any string. A name that is not an IANA zone cannot be a calendar event's
+        `tzid`; the times are UTC instants anyway, so the event is written in UTC rather than refused
+        (a refusal would leave the previous version on the calendar)."""
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(f"unknown IANA time zone {value!r}") from error
+        except (ZoneInfoNotFoundError, ValueError):
+            logger.warning("milestone time zone is not an IANA name: written in UTC", extra={"timezone": value})
+            return FALLBACK_ZONE
         return value
 
     @model_validator(mode="after")
     def _times(self) -> Milestone:
-        if (self.start is None) != (self.end is None):
-            raise ValueError("start and end are both set or both null")
+        """Times are checked only for a milestone that goes on calendars. `start: null` or a status other
+        than `scheduled` means "on no calendar" whatever else it carries (ARCHITECTURE §3), so such a
+        message is always taken, and removes the event an earlier version put there."""
+        if not self.on_calendar:
+            return self
         start, end = self.start, self.end
         if start is None or end is None:
-            return self
+            raise ValueError("a scheduled milestone with a start needs an end")
         pattern, kind = (_DATE, "dates (YYYY-MM-DD)") if self.all_day else (_UTC_TIME, "UTC times (…Z)")
         if not pattern.match(start) or not pattern.match(end):
             raise ValueError(f"{'all-day' if self.all_day else 'timed'} milestones need {kind} for start and end")
@@ -107,7 +129,7 @@ class MilestoneUpserted(Envelope):
 class MilestoneDeleted(Envelope):
     type: Literal["milestone.deleted"]
     milestone_id: Id
-    version: int = Field(ge=0)
+    version: StrictInt = Field(ge=0)
 
 
 MilestoneMessage = Annotated[MilestoneUpserted | MilestoneDeleted, Field(discriminator="type")]
@@ -128,33 +150,37 @@ def milestone_id_from_event_id(event_id: str) -> str | None:
     return None
 
 
+def _clip(text: str, room: int) -> str:
+    return text if len(text) <= room else text[:max(room - 1, 0)] + "…"
+
+
+def description_of(m: Milestone, customer: Customer) -> str:
+    """Customer lines, notes, the project link and the managed-by line (§5), within Cronofy's limit.
+    When it is too long the notes are shortened first, then the customer lines: the project link and
+    the line saying SolarNexus manages the event are always kept whole."""
+    head = [f"{label}: {value}" for label, value in (("Customer", customer.name), ("Phone", customer.phone),
+                                                      ("Email", customer.email), ("Address", customer.address))
+            if value]
+    tail = ([f"Project: {m.url[:DESCRIPTION_LIMIT // 4]}"] if m.url else []) + [MANAGED_LINE]
+    tail_text = "\n\n".join(tail)
+    room = DESCRIPTION_LIMIT - len(tail_text) - 2
+    head_text = _clip("\n".join(head), room)
+    if not m.notes:
+        return "\n\n".join(part for part in (head_text, tail_text) if part)
+    notes_room = room - len(head_text) - (2 if head_text else 0)
+    notes = _clip(m.notes, notes_room) if notes_room > 1 else ""
+    return "\n\n".join(part for part in (head_text, notes, tail_text) if part)
+
+
 def calendar_event(m: Milestone) -> dict:
     """The Cronofy upsert body for a scheduled milestone (ARCHITECTURE §5)."""
     assert m.on_calendar and m.start and m.end
     customer = m.customer or Customer()
     summary = f"{m.name} - {customer.name}" if customer.name else m.name
-    lines = []
-    if customer.name:
-        lines.append(f"Customer: {customer.name}")
-    if customer.phone:
-        lines.append(f"Phone: {customer.phone}")
-    if customer.email:
-        lines.append(f"Email: {customer.email}")
-    if customer.address:
-        lines.append(f"Address: {customer.address}")
-    if m.notes:
-        lines += ["", m.notes]
-    if m.url:
-        lines += ["", f"Project: {m.url}"]
-    lines += ["", MANAGED_LINE]
-    description = "\n".join(lines)
-    if len(description) > DESCRIPTION_LIMIT:
-        keep = DESCRIPTION_LIMIT - len(MANAGED_LINE) - 3
-        description = description[:keep] + "…\n\n" + MANAGED_LINE
     event: dict = {
         "event_id": event_id_for(m.milestone_id),
         "summary": summary[:SUMMARY_LIMIT],
-        "description": description,
+        "description": description_of(m, customer),
         "tzid": m.timezone,
         "transparency": "opaque",
     }

@@ -57,15 +57,20 @@ class MilestoneRepository(Repository):
     def put_mirror_if_newer(self, org_id: str, milestone_id: str, version: int, body: str | None) -> bool:
         """Store a milestone version (body None = deleted) unless the mirror already has it or newer.
 
+        A deletion also wins over an upsert of the same version (the core may delete without bumping
+        the version); a repeated deletion, or an upsert at the deleted version, changes nothing.
+
         A milestone belongs to the org that first sent it: a message from another org naming the same
         milestone id raises MilestoneOrgMismatch and changes nothing."""
+        newer = "#v < :v OR (#v = :v AND deleted = :live)" if body is None else "#v < :v"
+        values = {":v": version, ":org": org_id} | ({":live": False} if body is None else {})
         failed = self.table.conditional_failure(
             "put_item",
             Item=to_item({**keys.mirror(milestone_id), "org_id": org_id, "version": version, "deleted": body is None,
                           "body": body}),
-            ConditionExpression="attribute_not_exists(pk) OR (#v < :v AND org_id = :org)",
+            ConditionExpression=f"attribute_not_exists(pk) OR (({newer}) AND org_id = :org)",
             ExpressionAttributeNames={"#v": "version"},
-            ExpressionAttributeValues=to_item({":v": version, ":org": org_id}),
+            ExpressionAttributeValues=to_item(values),
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
         if failed is None:
