@@ -298,3 +298,19 @@ def test_a_notification_signed_during_a_secret_rotation_is_accepted(stack, jane_
     resp = requests.post(delivered["url"], data=stale, headers={
         "Content-Type": "application/json", "Cronofy-HMAC-SHA256": sign_body("local-cronofy-client-secret", stale)})
     assert resp.status_code == 401
+
+
+def test_the_profile_shows_the_last_sync_not_the_connect(stack, jane, jane_cal):
+    """A read of the calendar after the backfill (here a notification's, which is also the day's check)
+    moves `last_sync_at` on the status route, as on the org's health view."""
+    status = jane["session"].get(stack.url("/v1/calendar/connection")).json()
+    after_backfill = status["last_sync_at"]
+    time.sleep(1.1)  # times are whole seconds on the wire
+    stack.emulator.add_external_event(jane_cal, "Dentist", iso(in_days(1, 9)), iso(in_days(1, 10)))
+    stack.drain()
+    status = jane["session"].get(stack.url("/v1/calendar/connection")).json()
+    assert status["last_sync_at"] > after_backfill
+    admin = stack.browser("u_admin", "org_sunbright", roles=["admin"])
+    health = admin.get(stack.url("/v1/orgs/org_sunbright/calendar-health")).json()
+    row = next(m for m in health["members"] if m["user_id"] == "u_jane")
+    assert row["last_sync_at"] == status["last_sync_at"]

@@ -50,9 +50,9 @@ class SyncHealth:
 
     def _member(self, conn: Connection, stored, backfill: dict | None, now: datetime, stale_after) -> dict:
         as_of = freshness.as_of(conn, stored if stored is not None and stored.org_id == conn.org_id else None)
-        # The last time data moved successfully: a finished backfill, the reconciler's full check of the
-        # calendar, or a read of the user's changes (busy data).
-        last_sync = max((t for t in (conn.last_sync_at, conn.last_checked_at, as_of) if t is not None), default=None)
+        # The last time data moved successfully: the connection's own (Connection.last_synced, as the
+        # status route shows it), or a later read of the user's changes (busy data).
+        last_sync = max((t for t in (conn.last_synced(), as_of) if t is not None), default=None)
         error = None
         if conn.last_error:
             error = {"reason": conn.last_error, "at": iso(conn.last_error_at or conn.updated_at)}

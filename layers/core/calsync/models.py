@@ -144,6 +144,11 @@ class Connection(BaseModel):
             return True
         return now - (self.last_checked_at or self.connected_at) >= EARLY_CHECK_AFTER
 
+    def last_synced(self) -> datetime | None:
+        """When data last moved between SolarNexus and the calendar, as this item knows it: the finished
+        backfill, or the last full check (a reconciler visit or a notification's read of everything)."""
+        return max((t for t in (self.last_sync_at, self.last_checked_at) if t is not None), default=None)
+
     def public_view(self) -> dict:
         """The status route's body (ARCHITECTURE §2)."""
         view = {
@@ -152,7 +157,7 @@ class Connection(BaseModel):
             "profile_name": self.profile_name,
             "calendar": {"id": self.calendar_id, "name": self.calendar_name} if self.calendar_id else None,
             "connected_at": iso(self.connected_at),
-            "last_sync_at": iso(self.last_sync_at),
+            "last_sync_at": iso(self.last_synced()),
             "backfill": self.backfill.model_dump() if self.backfill else None,
             "last_error": self.last_error,
         }
