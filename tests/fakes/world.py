@@ -59,6 +59,12 @@ class FakeTokens:
             "state": ConnectionState.NEEDS_REAUTH, "last_error": reason}))
         return updated or conn
 
+    def mark_calendar_unwritable(self, conn: Connection, reason: str) -> Connection:
+        self.reauth.append((conn.user_id, reason))
+        updated = self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
+            "state": ConnectionState.PENDING_CALENDAR, "last_error": reason}))
+        return updated or conn
+
     def on_calendar_selected(self, conn: Connection, previous_calendar_id: str | None) -> Connection:
         self.backfills.append(conn.user_id)
         return conn

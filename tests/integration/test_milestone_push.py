@@ -5,7 +5,7 @@ import math
 
 from calsync import wiring
 from calsync.milestones import MANAGED_LINE, event_id_for
-from tests.helpers import deleted, in_days, managed_events, milestone, push
+from tests.helpers import cal_id, deleted, in_days, managed_events, milestone, push
 
 
 def test_event_content_follows_the_contract(stack, jane_cal):
@@ -107,15 +107,43 @@ def test_a_batch_of_ten_changes_is_one_cronofy_request(stack, jane_cal):
 
 
 def test_a_refused_write_fails_only_its_own_message(stack, jane_cal, miguel_cal):
-    stack.emulator.update_calendar(miguel_cal, readonly=True)  # Miguel's calendar refuses writes
-    ok, refused, malformed = (milestone("ms_ok", 1, ["u_jane"]), milestone("ms_no", 1, ["u_miguel"]),
-                              "{not json")
-    event = stack.sqs_event("MilestoneEventsQueue", [ok, refused, malformed])
+    stack.emulator.add_fault(path_prefix="/v1/batch", status=422, count=1)  # one user's batch is refused
+    messages = {"ms_no": milestone("ms_no", 1, ["u_miguel"]), "ms_ok": milestone("ms_ok", 1, ["u_jane"])}
+    event = stack.sqs_event("MilestoneEventsQueue", [*messages.values(), "{not json"])
     result = stack.invoke("MilestonePushFunction", event)
     failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
-    ids = [r["messageId"] for r in event["Records"]]
-    assert failed == {ids[1], ids[2]}
-    assert event_id_for("ms_ok") in managed_events(stack, jane_cal)
+    ids = {mid: r["messageId"] for mid, r in zip([*messages, "malformed"], event["Records"], strict=True)}
+    missing = [mid for mid, cal in (("ms_no", miguel_cal), ("ms_ok", jane_cal))
+               if event_id_for(mid) not in managed_events(stack, cal)]
+    assert len(missing) == 1  # the other user's write landed
+    assert failed == {ids[missing[0]], ids["malformed"]}
+
+
+def test_a_calendar_deleted_at_the_provider_asks_for_another_calendar(stack, jane, jane_cal):
+    """Writes to a deleted (or read-only) calendar are refused every time: instead of retrying them
+    into the DLQ, the connection asks the user to choose a calendar again, and says why; the choice's
+    backfill puts every event on the new calendar."""
+    stack.emulator.update_calendar(jane_cal, deleted=True)
+    assert push(stack, milestone("ms_gone", 1, ["u_jane"])) == set()  # not retried
+    status = jane["session"].get(stack.url("/v1/calendar/connection")).json()
+    assert (status["state"], status["last_error"]) == ("pending_calendar", "calendar_not_writable")
+    changes = [m for m in stack.queue_messages("CalendarChangesQueue") if m["user_id"] == "u_jane"]
+    assert (changes[-1]["state"], changes[-1]["reason"]) == ("pending_calendar", "calendar_not_writable")
+    admin = stack.browser("u_admin", "org_sunbright", roles=["admin"])
+    row = next(m for m in admin.get(stack.url("/v1/orgs/org_sunbright/calendar-health")).json()["members"]
+               if m["user_id"] == "u_jane")
+    assert row["last_error"]["reason"] == "calendar_not_writable" and row["stale"] is True
+    # She picks her other writable calendar: everything is written there
+    primary = cal_id(jane["work"], "jane.smith@example.com")
+    calendars = jane["session"].get(stack.url("/v1/calendar/calendars")).json()["calendars"]
+    assert [c["id"] for c in calendars] == [primary]  # the deleted one is no longer offered
+    resp = jane["session"].put(stack.url("/v1/calendar/connection"), json={"calendar_id": primary})
+    assert resp.status_code == 200, resp.text
+    stack.drain()
+    status = jane["session"].get(stack.url("/v1/calendar/connection")).json()
+    assert (status["state"], status["last_error"]) == ("connected", None)
+    assert event_id_for("ms_gone") in managed_events(stack, primary)
+    assert stack.queue_messages("MilestoneEventsDLQ") == []
 
 
 def test_a_message_that_keeps_failing_ends_in_the_dlq(stack, jane_cal):

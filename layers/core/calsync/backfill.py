@@ -11,7 +11,7 @@ import time
 from datetime import timedelta
 
 from calsync.busy import Busy
-from calsync.cronofy import CronofyRateLimited, CronofyUnavailable, InvalidGrant
+from calsync.cronofy import CronofyError, CronofyRateLimited, CronofyUnavailable, InvalidGrant
 from calsync.models import BackfillProgress, Connection, ConnectionState, iso, utcnow
 from calsync.observability import logger, metrics
 from calsync.ports import BackfillStepsStore, EventPublisher, TokenKeeper
@@ -20,6 +20,18 @@ from calsync.sync import BACKFILL_DAYS, SyncEngine
 CHUNK_SIZE = 50
 CHUNK_TTL_SECONDS = 7 * 24 * 3600
 
+
+def _leave(client, user_id: str, calendar_id: str) -> None:
+    """After a switch nothing of ours may stay on the old calendar: one bulk delete. An old calendar that
+    was deleted, made read-only or is unreachable (why the user switched, often) cannot be emptied, and
+    retrying will not change that: the switch still completes."""
+    try:
+        client.bulk_delete(calendar_ids=[calendar_id])
+    except CronofyError as error:
+        if isinstance(error, InvalidGrant | CronofyRateLimited | CronofyUnavailable) or error.status not in (
+                403, 404, 422, 423):
+            raise
+        logger.warning("the old calendar could not be emptied", extra={"user_id": user_id, "status": error.status})
 
 class BackfillChunkFailed(Exception):
     """Some writes of a chunk were refused for good (not throttling, not an outage)."""
@@ -79,8 +91,7 @@ class BackfillSteps:
             try:
                 client = self.tokens.user_client(conn)
                 if previous and previous != conn.calendar_id:
-                    # After a switch nothing of ours may stay on the old calendar: one bulk delete.
-                    client.bulk_delete(calendar_ids=[previous])
+                    _leave(client, user_id, previous)
                 # The calendar's existing appointments become busy periods now, not at the first change
                 # (Cronofy skips profile_initial_sync_completed when its sync finished before the channel).
                 # A failure here does not fail the backfill: the reconciler rebuilds them on its next visit.

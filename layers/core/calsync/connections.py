@@ -164,8 +164,26 @@ class ConnectionService:
         self.store.request_visit(user_id, iso(at), iso(now - EARLY_CHECK_AFTER), more_pages_than=ONE_PAGE)
 
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
-        """Put the connection in needs_reauth (re-reading it when another writer, e.g. a finishing
-        backfill, saved it meanwhile)."""
+        """Put the connection in needs_reauth: its grant or its provider link is gone, so nothing can be
+        written until the user connects again (whose backfill restores the calendar)."""
+        return self._mark_broken(conn, ConnectionState.NEEDS_REAUTH, reason,
+                                 unless={ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING},
+                                 message="connection needs re-authorization", metric="NeedsReauth")
+
+    def mark_calendar_unwritable(self, conn: Connection, reason: str) -> Connection:
+        """Ask the user to choose a calendar again (pending_calendar, with the reason): the chosen one was
+        deleted or made read-only, so writes to it are refused. The choice's backfill fills the new one."""
+        saved = self._mark_broken(conn, ConnectionState.PENDING_CALENDAR, reason,
+                                  unless=set(ConnectionState) - ACTIVE,
+                                  message="calendar no longer writable", metric="CalendarNotWritable")
+        # The picker must not offer it again from the brief cache (_account_calendars): expire it.
+        self.store.put_calendars(conn.user_id, conn.connection_id or conn.cronofy_sub, [], 0)
+        return saved
+
+    def _mark_broken(self, conn: Connection, state: ConnectionState, reason: str, *, unless: set[ConnectionState],
+                     message: str, metric: str) -> Connection:
+        """Move the connection to `state` with `reason` as its last error, unless it is in one of `unless`
+        (re-reading it when another writer, e.g. a finishing backfill, saved it meanwhile)."""
         held: list[Connection] = [conn]
         marked: list[Connection] = []
         gone: list[bool] = []
@@ -178,12 +196,11 @@ class ConnectionService:
 
         def mark(current: Connection) -> Connection | None:
             marked.clear()  # only the last attempt counts
-            if current.state in (ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING):
+            if current.state in unless:
                 return None
             marked.append(current)
             return current.model_copy(update={
-                "state": ConnectionState.NEEDS_REAUTH, "last_error": reason, "last_error_at": utcnow(),
-                "updated_at": utcnow()})
+                "state": state, "last_error": reason, "last_error_at": utcnow(), "updated_at": utcnow()})
 
         saved = retry_on_conflict(read, mark, self.store.save_connection, attempts=5)
         if saved is None:
@@ -191,9 +208,9 @@ class ConnectionService:
                 return conn
             raise ConflictError(f"connection of {conn.user_id} keeps changing")
         if marked:
-            logger.warning("connection needs re-authorization", extra={"user_id": conn.user_id, "reason": reason})
-            metrics.add_metric(name="NeedsReauth", unit="Count", value=1)
-            self.publisher.connection_changed(conn.org_id, conn.user_id, ConnectionState.NEEDS_REAUTH, reason)
+            logger.warning(message, extra={"user_id": conn.user_id, "reason": reason, "state": state.value})
+            metrics.add_metric(name=metric, unit="Count", value=1)
+            self.publisher.connection_changed(conn.org_id, conn.user_id, state, reason)
         return saved
 
     def _own_connection(self, caller: Caller) -> Connection | None:
@@ -445,9 +462,11 @@ class ConnectionService:
         if chosen is None:
             raise InvalidRequest("that calendar is not a writable calendar of this account",
                                  code="calendar_not_writable")
-        if chosen.calendar_id == conn.calendar_id:
+        if chosen.calendar_id == conn.calendar_id and conn.state != ConnectionState.PENDING_CALENDAR:
             return self.status(caller)
-        previous = conn.calendar_id
+        # Back in pending_calendar after its calendar refused writes, the user may choose that calendar
+        # again (it is writable again): a fresh fill, not a move.
+        previous = conn.calendar_id if conn.calendar_id != chosen.calendar_id else None
         try:
             conn = self.store.save_connection(conn.model_copy(update={
                 "calendar_id": chosen.calendar_id,

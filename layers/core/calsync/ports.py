@@ -140,6 +140,8 @@ class TokenKeeper(Protocol):
 
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection: ...
 
+    def mark_calendar_unwritable(self, conn: Connection, reason: str) -> Connection: ...
+
 
 class ConnectionUpkeep(Protocol):
     """The connection chores a reconciler visit may do (calsync.connections.ConnectionService)."""

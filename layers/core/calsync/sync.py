@@ -80,6 +80,35 @@ class SyncResult:
         return max(waits) if waits else None
 
 
+PROFILE_DISCONNECTED = "profile_disconnected"
+CALENDAR_NOT_WRITABLE = "calendar_not_writable"
+
+
+def _judge(w: Write, status: int, ok: bool, calendar_id: str | None) -> str:
+    """What one /v1/batch entry's answer means for its write.
+
+    - "written"; "gone": a delete of an event (or a calendar) that is no longer there, or refused on a
+      calendar the user has left (a move's old half: retrying cannot help, and it is not theirs now);
+    - PROFILE_DISCONNECTED (423): the provider link is gone, so every write of this user will be
+      refused: the connection goes to needs_reauth and its writes are not retried (the reconnect's
+      backfill restores the calendar);
+    - CALENDAR_NOT_WRITABLE (403, or 404 to an upsert: the calendar was deleted or made read-only):
+      the user is asked to choose a calendar again, whose backfill restores everything;
+    - "refused": anything else fails the write's milestone, which its queue retries.
+    """
+    if ok:
+        return "written"
+    if status == 423:
+        return PROFILE_DISCONNECTED
+    if w.calendar_id != calendar_id and w.kind == "delete" and status in (403, 404):
+        return "gone"
+    if w.kind == "delete" and status == 404:
+        return "gone"
+    if status == 403 or (status == 404 and w.kind == "upsert"):
+        return CALENDAR_NOT_WRITABLE
+    return "refused"
+
+
 def mirror_milestone(mirror: dict | None) -> Milestone | None:
     if not mirror or mirror.get("deleted") or not mirror.get("body"):
         return None
@@ -265,25 +294,32 @@ class SyncEngine:
             conn = connections[user_id]
             try:
                 client = self.tokens.user_client(conn)
+                broken: str | None = None
                 for i in range(0, len(user_writes), BATCH_LIMIT):
                     chunk = user_writes[i:i + BATCH_LIMIT]
                     outcomes = client.batch([w.entry() for w in chunk])
                     result.cronofy_batches += 1
                     landed = []
                     for w, outcome in zip(chunk, outcomes, strict=True):
-                        if outcome.ok:
-                            landed.append(w)
+                        verdict = _judge(w, outcome.status, outcome.ok, conn.calendar_id)
+                        if verdict == "written":
                             written[w.milestone_id] = max(written.get(w.milestone_id, -1), w.version)
                             result.written += 1
-                        elif w.kind == "delete" and outcome.status == 404:
-                            landed.append(w)  # already gone
-                        else:
+                        if verdict in ("written", "gone"):
+                            landed.append(w)
+                        elif verdict == "refused":
                             logger.warning("calendar write refused", extra={
                                 "user_id": user_id, "milestone_id": w.milestone_id, "status": outcome.status,
                                 "errors": outcome.data})
                             result.failed.add(w.milestone_id)
+                        else:
+                            broken = broken or verdict
                     self._record(landed)
                     metrics.add_metric(name="CalendarWrites", unit="Count", value=len(landed))
+                if broken == PROFILE_DISCONNECTED:
+                    self.tokens.mark_needs_reauth(conn, PROFILE_DISCONNECTED)
+                elif broken == CALENDAR_NOT_WRITABLE:
+                    self.tokens.mark_calendar_unwritable(conn, CALENDAR_NOT_WRITABLE)
             except (InvalidGrant, CronofyAuthError):
                 # Nothing more can be written for this user until they reconnect; the reconnect's
                 # backfill restores their calendar, so these writes are not retried.
