@@ -269,8 +269,10 @@ def org_busy(
         "during their calendar's busy blocks and their scheduled SolarNexus assignments (except "
         "`ignore_milestone_id`, the milestone being rescheduled), widened by `buffer_minutes`, and free only in "
         "their working hours in their own time zone (their calendar account's; `timezone` for members whose zone "
-        "is not known). Candidate starts are multiples of `slot_interval_minutes` from 00:00 UTC. Members without "
-        "a connection count as free in working hours; `members` says, per member, whether their data can be "
+        "is not known). Candidate starts are each member's working-hours start (local) plus whole multiples of "
+        "`slot_interval_minutes` within their working hours, for all members together, in time order (a crew "
+        "working from 08:00 gets 08:00, 08:30, ... in any zone; 1440 gives 08:00 on each working day). Members "
+        "without a connection count as free in working hours; `members` says, per member, whether their data can be "
         "trusted (`connected`, `as_of`, `stale`). Answered from stored data alone: no calendar provider is "
         "called. At most 50 members."
     ),

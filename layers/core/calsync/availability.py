@@ -78,7 +78,9 @@ class AvailabilityRequest(BaseModel):
     timezone: Annotated[str, Field(max_length=64)] = Field(
         default="UTC", description="IANA zone for members whose calendar account's zone is not known")
     buffer_minutes: int = Field(default=0, ge=0, le=12 * 60, description="kept free before and after busy times")
-    slot_interval_minutes: int = Field(default=30, ge=5, le=24 * 60)
+    slot_interval_minutes: int = Field(
+        default=30, ge=5, le=24 * 60,
+        description="candidate starts are each member's working-hours start plus whole intervals (1440: once a day)")
     max_results: int = Field(default=10, ge=1, le=100)
     ignore_milestone_id: Id | None = Field(default=None, description="the milestone being rescheduled")
 
