@@ -264,7 +264,8 @@ def org_busy(
     tags=["Organization"],
     summary="The first slots when a crew is free",
     description=(
-        "Slots of `duration_minutes` between `from` and `to` (at most 62 days) when all of `user_ids` "
+        "Slots of `duration_minutes` between `from` and `to` (at most 62 days; never before now: a `from` in the "
+        "past searches from the time of the request) when all of `user_ids` "
         "(`required: \"all\"`) or any N of them are free, in time order, at most `max_results`. A member is busy "
         "during their calendar's busy blocks and their scheduled SolarNexus assignments (except "
         "`ignore_milestone_id`, the milestone being rescheduled), widened by `buffer_minutes`, and free only in "

@@ -254,3 +254,20 @@ def test_dynamodb_requests_stay_bounded_for_a_big_crew(stack, crew):
     weeks = len(weeks_between(start - timedelta(days=1), start + timedelta(days=15)))
     assert counts == Counter({"BatchGetItem": 1 + math.ceil(50 * (weeks + 1) / 100) + math.ceil(120 / 100),
                               "Query": 50})
+
+
+def test_no_slot_starts_before_now(stack, crew):
+    """A `from` in the past searches from now: a slot that has begun cannot be booked, and past busy
+    time is not kept (it would look free)."""
+    every_day = {"weekdays": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59"}
+    asked_at = utcnow()
+    resp = ask(stack, crew["ana"]["session"], user_ids=["u_ana"], duration_minutes=30, working_hours=every_day,
+               slot_interval_minutes=5, max_results=5,
+               **{"from": iso(asked_at - timedelta(hours=12)), "to": iso(asked_at + timedelta(days=1))})
+    assert resp.status_code == 200, resp.text
+    starts = [datetime.fromisoformat(s["start"]) for s in resp.json()["slots"]]
+    assert len(starts) == 5 and all(s >= asked_at - timedelta(seconds=1) for s in starts), starts
+    # and a range wholly in the past has no slot at all
+    past = ask(stack, crew["ana"]["session"], user_ids=["u_ana"], duration_minutes=30, working_hours=every_day,
+               **{"from": iso(asked_at - timedelta(days=2)), "to": iso(asked_at - timedelta(days=1))})
+    assert past.status_code == 200 and past.json()["slots"] == []

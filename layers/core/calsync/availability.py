@@ -3,7 +3,8 @@
 The first slots when all of a crew (or any N of them) are free, from DynamoDB alone (no Cronofy
 request): each member's stored busy blocks (their own events; SolarNexus events are not in them)
 plus their SolarNexus assignments from the milestone mirror, working hours in each member's own
-time zone. The slot finding itself is `calsync.slots` (pure).
+time zone. The slot finding itself is `calsync.slots` (pure). The search starts at `from` or now,
+whichever is later: no slot in the past is offered (busy periods are not kept for it anyway).
 
 DynamoDB requests per call, for n members (at most 50) and m milestones assigned to them that start
 in [from - 7 days, to): 1 BatchGetItem of connections + ceil(n x (w + 1) / 100) BatchGetItems of busy
@@ -111,9 +112,11 @@ class AvailabilityRequest(BaseModel):
             raise ValueError(f"member_working_hours names users not in user_ids: {sorted(unknown)}")
         return self
 
-    def query(self) -> slots.SlotQuery:
+    def query(self, now: datetime) -> slots.SlotQuery:
+        """The search, from `now` when `from` is already past: a slot that has begun cannot be booked,
+        and busy periods are not kept for the past (calsync.busy keeps a day back), so it would look free."""
         return slots.SlotQuery(
-            start=self.start.astimezone(UTC), end=self.end.astimezone(UTC),
+            start=max(self.start, now).astimezone(UTC), end=self.end.astimezone(UTC),
             duration=timedelta(minutes=self.duration_minutes),
             required=len(self.user_ids) if self.required == "all" else self.required,
             buffer=timedelta(minutes=self.buffer_minutes), interval=timedelta(minutes=self.slot_interval_minutes),
@@ -146,7 +149,7 @@ class Availability:
     def find(self, caller: Caller, org_id: str, request: AvailabilityRequest, now: datetime | None = None) -> dict:
         caller.require_org(org_id)
         now = now or utcnow()
-        query = request.query()
+        query = request.query(now)
         user_ids = request.user_ids
         connections = {u: c for u, c in self.store.connections(user_ids).items() if c.org_id == org_id}
         default_zone = ZoneInfo(request.timezone)
