@@ -311,7 +311,7 @@ def org_calendar_health(org_id: str) -> dict:
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
-    refused = http_errors.unreadable_body(event)
+    refused = http_errors.other_org(event) or http_errors.unreadable_body(event)
     if refused is not None:
         return refused
     with interactive():  # a person waits: queue work keeps its share of Cronofy's limit

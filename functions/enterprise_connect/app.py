@@ -239,5 +239,5 @@ def member_callback(body: Annotated[MemberCallback, Body()]) -> Response[dict]:
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
-    refused = http_errors.unreadable_body(event)
+    refused = http_errors.other_org(event) or http_errors.unreadable_body(event)
     return refused if refused is not None else app.resolve(event, context)

@@ -271,3 +271,16 @@ def test_no_slot_starts_before_now(stack, crew):
     past = ask(stack, crew["ana"]["session"], user_ids=["u_ana"], duration_minutes=30, working_hours=every_day,
                **{"from": iso(asked_at - timedelta(days=2)), "to": iso(asked_at - timedelta(days=1))})
     assert past.status_code == 200 and past.json()["slots"] == []
+
+
+def test_another_orgs_routes_answer_403_whatever_the_body_or_query(stack, crew):
+    """Org routes answer 403 for another org: before the body (or query) is validated, so an outsider never
+    gets the route's validation details; the caller's own org still gets its 422."""
+    outsider, own = stack.browser("u_eve", "org_other"), crew["ana"]["session"]
+    invalid = {"user_ids": [], "duration_minutes": "x", "from": 5}
+    resp = ask(stack, outsider, **invalid)
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden", resp.text
+    assert ask(stack, own, **invalid).status_code == 422
+    busy = outsider.get(stack.url(f"/v1/orgs/{ORG}/busy"), params={"user_ids": "u_ana"})  # no from/to
+    assert busy.status_code == 403, busy.text
+    assert own.get(stack.url(f"/v1/orgs/{ORG}/busy"), params={"user_ids": "u_ana"}).status_code == 422

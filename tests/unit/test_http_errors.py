@@ -15,7 +15,7 @@ from calsync.errors import (
     TryLater,
     Unauthenticated,
 )
-from calsync.http_errors import answer_for, unreadable_body
+from calsync.http_errors import answer_for, other_org, unreadable_body
 
 
 @pytest.mark.parametrize("refusal, status, code", [
@@ -52,3 +52,22 @@ def test_bodies_that_are_not_json_text_are_answered_before_routing(event, status
     assert (answer and answer["statusCode"]) == status
     if answer:
         assert set(json.loads(answer["body"])["error"]) == {"code", "message"}
+
+
+def _org_event(caller_org: str | None, path_org: str | None) -> dict:
+    claims = {"sub": "u_1", "org_id": caller_org} if caller_org else {}
+    return {"pathParameters": {"org_id": path_org} if path_org else None, "body": "{not json",
+            "requestContext": {"authorizer": {"jwt": {"claims": claims}}}}
+
+
+@pytest.mark.parametrize("caller_org, path_org, status", [
+    ("org_a", "org_b", 403),  # another org: 403 before the body is even looked at
+    ("org_a", "org_a", None),  # the caller's own org: the route validates (422 and so on)
+    ("org_a", None, None),  # not an org route
+    (None, "org_b", None),  # no session: the route answers 401
+])
+def test_another_orgs_route_is_refused_before_routing(caller_org, path_org, status):
+    answer = other_org(_org_event(caller_org, path_org))
+    assert (answer and answer["statusCode"]) == status
+    if answer:
+        assert json.loads(answer["body"])["error"]["code"] == "forbidden"

@@ -95,6 +95,25 @@ def plain_error(error: ApiError) -> dict:
             "body": json.dumps(error.body())}
 
 
+def other_org(event: dict) -> dict | None:
+    """The 403 to a request on another org's route (a `{org_id}` path parameter that is not the caller's
+    org), else None. Answered before routing, so before the resolver validates the body or query: org
+    routes answer 403 for another org (ARCHITECTURE §2) whatever else is wrong with the request, and a
+    422 with validation details would answer a stranger. Without a session the route answers (401)."""
+    org_id = (event.get("pathParameters") or {}).get("org_id")
+    if not org_id:
+        return None
+    from calsync.caller import caller_from_event
+
+    try:
+        caller_from_event(event).require_org(org_id)
+    except Forbidden as refusal:
+        return plain_error(answer_for(refusal))
+    except Refusal:
+        return None
+    return None
+
+
 def unreadable_body(event: dict) -> dict | None:
     """The answer to a request whose body is not JSON text, else None."""
     if not event.get("body"):
