@@ -78,6 +78,7 @@ _UNAVAILABLE = _doc(
     "`calendar_service_unavailable`: Cronofy is unavailable, or the application's share of its rate limit is "
     "spent for now; try again after `Retry-After` seconds",
     headers={"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}})
+_MALFORMED_JSON = _doc("`malformed_json`: the request body is not valid JSON")
 _CONNECTION_BUSY = _doc(
     "`conflict`: the connection is being disconnected or changed meanwhile (try again); "
     "`needs_reauth`: the calendar authorization is gone, connect again"
@@ -103,6 +104,7 @@ _CONNECTION_BUSY = _doc(
             headers={"Set-Cookie": {"description": "`sn_calendar_oauth`: binds the OAuth flow to this browser",
                                     "schema": {"type": "string"}}},
         ),
+        400: _MALFORMED_JSON,
         403: _OTHER_ORG,
         409: _doc("`conflict`: a calendar is already connected (disconnect it first, or choose another calendar)"),
         422: _doc("`invalid_request`: unknown provider or malformed body; `invalid_return_to`: not a web-app path"),
@@ -176,6 +178,7 @@ def list_calendars() -> dict:
     ),
     responses={
         200: _doc("The connection's status after the choice", "ConnectionStatus"),
+        400: _MALFORMED_JSON,
         403: _OTHER_ORG,
         404: _NO_CONNECTION,
         409: _CONNECTION_BUSY,
@@ -279,6 +282,7 @@ def org_busy(
     ),
     responses={
         200: _doc("Slots and the members' data freshness", "AvailabilityResponse"),
+        400: _MALFORMED_JSON,
         403: _doc("`forbidden`: another org than the caller's"),
         422: _doc("`invalid_request`: e.g. duration not positive, `to` not after `from`, span over 62 days, more "
                   "than 50 users, `required` above the crew size, unknown time zone, malformed working hours"),

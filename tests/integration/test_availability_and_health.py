@@ -284,3 +284,13 @@ def test_another_orgs_routes_answer_403_whatever_the_body_or_query(stack, crew):
     busy = outsider.get(stack.url(f"/v1/orgs/{ORG}/busy"), params={"user_ids": "u_ana"})  # no from/to
     assert busy.status_code == 403, busy.text
     assert own.get(stack.url(f"/v1/orgs/{ORG}/busy"), params={"user_ids": "u_ana"}).status_code == 422
+
+
+def test_a_body_that_is_not_json_is_a_400_on_every_json_route(stack, crew):
+    session = crew["ana"]["session"]
+    headers = {"Content-Type": "application/json"}
+    for method, path in [("post", f"/v1/orgs/{ORG}/availability"), ("post", "/v1/calendar/connect"),
+                         ("put", "/v1/calendar/connection")]:
+        resp = session.request(method, stack.url(path), data='{"user_ids": ["u_ana"],', headers=headers)
+        assert resp.status_code == 400, (path, resp.text)
+        assert resp.json()["error"] == {"code": "malformed_json", "message": "the request body is not valid JSON"}

@@ -45,6 +45,8 @@ def test_the_body_is_code_and_message_and_retry_after_only_when_said():
     ({"body": "{}", "headers": {"Content-Type": "text/plain"}}, 415),
     ({"body": "e30=", "headers": {"content-type": "application/json"}, "isBase64Encoded": True}, 422),
     ({"body": "{}", "headers": {"content-type": "application/json; charset=utf-8"}}, None),
+    ({"body": "{\"user_ids\": [", "headers": {"content-type": "application/json"}}, 400),
+    ({"body": "not json", "headers": {}}, 400),
     ({"headers": {"content-type": "text/plain"}}, None),
 ])
 def test_bodies_that_are_not_json_text_are_answered_before_routing(event, status):
@@ -71,3 +73,10 @@ def test_another_orgs_route_is_refused_before_routing(caller_org, path_org, stat
     assert (answer and answer["statusCode"]) == status
     if answer:
         assert json.loads(answer["body"])["error"]["code"] == "forbidden"
+
+
+def test_a_body_that_does_not_parse_is_a_400_saying_so():
+    answer = unreadable_body({"body": "{\"a\": 1,,}", "headers": {"content-type": "application/json"}})
+    assert answer is not None and answer["statusCode"] == 400
+    assert json.loads(answer["body"]) == {"error": {"code": "malformed_json",
+                                                    "message": "the request body is not valid JSON"}}
