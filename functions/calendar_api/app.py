@@ -277,8 +277,9 @@ def org_busy(
         "`slot_interval_minutes` within their working hours, for all members together, in time order (a crew "
         "working from 08:00 gets 08:00, 08:30, ... in any zone; 1440 gives 08:00 on each working day). Members "
         "without a connection count as free in working hours; `members` says, per member, whether their data can be "
-        "trusted (`connected`, `as_of`, `stale`). Answered from stored data alone: no calendar provider is "
-        "called. At most 50 members."
+        "trusted (`connected`, `as_of`, `stale`; `stale` too when `to` goes past the 60 days ahead their busy "
+        "blocks are kept, where busy time is unknown, not free). Answered from stored data alone: no calendar "
+        "provider is called. At most 50 members."
     ),
     responses={
         200: _doc("Slots and the members' data freshness", "AvailabilityResponse"),

@@ -294,3 +294,27 @@ def test_a_body_that_is_not_json_is_a_400_on_every_json_route(stack, crew):
         resp = session.request(method, stack.url(path), data='{"user_ids": ["u_ana"],', headers=headers)
         assert resp.status_code == 400, (path, resp.text)
         assert resp.json()["error"] == {"code": "malformed_json", "message": "the request body is not valid JSON"}
+
+
+def test_a_range_past_the_stored_busy_days_is_stale(stack, crew):
+    """Busy blocks are kept 60 days ahead of the last rebuild: a member asked about later days has unknown
+    busy time there, not free time, and says so (without any Cronofy request)."""
+    now = utcnow()
+    near = {"from": iso(now), "to": iso(now + timedelta(days=30))}
+    far = {"from": iso(now + timedelta(days=20)), "to": iso(now + timedelta(days=80))}
+    stack.emulator.clear_request_log()
+    for window, stale in ((near, False), (far, True)):
+        members = ask(stack, crew["ana"]["session"], user_ids=["u_ana", "u_ben"], duration_minutes=60,
+                      **window).json()["members"]
+        assert [members[u]["stale"] for u in ("u_ana", "u_ben")] == [stale, stale], (window, members)
+        busy = crew["ana"]["session"].get(stack.url(f"/v1/orgs/{ORG}/busy"),
+                                          params=dict(window, user_ids="u_ana,u_ben")).json()["members"]
+        assert busy == members
+    assert stack.emulator.request_log == []
+    # the horizon follows the last rebuild: one 10 days ago covers 10 days less
+    wiring.store().update_connection("u_ana", lambda c: c.model_copy(update={
+        "busy_rebuilt_at": now - timedelta(days=10)}))
+    late = {"from": iso(now), "to": iso(now + timedelta(days=55))}
+    members = ask(stack, crew["ana"]["session"], user_ids=["u_ana", "u_ben"], duration_minutes=60,
+                  **late).json()["members"]
+    assert members["u_ana"]["stale"] is True and members["u_ben"]["stale"] is False

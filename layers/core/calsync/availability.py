@@ -5,6 +5,8 @@ request): each member's stored busy blocks (their own events; SolarNexus events 
 plus their SolarNexus assignments from the milestone mirror, working hours in each member's own
 time zone. The slot finding itself is `calsync.slots` (pure). The search starts at `from` or now,
 whichever is later: no slot in the past is offered (busy periods are not kept for it anyway).
+A member whose stored busy periods end before `to` (they are kept 60 days ahead of their last
+rebuild, calsync.busy.covered_until) is `stale`: the days past that look free but are unknown.
 
 DynamoDB requests per call, for n members (at most 50) and m milestones assigned to them that start
 in [from - 7 days, to): 1 BatchGetItem of connections + ceil(n x (w + 1) / 100) BatchGetItems of busy
@@ -23,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from calsync import freshness, slots
-from calsync.busy import Busy
+from calsync.busy import Busy, covered_until
 from calsync.caller import Caller
 from calsync.clock import parse_utc
 from calsync.messages import Id
@@ -169,7 +171,8 @@ class Availability:
             hours = request.member_working_hours.get(user_id, request.working_hours)
             members.append(slots.Member(user_id, zones[user_id], hours.rule(),
                                         busy=stored.blocks if stored else [], assignments=assignments))
-            statuses[user_id] = freshness.member_status(conn, stored, now, stale_after, default_zone)
+            covered = query.end + query.buffer <= covered_until(conn, now)
+            statuses[user_id] = freshness.member_status(conn, stored, now, stale_after, default_zone, covered)
         found = slots.find_slots(members, query)
         return {
             "slots": [{"start": iso(s.start), "end": iso(s.end), "user_ids": list(s.user_ids)} for s in found],
