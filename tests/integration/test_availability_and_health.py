@@ -104,9 +104,9 @@ def test_the_first_two_hours_when_the_whole_crew_is_free(stack, crew):
     assert members["u_dee"] == {"connected": False, "state": "not_connected", "timezone": "America/Los_Angeles",
                                 "as_of": None, "stale": True}
     assert stack.emulator.request_log == []  # no Cronofy request
-    # 1 BatchGetItem of connections + 1 of busy weeks (4 users x 2-3 weeks) + 1 query per member + 1
-    # BatchGetItem of mirrors
-    assert counts == Counter({"BatchGetItem": 3, "Query": 4})
+    # 1 BatchGetItem of connections + 1 of busy weeks (4 users x 2-3 weeks) + 1 of the members' longest
+    # assignments + 1 query per member + 1 BatchGetItem of mirrors
+    assert counts == Counter({"BatchGetItem": 4, "Query": 4})
 
     # A 30-minute buffer around busy times: Ben's install ends 11:00 Pacific -> 11:30
     buffered = ask(stack, crew["ana"]["session"], **dict(body, buffer_minutes=30, max_results=1)).json()
@@ -238,7 +238,8 @@ def test_sync_health_for_admins(stack, crew):
 
 def test_dynamodb_requests_stay_bounded_for_a_big_crew(stack, crew):
     """50 members (the maximum) over 14 days, 120 assignments in the window: 1 BatchGetItem of connections
-    + ceil(50 x (weeks + 1) / 100) of busy weeks + 50 queries + ceil(120 / 100) of mirrors."""
+    + ceil(50 x (weeks + 1) / 100) of busy weeks + 1 of longest assignments + 50 queries + ceil(120 / 100)
+    of mirrors."""
     monday = next_monday()
     users = [f"u_{i}" for i in range(47)] + ["u_ana", "u_ben", "u_cy"]
     msgs = [milestone(f"ms_big_{i}", 1, [users[i % 50], users[(i + 1) % 50]], at(monday, 8 + i % 8, LA))
@@ -252,7 +253,7 @@ def test_dynamodb_requests_stay_bounded_for_a_big_crew(stack, crew):
     assert resp.status_code == 200, resp.text
     start = datetime.fromisoformat(body["from"])
     weeks = len(weeks_between(start - timedelta(days=1), start + timedelta(days=15)))
-    assert counts == Counter({"BatchGetItem": 1 + math.ceil(50 * (weeks + 1) / 100) + math.ceil(120 / 100),
+    assert counts == Counter({"BatchGetItem": 1 + math.ceil(50 * (weeks + 1) / 100) + 1 + math.ceil(120 / 100),
                               "Query": 50})
 
 
@@ -318,3 +319,22 @@ def test_a_range_past_the_stored_busy_days_is_stale(stack, crew):
     members = ask(stack, crew["ana"]["session"], user_ids=["u_ana", "u_ben"], duration_minutes=60,
                   **late).json()["members"]
     assert members["u_ana"]["stale"] is True and members["u_ben"]["stale"] is False
+
+
+def test_an_assignment_that_began_long_before_from_and_still_runs_is_busy(stack, crew):
+    """A 10-day install that began 9 days before `from` (and a 12-day all-day one) keeps its crew busy:
+    the index is by start, and each member's lookback is their longest assignment."""
+    monday = next_monday(min_days=14)
+    install = milestone("ms_long_install", 1, ["u_ben"], at(monday - timedelta(days=9), 8, DENVER), hours=240)
+    all_day = milestone("ms_long_all_day", 1, ["u_cy"], (monday - timedelta(days=10)).isoformat(), all_day=True,
+                        end=(monday + timedelta(days=2)).isoformat())
+    assert push(stack, install, all_day) == set()
+    stack.drain()
+    body = {"duration_minutes": 60, "from": iso(at(monday, 0, LA)), "to": iso(at(monday, 23, LA))}
+    for user_id in ("u_ben", "u_cy"):
+        resp = ask(stack, crew["ana"]["session"], user_ids=[user_id], **body)
+        assert resp.status_code == 200 and resp.json()["slots"] == [], (user_id, resp.text)
+    # Ben is free from the install's end, 240 hours after it began: 08:00 Denver on the Tuesday
+    later = ask(stack, crew["ana"]["session"], user_ids=["u_ben"], max_results=1, duration_minutes=60,
+                **{"from": iso(at(monday, 0, LA)), "to": iso(at(monday + timedelta(days=3), 0, LA))}).json()
+    assert later["slots"][0]["start"] == iso(at(monday - timedelta(days=9), 8, DENVER) + timedelta(hours=240))

@@ -8,11 +8,20 @@ whichever is later: no slot in the past is offered (busy periods are not kept fo
 A member whose stored busy periods end before `to` (they are kept 60 days ahead of their last
 rebuild, calsync.busy.covered_until) is `stale`: the days past that look free but are unknown.
 
+Assignments still running at `from` are found through the `by_assignee` index, which is by start:
+each member's query starts their longest assignment before `from` (the store keeps, per user, the
+longest milestone they were ever scheduled for when it is over 7 days; 7 days otherwise). Its cost is
+one more BatchGetItem per call and a conditional write per assignee only for milestones over 7 days.
+A sort key on the end (or the end on the index item) would need a new GSI or an index change for every
+reader of `by_assignee`: not worth it for a lookback that is days for nearly everyone. The record only
+grows (a 40-day milestone since shortened keeps that member's lookback at 40 days: more index keys
+read, never a missed assignment).
+
 DynamoDB requests per call, for n members (at most 50) and m milestones assigned to them that start
-in [from - 7 days, to): 1 BatchGetItem of connections + ceil(n x (w + 1) / 100) BatchGetItems of busy
-periods (w: the weeks from - 1 day .. to + 1 day touches; 1 request for 10 members x 14 days) + n
-queries of the `by_assignee` index + ceil(m / 100) BatchGetItems of mirrors. An assignment that started more
-than 7 days before `from` and is still running is not seen (installs are days, not weeks).
+in [from - their longest assignment, to): 1 BatchGetItem of connections + ceil(n x (w + 1) / 100)
+BatchGetItems of busy periods (w: the weeks from - 1 day .. to + 1 day touches; 1 request for 10
+members x 14 days) + ceil(n / 100) BatchGetItems of the members' longest assignments + n queries of the
+`by_assignee` index + ceil(m / 100) BatchGetItems of mirrors.
 """
 
 from __future__ import annotations
@@ -34,7 +43,6 @@ from calsync.store import Store
 
 MAX_MEMBERS = 50
 MAX_SPAN_DAYS = 62
-ASSIGNMENT_LOOKBACK = timedelta(days=7)
 _CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
 
 
@@ -134,13 +142,9 @@ def assignment_of(mirror: dict, user_id: str, org_id: str) -> slots.Assignment |
         return None
     if not m.get("all_day"):
         return slots.Assignment(m["milestone_id"], parse_utc(m["start"]), parse_utc(m["end"]))
-    # All-day milestones: local midnights in the milestone's zone; the end date is exclusive, and a
-    # one-day milestone may come with end == start (as on the calendar, calsync.milestones).
-    zone = ZoneInfo(m["timezone"])
-    first = date.fromisoformat(m["start"])
-    last = max(date.fromisoformat(m["end"]), first + timedelta(days=1))
-    return slots.Assignment(m["milestone_id"], slots.local_instant(first, time(0), zone),
-                            slots.local_instant(last, time(0), zone))
+    start, end = slots.all_day_period(date.fromisoformat(m["start"]), date.fromisoformat(m["end"]),
+                                      ZoneInfo(m["timezone"]))
+    return slots.Assignment(m["milestone_id"], start, end)
 
 
 class Availability:
@@ -158,8 +162,10 @@ class Availability:
         zones = {u: freshness.user_zone(connections.get(u), default_zone) for u in user_ids}
         busy = {u: b for u, b in self.busy.periods(user_ids, query.start - query.buffer, query.end + query.buffer,
                                                    zones).items() if b.org_id == org_id}
-        since, until = iso(query.start - ASSIGNMENT_LOOKBACK), iso(query.end)
-        assigned = {u: self.store.assigned_milestone_ids(u, since, until) for u in user_ids}
+        lookback = self.store.longest_assignments(user_ids)
+        until = iso(query.end + query.buffer)
+        assigned = {u: self.store.assigned_milestone_ids(u, iso(query.start - query.buffer - lookback[u]), until)
+                    for u in user_ids}
         mirrors = self.store.mirrors([m for ids in assigned.values() for m in ids])
         stale_after = freshness.stale_after()
         members, statuses = [], {}

@@ -100,6 +100,12 @@ def local_instant(day: date, wall: time, zone: ZoneInfo) -> datetime:
     return hi.replace(microsecond=0)
 
 
+def all_day_period(first: date, last: date, zone: ZoneInfo) -> Interval:
+    """The busy time of an all-day milestone from `first` to `last` (exclusive): local midnights in its
+    zone, one day at least, since a one-day milestone may come with end == start (as on the calendar)."""
+    return local_instant(first, time(0), zone), local_instant(max(last, first + timedelta(days=1)), time(0), zone)
+
+
 def working_windows(member: Member, start: datetime, end: datetime) -> list[Interval]:
     """The member's working windows overlapping [start, end), in UTC."""
     first_day = start.astimezone(member.zone).date() - timedelta(days=1)
