@@ -338,3 +338,26 @@ def test_an_assignment_that_began_long_before_from_and_still_runs_is_busy(stack,
     later = ask(stack, crew["ana"]["session"], user_ids=["u_ben"], max_results=1, duration_minutes=60,
                 **{"from": iso(at(monday, 0, LA)), "to": iso(at(monday + timedelta(days=3), 0, LA))}).json()
     assert later["slots"][0]["start"] == iso(at(monday - timedelta(days=9), 8, DENVER) + timedelta(hours=240))
+
+
+def test_types_are_strict_and_null_optional_fields_take_their_defaults(stack, crew):
+    """true is not 1, "2" is not 2, "60" is not 60 and an epoch number is not a time: 422. A JSON null for
+    an optional field means its default, as for ignore_milestone_id."""
+    session = crew["ana"]["session"]
+    monday = next_monday()
+    good = {"user_ids": ["u_ana", "u_ben"], "duration_minutes": 60, "from": iso(at(monday, 0, LA)),
+            "to": iso(at(monday + timedelta(days=2), 0, LA))}
+    lax = {"required": dict(good, required=True), "required ": dict(good, required="2"),
+           "duration_minutes": dict(good, duration_minutes="60"),
+           "from": dict(good, **{"from": int(at(monday, 0, LA).timestamp())}),
+           "to": dict(good, to=str(int(at(monday + timedelta(days=2), 0, LA).timestamp()))),
+           "max_results": dict(good, max_results=2.0), "weekdays": dict(good, working_hours={"weekdays": [True]})}
+    for field, body in lax.items():
+        resp = ask(stack, session, **body)
+        assert resp.status_code == 422, (field, resp.text)
+        assert field.strip() in resp.json()["error"]["message"], (field, resp.text)
+    defaults = ask(stack, session, **good).json()
+    nulls = ask(stack, session, **dict(good, working_hours=None, buffer_minutes=None, slot_interval_minutes=None,
+                                       max_results=None, timezone=None, ignore_milestone_id=None))
+    assert nulls.status_code == 200, nulls.text
+    assert nulls.json() == defaults and len(defaults["slots"]) == 10

@@ -31,7 +31,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from calsync import freshness, slots
 from calsync.busy import Busy, covered_until
@@ -54,10 +63,32 @@ def _zone(name: str) -> str:
     return name
 
 
+def _iso_text(value: object) -> datetime:
+    """A time on the wire is an ISO-8601 string: pydantic alone would also take an epoch number (or
+    its digits as a string), a different instant than a client sending a wrong type means."""
+    if not isinstance(value, str):
+        raise ValueError("an ISO-8601 date-time string, e.g. 2026-12-07T08:00:00Z")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as error:
+        raise ValueError("an ISO-8601 date-time string, e.g. 2026-12-07T08:00:00Z") from error
+
+
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+# Optional fields whose JSON null means "use the default", like a left-out field (as ignore_milestone_id).
+NULL_IS_DEFAULT = ("working_hours", "timezone", "buffer_minutes", "slot_interval_minutes", "max_results")
+
+
+def _or_null(schema: dict) -> None:
+    """Documents a field whose null is taken as its default: `anyOf: [its schema, null]`."""
+    kept = {k: schema.pop(k) for k in list(schema) if k not in ("default", "description", "title")}
+    schema["anyOf"] = [kept, {"type": "null"}]
+
+
 class WorkingHoursIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    weekdays: list[Annotated[int, Field(ge=1, le=7)]] = Field(
+    weekdays: list[Annotated[StrictInt, Field(ge=1, le=7)]] = Field(
         default=[1, 2, 3, 4, 5], min_length=1, max_length=7, description="ISO weekdays, 1 = Monday")
     start: str = Field(default="08:00", pattern=_CLOCK, description="local time HH:MM")
     end: str = Field(default="17:00", pattern=_CLOCK, description="local time HH:MM, after start")
@@ -77,22 +108,35 @@ class AvailabilityRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     user_ids: list[Id] = Field(min_length=1, max_length=MAX_MEMBERS, description="the crew")
-    required: Literal["all"] | Annotated[int, Field(ge=1)] = Field(
+    # Strict integers and ISO strings: true is not 1, "2" is not 2 and an epoch number is not a time.
+    required: Literal["all"] | Annotated[StrictInt, Field(ge=1)] = Field(
         default="all", description='"all", or N: slots where any N of the crew are free')
-    duration_minutes: int = Field(ge=5, le=24 * 60)
-    start: AwareDatetime = Field(alias="from", description="ISO-8601 UTC")
-    end: AwareDatetime = Field(alias="to", description=f"ISO-8601 UTC, at most {MAX_SPAN_DAYS} days after from")
-    working_hours: WorkingHoursIn = Field(default_factory=WorkingHoursIn,
-                                          description="the org's default, in each member's own time zone")
+    duration_minutes: StrictInt = Field(ge=5, le=24 * 60)
+    start: IsoDatetime = Field(alias="from", description="ISO-8601 UTC")
+    end: IsoDatetime = Field(alias="to", description=f"ISO-8601 UTC, at most {MAX_SPAN_DAYS} days after from")
+    working_hours: WorkingHoursIn = Field(default_factory=WorkingHoursIn, json_schema_extra=_or_null,
+                                          description="the org's default, in each member's own time zone; "
+                                                      "null: the default")
     member_working_hours: dict[Id, WorkingHoursIn] = Field(default_factory=dict, max_length=MAX_MEMBERS,
                                                            description="per member, instead of the default")
     timezone: Annotated[str, Field(max_length=64)] = Field(
-        default="UTC", description="IANA zone for members whose calendar account's zone is not known")
-    buffer_minutes: int = Field(default=0, ge=0, le=12 * 60, description="kept free before and after busy times")
-    slot_interval_minutes: int = Field(
-        default=30, ge=5, le=24 * 60,
-        description="candidate starts are each member's working-hours start plus whole intervals (1440: once a day)")
-    max_results: int = Field(default=10, ge=1, le=100)
+        default="UTC", json_schema_extra=_or_null,
+        description="IANA zone for members whose calendar account's zone is not known; null: UTC")
+    buffer_minutes: StrictInt = Field(default=0, ge=0, le=12 * 60, json_schema_extra=_or_null,
+                                      description="kept free before and after busy times; null: 0")
+    slot_interval_minutes: StrictInt = Field(
+        default=30, ge=5, le=24 * 60, json_schema_extra=_or_null,
+        description="candidate starts are each member's working-hours start plus whole intervals (1440: once a day); "
+                    "null: 30")
+    max_results: StrictInt = Field(default=10, ge=1, le=100, json_schema_extra=_or_null, description="null: 10")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: object) -> object:
+        """A JSON null for an optional field is the same as leaving it out."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (v is None and k in NULL_IS_DEFAULT)}
+        return data
     ignore_milestone_id: Id | None = Field(default=None, description="the milestone being rescheduled")
 
     @field_validator("user_ids")
