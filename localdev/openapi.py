@@ -154,8 +154,10 @@ class MemberData(BaseModel):
     timezone: str = Field(description="IANA zone their working hours are in (their calendar account's, else the "
                                       "request's `timezone`, else UTC)")
     as_of: datetime | None = Field(description="Last successful refresh of their busy blocks from the calendar")
-    stale: bool = Field(description="Not syncing (no connection, `needs_reauth`, ...) or not refreshed for longer "
-                                    "than the stage's `BusyStaleAfterMinutes`")
+    stale: bool = Field(description="Not syncing (no connection, `needs_reauth`, ...), not refreshed for longer "
+                                    "than the stage's `BusyStaleAfterMinutes`, or asked about days past what their "
+                                    "stored busy blocks cover (60 days ahead of their last full refresh): busy "
+                                    "time there is unknown, not free")
 
 
 class BusyResponse(BaseModel):

@@ -78,6 +78,7 @@ _UNAVAILABLE = _doc(
     "`calendar_service_unavailable`: Cronofy is unavailable, or the application's share of its rate limit is "
     "spent for now; try again after `Retry-After` seconds",
     headers={"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer"}}})
+_MALFORMED_JSON = _doc("`malformed_json`: the request body is not valid JSON")
 _CONNECTION_BUSY = _doc(
     "`conflict`: the connection is being disconnected or changed meanwhile (try again); "
     "`needs_reauth`: the calendar authorization is gone, connect again"
@@ -103,6 +104,7 @@ _CONNECTION_BUSY = _doc(
             headers={"Set-Cookie": {"description": "`sn_calendar_oauth`: binds the OAuth flow to this browser",
                                     "schema": {"type": "string"}}},
         ),
+        400: _MALFORMED_JSON,
         403: _OTHER_ORG,
         409: _doc("`conflict`: a calendar is already connected (disconnect it first, or choose another calendar)"),
         422: _doc("`invalid_request`: unknown provider or malformed body; `invalid_return_to`: not a web-app path"),
@@ -176,6 +178,7 @@ def list_calendars() -> dict:
     ),
     responses={
         200: _doc("The connection's status after the choice", "ConnectionStatus"),
+        400: _MALFORMED_JSON,
         403: _OTHER_ORG,
         404: _NO_CONNECTION,
         409: _CONNECTION_BUSY,
@@ -264,18 +267,23 @@ def org_busy(
     tags=["Organization"],
     summary="The first slots when a crew is free",
     description=(
-        "Slots of `duration_minutes` between `from` and `to` (at most 62 days) when all of `user_ids` "
+        "Slots of `duration_minutes` between `from` and `to` (at most 62 days; never before now: a `from` in the "
+        "past searches from the time of the request) when all of `user_ids` "
         "(`required: \"all\"`) or any N of them are free, in time order, at most `max_results`. A member is busy "
         "during their calendar's busy blocks and their scheduled SolarNexus assignments (except "
         "`ignore_milestone_id`, the milestone being rescheduled), widened by `buffer_minutes`, and free only in "
         "their working hours in their own time zone (their calendar account's; `timezone` for members whose zone "
-        "is not known). Candidate starts are multiples of `slot_interval_minutes` from 00:00 UTC. Members without "
-        "a connection count as free in working hours; `members` says, per member, whether their data can be "
-        "trusted (`connected`, `as_of`, `stale`). Answered from stored data alone: no calendar provider is "
-        "called. At most 50 members."
+        "is not known). Candidate starts are each member's working-hours start (local) plus whole multiples of "
+        "`slot_interval_minutes` within their working hours, for all members together, in time order (a crew "
+        "working from 08:00 gets 08:00, 08:30, ... in any zone; 1440 gives 08:00 on each working day). Members "
+        "without a connection count as free in working hours; `members` says, per member, whether their data can be "
+        "trusted (`connected`, `as_of`, `stale`; `stale` too when `to` goes past the 60 days ahead their busy "
+        "blocks are kept, where busy time is unknown, not free). Answered from stored data alone: no calendar "
+        "provider is called. At most 50 members."
     ),
     responses={
         200: _doc("Slots and the members' data freshness", "AvailabilityResponse"),
+        400: _MALFORMED_JSON,
         403: _doc("`forbidden`: another org than the caller's"),
         422: _doc("`invalid_request`: e.g. duration not positive, `to` not after `from`, span over 62 days, more "
                   "than 50 users, `required` above the crew size, unknown time zone, malformed working hours"),
@@ -308,7 +316,7 @@ def org_calendar_health(org_id: str) -> dict:
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
-    refused = http_errors.unreadable_body(event)
+    refused = http_errors.other_org(event) or http_errors.unreadable_body(event)
     if refused is not None:
         return refused
     with interactive():  # a person waits: queue work keeps its share of Cronofy's limit

@@ -77,6 +77,7 @@ def _doc(description: str, schema: str = "Error", **extra: Any) -> OpenAPIRespon
     return cast(OpenAPIResponse, {"description": description, "content": content, **extra})
 
 
+_MALFORMED_JSON = _doc("`malformed_json`: the request body is not valid JSON")
 _ADMIN_ONLY = _doc("`forbidden`: another org than the caller's, or the caller is not an org admin")
 _NOT_ACTIVE = _doc("`enterprise_connect_not_active`: no administrator has authorized Enterprise Connect (or it "
                    "ended); `conflict`: it changed meanwhile")
@@ -98,6 +99,7 @@ _NOT_ACTIVE = _doc("`enterprise_connect_not_active`: no administrator has author
         200: _doc("The authorization URL (Cache-Control: no-store)", "ConnectResponse",
                   headers={"Set-Cookie": {"description": "`sn_enterprise_connect`: binds the flow to this browser",
                                           "schema": {"type": "string"}}}),
+        400: _MALFORMED_JSON,
         403: _ADMIN_ONLY,
         422: _doc("`invalid_request`: malformed body; `invalid_return_to`: not a web-app path"),
     },
@@ -162,6 +164,7 @@ def end(org_id: str) -> Response[dict]:
     ),
     responses={
         202: _doc("Each member's status after asking Cronofy", "EnterpriseConnectRequested"),
+        400: _MALFORMED_JSON,
         403: _ADMIN_ONLY,
         409: _NOT_ACTIVE,
         422: _doc("`invalid_request`: malformed body or too many members; `invalid_email`; `duplicate_member`"),
@@ -224,7 +227,8 @@ def admin_callback(
     ),
     responses={
         200: _doc("Handled: the member is `connected` or `failed` (with a reason)", "EnterpriseConnectMemberResult"),
-        400: _doc("`invalid_callback`: not an Enterprise Connect result"),
+        400: _doc("`invalid_callback`: not an Enterprise Connect result; `malformed_json`: the body is not valid "
+                  "JSON"),
         403: _doc("`invalid_state`: a forged or altered state; nothing is stored"),
         409: _doc("`enterprise_connect_ended`: the org ended Enterprise Connect; `state_used`: already handled"),
         503: _doc("`rate_limited`: the shared Cronofy limit is reached; the code was not used, try again"),
@@ -239,5 +243,5 @@ def member_callback(body: Annotated[MemberCallback, Body()]) -> Response[dict]:
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
-    refused = http_errors.unreadable_body(event)
+    refused = http_errors.other_org(event) or http_errors.unreadable_body(event)
     return refused if refused is not None else app.resolve(event, context)

@@ -157,6 +157,20 @@ def test_the_schedule_index_answers_what_a_user_has_from_a_time_on(store):
     assert store.milestone_partition("m_new")[1] == {}
 
 
+def test_a_users_longest_assignment_only_grows_and_short_ones_are_not_written(store):
+    from datetime import timedelta
+
+    from calsync.repositories.milestones import SHORT_ASSIGNMENT
+
+    assert store.longest_assignments(["u_1", "u_2"]) == {"u_1": SHORT_ASSIGNMENT, "u_2": SHORT_ASSIGNMENT}
+    store.note_assignment_span(["u_1", "u_2"], timedelta(days=12))
+    store.note_assignment_span(["u_1"], timedelta(days=10))  # shorter: the record stays
+    store.note_assignment_span(["u_2"], timedelta(days=3))  # short: nothing written
+    store.note_assignment_span(["u_2"], timedelta(days=20, hours=1))
+    assert store.longest_assignments(["u_1", "u_2", "u_3"]) == {
+        "u_1": timedelta(days=12), "u_2": timedelta(days=20, hours=1), "u_3": SHORT_ASSIGNMENT}
+
+
 def test_refs_never_move_back_and_a_versioned_delete_spares_a_newer_write(store):
     assert store.put_ref(ref(version=2))
     assert not store.put_ref(ref(version=1))  # an older write landing late is not recorded

@@ -104,9 +104,9 @@ def test_the_first_two_hours_when_the_whole_crew_is_free(stack, crew):
     assert members["u_dee"] == {"connected": False, "state": "not_connected", "timezone": "America/Los_Angeles",
                                 "as_of": None, "stale": True}
     assert stack.emulator.request_log == []  # no Cronofy request
-    # 1 BatchGetItem of connections + 1 of busy weeks (4 users x 2-3 weeks) + 1 query per member + 1
-    # BatchGetItem of mirrors
-    assert counts == Counter({"BatchGetItem": 3, "Query": 4})
+    # 1 BatchGetItem of connections + 1 of busy weeks (4 users x 2-3 weeks) + 1 of the members' longest
+    # assignments + 1 query per member + 1 BatchGetItem of mirrors
+    assert counts == Counter({"BatchGetItem": 4, "Query": 4})
 
     # A 30-minute buffer around busy times: Ben's install ends 11:00 Pacific -> 11:30
     buffered = ask(stack, crew["ana"]["session"], **dict(body, buffer_minutes=30, max_results=1)).json()
@@ -238,7 +238,8 @@ def test_sync_health_for_admins(stack, crew):
 
 def test_dynamodb_requests_stay_bounded_for_a_big_crew(stack, crew):
     """50 members (the maximum) over 14 days, 120 assignments in the window: 1 BatchGetItem of connections
-    + ceil(50 x (weeks + 1) / 100) of busy weeks + 50 queries + ceil(120 / 100) of mirrors."""
+    + ceil(50 x (weeks + 1) / 100) of busy weeks + 1 of longest assignments + 50 queries + ceil(120 / 100)
+    of mirrors."""
     monday = next_monday()
     users = [f"u_{i}" for i in range(47)] + ["u_ana", "u_ben", "u_cy"]
     msgs = [milestone(f"ms_big_{i}", 1, [users[i % 50], users[(i + 1) % 50]], at(monday, 8 + i % 8, LA))
@@ -252,5 +253,111 @@ def test_dynamodb_requests_stay_bounded_for_a_big_crew(stack, crew):
     assert resp.status_code == 200, resp.text
     start = datetime.fromisoformat(body["from"])
     weeks = len(weeks_between(start - timedelta(days=1), start + timedelta(days=15)))
-    assert counts == Counter({"BatchGetItem": 1 + math.ceil(50 * (weeks + 1) / 100) + math.ceil(120 / 100),
+    assert counts == Counter({"BatchGetItem": 1 + math.ceil(50 * (weeks + 1) / 100) + 1 + math.ceil(120 / 100),
                               "Query": 50})
+
+
+def test_no_slot_starts_before_now(stack, crew):
+    """A `from` in the past searches from now: a slot that has begun cannot be booked, and past busy
+    time is not kept (it would look free)."""
+    every_day = {"weekdays": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59"}
+    asked_at = utcnow()
+    resp = ask(stack, crew["ana"]["session"], user_ids=["u_ana"], duration_minutes=30, working_hours=every_day,
+               slot_interval_minutes=5, max_results=5,
+               **{"from": iso(asked_at - timedelta(hours=12)), "to": iso(asked_at + timedelta(days=1))})
+    assert resp.status_code == 200, resp.text
+    starts = [datetime.fromisoformat(s["start"]) for s in resp.json()["slots"]]
+    assert len(starts) == 5 and all(s >= asked_at - timedelta(seconds=1) for s in starts), starts
+    # and a range wholly in the past has no slot at all
+    past = ask(stack, crew["ana"]["session"], user_ids=["u_ana"], duration_minutes=30, working_hours=every_day,
+               **{"from": iso(asked_at - timedelta(days=2)), "to": iso(asked_at - timedelta(days=1))})
+    assert past.status_code == 200 and past.json()["slots"] == []
+
+
+def test_another_orgs_routes_answer_403_whatever_the_body_or_query(stack, crew):
+    """Org routes answer 403 for another org: before the body (or query) is validated, so an outsider never
+    gets the route's validation details; the caller's own org still gets its 422."""
+    outsider, own = stack.browser("u_eve", "org_other"), crew["ana"]["session"]
+    invalid = {"user_ids": [], "duration_minutes": "x", "from": 5}
+    resp = ask(stack, outsider, **invalid)
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "forbidden", resp.text
+    assert ask(stack, own, **invalid).status_code == 422
+    busy = outsider.get(stack.url(f"/v1/orgs/{ORG}/busy"), params={"user_ids": "u_ana"})  # no from/to
+    assert busy.status_code == 403, busy.text
+    assert own.get(stack.url(f"/v1/orgs/{ORG}/busy"), params={"user_ids": "u_ana"}).status_code == 422
+
+
+def test_a_body_that_is_not_json_is_a_400_on_every_json_route(stack, crew):
+    session = crew["ana"]["session"]
+    headers = {"Content-Type": "application/json"}
+    for method, path in [("post", f"/v1/orgs/{ORG}/availability"), ("post", "/v1/calendar/connect"),
+                         ("put", "/v1/calendar/connection")]:
+        resp = session.request(method, stack.url(path), data='{"user_ids": ["u_ana"],', headers=headers)
+        assert resp.status_code == 400, (path, resp.text)
+        assert resp.json()["error"] == {"code": "malformed_json", "message": "the request body is not valid JSON"}
+
+
+def test_a_range_past_the_stored_busy_days_is_stale(stack, crew):
+    """Busy blocks are kept 60 days ahead of the last rebuild: a member asked about later days has unknown
+    busy time there, not free time, and says so (without any Cronofy request)."""
+    now = utcnow()
+    near = {"from": iso(now), "to": iso(now + timedelta(days=30))}
+    far = {"from": iso(now + timedelta(days=20)), "to": iso(now + timedelta(days=80))}
+    stack.emulator.clear_request_log()
+    for window, stale in ((near, False), (far, True)):
+        members = ask(stack, crew["ana"]["session"], user_ids=["u_ana", "u_ben"], duration_minutes=60,
+                      **window).json()["members"]
+        assert [members[u]["stale"] for u in ("u_ana", "u_ben")] == [stale, stale], (window, members)
+        busy = crew["ana"]["session"].get(stack.url(f"/v1/orgs/{ORG}/busy"),
+                                          params=dict(window, user_ids="u_ana,u_ben")).json()["members"]
+        assert busy == members
+    assert stack.emulator.request_log == []
+    # the horizon follows the last rebuild: one 10 days ago covers 10 days less
+    wiring.store().update_connection("u_ana", lambda c: c.model_copy(update={
+        "busy_rebuilt_at": now - timedelta(days=10)}))
+    late = {"from": iso(now), "to": iso(now + timedelta(days=55))}
+    members = ask(stack, crew["ana"]["session"], user_ids=["u_ana", "u_ben"], duration_minutes=60,
+                  **late).json()["members"]
+    assert members["u_ana"]["stale"] is True and members["u_ben"]["stale"] is False
+
+
+def test_an_assignment_that_began_long_before_from_and_still_runs_is_busy(stack, crew):
+    """A 10-day install that began 9 days before `from` (and a 12-day all-day one) keeps its crew busy:
+    the index is by start, and each member's lookback is their longest assignment."""
+    monday = next_monday(min_days=14)
+    install = milestone("ms_long_install", 1, ["u_ben"], at(monday - timedelta(days=9), 8, DENVER), hours=240)
+    all_day = milestone("ms_long_all_day", 1, ["u_cy"], (monday - timedelta(days=10)).isoformat(), all_day=True,
+                        end=(monday + timedelta(days=2)).isoformat())
+    assert push(stack, install, all_day) == set()
+    stack.drain()
+    body = {"duration_minutes": 60, "from": iso(at(monday, 0, LA)), "to": iso(at(monday, 23, LA))}
+    for user_id in ("u_ben", "u_cy"):
+        resp = ask(stack, crew["ana"]["session"], user_ids=[user_id], **body)
+        assert resp.status_code == 200 and resp.json()["slots"] == [], (user_id, resp.text)
+    # Ben is free from the install's end, 240 hours after it began: 08:00 Denver on the Tuesday
+    later = ask(stack, crew["ana"]["session"], user_ids=["u_ben"], max_results=1, duration_minutes=60,
+                **{"from": iso(at(monday, 0, LA)), "to": iso(at(monday + timedelta(days=3), 0, LA))}).json()
+    assert later["slots"][0]["start"] == iso(at(monday - timedelta(days=9), 8, DENVER) + timedelta(hours=240))
+
+
+def test_types_are_strict_and_null_optional_fields_take_their_defaults(stack, crew):
+    """true is not 1, "2" is not 2, "60" is not 60 and an epoch number is not a time: 422. A JSON null for
+    an optional field means its default, as for ignore_milestone_id."""
+    session = crew["ana"]["session"]
+    monday = next_monday()
+    good = {"user_ids": ["u_ana", "u_ben"], "duration_minutes": 60, "from": iso(at(monday, 0, LA)),
+            "to": iso(at(monday + timedelta(days=2), 0, LA))}
+    lax = {"required": dict(good, required=True), "required ": dict(good, required="2"),
+           "duration_minutes": dict(good, duration_minutes="60"),
+           "from": dict(good, **{"from": int(at(monday, 0, LA).timestamp())}),
+           "to": dict(good, to=str(int(at(monday + timedelta(days=2), 0, LA).timestamp()))),
+           "max_results": dict(good, max_results=2.0), "weekdays": dict(good, working_hours={"weekdays": [True]})}
+    for field, body in lax.items():
+        resp = ask(stack, session, **body)
+        assert resp.status_code == 422, (field, resp.text)
+        assert field.strip() in resp.json()["error"]["message"], (field, resp.text)
+    defaults = ask(stack, session, **good).json()
+    nulls = ask(stack, session, **dict(good, working_hours=None, buffer_minutes=None, slot_interval_minutes=None,
+                                       max_results=None, timezone=None, ignore_milestone_id=None))
+    assert nulls.status_code == 200, nulls.text
+    assert nulls.json() == defaults and len(defaults["slots"]) == 10

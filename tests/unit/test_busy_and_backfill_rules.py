@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from calsync.backfill import CHUNK_SIZE, BackfillChunkFailed
-from calsync.busy import merge
+from calsync.busy import covered_until, merge
 from calsync.cronofy import CronofyUnavailable
 from calsync.models import BackfillProgress, ConnectionState, utcnow
 from tests.fakes.world import World, milestone
@@ -109,3 +109,13 @@ def test_a_chunk_that_cannot_be_written_fails_for_the_state_machine():
     assert world.backfill.fail(event | {"error": {"Error": "BackfillChunkFailed"}}) == {"stale": False}
     conn = world.store.get_connection("u_1")
     assert conn.state == ConnectionState.CONNECTED and "backfill failed" in conn.last_error
+
+
+def test_stored_busy_periods_cover_days_ahead_of_the_last_rebuild():
+    from calsync.models import Connection
+
+    now = datetime(2026, 12, 2, 15, 30, tzinfo=UTC)
+    conn = Connection.model_construct(busy_rebuilt_at=datetime(2026, 11, 25, 23, 0, tzinfo=UTC))
+    # the rebuild's window ends at 00:00 UTC on the 60th day after it (as Read Events' `to`)
+    assert covered_until(conn, now) == datetime(2027, 1, 24, tzinfo=UTC)
+    assert covered_until(None, now) == datetime(2027, 1, 31, tzinfo=UTC)  # none recorded: one made now

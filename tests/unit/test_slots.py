@@ -56,6 +56,17 @@ def ref_minute_ok(member: Member, u: datetime, query: SlotQuery) -> bool:
     return not any(s - query.buffer <= u < e + query.buffer for s, e in periods)
 
 
+def ref_on_grid(member: Member, u: datetime, step: int) -> bool:
+    """Whether `u` is a whole number of `step` minutes after the start of the member's working window
+    holding it (the working day of u's local date)."""
+    day = u.astimezone(member.zone).date()
+    if day.isoweekday() not in member.hours.weekdays:
+        return False
+    name = member.zone.key
+    start, end = ref_window_edge(day, member.hours.start, name), ref_window_edge(day, member.hours.end, name)
+    return start <= u < end and int((u - start) / MINUTE) % step == 0
+
+
 def reference(members: list[Member], query: SlotQuery) -> list[tuple[datetime, datetime, tuple[str, ...]]]:
     minutes = int((query.end - query.start) / MINUTE)
     prefix = []
@@ -67,7 +78,7 @@ def reference(members: list[Member], query: SlotQuery) -> list[tuple[datetime, d
     found = []
     for i in range(minutes - dur + 1):
         start = query.start + i * MINUTE
-        if int(start.timestamp()) // 60 % step:
+        if not any(ref_on_grid(m, start, step) for m in members):
             continue
         free = tuple(m.user_id for m, p in zip(members, prefix, strict=True) if p[i + dur] - p[i] == dur)
         if len(free) >= query.required:
@@ -220,3 +231,46 @@ def test_any_one_of_two():
     assert [(s.start.hour, s.user_ids) for s in slots] == [
         (17, ("u_b",)), (18, ("u_a", "u_b")), (19, ("u_a", "u_b")), (20, ("u_a", "u_b")),
         (21, ("u_a", "u_b")), (22, ("u_a", "u_b")), (23, ("u_a", "u_b"))]
+
+
+# ---- candidate starts follow the working hours, not a UTC grid -----------------------------------
+
+
+def _first_local_starts(zone: str, interval: int, n: int = 3, monday: str = "2026-06-15") -> list[str]:
+    member = Member("u", ZoneInfo(zone), WorkingHours())
+    start = _utc(f"{monday}T00:00:00")
+    query = SlotQuery(start - timedelta(days=1), start + timedelta(days=5),
+                      timedelta(minutes=30), 1, interval=timedelta(minutes=interval), max_results=n)
+    return [s.start.astimezone(member.zone).strftime("%a %H:%M") for s in find_slots([member], query)]
+
+
+def test_slots_start_when_work_starts_in_zones_with_half_and_quarter_hour_offsets():
+    for zone in ("Asia/Kathmandu", "Asia/Kolkata", "America/St_Johns", "America/Los_Angeles"):
+        assert _first_local_starts(zone, 30) == ["Mon 08:00", "Mon 08:30", "Mon 09:00"], zone
+
+
+def test_an_interval_of_45_minutes_starts_at_the_start_of_work():
+    # In winter (PST, 16:00Z) a grid of 45 minutes from 00:00 UTC started at 08:30.
+    for monday in ("2026-06-15", "2026-12-14"):
+        assert _first_local_starts("America/Los_Angeles", 45, monday=monday) == [
+            "Mon 08:00", "Mon 08:45", "Mon 09:30"], monday
+
+
+def test_an_interval_of_a_day_gives_the_start_of_each_working_day():
+    assert _first_local_starts("America/Los_Angeles", 1440, n=10) == [
+        "Mon 08:00", "Tue 08:00", "Wed 08:00", "Thu 08:00", "Fri 08:00"]
+    assert _first_local_starts("Asia/Kathmandu", 1440, n=10) == [
+        "Mon 08:00", "Tue 08:00", "Wed 08:00", "Thu 08:00", "Fri 08:00"]
+
+
+def test_the_grids_of_a_crew_in_two_zones_are_joined_in_time_order_once_each():
+    # Kathmandu +05:45, Kolkata +05:30: any one of them; both grids, in order, no repeats.
+    ktm = Member("u_ktm", ZoneInfo("Asia/Kathmandu"), WorkingHours())
+    kol = Member("u_kol", ZoneInfo("Asia/Kolkata"), WorkingHours())
+    query = SlotQuery(_utc("2026-06-15T00:00:00"), _utc("2026-06-16T00:00:00"), timedelta(minutes=30), 1,
+                      interval=timedelta(minutes=30), max_results=4)
+    slots = find_slots([ktm, kol], query)
+    # 08:00 Kathmandu = 02:15Z; 08:00 Kolkata = 02:30Z; then 02:45Z (Kathmandu), 03:00Z (Kolkata)
+    assert [(s.start.strftime("%H:%M"), s.user_ids) for s in slots] == [
+        ("02:15", ("u_ktm",)), ("02:30", ("u_ktm", "u_kol")), ("02:45", ("u_ktm", "u_kol")),
+        ("03:00", ("u_ktm", "u_kol"))]

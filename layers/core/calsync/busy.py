@@ -98,6 +98,15 @@ def _window(now: datetime) -> tuple[date, date]:
     return (now - timedelta(days=DAYS_BACK)).date(), (now + timedelta(days=DAYS_AHEAD)).date()
 
 
+def covered_until(conn: Connection | None, now: datetime) -> datetime:
+    """Up to when a member's stored busy periods are complete: the end of the window of their last
+    rebuild (`busy_rebuilt_at`, on the connection the routes read anyway). Later events were never
+    read (a change notified there is applied, the others are unknown), so a range asked past this
+    must not look free; without a recorded rebuild, the window one made now would keep."""
+    rebuilt = conn.busy_rebuilt_at if conn is not None and conn.busy_rebuilt_at is not None else now
+    return _instant(_window(rebuilt)[1].isoformat())
+
+
 def _expiry(week: str) -> int:
     return int((datetime.combine(date.fromisoformat(week), datetime.min.time(), UTC)
                 + timedelta(days=7) + KEEP_WEEKS_AFTER).timestamp())
@@ -188,7 +197,9 @@ class Busy:
                 busy = None  # not connected (or not in this org): nothing to show
             clipped = [(max(s, start), min(e, end)) for s, e in (busy.blocks if busy else [])]
             users[user_id] = [{"start": iso(s), "end": iso(e)} for s, e in merge(clipped)]
-            members[user_id] = freshness.member_status(conns.get(user_id), busy, now, stale_after)
+            conn = conns.get(user_id)
+            members[user_id] = freshness.member_status(conn, busy, now, stale_after,
+                                                       covered=end <= covered_until(conn, now))
         return {"users": users, "members": members}
 
     def periods(self, user_ids: list[str], start: datetime | None = None, end: datetime | None = None,

@@ -6,7 +6,9 @@ disconnected) or when it was last known current (`as_of`) longer ago than `BUSY_
 `as_of` is the later of the last write of their busy periods (a rebuild, or a change applied) and the
 last time a notification's Read Events read their changes (which refreshes busy periods whenever
 their own events changed). A quiet calendar sends nothing and is rebuilt weekly by the reconciler, so
-the default is 8 days.
+the default is 8 days. Busy periods are kept only DAYS_AHEAD (60) days ahead of their last rebuild
+(calsync.busy.covered_until): a member asked about days past that is `stale` too, as their busy time
+there is unknown, not free.
 
 The busy periods themselves are read only through `Busy.periods` (calsync/busy.py).
 """
@@ -54,16 +56,17 @@ def as_of(conn: Connection | None, busy: StoredBusy | None) -> datetime | None:
 
 
 def member_status(conn: Connection | None, busy: StoredBusy | None, now: datetime, stale_after: timedelta,
-                  default_zone: ZoneInfo = UTC_ZONE) -> dict:
+                  default_zone: ZoneInfo = UTC_ZONE, covered: bool = True) -> dict:
     """`{"connected", "state", "timezone", "as_of", "stale"}` for one member (`conn` None when the member has no
-    connection in the caller's org)."""
+    connection in the caller's org); `covered` False when the asked range goes past what their stored busy
+    periods cover, which makes them stale however fresh the data is."""
     known = as_of(conn, busy)
     return {
         "connected": conn is not None and conn.state in LINKED_STATES,
         "state": conn.state.value if conn is not None else ConnectionState.NOT_CONNECTED.value,
         "timezone": user_zone(conn, default_zone).key,
         "as_of": iso(known),
-        "stale": is_stale(conn, known, now, stale_after),
+        "stale": is_stale(conn, known, now, stale_after) or not covered,
     }
 
 

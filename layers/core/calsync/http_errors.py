@@ -95,8 +95,32 @@ def plain_error(error: ApiError) -> dict:
             "body": json.dumps(error.body())}
 
 
+def other_org(event: dict) -> dict | None:
+    """The 403 to a request on another org's route (a `{org_id}` path parameter that is not the caller's
+    org), else None. Answered before routing, so before the resolver validates the body or query: org
+    routes answer 403 for another org (ARCHITECTURE §2) whatever else is wrong with the request, and a
+    422 with validation details would answer a stranger. Without a session the route answers (401)."""
+    org_id = (event.get("pathParameters") or {}).get("org_id")
+    if not org_id:
+        return None
+    from calsync.caller import caller_from_event
+
+    try:
+        caller_from_event(event).require_org(org_id)
+    except Forbidden as refusal:
+        return plain_error(answer_for(refusal))
+    except Refusal:
+        return None
+    return None
+
+
+MALFORMED_JSON = MalformedRequest("the request body is not valid JSON", code="malformed_json")
+
+
 def unreadable_body(event: dict) -> dict | None:
-    """The answer to a request whose body is not JSON text, else None."""
+    """The answer to a request whose body is not JSON text, else None. A body that does not parse is a
+    400 here, for every JSON route at once: the resolver's validation would answer 422 "JSON decode
+    error", as if the JSON were read and found wrong."""
     if not event.get("body"):
         return None
     content_type = {k.lower(): v for k, v in (event.get("headers") or {}).items()}.get("content-type", "")
@@ -104,4 +128,8 @@ def unreadable_body(event: dict) -> dict | None:
         return plain_error(ApiError(415, "unsupported_media_type", "send the body as application/json"))
     if event.get("isBase64Encoded"):  # API Gateway only encodes bodies that are not text
         return plain_error(ApiError(422, "invalid_request", "the body must be UTF-8 JSON"))
+    try:
+        json.loads(event["body"])
+    except ValueError:
+        return plain_error(answer_for(MALFORMED_JSON))
     return None

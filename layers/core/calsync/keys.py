@@ -37,6 +37,7 @@ OAUTH_STATE_SK = "STATE"
 NEWEST_SK = "NEWEST"
 ENTERPRISE_SK = "ENTERPRISE"
 ENTERPRISE_TOKENS_SK = "ENTERPRISE_TOKENS"
+LONGEST_ASSIGNMENT_SK = "LONGEST_ASSIGNMENT"  # the longest milestone a user was scheduled for (not the connection's)
 DUE_PK = "DUE"  # the one partition of GSI by_due
 
 # The items of a user's partition that belong to its connection (deleted with it).
@@ -164,3 +165,7 @@ def enterprise_tokens(org_id: str) -> Key:
 
 def enterprise_member(org_id: str, user_id: str) -> Key:
     return {"pk": org_pk(org_id), "sk": f"{ENTERPRISE_MEMBER}{user_id}"}
+
+
+def longest_assignment(user_id: str) -> Key:
+    return {"pk": user_pk(user_id), "sk": LONGEST_ASSIGNMENT_SK}

@@ -14,7 +14,7 @@ Protocols are structural: the adapters do not inherit from them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -56,6 +56,8 @@ class MilestoneStore(Protocol):
     def mirrors(self, milestone_ids: list[str]) -> dict[str, dict]: ...
 
     def set_schedule_index(self, milestone_id: str, add: dict[str, str], remove: list[str]) -> None: ...
+
+    def note_assignment_span(self, user_ids: list[str], span: timedelta) -> None: ...
 
     def scheduled_for_user(self, user_id: str, since: str) -> list[str]: ...
 

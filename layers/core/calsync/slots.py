@@ -3,9 +3,14 @@
 A member is free for a slot [s, s + duration) when the slot lies inside one of their working windows
 (working hours on a working weekday, in the member's own time zone) and does not come within
 `buffer` of any of their busy periods (calendar busy blocks and SolarNexus assignments alike).
-Candidate starts are the multiples of `interval` counted from 00:00 UTC (1970-01-01), so a 30-minute
-interval gives :00 and :30 whatever `from` is. A slot is returned when at least `required` members
-are free in it; its `user_ids` are all the free members, in the order they were asked for.
+Candidate starts follow the working hours, not UTC: each member's working windows give the starts
+window start + k x `interval` inside the window, and the candidates are these starts of all members
+together, in time order, each once. So a crew working 08:00-17:00 gets 08:00, 08:30, ... local in any
+zone (Kathmandu's +05:45 and St John's -03:30 included), an interval of 45 minutes still starts at
+08:00, and an interval of 1440 gives 08:00 on each working day. A grid counted from 00:00 UTC would
+start such crews at 08:15 or 08:30, or never. A slot is returned when at least `required` members
+are free in it; its `user_ids` are all the free members (whether or not the start is on their own
+grid), in the order they were asked for.
 
 Local wall times are resolved as a person reads a clock: the working window of a day runs from the
 first moment that day the clock shows the start time (or later) to the first moment it shows the end
@@ -16,12 +21,13 @@ skipped when clocks go forward starts at the jump. Working hours of 08:00-17:00 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # where whole seconds are counted from (not a slot grid)
 Interval = tuple[datetime, datetime]
 
 
@@ -94,6 +100,12 @@ def local_instant(day: date, wall: time, zone: ZoneInfo) -> datetime:
     return hi.replace(microsecond=0)
 
 
+def all_day_period(first: date, last: date, zone: ZoneInfo) -> Interval:
+    """The busy time of an all-day milestone from `first` to `last` (exclusive): local midnights in its
+    zone, one day at least, since a one-day milestone may come with end == start (as on the calendar)."""
+    return local_instant(first, time(0), zone), local_instant(max(last, first + timedelta(days=1)), time(0), zone)
+
+
 def working_windows(member: Member, start: datetime, end: datetime) -> list[Interval]:
     """The member's working windows overlapping [start, end), in UTC."""
     first_day = start.astimezone(member.zone).date() - timedelta(days=1)
@@ -151,11 +163,35 @@ def _seconds(dt: datetime) -> int:
     return int((dt - EPOCH).total_seconds())
 
 
+def grid_starts(windows: Iterable[Interval], step: int, lo: int, hi: int) -> Iterator[int]:
+    """A member's candidate starts (whole seconds since EPOCH) in [lo, hi], in time order: each working
+    window's start plus whole steps, inside the window. Anchored on the window, so that slots begin when
+    work begins whatever the zone's offset from UTC and whatever `from` is."""
+    for ws, we in windows:
+        first, end = _seconds(ws), _seconds(we)
+        s = first + max(0, -(-(lo - first) // step)) * step  # the first start at or after lo
+        while s < end and s <= hi:
+            yield s
+            s += step
+
+
+def candidate_starts(members: Sequence[Member], query: SlotQuery, lo: int, hi: int) -> Iterator[int]:
+    """Every member's grid starts together, in time order, each once (lazy: the search stops at
+    `max_results`)."""
+    step = int(query.interval.total_seconds())
+    grids = [grid_starts(working_windows(m, query.start, query.end), step, lo, hi) for m in members]
+    last = None
+    for s in heapq.merge(*grids):
+        if s != last:
+            yield s
+            last = s
+
+
 def find_slots(members: Sequence[Member], query: SlotQuery) -> list[Slot]:
     """The first `max_results` slots, in time order, in which at least `required` members are free."""
     if query.required < 1 or query.required > len(members):
         return []
-    duration, step = int(query.duration.total_seconds()), int(query.interval.total_seconds())
+    duration = int(query.duration.total_seconds())
     lo, hi = _seconds(query.start), _seconds(query.end) - duration  # a start s must satisfy lo <= s <= hi
     # Each member's valid starts: s with [s, s + duration) inside one free period, i.e. s in
     # [fs, fe - duration], kept half-open as [fs, fe - duration + 1) on whole seconds.
@@ -170,21 +206,14 @@ def find_slots(members: Sequence[Member], query: SlotQuery) -> list[Slot]:
     free_now: set[int] = set()
     slots: list[Slot] = []
     k = 0
-    while k < len(changes):
-        t = changes[k][0]
-        while k < len(changes) and changes[k][0] == t:
+    for s in candidate_starts(members, query, lo, hi):
+        while k < len(changes) and changes[k][0] <= s:  # the free set at s
             _, delta, index = changes[k]
             (free_now.add if delta > 0 else free_now.discard)(index)
             k += 1
-        if len(free_now) < query.required or k == len(changes):
-            continue
-        until = changes[k][0]  # the free set is constant on [t, until)
-        s = -(-t // step) * step  # first grid start at or after t
-        names = tuple(members[i].user_id for i in sorted(free_now))
-        while s < until:
+        if len(free_now) >= query.required:
             start = EPOCH + timedelta(seconds=s)
-            slots.append(Slot(start, start + query.duration, names))
+            slots.append(Slot(start, start + query.duration, tuple(members[i].user_id for i in sorted(free_now))))
             if len(slots) >= query.max_results:
-                return slots
-            s += step
+                break
     return slots

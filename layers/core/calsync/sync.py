@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
+from calsync.clock import parse_utc
 from calsync.cronofy import (
     BATCH_LIMIT,
     CronofyAuthError,
@@ -31,6 +33,7 @@ from calsync.milestones import Milestone, calendar_event, content_hash
 from calsync.models import Connection, ConnectionState, EventRef, iso, utcnow
 from calsync.observability import logger, metrics
 from calsync.ports import SyncStore, TokenKeeper
+from calsync.slots import all_day_period
 
 BACKFILL_DAYS = 30
 MAX_ROUNDS = 3
@@ -64,6 +67,7 @@ class Plan:
     ref_deletes: list[tuple[str, str, int]] = field(default_factory=list)
     index_add: dict[str, dict[str, str]] = field(default_factory=dict)
     index_remove: dict[str, list[str]] = field(default_factory=dict)
+    index_span: dict[str, timedelta] = field(default_factory=dict)  # how long each added milestone runs
 
 
 @dataclass
@@ -141,6 +145,16 @@ def schedule_key(m: Milestone) -> str:
     return f"{iso(m.starts_at())}#{m.milestone_id}"
 
 
+def assignment_span(m: Milestone) -> timedelta:
+    """How long a scheduled milestone keeps its assignees busy (as crew availability reads it). The
+    by_assignee index is by start: the scheduler looks back this far for ones still running."""
+    assert m.start is not None and m.end is not None
+    if m.all_day:
+        start, end = all_day_period(date.fromisoformat(m.start), date.fromisoformat(m.end), ZoneInfo(m.timezone))
+        return end - start
+    return parse_utc(m.end) - parse_utc(m.start)
+
+
 def _writable(conn: Connection | None, org_id: str | None) -> bool:
     """Can this user's calendar take writes of a milestone of `org_id` now?"""
     if conn is None or conn.state not in WRITABLE_STATES or conn.calendar_id is None:
@@ -157,6 +171,8 @@ def _plan_index(plan: Plan, milestone_id: str, m: Milestone | None, assignees: s
     remove = [u for u in scheduled if u not in wanted_index]
     if add:
         plan.index_add[milestone_id] = add
+        assert m is not None
+        plan.index_span[milestone_id] = assignment_span(m)
     if remove:
         plan.index_remove[milestone_id] = remove
 
@@ -277,6 +293,7 @@ class SyncEngine:
     def _apply_bookkeeping(self, plan: Plan) -> None:
         for mid, add in plan.index_add.items():
             self.store.set_schedule_index(mid, add, [])
+            self.store.note_assignment_span(list(add), plan.index_span[mid])
         for mid, remove in plan.index_remove.items():
             self.store.set_schedule_index(mid, {}, remove)
         for ref in plan.ref_updates:

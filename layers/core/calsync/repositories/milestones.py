@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from calsync import keys
@@ -13,6 +14,10 @@ from calsync.errors import MilestoneOrgMismatch
 
 if TYPE_CHECKING:  # the models (pydantic) load when first needed
     from calsync.models import EventRef
+
+
+SHORT_ASSIGNMENT = timedelta(days=7)
+"""Milestones up to this long are not recorded as a user's longest: a scheduler's lookback covers them."""
 
 
 class MilestonePartition(NamedTuple):
@@ -134,6 +139,25 @@ class MilestoneRepository(Repository):
             KeyConditionExpression="assignee_pk = :u AND assignee_sk BETWEEN :a AND :b",
             ExpressionAttributeValues={":u": keys.assignee_pk(user_id), ":a": start_from, ":b": start_before})
         return [keys.milestone_of(item["pk"]) for item in items]
+
+    def note_assignment_span(self, user_ids: list[str], span: timedelta) -> None:
+        """Record `span` as these users' longest assignment when it is longer than SHORT_ASSIGNMENT and
+        than what is recorded (one conditional PutItem per user, only for such long milestones; the
+        record only grows: a deleted or shortened milestone leaves it, which only widens lookbacks)."""
+        if span <= SHORT_ASSIGNMENT:
+            return
+        seconds = int(span.total_seconds())
+        for user_id in dict.fromkeys(user_ids):
+            self.table.write_if(
+                "put_item", Item=to_item({**keys.longest_assignment(user_id), "seconds": seconds}),
+                ConditionExpression="attribute_not_exists(pk) OR #s < :s",
+                ExpressionAttributeNames={"#s": "seconds"}, ExpressionAttributeValues=to_item({":s": seconds}))
+
+    def longest_assignments(self, user_ids: list[str]) -> dict[str, timedelta]:
+        """Each user's longest assignment, at least SHORT_ASSIGNMENT (BatchGetItem, 100 keys a request)."""
+        found = {keys.user_of(item["pk"]): timedelta(seconds=int(item["seconds"]))
+                 for item in self.table.batch_get([keys.longest_assignment(u) for u in dict.fromkeys(user_ids)])}
+        return {u: max(found.get(u, SHORT_ASSIGNMENT), SHORT_ASSIGNMENT) for u in user_ids}
 
     # ---- event refs --------------------------------------------------------------------------
 
