@@ -5,7 +5,6 @@ call the core, shape."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Annotated, Literal, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 from calsync import http_errors, wiring
 from calsync.availability import AvailabilityRequest
 from calsync.caller import Caller, caller_from_event
+from calsync.clock import wire_time
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
 from calsync.cronofy import CronofyAuthError, CronofyError, InvalidGrant, interactive
@@ -251,14 +251,18 @@ def org_busy(
         str,
         Query(min_length=1, max_length=9000, pattern=r"^[A-Za-z0-9_.:@,-]+$", description="comma-separated user ids"),
     ],
-    start: Annotated[datetime, Query(alias="from", description="ISO-8601 UTC")],
-    end: Annotated[datetime, Query(alias="to", description="ISO-8601 UTC")],
+    start: Annotated[str, Query(alias="from", max_length=40, description="ISO-8601 UTC")],
+    end: Annotated[str, Query(alias="to", max_length=40, description="ISO-8601 UTC")],
 ) -> dict:
     """Teammates' busy intervals (no titles or details) from DynamoDB alone."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise InvalidRequest("from and to need a time zone, e.g. 2026-12-01T00:00:00Z")
+    times = {}
+    for name, text in (("from", start), ("to", end)):
+        try:
+            times[name] = wire_time(text)
+        except ValueError as error:
+            raise InvalidRequest(f"{name}: {error}") from error
     ids = [u.strip() for u in user_ids.split(",") if u.strip()]
-    return wiring.busy().for_scheduler(_caller(), org_id, ids, start, end)
+    return wiring.busy().for_scheduler(_caller(), org_id, ids, times["from"], times["to"])
 
 
 @app.post(

@@ -314,3 +314,22 @@ def test_the_profile_shows_the_last_sync_not_the_connect(stack, jane, jane_cal):
     health = admin.get(stack.url("/v1/orgs/org_sunbright/calendar-health")).json()
     row = next(m for m in health["members"] if m["user_id"] == "u_jane")
     assert row["last_sync_at"] == status["last_sync_at"]
+
+
+def test_times_on_the_wire_are_iso_with_a_zone_in_a_sane_range(stack, jane):
+    """An epoch number, a time without a zone, or a year datetime cannot widen by a day is a clear 422,
+    never a 500 or an answer about another instant."""
+    busy = stack.url("/v1/orgs/org_sunbright/busy")
+    for start, end in (("0", "1000"), ("1764547200000", "1764633600000"),
+                       ("2026-12-01T00:00:00", "2026-12-02T00:00:00"),
+                       ("0001-01-01T00:00:00Z", "0001-01-05T00:00:00Z"),
+                       ("9999-12-30T00:00:00Z", "9999-12-31T23:00:00Z")):
+        resp = jane["session"].get(busy, params={"user_ids": "u_jane", "from": start, "to": end})
+        assert resp.status_code == 422, (start, resp.text)
+        assert resp.json()["error"]["code"] == "invalid_request"
+    ok = jane["session"].get(busy, params={"user_ids": "u_jane", "from": "2026-12-01T00:00:00Z",
+                                           "to": "2026-12-02T00:00:00+01:00"})
+    assert ok.status_code == 200 and ok.json()["users"] == {"u_jane": []}
+    far = {"user_ids": ["u_jane"], "duration_minutes": 60, "from": "9999-12-01T00:00:00Z", "to": "9999-12-31T00:00:00Z"}
+    resp = jane["session"].post(stack.url("/v1/orgs/org_sunbright/availability"), json=far)
+    assert resp.status_code == 422 and "2000" in resp.json()["error"]["message"]

@@ -45,7 +45,7 @@ from pydantic import (
 from calsync import freshness, slots
 from calsync.busy import Busy, covered_until
 from calsync.caller import Caller
-from calsync.clock import parse_utc
+from calsync.clock import parse_utc, wire_time
 from calsync.messages import Id
 from calsync.models import iso, utcnow
 from calsync.store import Store
@@ -63,18 +63,8 @@ def _zone(name: str) -> str:
     return name
 
 
-def _iso_text(value: object) -> datetime:
-    """A time on the wire is an ISO-8601 string: pydantic alone would also take an epoch number (or
-    its digits as a string), a different instant than a client sending a wrong type means."""
-    if not isinstance(value, str):
-        raise ValueError("an ISO-8601 date-time string, e.g. 2026-12-07T08:00:00Z")
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError as error:
-        raise ValueError("an ISO-8601 date-time string, e.g. 2026-12-07T08:00:00Z") from error
-
-
-IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+# ISO strings with a zone, 2000-2100 (calsync.clock.wire_time): not epoch numbers, nor year 9999.
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(wire_time)]
 # Optional fields whose JSON null means "use the default", like a left-out field (as ignore_milestone_id).
 NULL_IS_DEFAULT = ("working_hours", "timezone", "buffer_minutes", "slot_interval_minutes", "max_results")
 
