@@ -265,3 +265,23 @@ def test_a_batch_of_only_malformed_user_messages_is_a_partial_failure_not_an_err
     event = stack.sqs_event("UserEventsQueue", ["{not json", {"type": "user.deactivated"}])
     result = stack.invoke("DeactivationCleanupFunction", event)
     assert {f["itemIdentifier"] for f in result["batchItemFailures"]} == {r["messageId"] for r in event["Records"]}
+
+
+def test_a_second_consent_that_loses_the_race_leaves_the_working_connection_alone(stack, jane):
+    """Jane starts connecting again in another tab, then picks her calendar in the first: the second
+    consent's callback is refused, and must not revoke the grant (Cronofy revokes by account, so that
+    would revoke the connection that now works)."""
+    first = browser.connect(jane["session"], stack.base_url, "google", jane["work"]["profile_id"])
+    assert first["calendar_sync"] == "choose_calendar"
+    url = browser.start_connect(jane["session"], stack.base_url, "google")
+    to_callback = browser.consent(jane["session"], url, jane["work"]["profile_id"], follow=False)
+    assert to_callback.status_code in (302, 303)
+    installs = cal_id(jane["work"], "Installs")
+    assert jane["session"].put(stack.url("/v1/calendar/connection"), json={"calendar_id": installs}).status_code == 200
+    stack.emulator.clear_request_log()
+    landed = jane["session"].get(to_callback.headers["Location"], timeout=20)
+    assert browser.outcome(landed)["calendar_sync"] == "error"
+    assert stack.emulator.count_requests(path_prefix="/oauth/token/revoke") == 0
+    stack.drain()
+    _managed_event(stack, "u_jane", installs, "ms_after")  # her calendar still takes writes
+    assert connection(stack, jane["session"])["state"] == "connected"

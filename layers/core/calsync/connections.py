@@ -286,6 +286,7 @@ class ConnectionService:
             return self._redirect("error", "account_in_use", return_to)
         replaced = self.store.get_connection(user_id)
         if replaced is not None and replaced.org_id != org_id:
+            self._abandon(client, None, grant.sub)
             return self._redirect("error", "already_connected", return_to)  # never across orgs
         replaced_tokens = self.store.get_tokens(user_id) if replaced else None
         channel_id = None
@@ -295,7 +296,7 @@ class ConnectionService:
                 calendars_of(account), grant.linking_profile.profile_id if grant.linking_profile else None
             )
             if not calendars:
-                self._abandon(client, None)
+                self._abandon(client, None, grant.sub)
                 return self._redirect("error", "no_writable_calendar", return_to)
             channel_id = client.create_channel(self.channel_callback_url(user_id)).channel_id
             now = utcnow()
@@ -323,10 +324,10 @@ class ConnectionService:
             self._close_quietly(client, channel_id)  # our new channel only: the account stays authorized
             return self._redirect("error", "account_in_use", return_to)
         except ConflictError:
-            self._abandon(client, channel_id)
+            self._abandon(client, channel_id, grant.sub)
             return self._redirect("error", "already_connected", return_to)
         except CronofyError:
-            self._abandon(client, channel_id)
+            self._abandon(client, channel_id, grant.sub)
             raise
         if replaced is not None:
             self._retire(replaced, replaced_tokens, client, conn)
@@ -336,8 +337,14 @@ class ConnectionService:
         self.publisher.connection_changed(org_id, user_id, conn.state, conn.last_error)
         return self._redirect("connected" if only else "choose_calendar", None, return_to)
 
-    def _abandon(self, client: CronofyUser, channel_id: str | None) -> None:
-        """Undo a half-made connection at Cronofy so nothing is left behind."""
+    def _abandon(self, client: CronofyUser, channel_id: str | None, sub: str) -> None:
+        """Undo a half-made connection at Cronofy so nothing is left behind: its channel, and its grant
+        unless a connection holds that account. Cronofy revokes by account, so revoking a second consent
+        to an account already connected (another tab's flow that won the race, a reconnect while the
+        old connection stays) would also revoke the connection that works."""
+        if self.store.account_owner(sub) is not None:
+            self._close_quietly(client, channel_id)
+            return
         try:
             if channel_id:
                 client.close_channel(channel_id)
