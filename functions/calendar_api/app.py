@@ -106,7 +106,8 @@ _CONNECTION_BUSY = _doc(
         ),
         400: _MALFORMED_JSON,
         403: _OTHER_ORG,
-        409: _doc("`conflict`: a calendar is already connected (disconnect it first, or choose another calendar)"),
+        409: _doc("`conflict`: a calendar is already connected (disconnect it first, or choose another calendar); "
+                  "`disconnect_in_progress`: the last disconnect is still running, try again shortly"),
         422: _doc("`invalid_request`: unknown provider or malformed body; `invalid_return_to`: not a web-app path"),
     },
 )

@@ -117,7 +117,8 @@ def test_account_without_a_writable_calendar(stack):
 
 
 def test_open_redirects_are_refused(stack, s):
-    for bad in ("https://evil.example/", "//evil.example", "profile"):
+    for bad in ("https://evil.example/", "//evil.example", "profile", "/\\evil.example", "/..//evil.example",
+                "/\r\nSet-Cookie: pwn=1", "/\t/evil.example", "/a b", "/\u2215evil.example", "/profile#tab"):
         resp = s.post(stack.url("/v1/calendar/connect"), json={"provider": "google", "return_to": bad})
         assert resp.status_code == 422 and resp.json()["error"]["code"] == "invalid_return_to"
     resp = s.post(stack.url("/v1/calendar/connect"), json={"provider": "yahoo"})
@@ -129,6 +130,24 @@ def test_return_to_is_honoured(stack, jane, s):
     resp = browser.consent(s, url, jane["work"]["profile_id"])
     assert urlsplit(resp.url).path == "/app/settings/calendar"
     assert browser.outcome(resp)["calendar_sync"] == "choose_calendar"
+
+
+def test_the_outcome_in_the_query_is_the_true_one(stack, jane, s):
+    """A return_to that carries a query keeps it; an outcome it already carries is replaced, never the
+    first of two values a web app would read."""
+    url = browser.start_connect(s, stack.base_url, "google", return_to="/profile?tab=sync&calendar_sync=connected")
+    resp = browser.consent(s, url, jane["work"]["profile_id"], allow=False)
+    query = parse_qs(urlsplit(resp.url).query)
+    assert query["tab"] == ["sync"] and query["calendar_sync"] == ["error"]
+
+
+def test_connecting_while_the_disconnect_runs_says_so(stack, jane, s):
+    browser.connect(s, stack.base_url, "google", jane["work"]["profile_id"])
+    assert s.delete(stack.url("/v1/calendar/connection")).status_code == 202  # not drained: still running
+    resp = s.post(stack.url("/v1/calendar/connect"), json={"provider": "google"})
+    assert resp.status_code == 409 and resp.json()["error"]["code"] == "disconnect_in_progress"
+    stack.drain()
+    assert s.post(stack.url("/v1/calendar/connect"), json={"provider": "google"}).status_code == 200
 
 
 def test_a_non_ascii_state_signature_is_an_invalid_state_not_an_error(stack, s):

@@ -5,9 +5,10 @@ Rules live here; the Cronofy client talks, the store remembers, handlers only tr
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from calsync import push_signature
@@ -91,13 +92,27 @@ class OrgMismatch(Exception):
     """A user-queue message names an org the connection does not belong to."""
 
 
+# A web-app path with an optional query: RFC 3986 path and query characters only (no fragment, no
+# control, space or non-ASCII characters, which would reach the Location header as they are).
+_RETURN_TO = re.compile(r"^/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*$")
+
+
 def valid_return_to(value: str | None) -> str | None:
-    """Only same-site paths: no open redirect through the OAuth flow."""
+    """Only same-site paths: no open redirect through the OAuth flow, nothing injected into a header."""
     if value is None:
         return None
-    if not value.startswith("/") or value.startswith("//") or "\\" in value or len(value) > 512:
+    if len(value) > 512 or not _RETURN_TO.match(value) or "//" in value.split("?", 1)[0]:
         raise InvalidRequest("return_to must be a path on the web app, like /profile", code="invalid_return_to")
     return value
+
+
+def with_outcome(base_url: str, return_to: str | None, outcome: dict[str, str], default: str = "/profile") -> str:
+    """The web-app URL of `return_to` with the flow's outcome in its query (replacing any outcome keys the
+    path already carried, so the first value a parser reads is the true one)."""
+    parts = urlsplit(return_to or default)
+    replaced = set(outcome) | {"reason"}
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in replaced]
+    return f"{base_url}{urlunsplit(('', '', parts.path, urlencode(kept + list(outcome.items())), ''))}"
 
 
 def _disconnecting(conn: Connection) -> Connection | None:
@@ -232,15 +247,16 @@ class ConnectionService:
         query = {"calendar_sync": outcome}
         if reason:
             query["reason"] = reason
-        path = return_to or "/profile"
-        joiner = "&" if "?" in path else "?"
-        return f"{self.settings.web_app_url}{path}{joiner}{urlencode(query)}"
+        return with_outcome(self.settings.web_app_url, return_to, query)
 
     # ---- connect -----------------------------------------------------------------------------
 
     def start_connect(self, caller: Caller, provider: str, return_to: str | None) -> tuple[str, str]:
         """Returns (authorization URL, browser-binding secret for the cookie)."""
         existing = self._own_connection(caller)
+        if existing and existing.state == ConnectionState.DISCONNECTING:
+            raise InvalidState("your calendar is still being disconnected; try again in a minute",
+                               code="disconnect_in_progress")
         if existing and existing.state.value not in REPLACEABLE:
             raise InvalidState(
                 f"a calendar is already connected (state {existing.state.value}); "

@@ -40,11 +40,10 @@ import secrets
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlencode
 
 from calsync.caller import Caller
 from calsync.config import Settings
-from calsync.connections import REPLACEABLE, ConnectionService, callback_refusal
+from calsync.connections import REPLACEABLE, ConnectionService, callback_refusal, with_outcome
 from calsync.cronofy import (
     DEFAULT_SCOPE,
     DELEGATED_ACCESS_LIMIT,
@@ -155,8 +154,7 @@ class EnterpriseConnectService:
 
     def _redirect(self, outcome: str, reason: str | None, return_to: str | None) -> str:
         query = {"enterprise_connect": outcome} | ({"reason": reason} if reason else {})
-        path = return_to or "/settings/calendar-sync"
-        return f"{self.settings.web_app_url}{path}{'&' if '?' in path else '?'}{urlencode(query)}"
+        return with_outcome(self.settings.web_app_url, return_to, query, default="/settings/calendar-sync")
 
     # ---- 1. start ------------------------------------------------------------------------------
 
