@@ -285,3 +285,15 @@ def test_a_second_consent_that_loses_the_race_leaves_the_working_connection_alon
     stack.drain()
     _managed_event(stack, "u_jane", installs, "ms_after")  # her calendar still takes writes
     assert connection(stack, jane["session"])["state"] == "connected"
+
+
+def test_a_run_replaced_by_a_newer_choice_is_not_a_failed_execution(stack, jane):
+    connect_jane(stack, jane)
+    for name in ("jane.smith@example.com", "Installs"):  # two choices in quick succession
+        resp = jane["session"].put(stack.url("/v1/calendar/connection"),
+                                   json={"calendar_id": cal_id(jane["work"], name)})
+        assert resp.status_code == 200
+    stack.drain()
+    stack.wait_for_executions()
+    assert stack.executions("FAILED") == []  # BackfillFailedAlarm stays quiet
+    assert connection(stack, jane["session"])["calendar"]["name"] == "Installs"

@@ -83,7 +83,9 @@ class BackfillSteps:
     def finalize(self, event: dict) -> dict:
         user_id, run_id = event["user_id"], event["run_id"]
         if not self._current(user_id, run_id):
-            return {"stale": True}
+            # A newer choice replaced this run: it ends as a success (the state machine reads `total`), not
+            # as a failure that would wake the on-call engineer for a user who switched twice.
+            return {"stale": True, "total": 0}
         conn = self.store.get_connection(user_id)
         previous = event.get("previous_calendar_id")
         busy_built = False
