@@ -3,6 +3,7 @@
 
 import json
 import time
+from datetime import timedelta
 
 import requests
 
@@ -333,3 +334,55 @@ def test_times_on_the_wire_are_iso_with_a_zone_in_a_sane_range(stack, jane):
     far = {"user_ids": ["u_jane"], "duration_minutes": 60, "from": "9999-12-01T00:00:00Z", "to": "9999-12-31T00:00:00Z"}
     resp = jane["session"].post(stack.url("/v1/orgs/org_sunbright/availability"), json=far)
     assert resp.status_code == 422 and "2000" in resp.json()["error"]["message"]
+
+
+def _moved(stack, cal, milestone_id, start, end):
+    stack.emulator.move_event(cal, event_id=event_id_for(milestone_id), start=iso(start), end=iso(end))
+    stack.drain()
+    moves = calendar_changes(stack, "milestone.rescheduled_on_calendar")
+    return [m for m in moves if m["milestone_id"] == milestone_id]
+
+
+def test_moving_an_event_back_to_its_first_time_is_reported_too(stack, jane_cal):
+    first = in_days(2, hour=15)
+    assert push(stack, milestone("ms_back", 1, ["u_jane"], first)) == set()
+    stack.settle()
+    there = _moved(stack, jane_cal, "ms_back", in_days(2, hour=19), in_days(2, hour=21))
+    assert [m["start"] for m in there] == [iso(in_days(2, hour=19))]
+    back = _moved(stack, jane_cal, "ms_back", first, first + timedelta(hours=2))
+    assert [(m["start"], m["based_on_version"]) for m in back] == [(iso(first), 1)]
+
+
+def test_a_move_read_after_a_change_that_wrote_nothing_is_still_reported(stack, jane_cal, miguel_cal):
+    """v2 adds an assignee and leaves Jane's event as it is: recording it must not look like a newer
+    write of ours that her earlier move lost to."""
+    start = in_days(2, hour=15)
+    assert push(stack, milestone("ms_race", 1, ["u_jane"], start)) == set()
+    stack.settle()
+    moved_to = in_days(2, hour=19)
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_race"), start=iso(moved_to),
+                              end=iso(moved_to + timedelta(hours=2)))
+    time.sleep(1.1)  # Cronofy's `updated` has whole seconds
+    assert push(stack, milestone("ms_race", 2, ["u_jane", "u_miguel"], start)) == set()
+    stack.drain()
+    moves = [m for m in calendar_changes(stack, "milestone.rescheduled_on_calendar") if m["milestone_id"] == "ms_race"]
+    assert [(m["start"], m["based_on_version"]) for m in moves] == [(iso(moved_to), 2)]
+
+
+def test_a_move_is_not_lost_when_its_message_cannot_be_sent_the_first_time(stack, jane_cal, monkeypatch):
+    from calsync.publisher import Publisher
+
+    assert push(stack, milestone("ms_pub", 1, ["u_jane"], in_days(2, hour=15))) == set()
+    stack.settle()
+    real, calls = Publisher.calendar_change, []
+
+    def flaky(self, message):
+        calls.append(message)
+        if len(calls) == 1:
+            raise RuntimeError("SQS is unavailable")
+        return real(self, message)
+
+    monkeypatch.setattr(Publisher, "calendar_change", flaky)
+    moves = _moved(stack, jane_cal, "ms_pub", in_days(2, hour=19), in_days(2, hour=21))
+    assert len(calls) >= 2 and len(moves) == 1
+    assert moves[0]["message_id"] == calls[0].message_id  # the retry is the same message

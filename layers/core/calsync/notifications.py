@@ -19,6 +19,7 @@ back to SolarNexus's time.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -46,6 +47,23 @@ def _before_our_last_write(event: CronofyEvent, ref: EventRef) -> bool:
     if updated is None or ref.updated_at is None:
         return False
     return updated < ref.updated_at.replace(microsecond=0)
+
+
+def _what_the_user_did(conn: Connection, ref: EventRef, event: CronofyEvent) -> dict:
+    """The fields every calendar-side change message shares. Its id is derived from the change itself
+    (the event, its version, its new times and Cronofy's `updated`), so the retry of a notification
+    whose message was sent but not recorded sends the same id: a duplicate the core platform can drop,
+    while a later change of the same event gets a new one."""
+    change = "|".join(str(part) for part in (conn.user_id, ref.milestone_id, ref.version, event.deleted,
+                                             *(() if event.deleted else event.times()), event.updated_at))
+    fields: dict = {"message_id": str(uuid.uuid5(_CHANGE_IDS, change)), "org_id": conn.org_id,
+                    "milestone_id": ref.milestone_id, "user_id": conn.user_id, "based_on_version": ref.version}
+    if event.updated_at is not None:
+        fields["occurred_at"] = iso(event.updated_at)
+    return fields
+
+
+_CHANGE_IDS = uuid.UUID("5b0e4c1e-8f5d-4d36-9d0e-2f4b8a7c6e11")  # namespace of calendar-side change ids
 
 
 def checked(at: datetime, client: UserCalendar, own_events: bool) -> dict:
@@ -227,30 +245,35 @@ class NotificationProcessor:
             return 0  # already reported
         if catching_up and not changed_after_our_write(event, ref):
             return 0  # not a change made after our write: drift, which the reconciler repairs
+        said = _what_the_user_did(conn, ref, event)
         if event.deleted:
-            self.store.put_ref(ref.model_copy(update={"removed_by_user_version": ref.version,
-                                                      "updated_at": utcnow()}))
-            self.publisher.calendar_change(MilestoneRemovedOnCalendar(
-                org_id=conn.org_id, milestone_id=ref.milestone_id, user_id=conn.user_id,
-                based_on_version=ref.version))
+            # Published first, recorded after: a failure in between is retried (the notification's
+            # message comes back) and sends the same message id again, which the core platform can
+            # drop; recording first would lose the change for good if the publish failed.
+            self.publisher.calendar_change(MilestoneRemovedOnCalendar(**said))
+            self.store.put_ref(ref.model_copy(update={"removed_by_user_version": ref.version}))
             logger.info("event removed on calendar", extra={"milestone_id": ref.milestone_id})
             metrics.add_metric(name="RemovalsReceived", unit="Count", value=1)
             return 1
         start, end = event.times()
-        if (start, end) in {(ref.start, ref.end), (ref.user_moved_start, ref.user_moved_end)}:
-            return 0  # our own write, or a move already reported
+        if (start, end) == (ref.user_moved_start, ref.user_moved_end):
+            return 0  # a move already reported
+        # Back at the times we wrote, after a reported move: the user moved it back (our own writes
+        # record a fresh ref, which has no reported move).
+        moved_back = ref.user_moved_start is not None
+        if (start, end) == (ref.start, ref.end) and not moved_back:
+            return 0  # our own write
         mirror, _, _ = self.store.milestone_partition(ref.milestone_id)
         m = mirror_milestone(mirror)
-        if m is not None and m.on_calendar:
+        if m is not None and m.on_calendar and m.version > ref.version:
             if (start, end) == pushed_times(calendar_event(m)):
                 return 0  # the echo of a newer write whose ref is not recorded yet
         if _before_our_last_write(event, ref):
             return 0  # our newer write (not applied by Cronofy yet) puts SolarNexus's time back
-        self.store.put_ref(ref.model_copy(update={"user_moved_start": start, "user_moved_end": end,
-                                                  "updated_at": utcnow()}))
         self.publisher.calendar_change(MilestoneRescheduledOnCalendar(
-            org_id=conn.org_id, milestone_id=ref.milestone_id, user_id=conn.user_id, based_on_version=ref.version,
-            start=start, end=end, all_day=len(start) == 10, timezone=ref.timezone))
+            **said, start=start, end=end, all_day=len(start) == 10, timezone=ref.timezone))
+        # ref.updated_at stays the time of our last write: _before_our_last_write compares with it
+        self.store.put_ref(ref.model_copy(update={"user_moved_start": start, "user_moved_end": end}))
         logger.info("event rescheduled on calendar", extra={"milestone_id": ref.milestone_id})
         metrics.add_metric(name="ReschedulesReceived", unit="Count", value=1)
         return 1

@@ -206,7 +206,9 @@ def _plan_assignee(plan: Plan, milestone_id: str, m: Milestone, version: int, us
     if (ref is not None and ref.calendar_id == conn.calendar_id and ref.removed_by_user_version is None
             and not force and _calendar_shows(ref, digest, version, body, start, end)):
         if ref.version < version or ref.content_hash != digest:
-            plan.ref_updates.append(new_ref)
+            # Nothing is written: the ref keeps the time of our last write, which a user's change read
+            # later is compared with (notifications._before_our_last_write, drift's writes in flight).
+            plan.ref_updates.append(new_ref.model_copy(update={"updated_at": ref.updated_at}))
         return
     plan.writes.append(Write("upsert", user_id, milestone_id, conn.calendar_id, body["event_id"], version,
                              ref=new_ref, body=body))
