@@ -79,8 +79,10 @@ def test_busy_period_rules():
     assert busy_period(base | {"deleted": True}) is None
     assert busy_period(base | {"end": base["start"]}) is None
     assert event_key(base) == event_key(base | {"start": "2026-12-03T10:00:00Z"})  # a move keeps its key
-    recurring = base | {"recurring": True}
-    assert event_key(recurring) != event_key(recurring | {"start": "2026-12-09T10:00:00Z"})
+    # Occurrences of a series have their own uids: each its own key, kept when that occurrence moves
+    occurrence = base | {"recurring": True, "series_identifier": "s1"}
+    assert event_key(occurrence) == event_key(occurrence | {"start": "2026-12-02T15:00:00Z"})
+    assert event_key(occurrence) != event_key(occurrence | {"event_uid": "evt_2", "start": "2026-12-09T10:00:00Z"})
 
 
 class MemoryWeeks:
@@ -126,7 +128,8 @@ def test_applying_changes_one_by_one_equals_the_final_calendar(changes):
     for uid, start, minutes, free, deleted in changes:
         event = {"event_uid": f"evt_{uid}", "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "end": (start + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                 "transparency": "transparent" if free else "opaque", "deleted": deleted}
+                 "transparency": "transparent" if free else "opaque", "deleted": deleted,
+                 "recurring": uid % 2 == 0}  # an occurrence of a series moves like any event
         busy.apply(c, [event], NOW)
         final[uid] = event
     expected = merge([(datetime.fromisoformat(e["start"].replace("Z", "+00:00")),

@@ -71,12 +71,12 @@ def weeks_between(start: datetime, end: datetime) -> list[str]:
 
 
 def event_key(raw: CronofyEvent | Mapping[str, Any]) -> str:
-    """What identifies an event's busy period: a hash of its uid (recurring occurrences add their
-    start, as they may share one uid)."""
+    """What identifies an event's busy period: a hash of its uid. Each occurrence of a recurring event
+    has its own `event_uid` (the series shares `series_identifier` instead, as in the reference's
+    read_events_page2 fixture), so the uid alone follows an occurrence the user moves; keying it by its
+    start as well left the old time behind as a busy block until the next rebuild."""
     event = CronofyEvent.of(raw)
     ident = event.event_uid or event.event_id or ""
-    if event.recurring:
-        ident = f"{ident}@{event.start}"
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
