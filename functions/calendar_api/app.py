@@ -20,7 +20,7 @@ from calsync.caller import Caller, caller_from_event
 from calsync.clock import wire_time
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
-from calsync.cronofy import CronofyAuthError, CronofyError, InvalidGrant, interactive
+from calsync.cronofy import CronofyAuthError, CronofyError, InvalidGrant, interactive, route_seconds
 from calsync.errors import InvalidRequest
 from calsync.http_errors import ApiError
 from calsync.oauth_state import BINDING_COOKIE
@@ -324,5 +324,7 @@ def lambda_handler(event: dict, context) -> dict:
     refused = http_errors.other_org(event) or http_errors.unreadable_body(event)
     if refused is not None:
         return refused
-    with interactive():  # a person waits: queue work keeps its share of Cronofy's limit
+    # A person waits: queue work keeps its share of Cronofy's limit, and Cronofy's waits end in time for
+    # a clear answer before Lambda's or API Gateway's timeout.
+    with interactive(route_seconds(context)):
         return app.resolve(event, context)

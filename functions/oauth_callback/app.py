@@ -11,7 +11,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from calsync import wiring
 from calsync.config import get_settings
-from calsync.cronofy import interactive
+from calsync.cronofy import interactive, route_seconds
 from calsync.oauth_state import BINDING_COOKIE, binding_cookie
 from calsync.observability import logger, metrics
 
@@ -25,7 +25,9 @@ def lambda_handler(event: dict, context) -> dict:
     query = event.get("queryStringParameters") or {}
     params = {k: query[k] for k in _PARAMS if query.get(k)}
     try:
-        with interactive():  # a person waits: queue work keeps its share of Cronofy's limit
+        # A person waits: queue work keeps its share of Cronofy's limit, and Cronofy's waits end in time
+        # for the redirect (Lambda's timeout would answer a bare 5xx instead).
+        with interactive(route_seconds(context)):
             location = wiring.connection_service().complete_oauth(params, binding_cookie(event))
     except Exception:  # noqa: BLE001 - the browser must always land back on the web app
         logger.exception("oauth callback failed")

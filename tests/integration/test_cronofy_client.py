@@ -10,6 +10,7 @@ from calsync.cronofy import (
     CronofyValidationError,
     InvalidGrant,
     RetryPolicy,
+    interactive,
 )
 from localdev import browser
 
@@ -83,6 +84,28 @@ def test_long_retry_after_hands_the_work_back_instead_of_sleeping(stack, connect
     with pytest.raises(CronofyRateLimited) as error:
         client.upsert_event(calendar_id, event("ev_slow"))
     assert error.value.retry_after == 60 and slept == []
+
+
+def test_a_person_waiting_on_a_route_is_answered_within_their_time(stack, connected):
+    """Inside `interactive(seconds)` a retry or a wait that would pass the time left fails at once:
+    the route answers a clear 503 (or the callback its redirect) before Lambda's timeout."""
+    service, conn, calendar_id = connected
+    slept = []
+    app = CronofyApp(service.cronofy.client_id, wiring.get_settings().secrets()[0], stack.emulator.base_url,
+                     stack.emulator.base_url, sleep=slept.append)
+    client = app.for_user(service.vault.open(conn.user_id, service.store.get_tokens(conn.user_id)), lambda t: None)
+    stack.emulator.add_fault(path_prefix="/v1/calendars", status=429, retry_after=3, count=None)
+    stack.emulator.clear_request_log()
+    with interactive(2.0), pytest.raises(CronofyRateLimited):
+        client.upsert_event(calendar_id, event("ev_hurry"))
+    assert slept == [] and stack.emulator.count_requests(path_prefix="/v1/calendars") == 1
+    stack.emulator.clear_faults()
+    stack.emulator.add_fault(path_prefix="/v1/calendars", status=429, retry_after=1, count=1)
+    with interactive(10.0):  # time enough: retried as usual
+        client.upsert_event(calendar_id, event("ev_later"))
+    assert slept == [1.0]
+    with interactive(0.0), pytest.raises(CronofyUnavailable):
+        client.upsert_event(calendar_id, event("ev_none"))  # no time at all: not even sent
 
 
 def test_5xx_and_timeouts_are_retried_then_reported(stack, connected):

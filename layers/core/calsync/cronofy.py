@@ -48,9 +48,37 @@ def priority(name: str) -> Iterator[None]:
         _priority.reset(token)
 
 
-def interactive():
-    """Cronofy requests sent inside are a person's (the web app's routes, the OAuth callback)."""
-    return priority("interactive")
+# When the requests sent in this context must have finished (time.monotonic()), or None.
+_deadline: ContextVar[float | None] = ContextVar("cronofy_deadline", default=None)
+# What a route keeps of its Lambda's remaining time for its own work after Cronofy (DynamoDB, answer).
+ROUTE_MARGIN_SECONDS = 3.0
+
+
+@contextmanager
+def interactive(seconds: float | None = None) -> Iterator[None]:
+    """Cronofy requests sent inside are a person's (the web app's routes, the OAuth callback).
+
+    `seconds`: how long they may take in all (the Lambda's remaining time less ROUTE_MARGIN_SECONDS).
+    A wait or a retry that would pass it fails at once (CronofyRateLimited / CronofyUnavailable), so
+    the route still answers, with a clear error, before Lambda's or API Gateway's timeout cuts it off
+    with a bare 5xx (the OAuth callback must always redirect)."""
+    token = _deadline.set(time.monotonic() + max(seconds, 0.0) if seconds is not None else None)
+    try:
+        with priority("interactive"):
+            yield
+    finally:
+        _deadline.reset(token)
+
+
+def route_seconds(context: Any) -> float | None:
+    """The Cronofy time a route has: its Lambda's remaining time less ROUTE_MARGIN_SECONDS."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return remaining() / 1000 - ROUTE_MARGIN_SECONDS if remaining is not None else None
+
+
+def _time_left() -> float | None:
+    deadline = _deadline.get()
+    return None if deadline is None else deadline - time.monotonic()
 
 
 def background():
@@ -236,14 +264,20 @@ class CronofyApp:
         while True:
             attempt += 1
             self._take_token(method, url)
+            left = _time_left()
+            if left is not None and left <= 0:
+                raise CronofyUnavailable(f"{method} {urlsplit(url).path}: no time left to wait for Cronofy")
+            timeout = self.timeout if left is None else min(self.timeout, left)
             self.requests_sent += 1
             try:
-                resp = self.session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+                resp = self.session.request(method, url, headers=headers, timeout=timeout, **kwargs)
             except (requests.Timeout, requests.ConnectionError) as error:
                 # A lost response to a non-idempotent call (code exchange) must not be replayed.
-                if not idempotent or attempt >= self.retry.max_attempts:
+                delay = self._backoff(attempt, None)
+                left = _time_left()
+                if not idempotent or attempt >= self.retry.max_attempts or (left is not None and delay >= left):
                     raise CronofyUnavailable(f"{method} {urlsplit(url).path}: {type(error).__name__}") from error
-                self._sleep(self._backoff(attempt, None))
+                self._sleep(delay)
                 continue
             if resp.status_code not in _RETRYABLE:
                 return resp
@@ -253,7 +287,9 @@ class CronofyApp:
                 metrics.add_metric(name="CronofyThrottled", unit="Count", value=1)
             if resp.status_code == 429 and self.limiter is not None:
                 self.limiter.penalize(delay)  # everyone backs off, not just this caller
-            if attempt >= self.retry.max_attempts or delay > self.retry.max_sleep:
+            left = _time_left()
+            out_of_time = left is not None and delay >= left
+            if attempt >= self.retry.max_attempts or delay > self.retry.max_sleep or out_of_time:
                 path = urlsplit(url).path
                 if resp.status_code == 429:
                     raise CronofyRateLimited(f"{method} {path}: 429", retry_after=retry_after, status=429)
@@ -269,7 +305,8 @@ class CronofyApp:
             wait = self.limiter.acquire(1, priority=_priority.get())
             if wait <= 0:
                 return
-            if waited + wait > self.max_limiter_wait:
+            left = _time_left()
+            if waited + wait > self.max_limiter_wait or (left is not None and wait >= left):
                 raise CronofyRateLimited(f"{method} {urlsplit(url).path}: rate limit reached", retry_after=wait)
             self._sleep(wait)
             waited += wait
