@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from calsync.cronofy_event import CronofyEvent
+from calsync.drift import APPLY_LAG
 from calsync.models import ConnectionState, iso, utcnow
 from calsync.notifications import changed_after_our_write
 from tests.fakes.world import World, milestone
@@ -135,6 +136,9 @@ def test_a_change_counts_as_after_our_write_only_when_cronofy_says_so():
     ref = world.store.get_ref("m_1", "u_1")
     stamp = ref.updated_at
     assert not changed_after_our_write(CronofyEvent(updated=stamp.strftime("%Y-%m-%dT%H:%M:%SZ")), ref)
-    later = stamp + timedelta(seconds=1)
+    # Cronofy applies our write a moment after its 202: a change stamped within APPLY_LAG is that
+    landing = stamp + APPLY_LAG
+    assert not changed_after_our_write(CronofyEvent(updated=landing.strftime("%Y-%m-%dT%H:%M:%SZ")), ref)
+    later = landing + timedelta(seconds=1)
     assert changed_after_our_write(CronofyEvent(updated=later.strftime("%Y-%m-%dT%H:%M:%SZ")), ref)
     assert changed_after_our_write(CronofyEvent(), ref)  # no `updated`: assume the user changed it

@@ -30,12 +30,21 @@ def check_window(now: datetime) -> tuple[str, str]:
             (now + timedelta(days=READ_DAYS_AHEAD)).date().isoformat())
 
 
+# Cronofy answers a write with 202 and applies it a moment later: the event's `updated` is then that
+# moment, not the time we recorded the write. A change stamped within this long after our write is
+# taken for our write landing (the emulator lands writes a second later, and `updated` has whole
+# seconds). Longer would take a user's quick move, whose notification was lost, for drift.
+APPLY_LAG = timedelta(seconds=3)
+
+
 def changed_after_our_write(event: CronofyEvent, ref: EventRef) -> bool:
-    """Did the calendar change this event after we last wrote it? (Cronofy's `updated` vs our write.)"""
+    """Did the calendar change this event after we last wrote it? (Cronofy's `updated` vs our write,
+    allowing APPLY_LAG for Cronofy to apply it.) Used by catch-up judgements only: a change a
+    notification names is judged by its own read, whenever it happened."""
     updated = event.updated_at
     if updated is None or ref.updated_at is None:
         return True
-    return updated > ref.updated_at
+    return updated > ref.updated_at + APPLY_LAG
 
 
 # Cronofy answers writes with 202 and applies them afterwards: an event written moments ago can
