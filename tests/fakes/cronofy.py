@@ -27,6 +27,7 @@ from typing import Any, Literal
 from calsync.clock import iso, parse_utc, utcnow
 from calsync.cronofy import BATCH_LIMIT, BatchItemResult, Channel, CronofyUnavailable, InvalidGrant
 from calsync.cronofy_event import normalized
+from calsync.models import Calendar
 
 EVENTS_PATH = "/v1/calendars/"
 PAGE_SIZE = 50  # events per Read Events page (pages_read; the fake answers in one go)
@@ -87,6 +88,7 @@ class FakeAccount:
     calendars: dict[str, dict[str, FakeEvent]] = field(default_factory=dict)  # calendar -> uid -> event
     channels: dict[str, Channel] = field(default_factory=dict)
     revoked: bool = False
+    unwritable: set[str] = field(default_factory=set)  # calendars deleted or made read-only
     zoneinfo: str = "Europe/London"
     notified: int = 0  # changes (of everyone's) already announced to this user's channel
     last_since: str | None = None
@@ -279,3 +281,8 @@ class FakeUserCalendar:
     def userinfo(self) -> dict[str, Any]:
         self.cronofy.request(self.account)
         return {"sub": f"acc_{self.account.user_id}", "zoneinfo": self.account.zoneinfo}
+
+    def calendars(self) -> list[Calendar]:
+        self.cronofy.request(self.account)
+        return [Calendar(calendar_id=c, calendar_name=c, calendar_readonly=c in self.account.unwritable)
+                for c in self.account.calendars]

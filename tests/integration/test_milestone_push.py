@@ -215,3 +215,40 @@ def test_a_version_sent_as_text_is_refused_not_guessed(stack, jane_cal):
     wrong["milestone"]["version"] = "2"
     assert len(push(stack, wrong)) == 1
     assert event_id_for("ms_text") not in managed_events(stack, jane_cal)
+
+
+def test_a_refusal_from_the_calendar_just_left_does_not_mark_the_chosen_one(stack, jane, jane_cal):
+    service = wiring.connection_service()
+    on_installs = service.store.get_connection("u_jane")
+    primary = cal_id(jane["work"], "jane.smith@example.com")
+    assert jane["session"].put(stack.url("/v1/calendar/connection"), json={"calendar_id": primary}).status_code == 200
+    service.mark_calendar_unwritable(on_installs, "calendar_not_writable")  # a sync still holding Installs
+    status = jane["session"].get(stack.url("/v1/calendar/connection")).json()
+    assert status["state"] in ("syncing", "connected") and status["calendar"]["id"] == primary
+
+
+def test_a_switch_to_a_calendar_that_refuses_writes_leaves_the_old_one_as_it_was(stack, jane, jane_cal):
+    assert push(stack, milestone("ms_keep", 1, ["u_jane"])) == set()
+    primary = cal_id(jane["work"], "jane.smith@example.com")
+    assert jane["session"].put(stack.url("/v1/calendar/connection"), json={"calendar_id": primary}).status_code == 200
+    stack.emulator.update_calendar(primary, readonly=True)  # before the backfill writes there
+    stack.drain()
+    status = jane["session"].get(stack.url("/v1/calendar/connection")).json()
+    assert (status["state"], status["last_error"]) == ("pending_calendar", "calendar_not_writable")
+    assert event_id_for("ms_keep") in managed_events(stack, jane_cal)  # not emptied: nowhere else to be
+
+
+def test_choosing_the_same_calendar_again_brings_it_up_to_date(stack, jane, jane_cal):
+    assert push(stack, milestone("ms_stays", 1, ["u_jane"]), milestone("ms_goes", 1, ["u_jane"])) == set()
+    stack.emulator.update_calendar(jane_cal, readonly=True)
+    assert push(stack, milestone("ms_new", 1, ["u_jane"])) == set()  # refused: choose a calendar again
+    assert jane["session"].get(stack.url("/v1/calendar/connection")).json()["state"] == "pending_calendar"
+    assert push(stack, milestone("ms_goes", 2, ["u_jane"], status="cancelled")) == set()  # nothing written now
+    stack.emulator.update_calendar(jane_cal, readonly=False)  # the owner gives write access back
+    resp = jane["session"].put(stack.url("/v1/calendar/connection"), json={"calendar_id": jane_cal})
+    assert resp.status_code == 200, resp.text
+    stack.drain()
+    events = managed_events(stack, jane_cal)
+    assert {event_id_for("ms_stays"), event_id_for("ms_new")} <= set(events)
+    assert event_id_for("ms_goes") not in events
+    assert jane["session"].get(stack.url("/v1/calendar/connection")).json()["state"] == "connected"

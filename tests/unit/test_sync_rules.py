@@ -168,15 +168,19 @@ def test_writes_go_in_batches_of_fifty_per_user():
 def test_a_calendar_that_refuses_every_write_asks_the_user_to_choose_or_reconnect():
     """403 (deleted or read-only calendar) or 404 to an upsert: choose a calendar again; 423 (the profile
     lost its provider link): reconnect. Neither is retried by the queue: the fix's backfill restores it."""
-    for status, state, reason in ((403, ConnectionState.PENDING_CALENDAR, "calendar_not_writable"),
-                                  (404, ConnectionState.PENDING_CALENDAR, "calendar_not_writable"),
-                                  (423, ConnectionState.NEEDS_REAUTH, "profile_disconnected")):
+    for status, unwritable, state, reason in (
+            (403, True, ConnectionState.PENDING_CALENDAR, "calendar_not_writable"),  # listed read-only now
+            (403, False, ConnectionState.NEEDS_REAUTH, "write_refused"),  # still writable: a scope is missing
+            (404, False, ConnectionState.PENDING_CALENDAR, "calendar_not_writable"),
+            (423, False, ConnectionState.NEEDS_REAUTH, "profile_disconnected")):
         world = World()
-        world.connect("u_1")
+        conn = world.connect("u_1")
+        if unwritable:
+            world.cronofy.accounts["u_1"].unwritable.add(conn.calendar_id)
         world.cronofy.outage = status
         world.store.put_mirror_if_newer("org_1", "m_1", 1, milestone().model_dump_json())
         result = world.engine.sync(["m_1"])
         assert not result.failed and world.store.get_ref("m_1", "u_1") is None, status
         conn = world.store.get_connection("u_1")
-        assert (conn.state, conn.last_error) == (state, reason), status
+        assert (conn.state, conn.last_error) == (state, reason), (status, unwritable)
         assert world.tokens.reauth == [("u_1", reason)]

@@ -89,6 +89,10 @@ class BackfillSteps:
         conn = self.store.get_connection(user_id)
         previous = event.get("previous_calendar_id")
         busy_built = False
+        if conn and conn.state != ConnectionState.SYNCING:
+            # The chosen calendar refused our writes meanwhile (back to pending_calendar) or the user left:
+            # the old calendar keeps its events, nothing is settled here.
+            conn = None
         if conn:
             try:
                 client = self.tokens.user_client(conn)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -183,22 +184,26 @@ class ConnectionService:
         written until the user connects again (whose backfill restores the calendar)."""
         return self._mark_broken(conn, ConnectionState.NEEDS_REAUTH, reason,
                                  unless={ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING},
-                                 message="connection needs re-authorization", metric="NeedsReauth")
+                                 message="connection needs re-authorization", metric="NeedsReauth",
+                                 same=lambda c: c.cronofy_sub == conn.cronofy_sub)
 
     def mark_calendar_unwritable(self, conn: Connection, reason: str) -> Connection:
         """Ask the user to choose a calendar again (pending_calendar, with the reason): the chosen one was
         deleted or made read-only, so writes to it are refused. The choice's backfill fills the new one."""
         saved = self._mark_broken(conn, ConnectionState.PENDING_CALENDAR, reason,
                                   unless=set(ConnectionState) - ACTIVE,
-                                  message="calendar no longer writable", metric="CalendarNotWritable")
+                                  message="calendar no longer writable", metric="CalendarNotWritable",
+                                  same=lambda c: c.calendar_id == conn.calendar_id)
         # The picker must not offer it again from the brief cache (_account_calendars): expire it.
         self.store.put_calendars(conn.user_id, conn.connection_id or conn.cronofy_sub, [], 0)
         return saved
 
     def _mark_broken(self, conn: Connection, state: ConnectionState, reason: str, *, unless: set[ConnectionState],
-                     message: str, metric: str) -> Connection:
+                     message: str, metric: str, same: Callable[[Connection], bool]) -> Connection:
         """Move the connection to `state` with `reason` as its last error, unless it is in one of `unless`
-        (re-reading it when another writer, e.g. a finishing backfill, saved it meanwhile)."""
+        or no longer `same` as the one that failed (re-reading it when another writer saved it meanwhile:
+        a refusal from the calendar the user just left must not mark the one they chose, nor a dead
+        grant the account they connected since)."""
         held: list[Connection] = [conn]
         marked: list[Connection] = []
         gone: list[bool] = []
@@ -211,7 +216,7 @@ class ConnectionService:
 
         def mark(current: Connection) -> Connection | None:
             marked.clear()  # only the last attempt counts
-            if current.state in unless:
+            if current.state in unless or not same(current):
                 return None
             marked.append(current)
             return current.model_copy(update={
@@ -488,8 +493,9 @@ class ConnectionService:
         if chosen.calendar_id == conn.calendar_id and conn.state != ConnectionState.PENDING_CALENDAR:
             return self.status(caller)
         # Back in pending_calendar after its calendar refused writes, the user may choose that calendar
-        # again (it is writable again): a fresh fill, not a move.
-        previous = conn.calendar_id if conn.calendar_id != chosen.calendar_id else None
+        # again (it is writable again): the backfill is then given it as `previous` too, so it plans
+        # the events already there (deleted or unassigned milestones leave) and empties nothing.
+        previous = conn.calendar_id
         try:
             conn = self.store.save_connection(conn.model_copy(update={
                 "calendar_id": chosen.calendar_id,
@@ -502,7 +508,8 @@ class ConnectionService:
         except ConflictError as error:
             raise InvalidState("the connection changed meanwhile; try again") from error
         conn = self.on_calendar_selected(conn, previous)
-        logger.info("calendar selected", extra={"user_id": conn.user_id, "switch": previous is not None})
+        logger.info("calendar selected", extra={"user_id": conn.user_id,
+                                                "switch": previous not in (None, chosen.calendar_id)})
         self.publisher.connection_changed(conn.org_id, conn.user_id, conn.state, conn.last_error)
         return self.status(caller)
 

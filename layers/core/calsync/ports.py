@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from calsync.cronofy import BatchItemResult, Channel
-from calsync.models import BackfillProgress, Connection, ConnectionState, EventRef
+from calsync.models import BackfillProgress, Calendar, Connection, ConnectionState, EventRef
 
 # ---- storage (calsync.store.Store), per aggregate -------------------------------------------------
 
@@ -132,6 +132,8 @@ class UserCalendar(EventReader, Protocol):
     def create_channel(self, callback_url: str, filters: dict[str, Any] | None = None) -> Channel: ...
 
     def userinfo(self) -> dict[str, Any]: ...
+
+    def calendars(self) -> list[Calendar]: ...
 
 
 class TokenKeeper(Protocol):

@@ -32,7 +32,7 @@ from calsync.cronofy_event import delete_entry, upsert_entry
 from calsync.milestones import Milestone, calendar_event, content_hash
 from calsync.models import Connection, ConnectionState, EventRef, iso, utcnow
 from calsync.observability import logger, metrics
-from calsync.ports import SyncStore, TokenKeeper
+from calsync.ports import SyncStore, TokenKeeper, UserCalendar
 from calsync.slots import all_day_period
 
 BACKFILL_DAYS = 30
@@ -86,6 +86,20 @@ class SyncResult:
 
 PROFILE_DISCONNECTED = "profile_disconnected"
 CALENDAR_NOT_WRITABLE = "calendar_not_writable"
+WRITE_REFUSED = "write_refused"  # 403 on a calendar still listed as writable: the grant lacks a scope
+FORBIDDEN = "forbidden"
+
+
+def _why_forbidden(client: UserCalendar, calendar_id: str | None) -> str:
+    """A 403 means the token lacks a scope (the reference) or, as a provider may answer, the calendar was
+    made read-only or deleted. The account's calendar list tells them apart (one request, on this rare
+    path only): a calendar no longer writable is chosen again; otherwise only reconnecting helps."""
+    try:
+        listed = {c.calendar_id: c for c in client.calendars()}
+    except CronofyError:
+        return CALENDAR_NOT_WRITABLE
+    calendar = listed.get(calendar_id or "")
+    return WRITE_REFUSED if calendar is not None and calendar.writable else CALENDAR_NOT_WRITABLE
 
 
 def _judge(w: Write, status: int, ok: bool, calendar_id: str | None) -> str:
@@ -96,8 +110,9 @@ def _judge(w: Write, status: int, ok: bool, calendar_id: str | None) -> str:
     - PROFILE_DISCONNECTED (423): the provider link is gone, so every write of this user will be
       refused: the connection goes to needs_reauth and its writes are not retried (the reconnect's
       backfill restores the calendar);
-    - CALENDAR_NOT_WRITABLE (403, or 404 to an upsert: the calendar was deleted or made read-only):
-      the user is asked to choose a calendar again, whose backfill restores everything;
+    - CALENDAR_NOT_WRITABLE (404 to an upsert: the calendar was deleted): the user is asked to choose
+      a calendar again, whose backfill restores everything; FORBIDDEN (403): that, or needs_reauth
+      when the calendar is still listed as writable (_why_forbidden);
     - "refused": anything else fails the write's milestone, which its queue retries.
     """
     if ok:
@@ -108,7 +123,9 @@ def _judge(w: Write, status: int, ok: bool, calendar_id: str | None) -> str:
         return "gone"
     if w.kind == "delete" and status == 404:
         return "gone"
-    if status == 403 or (status == 404 and w.kind == "upsert"):
+    if status == 403:
+        return FORBIDDEN
+    if status == 404 and w.kind == "upsert":
         return CALENDAR_NOT_WRITABLE
     return "refused"
 
@@ -311,34 +328,19 @@ class SyncEngine:
             by_user[w.user_id].append(w)
         for user_id, user_writes in by_user.items():
             conn = connections[user_id]
+            # A move's old half (the delete on the calendar the user left) goes only after its new half
+            # landed: a new calendar that refuses writes must not cost the events on the old one.
+            first = [w for w in user_writes if w.forget_ref or w.kind == "upsert"]
             try:
                 client = self.tokens.user_client(conn)
                 broken: str | None = None
-                for i in range(0, len(user_writes), BATCH_LIMIT):
-                    chunk = user_writes[i:i + BATCH_LIMIT]
-                    outcomes = client.batch([w.entry() for w in chunk])
-                    result.cronofy_batches += 1
-                    landed = []
-                    for w, outcome in zip(chunk, outcomes, strict=True):
-                        verdict = _judge(w, outcome.status, outcome.ok, conn.calendar_id)
-                        if verdict == "written":
-                            written[w.milestone_id] = max(written.get(w.milestone_id, -1), w.version)
-                            result.written += 1
-                        if verdict in ("written", "gone"):
-                            landed.append(w)
-                        elif verdict == "refused":
-                            logger.warning("calendar write refused", extra={
-                                "user_id": user_id, "milestone_id": w.milestone_id, "status": outcome.status,
-                                "errors": outcome.data})
-                            result.failed.add(w.milestone_id)
-                        else:
-                            broken = broken or verdict
-                    self._record(landed)
-                    metrics.add_metric(name="CalendarWrites", unit="Count", value=len(landed))
-                if broken == PROFILE_DISCONNECTED:
-                    self.tokens.mark_needs_reauth(conn, PROFILE_DISCONNECTED)
-                elif broken == CALENDAR_NOT_WRITABLE:
-                    self.tokens.mark_calendar_unwritable(conn, CALENDAR_NOT_WRITABLE)
+                for i in range(0, len(first), BATCH_LIMIT):
+                    broken = self._send(client, conn, first[i:i + BATCH_LIMIT], result, written) or broken
+                then = [w for w in user_writes if not (w.forget_ref or w.kind == "upsert")
+                        and written.get(w.milestone_id, -1) >= w.version]
+                for i in range(0, len(then), BATCH_LIMIT):
+                    broken = self._send(client, conn, then[i:i + BATCH_LIMIT], result, written) or broken
+                self._take_down(client, conn, broken)
             except (InvalidGrant, CronofyAuthError):
                 # Nothing more can be written for this user until they reconnect; the reconnect's
                 # backfill restores their calendar, so these writes are not retried.
@@ -347,6 +349,39 @@ class SyncEngine:
                 result.errors.append(error)
                 result.failed.update(w.milestone_id for w in user_writes if w.milestone_id not in written)
         return written
+
+    def _send(self, client: UserCalendar, conn: Connection, chunk: list[Write], result: SyncResult,
+              written: dict[str, int]) -> str | None:
+        """One /v1/batch: record what landed, fail what was refused; what broke the connection, if anything."""
+        outcomes = client.batch([w.entry() for w in chunk])
+        result.cronofy_batches += 1
+        landed, broken = [], None
+        for w, outcome in zip(chunk, outcomes, strict=True):
+            verdict = _judge(w, outcome.status, outcome.ok, conn.calendar_id)
+            if verdict == "written":
+                written[w.milestone_id] = max(written.get(w.milestone_id, -1), w.version)
+                result.written += 1
+            if verdict in ("written", "gone"):
+                landed.append(w)
+            elif verdict == "refused":
+                logger.warning("calendar write refused", extra={
+                    "user_id": conn.user_id, "milestone_id": w.milestone_id, "status": outcome.status,
+                    "errors": outcome.data})
+                result.failed.add(w.milestone_id)
+            elif broken is None or verdict == PROFILE_DISCONNECTED:
+                broken = verdict
+        self._record(landed)
+        metrics.add_metric(name="CalendarWrites", unit="Count", value=len(landed))
+        return broken
+
+    def _take_down(self, client: UserCalendar, conn: Connection, broken: str | None) -> None:
+        """A calendar that refuses every write: ask for a calendar again, or for a reconnect."""
+        if broken == FORBIDDEN:
+            broken = _why_forbidden(client, conn.calendar_id)
+        if broken in (PROFILE_DISCONNECTED, WRITE_REFUSED):
+            self.tokens.mark_needs_reauth(conn, broken)
+        elif broken == CALENDAR_NOT_WRITABLE:
+            self.tokens.mark_calendar_unwritable(conn, CALENDAR_NOT_WRITABLE)
 
     def _record(self, landed: list[Write]) -> None:
         """Remember what reached the calendar (refs never move back to an older version)."""
