@@ -56,6 +56,8 @@ REFUSED = {
     "all_day as text": lambda b: _with(b, all_day="false"),
     "timed, end not after start": lambda b: _with(b, end=b["milestone"]["start"]),
     "deletion version as text": lambda b: {**deleted("ms_1", 3), "version": "3"},
+    "scheduled in year 9999": lambda b: _with(b, end="9999-12-01T00:00:00Z"),
+    "all-day in year 1": lambda b: _with(b, all_day=True, start="0001-01-01", end="0001-01-02"),
 }
 
 

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from calsync.milestones import calendar_event, content_hash
-from calsync.models import Connection, ConnectionState, EventRef
+from calsync.models import Connection, ConnectionState, EventRef, utcnow
 from calsync.sync import BACKFILL_DAYS, Plan, plan_milestone, pushed_times
 from tests.fakes.world import World, milestone
 
@@ -184,3 +184,19 @@ def test_a_calendar_that_refuses_every_write_asks_the_user_to_choose_or_reconnec
         conn = world.store.get_connection("u_1")
         assert (conn.state, conn.last_error) == (state, reason), (status, unwritable)
         assert world.tokens.reauth == [("u_1", reason)]
+
+
+def test_a_long_assignment_is_recorded_whatever_changed_and_never_beyond_the_cap():
+    """Crew availability looks back by each user's longest assignment: an end moved later (the index,
+    by start, does not change) is recorded too, and a typo'd end counts as LONGEST_ASSIGNMENT."""
+    from calsync.slots import LONGEST_ASSIGNMENT
+
+    world = World()
+    world.connect("u_1")
+    start = (utcnow() + timedelta(days=3)).replace(minute=0, second=0)
+    world.publish(milestone(start=start, hours=3 * 24))
+    assert world.store.longest_assignments(["u_1"])["u_1"] == timedelta(days=7)  # short: the default
+    world.publish(milestone(version=2, start=start, hours=20 * 24))  # same start, later end
+    assert world.store.longest_assignments(["u_1"])["u_1"] == timedelta(days=20)
+    world.publish(milestone(version=3, start=start, end="2090-01-01T00:00:00Z"))
+    assert world.store.longest_assignments(["u_1"])["u_1"] == LONGEST_ASSIGNMENT

@@ -31,6 +31,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
 
 FALLBACK_ZONE = "Etc/UTC"
+YEARS = (2000, 2100)  # a scheduled milestone outside them is a typo (year 9999 overflows a date + 1 day)
 SUMMARY_LIMIT = 1024
 DESCRIPTION_LIMIT = 4096
 MANAGED_LINE = (
@@ -100,6 +101,8 @@ class Milestone(BaseModel):
         pattern, kind = (_DATE, "dates (YYYY-MM-DD)") if self.all_day else (_UTC_TIME, "UTC times (…Z)")
         if not pattern.match(start) or not pattern.match(end):
             raise ValueError(f"{'all-day' if self.all_day else 'timed'} milestones need {kind} for start and end")
+        if not all(YEARS[0] <= int(t[:4]) < YEARS[1] for t in (start, end)):
+            raise ValueError(f"a scheduled milestone's times are in the years {YEARS[0]}-{YEARS[1] - 1}")
         if self.all_day:
             if date.fromisoformat(end) < date.fromisoformat(start):
                 raise ValueError("end is before start")

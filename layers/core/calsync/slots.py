@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # where whole seconds are counted from (not a slot grid)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Longer assignments count as this long when the scheduler looks back for ones still running: a typo'd
+# end (year 2206) must not make every availability request read a user's whole history.
+LONGEST_ASSIGNMENT = timedelta(days=120)  # where whole seconds are counted from (not a slot grid)
 Interval = tuple[datetime, datetime]
 
 

@@ -33,7 +33,7 @@ from calsync.milestones import Milestone, calendar_event, content_hash
 from calsync.models import Connection, ConnectionState, EventRef, iso, utcnow
 from calsync.observability import logger, metrics
 from calsync.ports import SyncStore, TokenKeeper, UserCalendar
-from calsync.slots import all_day_period
+from calsync.slots import LONGEST_ASSIGNMENT, all_day_period
 
 BACKFILL_DAYS = 30
 MAX_ROUNDS = 3
@@ -67,7 +67,8 @@ class Plan:
     ref_deletes: list[tuple[str, str, int]] = field(default_factory=list)
     index_add: dict[str, dict[str, str]] = field(default_factory=dict)
     index_remove: dict[str, list[str]] = field(default_factory=dict)
-    index_span: dict[str, timedelta] = field(default_factory=dict)  # how long each added milestone runs
+    index_span: dict[str, timedelta] = field(default_factory=dict)  # how long each scheduled milestone runs
+    index_users: dict[str, list[str]] = field(default_factory=dict)  # ... and whom it keeps busy
 
 
 @dataclass
@@ -163,13 +164,17 @@ def schedule_key(m: Milestone) -> str:
 
 
 def assignment_span(m: Milestone) -> timedelta:
-    """How long a scheduled milestone keeps its assignees busy (as crew availability reads it). The
-    by_assignee index is by start: the scheduler looks back this far for ones still running."""
+    """How long a scheduled milestone keeps its assignees busy (as crew availability reads it), at
+    most LONGEST_ASSIGNMENT. The by_assignee index is by start: the scheduler looks back this far for
+    ones still running."""
     assert m.start is not None and m.end is not None
     if m.all_day:
-        start, end = all_day_period(date.fromisoformat(m.start), date.fromisoformat(m.end), ZoneInfo(m.timezone))
-        return end - start
-    return parse_utc(m.end) - parse_utc(m.start)
+        first, last = date.fromisoformat(m.start), date.fromisoformat(m.end)
+        if last - first > LONGEST_ASSIGNMENT:
+            return LONGEST_ASSIGNMENT
+        start, end = all_day_period(first, last, ZoneInfo(m.timezone))
+        return min(end - start, LONGEST_ASSIGNMENT)
+    return min(parse_utc(m.end) - parse_utc(m.start), LONGEST_ASSIGNMENT)
 
 
 def _writable(conn: Connection | None, org_id: str | None) -> bool:
@@ -186,10 +191,13 @@ def _plan_index(plan: Plan, milestone_id: str, m: Milestone | None, assignees: s
     wanted_index = {u: schedule_key(m) for u in assignees} if m else {}
     add = {u: k for u, k in wanted_index.items() if scheduled.get(u) != k}
     remove = [u for u in scheduled if u not in wanted_index]
+    if m is not None and wanted_index:
+        # Every version's length, not only when the index changes (the index is by start: an end moved
+        # later changes nothing there), recorded before the index (a retry finds the index current).
+        plan.index_span[milestone_id] = assignment_span(m)
+        plan.index_users[milestone_id] = sorted(wanted_index)
     if add:
         plan.index_add[milestone_id] = add
-        assert m is not None
-        plan.index_span[milestone_id] = assignment_span(m)
     if remove:
         plan.index_remove[milestone_id] = remove
 
@@ -310,9 +318,10 @@ class SyncEngine:
         return result
 
     def _apply_bookkeeping(self, plan: Plan) -> None:
+        for mid, span in plan.index_span.items():
+            self.store.note_assignment_span(plan.index_users[mid], span)
         for mid, add in plan.index_add.items():
             self.store.set_schedule_index(mid, add, [])
-            self.store.note_assignment_span(list(add), plan.index_span[mid])
         for mid, remove in plan.index_remove.items():
             self.store.set_schedule_index(mid, {}, remove)
         for ref in plan.ref_updates:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from calsync import keys
 from calsync.dynamo import Repository, from_item, to_item, without_keys
 from calsync.errors import MilestoneOrgMismatch
+from calsync.slots import LONGEST_ASSIGNMENT
 
 if TYPE_CHECKING:  # the models (pydantic) load when first needed
     from calsync.models import EventRef
@@ -146,7 +147,7 @@ class MilestoneRepository(Repository):
         record only grows: a deleted or shortened milestone leaves it, which only widens lookbacks)."""
         if span <= SHORT_ASSIGNMENT:
             return
-        seconds = int(span.total_seconds())
+        seconds = int(min(span, LONGEST_ASSIGNMENT).total_seconds())
         for user_id in dict.fromkeys(user_ids):
             self.table.write_if(
                 "put_item", Item=to_item({**keys.longest_assignment(user_id), "seconds": seconds}),
@@ -157,7 +158,7 @@ class MilestoneRepository(Repository):
         """Each user's longest assignment, at least SHORT_ASSIGNMENT (BatchGetItem, 100 keys a request)."""
         found = {keys.user_of(item["pk"]): timedelta(seconds=int(item["seconds"]))
                  for item in self.table.batch_get([keys.longest_assignment(u) for u in dict.fromkeys(user_ids)])}
-        return {u: max(found.get(u, SHORT_ASSIGNMENT), SHORT_ASSIGNMENT) for u in user_ids}
+        return {u: min(max(found.get(u, SHORT_ASSIGNMENT), SHORT_ASSIGNMENT), LONGEST_ASSIGNMENT) for u in user_ids}
 
     # ---- event refs --------------------------------------------------------------------------
 
