@@ -297,3 +297,16 @@ def test_a_run_replaced_by_a_newer_choice_is_not_a_failed_execution(stack, jane)
     stack.wait_for_executions()
     assert stack.executions("FAILED") == []  # BackfillFailedAlarm stays quiet
     assert connection(stack, jane["session"])["calendar"]["name"] == "Installs"
+
+
+def test_an_unexpected_error_is_a_json_500_in_the_contracts_shape(stack, jane, monkeypatch, service_logs):
+    from calsync.connections import ConnectionService
+
+    def broken(self, caller):
+        raise RuntimeError("a bug with a secret-looking detail: tok_123")
+
+    monkeypatch.setattr(ConnectionService, "status", broken)
+    resp = jane["session"].get(stack.url("/v1/calendar/connection"))
+    assert resp.status_code == 500
+    assert resp.json()["error"]["code"] == "internal_error" and "tok_123" not in resp.text
+    assert any(line.get("message") == "unexpected error answering a request" for line in service_logs.lines())

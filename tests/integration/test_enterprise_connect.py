@@ -293,3 +293,39 @@ def test_answers_match_the_openapi_document(stack, admin, crew):
     assert conforms(requests.post(cb, json={"authorization": {"state": "a.b"}}, timeout=10)).status_code == 403
     assert conforms(requests.post(cb, json={"x": 1}, timeout=10)).status_code == 422
     assert conforms(admin.delete(api(f"/v1/orgs/{ORG}/enterprise-connect"))).status_code == 202
+
+
+def test_a_member_whose_account_another_user_connected_keeps_it_working(stack, admin, crew):
+    """Ana connected her account herself; the admin names it for another user id: refused as
+    account_in_use, and her grant is not revoked (Cronofy revokes by account)."""
+    ana = stack.browser("u_ana", ORG)
+    connect(stack, ana, "google", crew["u_ana"], f"ana@{DOMAIN}")
+    _authorized(stack, admin)
+    stack.emulator.clear_request_log()
+    resp = ec.request_members(admin, stack.base_url, ORG, [("u_ana2", f"ana@{DOMAIN}")])
+    assert resp.status_code == 202, resp.text
+    ec.settle(stack)
+    rows = _member_rows(stack, admin)
+    assert (rows["u_ana2"]["status"], rows["u_ana2"]["reason"]) == ("failed", "account_in_use")
+    assert stack.emulator.count_requests(path_prefix="/oauth/token/revoke") == 0
+    push(stack, milestone("m_ana", 1, ["u_ana"]))
+    assert ana.get(stack.url("/v1/calendar/connection")).json()["state"] == "connected"
+
+
+def test_members_connected_by_the_admin_have_their_time_zone(stack, admin, crew):
+    stack.emulator.set_zoneinfo(crew["u_bo"]["profile_id"], "America/New_York")
+    _authorized(stack, admin)
+    assert ec.request_members(admin, stack.base_url, ORG, [("u_bo", f"bo@{DOMAIN}")]).status_code == 202
+    ec.settle(stack)
+    health = admin.get(stack.url(f"/v1/orgs/{ORG}/calendar-health")).json()
+    assert next(m for m in health["members"] if m["user_id"] == "u_bo")["timezone"] == "America/New_York"
+
+
+def test_a_refusal_of_the_members_request_fails_the_members_with_a_reason(stack, admin, crew):
+    _authorized(stack, admin)
+    stack.emulator.add_fault(path_prefix="/v1/service_account_authorizations", status=403, count=1)
+    resp = ec.request_members(admin, stack.base_url, ORG, [("u_bo", f"bo@{DOMAIN}")])
+    assert resp.status_code == 202, resp.text
+    assert (resp.json()["members"][0]["status"], resp.json()["members"][0]["reason"]) == (
+        "failed", "rejected_by_calendar_service")
+    assert _member_rows(stack, admin)["u_bo"]["status"] == "failed"  # not left `requested`

@@ -43,7 +43,14 @@ from typing import Any
 
 from calsync.caller import Caller
 from calsync.config import Settings
-from calsync.connections import REPLACEABLE, ConnectionService, callback_refusal, with_outcome
+from calsync.connections import (
+    REPLACEABLE,
+    ConnectionService,
+    calendars_of,
+    callback_refusal,
+    known_zone,
+    with_outcome,
+)
 from calsync.cronofy import (
     DEFAULT_SCOPE,
     DELEGATED_ACCESS_LIMIT,
@@ -57,6 +64,7 @@ from calsync.cronofy import (
 )
 from calsync.enterprise_store import EnterpriseStore
 from calsync.errors import (
+    AccountInUse,
     ConflictError,
     EnterpriseConnectNotActive,
     Forbidden,
@@ -336,10 +344,12 @@ class EnterpriseConnectService:
         channel_id = None
         profile = grant.linking_profile
         try:
-            calendars = _patiently(client.calendars)
-            calendar = _primary_writable(calendars, profile.profile_id if profile else None)
+            # userinfo, as the user's own connect does: the calendars and the account's time zone in one
+            # request (without the zone, crew availability would read the member's hours in UTC).
+            account = _patiently(client.userinfo)
+            calendar = _primary_writable(calendars_of(account), profile.profile_id if profile else None)
             if calendar is None:
-                self._abandon(client, None)
+                self._abandon(client, None, grant.sub)
                 self._member_failed(org_id, user_id, "no_writable_calendar")
                 return {"status": "failed", "reason": "no_writable_calendar"}
             channel_id = _patiently(lambda: client.create_channel(svc.channel_callback_url(user_id))).channel_id
@@ -350,7 +360,8 @@ class EnterpriseConnectService:
                 cronofy_sub=grant.sub, profile_id=profile.profile_id if profile else None,
                 profile_name=profile.profile_name if profile else calendar.profile_name,
                 calendar_id=calendar.calendar_id, calendar_name=calendar.calendar_name, channel_id=channel_id,
-                connected_at=now, updated_at=now, connected_by=CONNECTED_BY,
+                connected_at=now, updated_at=now, connected_by=CONNECTED_BY, connection_id=uuid.uuid4().hex,
+                timezone=known_zone(account.get("zoneinfo")), timezone_checked_at=now,
             )
             sealed = svc.vault.seal(user_id, client.tokens)
             for attempt in range(3):  # the code is spent: a transient storage error must not lose the member
@@ -364,13 +375,19 @@ class EnterpriseConnectService:
                         raise
                     logger.warning("storing the member's connection failed; trying again", extra={"user_id": user_id})
                     time.sleep(0.2 * (attempt + 1))
+        except AccountInUse:
+            # That calendar account is connected by another user already: theirs stays (and its grant:
+            # Cronofy revokes by account), ours is undone.
+            self._abandon(client, channel_id, grant.sub)
+            self._member_failed(org_id, user_id, "account_in_use")
+            return {"status": "failed", "reason": "account_in_use"}
         except ConflictError:
             # The member connected a calendar themselves meanwhile: theirs stays, ours is undone.
-            self._abandon(client, channel_id)
+            self._abandon(client, channel_id, grant.sub)
             self._member_failed(org_id, user_id, "already_connected")
             return {"status": "failed", "reason": "already_connected"}
         except Exception:
-            self._abandon(client, channel_id)
+            self._abandon(client, channel_id, grant.sub)
             raise
         conn = svc.on_calendar_selected(conn, None)
         svc.publisher.connection_changed(org_id, user_id, conn.state, conn.last_error)
@@ -385,7 +402,16 @@ class EnterpriseConnectService:
         logger.info("enterprise connect member connected", extra={"org_id": org_id, "user_id": user_id})
         return {"status": "connected"}
 
-    def _abandon(self, client: CronofyUser, channel_id: str | None) -> None:
+    def _abandon(self, client: CronofyUser, channel_id: str | None, sub: str) -> None:
+        """Undo a member's half-made connection: our channel, and the grant unless a connection holds
+        that account (Cronofy revokes by account: it would cut off the connection that works)."""
+        if self.connections.store.account_owner(sub) is not None:
+            try:
+                if channel_id:
+                    client.close_channel(channel_id)
+            except CronofyError as error:
+                logger.warning("could not close a member channel", extra={"error": type(error).__name__})
+            return
         try:
             if channel_id:
                 client.close_channel(channel_id)
@@ -488,6 +514,8 @@ def _delegated_access_refusal(client: CronofyUser, entries: list[dict[str, Any]]
         return "enterprise_connect_revoked"
     except (CronofyRateLimited, CronofyUnavailable):
         return "calendar_service_unavailable"
+    except CronofyError:  # any other refusal (400, 403, ...): the members fail with a reason, not a 500
+        return "rejected_by_calendar_service"
     return None
 
 

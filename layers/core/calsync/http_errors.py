@@ -81,6 +81,15 @@ def install(app: APIGatewayHttpResolver, conflict_message: str) -> None:
     def _lost_race(error: ConflictError) -> Response[dict]:
         return response(ApiError(409, "conflict", conflict_message))
 
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response[dict]:
+        # Anything else is our bug: logged with its stack, answered in the contract's error shape (API
+        # Gateway's own {"message": "Internal Server Error"} is not), with nothing of the error inside.
+        from calsync.observability import logger
+
+        logger.exception("unexpected error answering a request")
+        return response(ApiError(500, "internal_error", "something went wrong on our side; try again later"))
+
     @app.exception_handler(RequestValidationError)
     def _invalid_request(error: RequestValidationError) -> Response[dict]:
         details = "; ".join(
