@@ -185,3 +185,18 @@ def test_a_token_response_that_fails_validation_revokes_that_authorization(stack
     assert minted["sub"]
     assert stack.emulator.account_state(minted["sub"])["revoked"] is True
     assert only_oauth_leftovers(stack) == []
+
+
+def test_a_callback_out_of_time_still_revokes_what_it_half_made(stack, jane, s, monkeypatch):
+    """The flow's Cronofy time runs out (a slow userinfo): the callback redirects with
+    calendar_service_unavailable, and the grant it just got is still revoked (clean-up has its own time)."""
+    import importlib
+
+    callback = importlib.import_module("functions.oauth_callback.app")
+    monkeypatch.setattr(callback, "route_seconds", lambda context: 0.6)
+    stack.emulator.add_fault(path_prefix="/v1/userinfo", status=None, latency_ms=1200, count=1)
+    url = browser.start_connect(s, stack.base_url, "google")
+    result = browser.outcome(browser.consent(s, url, jane["work"]["profile_id"]))
+    assert result == {"calendar_sync": "error", "reason": "calendar_service_unavailable"}
+    assert stack.emulator.count_requests(path_prefix="/oauth/token/revoke") == 1
+    assert only_oauth_leftovers(stack) == []

@@ -23,6 +23,7 @@ from calsync.cronofy import (
     CronofyUser,
     InvalidGrant,
     ProfileDisconnected,
+    interactive,
 )
 from calsync.dynamo import retry_on_conflict
 from calsync.errors import AccountInUse, ConflictError, Forbidden, InvalidRequest, InvalidState, NeedsReauth, NotFound
@@ -50,6 +51,9 @@ from calsync.vault import TokenVault
 # or a second try while a calendar choice is still pending).
 REPLACEABLE = {ConnectionState.NEEDS_REAUTH.value, ConnectionState.PENDING_CALENDAR.value}
 ACTIVE = {ConnectionState.CONNECTED, ConnectionState.SYNCING}
+# What an OAuth callback's clean-up at Cronofy (close a channel, revoke a grant) may take, from the
+# margin a route keeps (cronofy.ROUTE_MARGIN_SECONDS) once the flow's own Cronofy time is spent.
+CLEANUP_SECONDS = 2.0
 CALENDARS_CACHE_SECONDS = 60
 TIMEZONE_RECHECK = timedelta(days=7)
 
@@ -364,12 +368,14 @@ class ConnectionService:
         to an account already connected (another tab's flow that won the race, a reconnect while the
         old connection stays) would also revoke the connection that works."""
         if self.store.account_owner(sub) is not None:
-            self._close_quietly(client, channel_id)
+            with interactive(CLEANUP_SECONDS):
+                self._close_quietly(client, channel_id)
             return
         try:
-            if channel_id:
-                client.close_channel(channel_id)
-            self.cronofy.revoke(client.tokens)
+            with interactive(CLEANUP_SECONDS):  # its own time: the flow's may be spent (a slow Cronofy)
+                if channel_id:
+                    client.close_channel(channel_id)
+                self.cronofy.revoke(client.tokens)
         except CronofyError as error:
             logger.warning("could not revoke an abandoned authorization", extra={"error": str(error)})
 
@@ -389,14 +395,16 @@ class ConnectionService:
         same account is not revoked: that would revoke the new authorization too.)"""
         if old.cronofy_sub == new.cronofy_sub:
             if old.channel_id != new.channel_id:  # Cronofy hands back the same channel for the same URL
-                self._close_quietly(new_client, old.channel_id)
+                with interactive(CLEANUP_SECONDS):
+                    self._close_quietly(new_client, old.channel_id)
             return
         try:
             if old_ciphertext is None:
                 raise InvalidGrant("no tokens stored")
             old_client = self.cronofy.for_user(self.vault.open(old.user_id, old_ciphertext), lambda fresh: None)
-            self._close_quietly(old_client, old.channel_id)
-            self.cronofy.revoke(old_client.tokens)
+            with interactive(CLEANUP_SECONDS):  # its own time, as in _abandon
+                self._close_quietly(old_client, old.channel_id)
+                self.cronofy.revoke(old_client.tokens)
         except CronofyError as error:  # a broken authorization may be gone already
             logger.warning("could not revoke a replaced authorization", extra={"user_id": old.user_id,
                                                                                "error": str(error)})

@@ -56,7 +56,10 @@ def _what_the_user_did(conn: Connection, ref: EventRef, event: CronofyEvent) -> 
     while a later change of the same event gets a new one."""
     change = "|".join(str(part) for part in (conn.user_id, ref.milestone_id, ref.version, event.deleted,
                                              *(() if event.deleted else event.times()), event.updated_at))
-    fields: dict = {"message_id": str(uuid.uuid5(_CHANGE_IDS, change)), "org_id": conn.org_id,
+    # Without Cronofy's `updated` two changes to the same times (there and back, and there again) would
+    # share an id: then every message gets its own.
+    message_id = uuid.uuid5(_CHANGE_IDS, change) if event.updated_at is not None else uuid.uuid4()
+    fields: dict = {"message_id": str(message_id), "org_id": conn.org_id,
                     "milestone_id": ref.milestone_id, "user_id": conn.user_id, "based_on_version": ref.version}
     if event.updated_at is not None:
         fields["occurred_at"] = iso(event.updated_at)
