@@ -329,3 +329,13 @@ def test_a_refusal_of_the_members_request_fails_the_members_with_a_reason(stack,
     assert (resp.json()["members"][0]["status"], resp.json()["members"][0]["reason"]) == (
         "failed", "rejected_by_calendar_service")
     assert _member_rows(stack, admin)["u_bo"]["status"] == "failed"  # not left `requested`
+
+
+def test_authorizing_again_revokes_the_service_account_it_replaces(stack, admin, crew):
+    _authorized(stack, admin)
+    _authorized(stack, admin)  # again, while active: a second service account
+    accounts = stack.emulator.enterprise_state()["service_accounts"]
+    assert len(accounts) == 2
+    assert [a["revoked"] for a in accounts] == [True, False]  # the replaced one only
+    resp = ec.request_members(admin, stack.base_url, ORG, [("u_bo", f"bo@{DOMAIN}")])  # the new one works
+    assert resp.status_code == 202 and resp.json()["members"][0]["status"] == "requested"

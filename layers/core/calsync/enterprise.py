@@ -199,13 +199,24 @@ class EnterpriseConnectService:
             reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
             return self._redirect("error", reason, claims.return_to)
         existing = self.store.get_org(claims.org_id)
-        grant_id = existing["grant_id"] if existing and existing.get("status") == "active" else uuid.uuid4().hex
+        active = existing is not None and existing.get("status") == "active"
+        grant_id = existing["grant_id"] if active and existing else uuid.uuid4().hex
+        # Authorized again while active with another service account: the one replaced is revoked once
+        # the new one is stored (never the same account: that would revoke the new grant too).
+        replaced = self.store.get_tokens(claims.org_id) if active and existing and existing.get(
+            "service_account_id") != grant.service_account_id else None
         now = iso(utcnow())
         self.store.activate(claims.org_id, {
             "status": "active", "grant_id": grant_id, "service_account_id": grant.service_account_id,
             "scope": grant.scope, "delegated_scope": DEFAULT_SCOPE, "authorized_by": claims.user_id,
             "authorized_at": now,
         }, self.connections.vault.seal(claims.org_id, grant.token_set(), TOKEN_PURPOSE))
+        if replaced is not None:
+            try:
+                cronofy.revoke(self.connections.vault.open(claims.org_id, replaced, TOKEN_PURPOSE))
+            except CronofyError as error:
+                logger.warning("could not revoke the replaced service account",
+                               extra={"org_id": claims.org_id, "error": type(error).__name__})
         logger.info("enterprise connect authorized", extra={"org_id": claims.org_id, "by": claims.user_id})
         return self._redirect("connected", None, claims.return_to)
 
