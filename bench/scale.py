@@ -410,9 +410,8 @@ class Sim:
             if message["type"] != "milestone.rescheduled_on_calendar":
                 continue
             moved_at = self.moves.pop(message["milestone_id"], None)
-            if moved_at is not None:
-                sent = datetime.fromisoformat(message["occurred_at"].replace("Z", "+00:00")).timestamp()
-                self.two_way.append((moved_at, sent))
+            if moved_at is not None:  # when the message reached the queue (its occurred_at is the move's)
+                self.two_way.append((moved_at, m.sent_at))
             ms = self.milestones.get(message["milestone_id"])
             if ms is None or message["based_on_version"] != ms.version or ms.milestone_id in self.pending_applied:
                 self.core["rejected"] += 1

@@ -35,6 +35,7 @@ from localdev import template
 from localdev.api_gateway import ApiGateway, session_token
 from localdev.emulator import CronofyEmulator
 from localdev.invocation_logs import keys_per_invocation
+from localdev.moto_threads import serialize_dynamodb
 from localdev.provisioning import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -95,6 +96,7 @@ class DevStack:
     def start(self) -> None:
         self._set_env({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
+        serialize_dynamodb()  # moto's DynamoDB is not thread-safe: see moto_threads
         self._mock.start()
         self.emulator.start()
         self.gateway.start()
