@@ -254,7 +254,10 @@ class EnterpriseConnectService:
         for user_id, email in named:
             conn = existing.get(user_id)
             if conn is not None and conn.org_id != org_id:
-                raise Forbidden(f"{user_id} is not in this org")
+                # Another org's connected user: skipped alone (the rest of the crew is still asked for),
+                # with a reason that says nothing of the other org.
+                results.append({"user_id": user_id, "email": email, "status": "skipped", "reason": "not_available"})
+                continue
             if conn is not None:
                 # Connected already (themselves, or by an earlier request): left as it is.
                 reason = "already_connected_by_admin" if conn.connected_by == CONNECTED_BY else "already_connected"
