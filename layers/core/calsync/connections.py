@@ -363,21 +363,24 @@ class ConnectionService:
         return self._redirect("connected" if only else "choose_calendar", None, return_to)
 
     def _abandon(self, client: CronofyUser, channel_id: str | None, sub: str) -> None:
-        """Undo a half-made connection at Cronofy so nothing is left behind: its channel, and its grant
-        unless a connection holds that account. Cronofy revokes by account, so revoking a second consent
-        to an account already connected (another tab's flow that won the race, a reconnect while the
-        old connection stays) would also revoke the connection that works."""
+        with interactive(CLEANUP_SECONDS):  # its own time: the flow's may be spent (a slow Cronofy)
+            self.abandon(client, channel_id, sub)
+
+    def abandon(self, client: CronofyUser, channel_id: str | None, sub: str) -> None:
+        """Undo a half-made connection at Cronofy so nothing is left behind (a user's connect, an
+        Enterprise Connect member's): its channel, and its grant unless a connection holds that account.
+        Cronofy revokes by account, so revoking a second consent to an account already connected
+        (another tab's flow that won the race, a member who connected themselves) would also revoke
+        the connection that works."""
         if self.store.account_owner(sub) is not None:
-            with interactive(CLEANUP_SECONDS):
-                self._close_quietly(client, channel_id)
+            self._close_quietly(client, channel_id)
             return
         try:
-            with interactive(CLEANUP_SECONDS):  # its own time: the flow's may be spent (a slow Cronofy)
-                if channel_id:
-                    client.close_channel(channel_id)
-                self.cronofy.revoke(client.tokens)
+            if channel_id:
+                client.close_channel(channel_id)
+            self.cronofy.revoke(client.tokens)
         except CronofyError as error:
-            logger.warning("could not revoke an abandoned authorization", extra={"error": str(error)})
+            logger.warning("could not revoke an abandoned authorization", extra={"error": type(error).__name__})
 
     @staticmethod
     def _close_quietly(client: CronofyUser, channel_id: str | None) -> None:

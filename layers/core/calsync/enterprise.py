@@ -363,7 +363,7 @@ class EnterpriseConnectService:
             account = _patiently(client.userinfo)
             calendar = _primary_writable(calendars_of(account), profile.profile_id if profile else None)
             if calendar is None:
-                self._abandon(client, None, grant.sub)
+                self.connections.abandon(client, None, grant.sub)
                 self._member_failed(org_id, user_id, "no_writable_calendar")
                 return {"status": "failed", "reason": "no_writable_calendar"}
             channel_id = _patiently(lambda: client.create_channel(svc.channel_callback_url(user_id))).channel_id
@@ -389,19 +389,15 @@ class EnterpriseConnectService:
                         raise
                     logger.warning("storing the member's connection failed; trying again", extra={"user_id": user_id})
                     time.sleep(0.2 * (attempt + 1))
-        except AccountInUse:
-            # That calendar account is connected by another user already: theirs stays (and its grant:
-            # Cronofy revokes by account), ours is undone.
-            self._abandon(client, channel_id, grant.sub)
-            self._member_failed(org_id, user_id, "account_in_use")
-            return {"status": "failed", "reason": "account_in_use"}
-        except ConflictError:
-            # The member connected a calendar themselves meanwhile: theirs stays, ours is undone.
-            self._abandon(client, channel_id, grant.sub)
-            self._member_failed(org_id, user_id, "already_connected")
-            return {"status": "failed", "reason": "already_connected"}
+        except ConflictError as error:
+            # The member connected a calendar themselves meanwhile, or another user holds that account
+            # (AccountInUse): theirs stays (its grant too: Cronofy revokes by account), ours is undone.
+            reason = "account_in_use" if isinstance(error, AccountInUse) else "already_connected"
+            self.connections.abandon(client, channel_id, grant.sub)
+            self._member_failed(org_id, user_id, reason)
+            return {"status": "failed", "reason": reason}
         except Exception:
-            self._abandon(client, channel_id, grant.sub)
+            self.connections.abandon(client, channel_id, grant.sub)
             raise
         conn = svc.on_calendar_selected(conn, None)
         svc.publisher.connection_changed(org_id, user_id, conn.state, conn.last_error)
@@ -415,23 +411,6 @@ class EnterpriseConnectService:
             return {"status": "disconnected", "reason": "enterprise_connect_ended"}
         logger.info("enterprise connect member connected", extra={"org_id": org_id, "user_id": user_id})
         return {"status": "connected"}
-
-    def _abandon(self, client: CronofyUser, channel_id: str | None, sub: str) -> None:
-        """Undo a member's half-made connection: our channel, and the grant unless a connection holds
-        that account (Cronofy revokes by account: it would cut off the connection that works)."""
-        if self.connections.store.account_owner(sub) is not None:
-            try:
-                if channel_id:
-                    client.close_channel(channel_id)
-            except CronofyError as error:
-                logger.warning("could not close a member channel", extra={"error": type(error).__name__})
-            return
-        try:
-            if channel_id:
-                client.close_channel(channel_id)
-            self.connections.cronofy.revoke(client.tokens)
-        except CronofyError as error:
-            logger.warning("could not revoke an abandoned member authorization", extra={"error": type(error).__name__})
 
     # ---- status ----------------------------------------------------------------------------------
 
