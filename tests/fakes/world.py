@@ -54,15 +54,15 @@ class FakeTokens:
         return self.cronofy.client(conn.user_id)
 
     def mark_needs_reauth(self, conn: Connection, reason: str) -> Connection:
-        self.reauth.append((conn.user_id, reason))
-        updated = self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
-            "state": ConnectionState.NEEDS_REAUTH, "last_error": reason}))
-        return updated or conn
+        return self._mark(conn, ConnectionState.NEEDS_REAUTH, reason)
 
     def mark_calendar_unwritable(self, conn: Connection, reason: str) -> Connection:
+        return self._mark(conn, ConnectionState.PENDING_CALENDAR, reason)
+
+    def _mark(self, conn: Connection, state: ConnectionState, reason: str) -> Connection:
         self.reauth.append((conn.user_id, reason))
         updated = self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
-            "state": ConnectionState.PENDING_CALENDAR, "last_error": reason}))
+            "state": state, "last_error": reason}))
         return updated or conn
 
     def on_calendar_selected(self, conn: Connection, previous_calendar_id: str | None) -> Connection:

@@ -52,6 +52,11 @@ class Write:
     body: dict | None = None
     forget_ref: bool = True  # False for the delete half of a move to another calendar
 
+    @property
+    def old_half(self) -> bool:
+        """The delete half of a move to another calendar (sent only once the new half landed)."""
+        return self.kind == "delete" and not self.forget_ref
+
     def entry(self) -> dict:
         """This write as a /v1/batch entry."""
         if self.kind == "upsert":
@@ -339,14 +344,13 @@ class SyncEngine:
             conn = connections[user_id]
             # A move's old half (the delete on the calendar the user left) goes only after its new half
             # landed: a new calendar that refuses writes must not cost the events on the old one.
-            first = [w for w in user_writes if w.forget_ref or w.kind == "upsert"]
+            first = [w for w in user_writes if not w.old_half]
             try:
                 client = self.tokens.user_client(conn)
                 broken: str | None = None
                 for i in range(0, len(first), BATCH_LIMIT):
                     broken = self._send(client, conn, first[i:i + BATCH_LIMIT], result, written) or broken
-                then = [w for w in user_writes if not (w.forget_ref or w.kind == "upsert")
-                        and written.get(w.milestone_id, -1) >= w.version]
+                then = [w for w in user_writes if w.old_half and written.get(w.milestone_id, -1) >= w.version]
                 for i in range(0, len(then), BATCH_LIMIT):
                     broken = self._send(client, conn, then[i:i + BATCH_LIMIT], result, written) or broken
                 self._take_down(client, conn, broken)
