@@ -29,6 +29,8 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json
 from pydantic_core import PydanticUndefined
 
 from calsync.messages import (
+    ConflictDetected,
+    ConflictResolved,
     ConnectionChanged,
     DisconnectRequested,
     MilestoneRemovedOnCalendar,
@@ -56,9 +58,11 @@ The SQS queues between SolarNexus's core platform and Calendar Sync, and the ser
 `UserEventsQueue`. Standard queues: delivery is at least once and in any order.
 
 **Out.** Calendar Sync sends what users did on their calendars (`milestone.rescheduled_on_calendar`,
-`milestone.removed_on_calendar`) and connection states (`calendar.connection_changed`) to
-`CalendarChangesQueue`. The core applies a reschedule only if the milestone's version still equals
-`based_on_version`; otherwise SolarNexus wins and the next upsert puts the calendar back.
+`milestone.removed_on_calendar`), connection states (`calendar.connection_changed`) and conflicts between
+an assignee's own calendar and a milestone assigned to them (`calendar.conflict_detected`, then
+`calendar.conflict_resolved` with why it ended) to `CalendarChangesQueue`. The core applies a reschedule
+only if the milestone's version still equals `based_on_version`; otherwise SolarNexus wins and the next
+upsert puts the calendar back.
 
 **Internal.** `NotificationsQueue` (Cronofy push notifications accepted by the webhook) and `CleanupQueue`
 (disconnect jobs). Every queue has a dead-letter queue (`...DLQ`) that receives a message after
@@ -105,9 +109,11 @@ CHANNELS = (
     Channel("UserEventsQueue", (UserDeactivated,), "in",
             "User lifecycle events from the core platform (ARCHITECTURE §3): a deactivated user's calendar "
             "connection is removed with every SolarNexus event on it."),
-    Channel("CalendarChangesQueue", (MilestoneRescheduledOnCalendar, MilestoneRemovedOnCalendar, ConnectionChanged),
+    Channel("CalendarChangesQueue", (MilestoneRescheduledOnCalendar, MilestoneRemovedOnCalendar, ConnectionChanged,
+                                     ConflictDetected, ConflictResolved),
             "out", "To the core platform (ARCHITECTURE §4): changes users made to SolarNexus events on their "
-                   "calendars, and connection state changes (the scheduler's sync icon)."),
+                   "calendars, connection state changes (the scheduler's sync icon), and conflicts between an "
+                   "assignee's own calendar and a milestone assigned to them."),
     Channel("NotificationsQueue", (CronofyNotificationJob,), "internal",
             "Internal: the webhook intake hands each accepted Cronofy notification to the notification "
             "processor, which reads the user's changes from Cronofy."),
@@ -148,6 +154,16 @@ EXAMPLES: dict[type[BaseModel], tuple[str, BaseModel]] = {
     ConnectionChanged: (
         "A user's calendar connection changed state (e.g. `needs_reauth`), with the reason",
         ConnectionChanged(**_ENVELOPE, user_id="u_1", state=ConnectionState.NEEDS_REAUTH, reason="invalid_grant")),
+    ConflictDetected: (
+        "The assignee's own busy time now overlaps a scheduled milestone assigned to them (once per milestone "
+        "and user while the overlap lasts)",
+        ConflictDetected(**_ENVELOPE, user_id="u_1", milestone_id="ms_123", milestone_version=7,
+                         conflict_id="cfl_ms_123_u_1_1", overlap={"start": "2026-12-01T15:30:00Z",
+                                                                  "end": "2026-12-01T16:30:00Z"})),
+    ConflictResolved: (
+        "A conflict sent earlier has ended, with why",
+        ConflictResolved(**_ENVELOPE, user_id="u_1", milestone_id="ms_123", conflict_id="cfl_ms_123_u_1_1",
+                         why="busy_time_gone")),
     CronofyNotificationJob: (
         "An accepted Cronofy push notification for one user's channel",
         CronofyNotificationJob(type="cronofy.notification", notification_type="change", channel_id="chn_1",

@@ -23,6 +23,8 @@ CONTRACT = {
     "milestone.rescheduled_on_calendar": ("CalendarChangesQueue", "send"),
     "milestone.removed_on_calendar": ("CalendarChangesQueue", "send"),
     "calendar.connection_changed": ("CalendarChangesQueue", "send"),
+    "calendar.conflict_detected": ("CalendarChangesQueue", "send"),
+    "calendar.conflict_resolved": ("CalendarChangesQueue", "send"),
 }
 SHARED = json.loads(SCHEMA.read_text())
 

@@ -71,3 +71,43 @@ class MilestoneRescheduledOnCalendar(_CalendarSideChange):
 
 class MilestoneRemovedOnCalendar(_CalendarSideChange):
     type: Literal["milestone.removed_on_calendar"] = "milestone.removed_on_calendar"
+
+
+class Interval(BaseModel):
+    """A stretch of time, ISO-8601 UTC at both ends."""
+
+    start: UtcTime
+    end: UtcTime
+
+
+ConflictWhy = Literal["busy_time_gone", "milestone_moved", "unassigned", "milestone_unscheduled", "disconnected"]
+
+
+class ConflictDetected(BaseModel):
+    """The user's own busy time (not ours, not "Show as Free") now covers part of a scheduled milestone
+    assigned to them (ARCHITECTURE §4). Sent once per (milestone, user) while the overlap lasts; a changed
+    overlap is not a new conflict. Start and end only: nothing else of the user's event."""
+
+    type: Literal["calendar.conflict_detected"] = "calendar.conflict_detected"
+    message_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    occurred_at: str = Field(default_factory=lambda: iso(utcnow()))
+    org_id: str
+    user_id: str
+    milestone_id: str
+    milestone_version: int = Field(ge=0)
+    conflict_id: str = Field(description="stable for this (milestone, user) conflict until it is resolved")
+    overlap: Interval = Field(description="the part of the milestone's time the user's busy periods cover "
+                                          "(union, clipped to the milestone)")
+
+
+class ConflictResolved(BaseModel):
+    """A conflict sent earlier has ended, and why."""
+
+    type: Literal["calendar.conflict_resolved"] = "calendar.conflict_resolved"
+    message_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    occurred_at: str = Field(default_factory=lambda: iso(utcnow()))
+    org_id: str
+    user_id: str
+    milestone_id: str
+    conflict_id: str
+    why: ConflictWhy
