@@ -16,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
-.PHONY: install demo test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
+.PHONY: install demo local test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
@@ -91,6 +91,11 @@ asyncapi: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(PY) -m localdev.demo
+
+# The whole local stack, seeded, until Ctrl-C: URLs and session tokens printed (docs/local-development.md).
+# LOCAL_ARGS="--port 0 --emulator-port 0" for free ports, "--log-level WARNING" for quiet.
+local: $(VENV)/.installed node_modules/.installed
+	$(PY) -m localdev.local $(LOCAL_ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) bench/cold_imports.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 import uuid
@@ -22,6 +23,11 @@ from localdev.provisioning import ACCOUNT_ID
 
 JWT_KEY = b"local-session-jwt-key"
 WEB_PREFIXES = ("app", "docs", "openapi.json")
+# API Gateway's payload limit for an HTTP API: a larger request never reaches the function (413).
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# One line per request at INFO (method, path without its query, status, ms, function): `make local`
+# shows them; the tests and the demo leave this logger at WARNING.
+request_log = logging.getLogger("localdev.router")
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 
@@ -73,15 +79,16 @@ def http_event(method: str, raw_path: str, query: str, headers: dict[str, str], 
 class ApiGateway:
     """The router on 127.0.0.1 (a port of its own) in front of the functions."""
 
-    def __init__(self, routes: list[template.Route], invoke: Invoke) -> None:
+    def __init__(self, routes: list[template.Route], invoke: Invoke, port: int = 0) -> None:
         self.routes = routes
         self.invoke = invoke
+        self.port = port  # 0: a free port
         self._server: ThreadingHTTPServer | None = None
         self._webhook_failures = 0
         self._webhook_failures_lock = threading.Lock()
 
     def start(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _RouterHandler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _RouterHandler)
         self._server.daemon_threads = True
         self._server.gateway = self  # type: ignore[attr-defined]
         threading.Thread(target=self._server.serve_forever, name="router", daemon=True).start()
@@ -126,11 +133,12 @@ class _RouterHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "LocalApiGateway/1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: see _logged
         return
 
     def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None,
                 cookies: list[str] | None = None) -> None:
+        self._status = status
         self.send_response(status)
         for key, value in (headers or {}).items():
             if key.lower() != "content-length":
@@ -144,18 +152,43 @@ class _RouterHandler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: dict) -> None:
         self._answer(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
+    def _logged(self) -> None:
+        """Handle one request, then log it in one line. The query string is left out: an OAuth
+        callback's carries a code and a signed state."""
+        started = time.perf_counter()
+        self._status, self._function = 0, "-"
+        try:
+            self._handle()
+        finally:
+            request_log.info("%s %s %d %.0f ms %s", self.command, urlsplit(self.path).path, self._status,
+                             (time.perf_counter() - started) * 1000, self._function)
+
     def _handle(self) -> None:
         gateway: ApiGateway = self.server.gateway  # type: ignore[attr-defined]
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            return self._json(400, {"message": "Bad Request"})
+        if length > MAX_PAYLOAD_BYTES:
+            # As API Gateway: refused before any function runs, with its own body. The body is not
+            # read, so this connection cannot carry another request.
+            self.close_connection = True
+            return self._answer(413, json.dumps({"message": "Request Entity Too Large"}).encode(),
+                                {"Content-Type": "application/json", "Connection": "close"})
         body = self.rfile.read(length) if length else b""
         if parts.path.split("/")[1] in WEB_PREFIXES:
+            self._function = "webapp"
             return self._web_app(parts.path, parts.query)
         method = self.command.upper()
         matched = gateway.match(method, parts.path)
         if matched is None:
             return self._json(404, {"message": "Not Found"})
         route, path_params = matched
+        self._function = route.function
         if route.function == "WebhookIntakeFunction" and gateway.take_webhook_failure():
             return self._json(503, {"message": "Service Unavailable"})  # as API Gateway would
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -177,11 +210,11 @@ class _RouterHandler(BaseHTTPRequestHandler):
         status, body, headers = webapp.respond(session_token, self.command.upper(), path, query)
         self._answer(status, body, headers)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _logged
 
     def __getattr__(self, name: str):
         # Any other method (HEAD, OPTIONS, QUERY...) reaches the routing too, so an unknown one gets
         # API Gateway's JSON 404 instead of http.server's 501 page.
         if name.startswith("do_"):
-            return self._handle
+            return self._logged
         raise AttributeError(name)

@@ -70,9 +70,14 @@ def _show_calendar(stack: DevStack, calendar_id: str, label: str) -> dict[str, d
     return events
 
 
-def run(stack: DevStack) -> None:
-    emu = stack.emulator
-    step("Calendars at the providers (emulated by the local Cronofy)")
+# The crew of the availability part: (user, provider, email, time zone)
+CREW = (("u_tomas", "google", "tomas@sunbright.example", "America/Los_Angeles"),
+        ("u_priya", "microsoft", "priya@sunbright.example", "America/Denver"),
+        ("u_kai", "apple", "kai@icloud.example", "America/Los_Angeles"))
+
+
+def add_jane_and_miguel(emu) -> tuple[dict, dict]:
+    """Jane's two Google accounts and Miguel's Microsoft account at the providers (also `make local`'s)."""
     jane_work = emu.add_calendar_account("google", "jane.smith@example.com", calendars=[
         {"name": "jane.smith@example.com", "primary": True},
         {"name": "Installs"},
@@ -81,6 +86,13 @@ def run(stack: DevStack) -> None:
     emu.add_calendar_account("google", "jane.smith.home@example.com", calendars=[{"name": "Family", "primary": True}])
     miguel_acct = emu.add_calendar_account("microsoft", "miguel@sunbright.example", calendars=[
         {"name": "Calendar", "primary": True}, {"name": "Birthdays", "readonly": True}])
+    return jane_work, miguel_acct
+
+
+def run(stack: DevStack) -> None:
+    emu = stack.emulator
+    step("Calendars at the providers (emulated by the local Cronofy)")
+    jane_work, miguel_acct = add_jane_and_miguel(emu)
     say("   Jane Smith: two Google accounts; jane.smith@example.com has 3 calendars (1 read-only)")
     say("   Miguel Ortiz (her teammate): one Microsoft account with one writable calendar")
 
@@ -255,9 +267,7 @@ def _crew_and_health(stack: DevStack) -> None:
 
     step("An install crew of three connects: Tomas and Kai in California, Priya in Colorado")
     crew = {}
-    for user_id, provider, email, zone in (("u_tomas", "google", "tomas@sunbright.example", "America/Los_Angeles"),
-                                           ("u_priya", "microsoft", "priya@sunbright.example", "America/Denver"),
-                                           ("u_kai", "apple", "kai@icloud.example", "America/Los_Angeles")):
+    for user_id, provider, email, zone in CREW:
         account = emu.add_calendar_account(provider, email, zoneinfo=zone)
         session = stack.browser(user_id, ORG)
         browser.connect(session, stack.base_url, provider, account["profile_id"])

@@ -13,16 +13,22 @@ ORG = "org_sunbright"
 DOMAIN = "sunbright-crew.example"
 
 
-def run(stack, say, step, check, milestone) -> None:
-    emu = stack.emulator
-    api = stack.base_url
-    step("Enterprise Connect: the company's Google Workspace, three crew members and one who connects himself")
+def add_domain(emu) -> dict:
+    """The company's Google Workspace and its crew's accounts at the provider (also `make local`'s);
+    returns Dee's account (he connects himself in the demo)."""
     emu.add_enterprise_domain("google", DOMAIN, f"it-admin@{DOMAIN}")
     emu.add_calendar_account("google", f"ana@{DOMAIN}", calendars=[
         {"name": "Team rota", "primary": False}, {"name": f"ana@{DOMAIN}", "primary": True}])
     emu.add_calendar_account("google", f"bo@{DOMAIN}")
     emu.add_calendar_account("google", "cy.contractor@gmail.com")  # not in the domain
-    dee = emu.add_calendar_account("google", f"dee@{DOMAIN}")
+    return emu.add_calendar_account("google", f"dee@{DOMAIN}")
+
+
+def run(stack, say, step, check, milestone) -> None:
+    emu = stack.emulator
+    api = stack.base_url
+    step("Enterprise Connect: the company's Google Workspace, three crew members and one who connects himself")
+    dee = add_domain(emu)
     start = (datetime.now(UTC) + timedelta(days=4)).replace(hour=16, minute=0, second=0, microsecond=0)
     stack.send("MilestoneEventsQueue", milestone("ec1", 1, "Roof inspection", ["u_ana", "u_bo", "u_cy", "u_dee"],
                                                  start, 2, "Lee Park", "9 Elm St, Fresno, CA"))

@@ -63,7 +63,7 @@ class LambdaContext:
 
 
 class DevStack:
-    def __init__(self, emulator_options: dict[str, Any] | None = None):
+    def __init__(self, emulator_options: dict[str, Any] | None = None, router_port: int = 0):
         self.template = template.load()
         self.functions = template.functions(self.template)
         self.routes = template.routes(self.template)
@@ -79,7 +79,7 @@ class DevStack:
         self.resources = Resources(function_ids=frozenset(self.functions))
         # The router, the pump and the Step Functions bridge call `self.invoke` when they run, so a
         # wrapper put on the instance (bench/meters.py) sees every invocation.
-        self.gateway = ApiGateway(self.routes, lambda fid, event: self.invoke(fid, event))
+        self.gateway = ApiGateway(self.routes, lambda fid, event: self.invoke(fid, event), port=router_port)
         self.sqs = SqsPump(self.functions, self.resources, lambda fid, event: self.invoke(fid, event))
         self._saved_env: dict[str, str | None] = {}
         self._original_lambda_invoke = None
