@@ -47,7 +47,12 @@ who they are for.
 **Errors.** Every error the service answers itself has the body `{"error": {"code", "message"}}`
 (schema `Error`): `code` is stable and meant for programs, `message` is for people. Answers API Gateway
 gives before or instead of the function (JWT refused, throttled, function failed) have its own body
-`{"message": "..."}` (schema `GatewayError`).
+`{"message": "..."}` (schema `GatewayError`), among them 413 for a request over 10 MB.
+
+**Unknown fields.** A request body from a SolarNexus client with a field the schema does not name is
+refused: 422 `invalid_request`, the message naming the field (`additionalProperties: false`), so a typo
+fails at once instead of being ignored. What Cronofy sends may carry fields not listed here
+(`additionalProperties: true`): Cronofy adds fields without notice.
 
 Times are ISO-8601 UTC on the wire.
 """
@@ -409,6 +414,9 @@ GATEWAY_RESPONSES = {
 }
 
 
+PAYLOAD_TOO_LARGE = "Request Entity Too Large: the request is over API Gateway's 10 MB payload limit"
+
+
 def _version() -> str:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
@@ -452,6 +460,9 @@ def _tidy_responses(operation: dict[str, Any], authorized: bool) -> None:
     for status, description in GATEWAY_RESPONSES.items():
         if status != 401 or authorized:
             responses.setdefault(str(status), _ref(description, "GatewayError"))
+    if operation.get("requestBody"):
+        # API Gateway's payload limit (a route whose function has a lower limit documents its own 413)
+        responses.setdefault("413", _ref(PAYLOAD_TOO_LARGE, "GatewayError"))
     operation["responses"] = dict(sorted(responses.items()))
     operation["security"] = [{SECURITY_SCHEME: []}] if authorized else []
 

@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from calsync import http_errors, wiring
 from calsync.availability import AvailabilityRequest
@@ -30,12 +30,19 @@ app = APIGatewayHttpResolver(enable_validation=True)
 UNAVAILABLE_RETRY_AFTER = 30  # seconds, when Cronofy is down and said nothing
 
 
+# Unknown body fields are refused (422 `invalid_request` naming the field, as every other invalid
+# body): a client's typo (`calendarId`) fails at once instead of being silently ignored. The OpenAPI
+# document says so (`additionalProperties: false`).
 class ConnectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     provider: Literal["google", "microsoft", "apple"]
     return_to: str | None = Field(default=None, max_length=512)
 
 
 class SelectCalendarRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     calendar_id: str = Field(min_length=1, max_length=128)
 
 

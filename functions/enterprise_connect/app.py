@@ -36,16 +36,24 @@ COOKIE_PATH = "/v1/enterprise-connect"
 TAGS = ["Enterprise Connect"]
 
 
+# The admin's requests refuse unknown fields (422 naming the field, `additionalProperties: false`);
+# what Cronofy sends (MemberCallback) allows them: Cronofy may add fields at any time.
 class StartRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     return_to: str | None = Field(default=None, max_length=512)
 
 
 class MemberRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     user_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")
     email: str = Field(min_length=3, max_length=254)
 
 
 class MembersRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     members: list[MemberRequest] = Field(min_length=1, max_length=MAX_MEMBERS)
 
 
