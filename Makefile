@@ -16,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
-.PHONY: install demo local test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
+.PHONY: install demo local invoke test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
@@ -96,6 +96,11 @@ demo: $(VENV)/.installed
 # LOCAL_ARGS="--port 0 --emulator-port 0" for free ports, "--log-level WARNING" for quiet.
 local: $(VENV)/.installed node_modules/.installed
 	$(PY) -m localdev.local $(LOCAL_ARGS)
+
+# One function, one sample event, on a local stack prepared for it: make invoke FN=webhook-intake EVENT=events/webhook-change.json
+invoke: $(VENV)/.installed
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<function> EVENT=events/<file>.json"; exit 2; }
+	@$(PY) -m localdev.invoke "$(FN)" "$(EVENT)"
 
 bench: $(VENV)/.installed
 	$(PY) bench/cold_imports.py

@@ -78,13 +78,16 @@ CREW = (("u_tomas", "google", "tomas@sunbright.example", "America/Los_Angeles"),
 
 def add_jane_and_miguel(emu) -> tuple[dict, dict]:
     """Jane's two Google accounts and Miguel's Microsoft account at the providers (also `make local`'s)."""
-    jane_work = emu.add_calendar_account("google", "jane.smith@example.com", calendars=[
+    # Fresno, California: their accounts' time zone is Pacific (crew availability reads it)
+    pacific = "America/Los_Angeles"
+    jane_work = emu.add_calendar_account("google", "jane.smith@example.com", zoneinfo=pacific, calendars=[
         {"name": "jane.smith@example.com", "primary": True},
         {"name": "Installs"},
         {"name": "Holidays in United States", "readonly": True},
     ])
-    emu.add_calendar_account("google", "jane.smith.home@example.com", calendars=[{"name": "Family", "primary": True}])
-    miguel_acct = emu.add_calendar_account("microsoft", "miguel@sunbright.example", calendars=[
+    emu.add_calendar_account("google", "jane.smith.home@example.com", zoneinfo=pacific,
+                             calendars=[{"name": "Family", "primary": True}])
+    miguel_acct = emu.add_calendar_account("microsoft", "miguel@sunbright.example", zoneinfo=pacific, calendars=[
         {"name": "Calendar", "primary": True}, {"name": "Birthdays", "readonly": True}])
     return jane_work, miguel_acct
 

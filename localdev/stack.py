@@ -63,7 +63,8 @@ class LambdaContext:
 
 
 class DevStack:
-    def __init__(self, emulator_options: dict[str, Any] | None = None, router_port: int = 0):
+    def __init__(self, emulator_options: dict[str, Any] | None = None, router_port: int = 0,
+                 run_state_machines: bool = True):
         self.template = template.load()
         self.functions = template.functions(self.template)
         self.routes = template.routes(self.template)
@@ -71,7 +72,10 @@ class DevStack:
                                         **(emulator_options or {}))
         # Step Functions executions really run (moto's ASL parser); Lambda tasks reach the real
         # handlers through the patched no-Docker Lambda backend (see _route_lambda_invocations).
-        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True},
+        # run_state_machines=False: executions are started and stay RUNNING, for a caller that plays the
+        # state machine's steps itself (`make invoke` with a backfill event).
+        self.run_state_machines = run_state_machines
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": run_state_machines},
                                       "lambda": {"use_docker": False}})
         self._handlers: dict[str, Callable] = {}
         self._locks: dict[str, threading.Lock] = {fid: threading.Lock() for fid in self.functions}
@@ -193,7 +197,7 @@ class DevStack:
 
     def wait_for_executions(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
-        while self.executions("RUNNING"):
+        while self.run_state_machines and self.executions("RUNNING"):
             if time.monotonic() > deadline:
                 raise TimeoutError("Step Functions executions still running")
             time.sleep(0.05)
@@ -254,7 +258,7 @@ class DevStack:
             self.wait_for_executions()
             delivered = self.pump()
             total += delivered
-            if delivered or self.executions("RUNNING"):
+            if delivered or (self.run_state_machines and self.executions("RUNNING")):
                 continue
             if self.emulator.pending_writes or self.emulator.notifier.pending:
                 continue  # the last round's writes (or pushes) are still on their way: settle again
