@@ -16,22 +16,31 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
-.PHONY: install demo local invoke test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
+.DEFAULT_GOAL := help
+.PHONY: help docs install demo local invoke test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
+
+# `make` alone, or `make help`: every target with one line (the `## ` text after it)
+help: ## this list: every target and what it does
+	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1\t\2/' | \
+	  awk -F'\t' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
+	@echo "installing the Python 3.13 virtualenv .venv (requirements-dev.txt; a minute or two the first time)"
 	$(PY313) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
 # aws-sam-cli pins its own boto3: it lives in a virtualenv of its own.
 $(SAMVENV)/.installed:
+	@echo "installing the SAM CLI in .venv-sam (a minute or two the first time)"
 	$(PYSAM) -m venv $(SAMVENV)
 	$(SAMVENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==1.170.0
 	@touch $@
 
 # checkov (template security checks) pins its own dependencies too: a virtualenv of its own.
 $(CHECKOVVENV)/.installed:
+	@echo "installing checkov in .venv-checkov (a minute or two the first time)"
 	$(PYSAM) -m venv $(CHECKOVVENV)
 	$(CHECKOVVENV)/bin/pip install -q --disable-pip-version-check checkov==3.3.30
 	@touch $@
@@ -42,98 +51,100 @@ node_modules/.installed: package.json
 
 # The browser test (tests/browser) drives Debian's Chromium; Playwright never downloads a browser here.
 CHROMIUM := /usr/bin/chromium
-chromium:
+chromium: ## Debian's Chromium for the browser tests (apt-get as root; they skip without it)
 	@test -x $(CHROMIUM) || { if [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "$(CHROMIUM) is missing: apt-get install chromium as root (the browser test skips without it)"; fi; }
 
-install: $(VENV)/.installed $(SAMVENV)/.installed $(CHECKOVVENV)/.installed node_modules/.installed chromium
-
-lint: $(VENV)/.installed
+install: $(VENV)/.installed $(SAMVENV)/.installed $(CHECKOVVENV)/.installed node_modules/.installed chromium ## every virtualenv (.venv, .venv-sam, .venv-checkov), the Node packages and Chromium
+lint: $(VENV)/.installed ## ruff (complexity cap 12)
 	$(VENV)/bin/ruff check .
 
 # mypy on the core layer and the handlers (configuration in pyproject.toml)
-typecheck: $(VENV)/.installed
+typecheck: $(VENV)/.installed ## mypy on the core layer and the handlers
 	$(VENV)/bin/mypy
 
-validate: $(SAMVENV)/.installed node_modules/.installed
+validate: $(SAMVENV)/.installed node_modules/.installed ## sam validate --lint, the state machine (asl-validator), the AsyncAPI document
 	$(SAM) validate --lint
 	for f in statemachines/*.asl.json; do node_modules/.bin/asl-validator --json-path $$f || exit 1; done
 	node asyncapi/validate.mjs asyncapi/asyncapi.json
 
 # Every failed check is fixed or skipped inline in template.yaml with a written reason (Metadata: checkov).
-checkov: $(CHECKOVVENV)/.installed
+checkov: $(CHECKOVVENV)/.installed ## checkov on template.yaml
 	$(CHECKOVVENV)/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 
 # Every pytest suite, the unit tests (the rules on fakes: no moto, no emulator; seconds) first.
-unit: test-unit test-suites
-
-test-unit: $(VENV)/.installed
+unit: test-unit test-suites ## every pytest suite, tests/unit first
+test-unit: $(VENV)/.installed ## tests/unit: the rules on fakes, no moto, no emulator (~15 s)
 	$(PY) -m pytest tests/unit -n auto
 
 # integration (moto + the emulator), chaos, e2e, browser, security, conformance, bench
-test-suites: $(VENV)/.installed
+test-suites: $(VENV)/.installed ## every suite but tests/unit (moto + the emulator; minutes, pytest shows progress)
 	$(PY) -m pytest tests -n auto --ignore=tests/unit
 
 # Cheapest checks first, so a mistake fails in seconds rather than after the slow suites: ruff, mypy, the
 # unit tests, the template (sam validate, state machines, AsyncAPI document, checkov), sam build (python3.13,
 # arm64: a template or layer that does not build fails CI), then the other suites.
-test: install lint typecheck test-unit validate checkov build unit
-
+test: install lint typecheck test-unit validate checkov build unit ## everything, cheapest first: install, lint, typecheck, unit tests, validate, checkov, build, suites (< 10 min)
 # openapi/openapi.json from the route declarations (tests/unit/test_openapi.py fails when it is stale).
-openapi: $(VENV)/.installed
+openapi: $(VENV)/.installed ## regenerate openapi/openapi.json from the route declarations
 	$(PY) -m localdev.openapi
 
 # asyncapi/asyncapi.json from the message models and template.yaml's queues (tests/unit/test_asyncapi.py
 # fails when it is stale).
-asyncapi: $(VENV)/.installed
+asyncapi: $(VENV)/.installed ## regenerate asyncapi/asyncapi.json from the message models and the queues
 	$(PY) -m localdev.asyncapi
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed ## the whole system locally, narrated and checked (~1 min)
 	$(PY) -m localdev.demo
 
 # The whole local stack, seeded, until Ctrl-C: URLs and session tokens printed (docs/local-development.md).
 # LOCAL_ARGS="--port 0 --emulator-port 0" for free ports, "--log-level WARNING" for quiet.
-local: $(VENV)/.installed node_modules/.installed
+local: $(VENV)/.installed node_modules/.installed ## the local stack, seeded, until Ctrl-C: prints URLs and tokens (LOCAL_ARGS=...)
 	$(PY) -m localdev.local $(LOCAL_ARGS)
 
 # One function, one sample event, on a local stack prepared for it: make invoke FN=webhook-intake EVENT=events/webhook-change.json
-invoke: $(VENV)/.installed
+invoke: $(VENV)/.installed ## one function with one sample event on a prepared local stack: FN=... EVENT=events/....json
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<function> EVENT=events/<file>.json"; exit 2; }
 	@$(PY) -m localdev.invoke "$(FN)" "$(EVENT)"
 
-bench: $(VENV)/.installed
-	$(PY) bench/cold_imports.py
-	$(PY) bench/milestones.py
-	$(PY) bench/webhook_intake.py
-	$(PY) bench/busy_route.py
-	$(PY) bench/availability.py
-	$(PY) bench/enterprise_connect.py
-	BENCH_REUSE=1 $(PY) bench/week.py
+bench: $(VENV)/.installed ## make bench: cold imports, backfill, intake, busy route, availability, Enterprise Connect, the week (~10 min)
+	@echo "bench 1/7: cold imports"; $(PY) bench/cold_imports.py
+	@echo "bench 2/7: backfill and milestone batches"; $(PY) bench/milestones.py
+	@echo "bench 3/7: webhook intake"; $(PY) bench/webhook_intake.py
+	@echo "bench 4/7: busy route"; $(PY) bench/busy_route.py
+	@echo "bench 5/7: crew availability"; $(PY) bench/availability.py
+	@echo "bench 6/7: Enterprise Connect, 200 members (~3-4 min)"; $(PY) bench/enterprise_connect.py
+	@echo "bench 7/7: a week at a 50-person installer"; BENCH_REUSE=1 $(PY) bench/week.py
 
 # Capacity benchmark (issue 11): 1,000 users x 7 simulated days in virtual time, every function counted
 # (under 20 minutes). SCALE_ARGS="--small" for a quick run, "--quiet-day" for the self-healing day.
-bench-scale: $(VENV)/.installed
+bench-scale: $(VENV)/.installed ## the capacity benchmark, 1,000 users x 7 days (5-8 min; SCALE_ARGS=...), then `make docs`
 	$(PY) bench/scale.py $(SCALE_ARGS)
 
-build: $(SAMVENV)/.installed
+# The figure tables of docs/benchmarks.md and docs/capacity.md and docs/capacity-chart.png, from
+# bench/results/*.json (bench/docgen.py; tests/unit/test_docgen.py fails when they disagree).
+docs: $(VENV)/.installed ## regenerate the docs' figure tables and chart from bench/results/
+	$(PY) bench/docgen.py
+
+build: $(SAMVENV)/.installed ## sam build (python3.13, arm64)
 	PATH="$(dir $(PY313)):$$PATH" $(SAM) build
 
-deploy: build
+deploy: build ## sam deploy STAGE=dev|staging|prod
 	$(SAM) deploy --config-env $(STAGE)
 
 # After a fix: put a DLQ's messages back on their queue. QUEUE=UserEvents|Cleanup|MilestoneEvents|Notifications|CalendarChanges
-replay-dlq: $(VENV)/.installed
+replay-dlq: $(VENV)/.installed ## put a DLQ's messages back on their queue: STAGE=... QUEUE=...
 	$(PY) scripts/replay_dlq.py --stack calendar-sync-$(STAGE) --queue $(QUEUE)
 
 # 20,000 milestone changes across 200 users against the emulator's 50/s and 500/min (about 15 minutes)
-burst: $(VENV)/.installed
+burst: $(VENV)/.installed ## 20,000 milestone changes against Cronofy's limit (~15 min, progress every 30 s)
 	$(PY) bench/burst.py
 
 # The chaos suite at full length (a short run is part of make test)
-chaos: $(VENV)/.installed
+chaos: $(VENV)/.installed ## the chaos suite at full length
 	CHAOS_SEEDS=$${CHAOS_SEEDS:-1,2,3} CHAOS_USERS=$${CHAOS_USERS:-12} CHAOS_CHANGES=$${CHAOS_CHANGES:-600} \
 	  $(PY) -m pytest tests/chaos -s
 
-clean:
+clean: ## remove the virtualenvs, .aws-sam and node_modules
 	rm -rf $(VENV) $(SAMVENV) $(CHECKOVVENV) .aws-sam node_modules

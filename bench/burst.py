@@ -15,7 +15,9 @@ import json
 import os
 import random
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,20 @@ from localdev.builders import connect, in_days, milestone  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
 
 
+def progress(every: float, line: Callable[[], str]) -> threading.Event:
+    """Print `line()` every `every` seconds (stderr) until the returned event is set: a run of
+    minutes says how far it is."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        started = time.monotonic()
+        while not stop.wait(every):
+            print(f"burst: {time.monotonic() - started:5.0f} s  {line()}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=tick, name="burst-progress", daemon=True).start()
+    return stop
+
+
 def main() -> dict:
     users_n = int(os.environ.get("BURST_USERS", "200"))
     changes_n = int(os.environ.get("BURST_CHANGES", "20000"))
@@ -38,12 +54,15 @@ def main() -> dict:
     os.environ["RATE_LIMIT_PER_SECOND"], os.environ["RATE_LIMIT_PER_MINUTE"] = str(per_second), str(per_minute)
     with DevStack(emulator_options={"rate_limit": (per_second, per_minute)}) as stack:
         users = [f"u_{i:03d}" for i in range(users_n)]
-        calendars = {}
+        calendars: dict[str, str] = {}
+        every = float(os.environ.get("BURST_PROGRESS", "30"))
         started = time.monotonic()
+        ticker = progress(every, lambda: f"connecting: {len(calendars)} of {users_n} users connected")
         for u in users:
             account = stack.emulator.add_calendar_account("google", f"{u}@example.com",
                                                           calendars=[{"name": "Work", "primary": True}])
             calendars[u] = connect(stack, stack.browser(u, "org_burst"), "google", account)
+        ticker.set()
         connect_s = time.monotonic() - started
         # The burst: each user's milestones rescheduled several times; SQS batches of 10 mostly hold one
         # user's changes (an office rescheduling a crew's week), in shuffled order across users.
@@ -66,7 +85,15 @@ def main() -> dict:
         for chunk in chunks:
             for m in chunk:
                 stack.send("MilestoneEventsQueue", m)
-        stack.drain(max_rounds=100_000, timeout=3600)
+        total = sum(len(c) for c in chunks)
+        ticker = progress(every, lambda: (
+            f"draining: {stack.invocations['MilestonePushFunction']:,} push batches, "
+            f"{len(stack.emulator.request_log):,} Cronofy requests so far ({total:,} changes queued), "
+            f"{stack.emulator.stats['rate_limited']} answered 429"))
+        try:
+            stack.drain(max_rounds=100_000, timeout=3600)
+        finally:
+            ticker.set()
         drain_s = time.monotonic() - started
         requests = len(stack.emulator.request_log)
         stats = stack.emulator.stats

@@ -1,0 +1,86 @@
+"""One source for figures: the generated sections of docs/benchmarks.md and docs/capacity.md, and the
+chart, are what bench/docgen.py renders from bench/results/*.json (issue 22, item 7)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_docgen():
+    spec = importlib.util.spec_from_file_location("docgen", ROOT / "bench" / "docgen.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+docgen = _load_docgen()
+
+
+@pytest.mark.parametrize("doc", docgen.DOCS, ids=lambda p: p.name)
+def test_the_docs_agree_with_the_results_files(doc):
+    text = doc.read_text()
+    assert docgen.sections(text), f"{doc.name} has no generated section"
+    assert docgen.render(text, docgen.Results()) == text, f"{doc.name} disagrees with bench/results/: run `make docs`"
+
+
+def test_every_section_names_a_renderer_and_every_renderer_is_used():
+    used = [name for doc in docgen.DOCS for name in docgen.sections(doc.read_text())]
+    assert set(used) == set(docgen.RENDERERS)
+    # The headline is in both docs: they cannot give different "latest" figures.
+    assert all("headline" in docgen.sections(doc.read_text()) for doc in docgen.DOCS)
+
+
+def test_a_changed_results_file_makes_the_check_fail(tmp_path):
+    """The drift check sees a new run: one figure changed in scale.json changes every doc quoting it."""
+    shutil.copytree(docgen.RESULTS, tmp_path / "results")
+    path = tmp_path / "results" / "scale.json"
+    run = json.loads(path.read_text())
+    run["cronofy"]["per_user_per_working_day"] = 9.87
+    run["cronofy"]["busiest_minute"] = 123
+    path.write_text(json.dumps(run))
+    for doc in docgen.DOCS:
+        text = doc.read_text()
+        rendered = docgen.render(text, docgen.Results(tmp_path / "results"))
+        assert rendered != text
+        assert "**9.87**" in rendered and "busiest minute 123 of Cronofy's 500" in rendered
+        # only the insides of the markers change
+        outside = docgen.SECTION.sub(lambda m: m[1] + m[4], text)
+        assert docgen.SECTION.sub(lambda m: m[1] + m[4], rendered) == outside
+
+
+def test_a_marker_without_a_renderer_is_an_error():
+    with pytest.raises(KeyError, match="no renderer named 'nope'"):
+        docgen.render("<!-- generated:nope -->\nx\n<!-- /generated:nope -->\n", docgen.Results())
+
+
+def test_a_new_renderer_is_one_decorated_function(tmp_path):
+    """The capacity engineer's way in: register a renderer, put its markers in a doc."""
+    try:
+        @docgen.renderer("test-wall")
+        def wall(results) -> str:
+            return f"wall {results['scale']['wall_seconds']} s\n"
+
+        text = "before\n<!-- generated:test-wall -->\nold\n<!-- /generated:test-wall -->\nafter\n"
+        seconds = json.loads((docgen.RESULTS / "scale.json").read_text())["wall_seconds"]
+        assert docgen.render(text, docgen.Results()) == (
+            f"before\n<!-- generated:test-wall -->\nwall {seconds} s\n<!-- /generated:test-wall -->\nafter\n")
+        with pytest.raises(ValueError):
+            docgen.renderer("test-wall")(wall)
+    finally:
+        docgen.RENDERERS.pop("test-wall", None)
+
+
+def test_the_committed_chart_is_the_one_the_results_draw(tmp_path):
+    pytest.importorskip("matplotlib")
+    drawn = tmp_path / "chart.png"
+    docgen.chart(docgen.Results(), drawn)
+    assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert drawn.read_bytes() == docgen.CHART.read_bytes(), "docs/capacity-chart.png is stale: run `make docs`"
