@@ -28,6 +28,8 @@ MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 # One line per request at INFO (method, path without its query, status, ms, function): `make local`
 # shows them; the tests and the demo leave this logger at WARNING.
 request_log = logging.getLogger("localdev.router")
+# Path parameters that are credentials: logged as their name, never their value.
+SECRET_PATH_PARAMETERS = frozenset({"channel_token"})
 
 Invoke = Callable[[str, dict[str, Any]], Any]
 
@@ -153,14 +155,14 @@ class _RouterHandler(BaseHTTPRequestHandler):
         self._answer(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
     def _logged(self) -> None:
-        """Handle one request, then log it in one line. The query string is left out: an OAuth
-        callback's carries a code and a signed state."""
+        """Handle one request, then log it in one line. The query string is left out (an OAuth
+        callback's carries a code and a signed state), and so is a channel token in the path."""
         started = time.perf_counter()
-        self._status, self._function = 0, "-"
+        self._status, self._function, self._logged_path = 0, "-", urlsplit(self.path).path
         try:
             self._handle()
         finally:
-            request_log.info("%s %s %d %.0f ms %s", self.command, urlsplit(self.path).path, self._status,
+            request_log.info("%s %s %d %.0f ms %s", self.command, self._logged_path, self._status,
                              (time.perf_counter() - started) * 1000, self._function)
 
     def _handle(self) -> None:
@@ -189,6 +191,9 @@ class _RouterHandler(BaseHTTPRequestHandler):
             return self._json(404, {"message": "Not Found"})
         route, path_params = matched
         self._function = route.function
+        for name, value in path_params.items():
+            if name in SECRET_PATH_PARAMETERS:
+                self._logged_path = self._logged_path.replace(value, "{" + name + "}")
         if route.function == "WebhookIntakeFunction" and gateway.take_webhook_failure():
             return self._json(503, {"message": "Service Unavailable"})  # as API Gateway would
         headers = {k.lower(): v for k, v in self.headers.items()}

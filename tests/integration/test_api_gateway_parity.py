@@ -74,3 +74,20 @@ def test_what_cronofy_sends_may_carry_fields_we_do_not_know(stack):
                                     "sub": "acc_1", "new_top_level": {"x": 1}}, timeout=10)
     assert resp.status_code == 403, resp.text  # refused for its forged state, not for its fields
     assert json.loads(resp.text)["error"]["code"] != "invalid_request"
+
+
+def test_the_request_log_has_one_line_per_request_and_no_credentials(stack, caplog):
+    """`make local`'s request log: method, path, status, ms, function; never a channel token from the
+    path, nor an OAuth code or state from the query."""
+    caplog.set_level("INFO", logger="localdev.router")
+    token = "iWq2OC9k9LhoJMbuNvyUIw"
+    requests.post(stack.url(f"/v1/webhooks/cronofy/{token}"), data=b"{}", timeout=10,
+                  headers={"Content-Type": "application/json"})
+    requests.get(stack.url("/v1/calendar/oauth/callback?code=secret-code&state=secret.state"), timeout=10,
+                 allow_redirects=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "localdev.router"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("POST /v1/webhooks/cronofy/{channel_token} 401 ")
+    assert lines[0].endswith(" ms WebhookIntakeFunction")
+    assert lines[1].startswith("GET /v1/calendar/oauth/callback 302 ") and lines[1].endswith("OAuthCallbackFunction")
+    assert not any(secret in "\n".join(lines) for secret in (token, "secret-code", "secret.state"))
