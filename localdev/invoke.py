@@ -386,6 +386,30 @@ def _authorized(scene: Scene, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+@prepares("enterprise-connect-member-callback")
+def _member_callback(scene: Scene, event: dict[str, Any]) -> dict[str, Any]:
+    """Cronofy's callback for one member, held back at the emulator and handed to the function."""
+    from localdev import demo_enterprise
+    from localdev import enterprise_flow as ec
+
+    _enterprise_authorized(scene, "u_admin")
+    deliveries = scene.stack.emulator.enterprise.deliveries
+    deliveries.hold()
+    try:
+        admin = scene.session("u_admin", ["admin", "member"])
+        asked = ec.request_members(admin, scene.stack.base_url, ORG, [("u_ana", f"ana@{demo_enterprise.DOMAIN}")])
+        assert asked.status_code == 202, asked.text
+        held = deliveries.take_held()
+    finally:
+        deliveries.hold(False)
+    assert len(held) == 1, held
+    _url, body = held[0]
+    event["body"] = body.decode()
+    scene.note(f"u_admin asked for u_ana (ana@{demo_enterprise.DOMAIN}); body <- Cronofy's callback for her "
+               "(a code and the signed state), held back at the emulator")
+    return event
+
+
 @prepares("enterprise-connect-callback")
 def _enterprise_callback(scene: Scene, event: dict[str, Any]) -> dict[str, Any]:
     from localdev import demo_enterprise

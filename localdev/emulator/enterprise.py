@@ -136,9 +136,26 @@ class CallbackDeliverer:
         self._running.set()
         self.log: list[dict[str, Any]] = []
         self._thread: threading.Thread | None = None
+        self._holding = False
+        self._held: list[tuple[str, bytes]] = []
+
+    def hold(self, holding: bool = True) -> None:
+        """While holding, new callbacks are kept undelivered for `take_held()`: a caller delivers one
+        itself (`make invoke` hands it to the function as an event)."""
+        with self._cond:
+            self._holding = holding
+
+    def take_held(self) -> list[tuple[str, bytes]]:
+        """The held callbacks (url, body), removed: they will not be delivered."""
+        with self._cond:
+            held, self._held = self._held, []
+            return held
 
     def enqueue(self, url: str, body: bytes, meta: dict[str, Any]) -> None:
         with self._cond:
+            if self._holding:
+                self._held.append((url, body))
+                return
             self._pending += 1
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="cronofy-emulator-ec-callbacks", daemon=True)

@@ -59,6 +59,8 @@ EXPECTED: dict[str, Callable[[Any, dict[str, int]], bool]] = {
     "cleanup-user-deactivated": _batch(0),
     "enterprise-connect-callback": lambda a, q: _redirect(a) == {"enterprise_connect": "connected"},
     "enterprise-connect-end": _status(202, lambda b: b["state"] == "ended"),
+    "enterprise-connect-member-callback": lambda a, q: a["statusCode"] == 200 and _body(a) == {"status": "connected"}
+    and q == {"CalendarChangesQueue": 1},  # calendar.connection_changed for the core platform
     "enterprise-connect-members": _status(202, lambda b: {m["status"] for m in b["members"]} == {"requested"}),
     "enterprise-connect-start": _status(200, lambda b: "enterprise_connect/oauth/authorize" in b["authorization_url"]),
     "enterprise-connect-status": _status(200, lambda b: b["state"] == "active"),
@@ -70,12 +72,8 @@ EXPECTED: dict[str, Callable[[Any, dict[str, int]], bool]] = {
     "webhook-change": lambda a, q: a["statusCode"] == 202 and q == {"NotificationsQueue": 1},
     "webhook-verification": lambda a, q: a["statusCode"] == 200 and q == {},
 }
-# Not prepared yet: a member callback needs a state only Cronofy's own callback carries (see the README).
-UNPREPARED = {"enterprise-connect-member-callback"}
-
-
 def test_every_sample_event_has_an_expectation():
-    assert {p.stem for p in EVENTS.glob("*.json")} == set(EXPECTED) | UNPREPARED
+    assert {p.stem for p in EVENTS.glob("*.json")} == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
