@@ -6,6 +6,7 @@ requests it takes (none of its own)."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import requests
 
@@ -120,3 +121,28 @@ def test_every_way_a_conflict_ends_is_told_with_why(stack, jane_cal, miguel_cal)
                         ("ms_b", "u_jane"): (opened[("ms_b", "u_jane")], "milestone_unscheduled"),
                         ("ms_c", "u_jane"): (opened[("ms_c", "u_jane")], "milestone_unscheduled"),
                         ("ms_a", "u_miguel"): (opened[("ms_a", "u_miguel")], "disconnected")}
+
+
+def test_the_backfill_and_the_reconcilers_check_detect_what_no_notification_told(stack, jane):
+    from calsync import wiring
+    from calsync.models import utcnow
+    from tests.helpers import cal_id, connect
+
+    # Before Jane connects: the install is assigned to her, her calendar already has a dentist appointment
+    installs = cal_id(jane["work"], "Installs")
+    stack.emulator.add_external_event(installs, "Dentist", iso(in_days(3, 16)), iso(in_days(3, 17)))
+    assert push(stack, milestone("ms_install", 1, ["u_jane"], in_days(3, 15), hours=4)) == set()
+    connect(stack, jane["session"], "google", jane["work"], "Installs")
+    found = said(stack)
+    assert [(m["type"], m["milestone_id"]) for m in found] == [("calendar.conflict_detected", "ms_install")]
+    # A notification is lost; the day's check (here with the weekly busy rebuild due) finds it
+    assert push(stack, milestone("ms_survey", 1, ["u_jane"], in_days(5, 15))) == set()
+    stack.emulator.add_external_event(installs, "School play", iso(in_days(5, 16)), iso(in_days(5, 18)))
+    stack.emulator.wait_for_notifications()
+    stack.queue_messages("NotificationsQueue")  # lost
+    assert said(stack) == []
+    now = utcnow()
+    wiring.store().update_connection("u_jane", lambda c: c.model_copy(update={
+        "busy_rebuilt_at": now - timedelta(days=8), "last_checked_at": now - timedelta(days=2)}))
+    stack.invoke("ReconcilerFunction", {"user_ids": ["u_jane"]})
+    assert [(m["type"], m["milestone_id"]) for m in said(stack)] == [("calendar.conflict_detected", "ms_survey")]

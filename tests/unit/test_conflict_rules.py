@@ -64,6 +64,8 @@ def test_judge_says_why_a_conflict_ended():
     assert judge(known(), "unassigned", None, [(h(1), h(2))], SEEN).why == "unassigned"
     assert judge(known(), "unscheduled", None, [(h(1), h(2))], SEEN).why == "milestone_unscheduled"
     assert judge(known(), "disconnected", None, [(h(1), h(2))], SEEN).why == "disconnected"
+    # a multi-day milestone still running whose overlap is older than the busy periods kept: left alone
+    assert judge(known(), "assigned", Assignment("m_1", 1, h(0), h(2)), [], (h(3), h(90))).action == "none"
 
 
 # ---- the watch on the fakes -------------------------------------------------------------------------
@@ -303,3 +305,26 @@ def test_open_conflicts_equal_the_overlaps_from_scratch_and_each_is_told_once(st
         assert (pair in stored) == (len(said) % 2 == 1)
         if pair in stored:
             assert stored[pair].conflict_id == said[-1][1]
+
+
+def test_dynamodb_work_per_busy_change_is_a_few_requests_whatever_the_number_of_assignments(monkeypatch):
+    """user_changed: 1 BatchGetItem of the longest assignment, 1 query of by_assignee, 1 query of the user's
+    conflicts, 1 BatchGetItem of mirrors (per 100 milestones), 1 BatchGetItem of busy weeks; no write when
+    nothing changed. Items read grow with the user's assignments in the busy window, requests do not."""
+    w = fresh_world()
+    w.cronofy.user_adds("u_1", "cal_0", z(at(3, 9)), z(at(3, 12)))
+    w.notify("u_1")
+    for n in range(40):
+        w.publish(milestone(f"m_{n}", 1, ("u_1",), start=at(2 + n, 13), hours=2))
+    w.publish(milestone("m_far", 1, ("u_1",), start=at(90, 10), hours=2))  # past the busy window
+    conn = w.store.get_connection("u_1")
+    assert conn is not None
+    db = w.store.table.client
+    calls: list[str] = []
+    for name in ("get_item", "put_item", "delete_item", "update_item", "query", "batch_get_item",
+                 "batch_write_item", "transact_write_items"):
+        original = getattr(db, name)
+        monkeypatch.setattr(db, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    w.conflicts.user_changed(conn)
+    assert sorted(calls) == ["batch_get_item"] * 3 + ["query"] * 2
+    assert told(w, "detected") == []

@@ -12,7 +12,8 @@ periods: never SolarNexus's events, never "Show as Free", tentative counted) cov
   time was moved or deleted.
 - Only time whose busy periods are known counts (`Seen`): from a day back (busy periods are kept that
   far) to the end of the user's last busy rebuild window (`calsync.busy.covered_until`). A milestone that
-  has ended is left as it is: its busy time is no longer kept, and it can no longer collide.
+  has ended is left as it is: its busy time is no longer kept, and it can no longer collide; so is a
+  conflict of a milestone still running whose overlap lies wholly before that (a multi-day install).
 """
 
 from __future__ import annotations
@@ -119,5 +120,10 @@ def judge(known: Conflict | None, standing: Standing, assignment: Assignment | N
     why = _WHY_OF_STANDING.get(standing)
     if why is None:
         assert assignment is not None
-        why = "milestone_moved" if assignment.span != known.span else "busy_time_gone"
+        if assignment.span != known.span:
+            why = "milestone_moved"
+        elif known.overlap[1] <= seen[0]:
+            return NOTHING  # its busy time is past and no longer kept: not gone, just forgotten
+        else:
+            why = "busy_time_gone"
     return Verdict("resolve", why=why)
