@@ -328,3 +328,14 @@ def test_dynamodb_work_per_busy_change_is_a_few_requests_whatever_the_number_of_
     w.conflicts.user_changed(conn)
     assert sorted(calls) == ["batch_get_item"] * 3 + ["query"] * 2
     assert told(w, "detected") == []
+
+
+def test_another_orgs_milestone_naming_the_user_is_never_a_conflict():
+    w = fresh_world()
+    w.cronofy.user_adds("u_1", "cal_0", z(at(3, 9)), z(at(3, 12)))
+    w.notify("u_1")
+    w.publish(milestone("m_x", 1, ("u_1",), start=at(3, 10)), org_id="org_2")
+    conn = w.store.get_connection("u_1")
+    assert conn is not None
+    w.conflicts.user_changed(conn)
+    assert told(w, "detected") == [] and w.store.conflicts_of_org("org_2") == []
