@@ -273,7 +273,7 @@ def _disconnect(w: World, model: Model, user_id: str) -> None:
     model.left.add(user_id)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(busy_step, busy_step, milestone_step, milestone_step, disconnect_step), max_size=14))
 @example([("busy", "u_1", 0, (2, 2), "opaque", False), ("milestone", "m_1", ["u_1"], (1, 3), "scheduled", False),
           ("milestone", "m_1", [], (1, 3), "scheduled", True)])  # the unassigned user's conflict ends
