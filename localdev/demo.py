@@ -207,6 +207,8 @@ def run(stack: DevStack) -> None:
           "the dentist shows as an anonymous busy block; focus time and SolarNexus events do not")
     check("Dentist" not in resp.text and len(emu.request_log) == 0, "no titles, and no Cronofy call behind it")
 
+    _dentist_during_install(stack, primary["id"])
+
     step("Miguel revokes SolarNexus's access at his provider")
     miguel_sub_before = _sub(stack, "u_miguel")
     emu.revoke_account(miguel_sub_before)
@@ -257,6 +259,46 @@ def run(stack: DevStack) -> None:
             f"{message.get('reason') or ''}")
     say(f"\nCronofy requests during the demo's last two steps: {len(emu.request_log)}")
     demo_enterprise.run(stack, say, step, check, _milestone)  # an admin connects the crew at once (issue 15)
+
+
+def _dentist_during_install(stack: DevStack, calendar_id: str) -> None:
+    emu = stack.emulator
+    step("Jane books the dentist during an install (conflict alerts)")
+    install = _when(6, 16)
+    stack.send("MilestoneEventsQueue", _milestone("ms_roof", 1, "Roof Mount Install", ["u_jane"], install, 5,
+                                                  "Sam Lee", "3 Birch Ln, Fresno, CA"))
+    stack.drain()
+    stack.queue_messages("CalendarChangesQueue")
+    emu.clear_request_log()
+    dentist = install + timedelta(hours=2)
+    uid = emu.add_external_event(calendar_id, "Dentist", _z(dentist), _z(dentist + timedelta(hours=1)))
+    say(f"   Jane's install runs {_z(install)} .. +5 h; on her phone she adds 'Dentist' at {_z(dentist)} for an hour")
+    stack.drain()
+    alerts = [m for m in stack.queue_messages("CalendarChangesQueue") if m["type"].startswith("calendar.conflict_")]
+    for m in alerts:
+        say(f"   core platform <- {m['type']}: {m['milestone_id']} v{m['milestone_version']} {m['user_id']} "
+            f"overlap {m['overlap']['start']}..{m['overlap']['end']} conflict_id={m['conflict_id']}")
+    check(len(alerts) == 1 and alerts[0]["type"] == "calendar.conflict_detected"
+          and alerts[0]["overlap"] == {"start": _z(dentist), "end": _z(dentist + timedelta(hours=1))}
+          and "Dentist" not in str(alerts), "the scheduler hears of it once: the overlap's start and end, no title")
+    others = [e for e in emu.request_log if not (e["method"] == "GET" and e["path"].startswith("/v1/events"))]
+    check(others == [], f"no Cronofy request of its own: it rode on the notification's read "
+                        f"({len(emu.request_log)} Read Events request(s) in all)")
+    admin = stack.browser("u_sofia", ORG, roles=["admin"])
+    members = admin.get(stack.url(f"/v1/orgs/{ORG}/calendar-health")).json()["members"]
+    shown = next(m for m in members if m["user_id"] == "u_jane")["conflicts"]
+    say(f"   crew page (GET /v1/orgs/{ORG}/calendar-health), Jane's open conflicts: "
+        f"{[(c['milestone_id'], c['overlap']) for c in shown]}")
+    check([c["conflict_id"] for c in shown] == [alerts[0]["conflict_id"]], "admins see it against Jane's name")
+    emu.move_event(calendar_id, event_uid=uid, start=_z(dentist + timedelta(days=1)),
+                   end=_z(dentist + timedelta(days=1, hours=1)))
+    stack.drain()
+    ended = [m for m in stack.queue_messages("CalendarChangesQueue") if m["type"].startswith("calendar.conflict_")]
+    for m in ended:
+        say(f"   she moves the dentist to the next day -> core platform <- {m['type']}: why={m.get('why')}")
+    check([(m["type"], m["conflict_id"], m.get("why")) for m in ended]
+          == [("calendar.conflict_resolved", alerts[0]["conflict_id"], "busy_time_gone")],
+          "the conflict is resolved, once, with why")
 
 
 def _crew_and_health(stack: DevStack) -> None:

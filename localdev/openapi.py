@@ -193,6 +193,17 @@ class HealthBackfill(BaseModel):
     status: Literal["pending", "running", "succeeded", "failed"] | None = None
 
 
+class OpenConflict(BaseModel):
+    conflict_id: str = Field(description="As in `calendar.conflict_detected`, stable until it is resolved")
+    milestone_id: str
+    milestone_version: int = Field(description="The milestone's version when last judged")
+    milestone_start: datetime
+    milestone_end: datetime
+    overlap: BusyInterval = Field(description="The part of the milestone the member's own busy time covers (start and "
+                                          "end only: nothing else of their events)")
+    detected_at: datetime
+
+
 class MemberHealth(BaseModel):
     user_id: str
     state: ConnectionState
@@ -207,6 +218,8 @@ class MemberHealth(BaseModel):
     stale: bool
     backfill: HealthBackfill | None
     managed_events: int = Field(description="SolarNexus events kept on the member's calendar")
+    conflicts: list[OpenConflict] = Field(description="Open conflicts: milestones assigned to the member, not over "
+                                                      "yet, that their own busy time overlaps; by milestone start")
 
 
 class HealthSummary(BaseModel):
@@ -214,6 +227,7 @@ class HealthSummary(BaseModel):
     stale: int
     needs_reauth: int
     with_errors: int
+    conflicts: int = Field(description="Open conflicts of all members")
 
 
 class CalendarHealthResponse(BaseModel):

@@ -1,7 +1,8 @@
 """Milestone push on the milestone queue: `milestone.upserted` / `milestone.deleted` from the core
 platform, full-state with a growing version.
 
-Each message only advances the milestone mirror; then the batch's milestones are synced together
+Each message only advances the milestone mirror; then conflict alerts are judged on the new mirror
+(calsync.conflict_watch, DynamoDB only), and the batch's milestones are synced together
 so their calendar writes go to Cronofy through /v1/batch (≤ 50 per request, per user). A failed
 write fails only the messages of its milestone. Why the batch response is built here rather than
 with Powertools' BatchProcessor: the processor handles records one at a time, and batching writes
@@ -67,6 +68,20 @@ def _accept(record: _Record) -> str | None:
     return milestone_id
 
 
+def _judge_conflicts(milestone_ids: list[str]) -> set[str]:
+    """Conflict alerts for the batch's milestones, on the mirror just stored and before the calendar writes
+    (the schedule index still names users this version unassigns): the milestones that failed."""
+    failed: set[str] = set()
+    watch = wiring.conflict_watch()
+    for milestone_id in milestone_ids:
+        try:
+            watch.milestones_changed([milestone_id])
+        except Exception:  # noqa: BLE001 - this milestone's messages are retried; the others go on
+            logger.exception("conflicts not judged", extra={"milestone_id": milestone_id})
+            failed.add(milestone_id)
+    return failed
+
+
 def _sync(milestone_ids: list[str]) -> tuple[set[str], float | None]:
     """Sync the batch's milestones together: the ones that failed, and how long to wait when throttled."""
     try:
@@ -114,10 +129,11 @@ def lambda_handler(event: dict, context) -> dict:
             # updated the mirror and crashed before writing the calendars.
             by_milestone[milestone_id].append(record.message_id)
     if by_milestone:
+        unjudged = _judge_conflicts(list(by_milestone))
         failed_milestones, retry_after = _sync(list(by_milestone))
         throttled = {message_id for milestone_id in failed_milestones
                      for message_id in by_milestone.get(milestone_id, [])}
-        failures |= throttled
+        failures |= throttled | {message_id for milestone_id in unjudged for message_id in by_milestone[milestone_id]}
         if retry_after is not None and throttled:
             _wait_for_budget(records, throttled, retry_after, failures)
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failures)]}

@@ -125,6 +125,38 @@ async function refresh() {
   }
 }
 
+// ---- open conflicts per member (GET /v1/orgs/{org_id}/calendar-health, issue 23) ----
+
+const when = (iso) => new Date(iso).toLocaleString([], { weekday: "short", month: "short", day: "numeric",
+  hour: "2-digit", minute: "2-digit" });
+
+async function showConflicts() {
+  const box = document.getElementById("conflicts-panel");
+  let health;
+  try {
+    health = await api("GET", `/v1/orgs/${encodeURIComponent(session.org_id)}/calendar-health`);
+  } catch (error) {
+    box.replaceChildren(el("p", { class: "warning", id: "conflicts-error" }, error.message));
+    return;
+  }
+  const rows = health.members.flatMap((m) => m.conflicts.map((c) => el("tr",
+    { class: "conflict", "data-user": m.user_id, "data-milestone": c.milestone_id, "data-conflict": c.conflict_id },
+    el("td", {}, m.user_id), el("td", {}, c.milestone_id),
+    el("td", {}, `${when(c.milestone_start)} – ${when(c.milestone_end)}`),
+    el("td", { class: "conflict-overlap" }, `${when(c.overlap.start)} – ${when(c.overlap.end)}`))));
+  const summary = el("p", { id: "conflicts-summary" }, rows.length
+    ? `${health.summary.conflicts} open conflict(s)` : "No conflicts: every assigned job is clear on its crew's calendars.");
+  const parts = [summary];
+  if (rows.length) {
+    parts.push(el("table", { id: "conflicts-table", class: "details" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Member"), el("th", {}, "Milestone"), el("th", {}, "Scheduled"),
+        el("th", {}, "Their own busy time"))), el("tbody", {}, rows)));
+  }
+  parts.push(el("div", { class: "actions" },
+    el("button", { type: "button", id: "conflicts-refresh", onclick: showConflicts }, "Refresh")));
+  box.replaceChildren(...parts);
+}
+
 async function main() {
   const params = new URLSearchParams(window.location.search);
   if (params.get("as") && params.get("org")) {
@@ -139,7 +171,7 @@ async function main() {
   const outcome = params.get("enterprise_connect");
   if (outcome === "connected") notice("success", "Enterprise Connect is authorized for your organization.");
   else if (outcome === "error") notice("error", OUTCOMES[params.get("reason")] || "Something went wrong.");
-  await refresh();
+  await Promise.all([refresh(), showConflicts()]);
 }
 
 main().catch((error) => notice("error", error.message));

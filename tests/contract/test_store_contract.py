@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from calsync.clock import iso
+from calsync.conflicts import Conflict
 from calsync.models import BackfillProgress, Connection, ConnectionState, EventRef
 from calsync.store import BusyStore, ConflictError, MilestoneOrgMismatch, Store
 from tests.fakes.store import TABLE, memory_table, table_definition
@@ -226,3 +227,36 @@ def test_busy_weeks_are_written_read_and_deleted_per_week(busy_store):
     assert found["u_1"] == {"org_id": "org_1", "updated_at": "2026-12-01T14:00:00Z",
                             "periods": list(periods.values())}
     assert found["u_2"]["periods"] == []
+
+
+def conflict(user_id: str = "u_1", milestone_id: str = "m_1", state: str = "open", conflict_id: str = "cfl_1",
+             **fields) -> Conflict:
+    base = {"org_id": "org_1", "user_id": user_id, "milestone_id": milestone_id, "conflict_id": conflict_id,
+            "state": state, "milestone_version": 3, "span": (NOW, NOW + timedelta(hours=4)),
+            "overlap": (NOW + timedelta(hours=1), NOW + timedelta(hours=2)), "detected_at": NOW}
+    return Conflict(**(base | fields))
+
+
+def test_a_conflict_is_recorded_once_changed_only_from_the_state_read_and_forgotten_by_its_id(store):
+    assert store.add_conflict(conflict(state="detecting"))
+    assert not store.add_conflict(conflict(conflict_id="cfl_2", state="detecting"))  # the pair has one already
+    assert store.replace_conflict(conflict(), "detecting")
+    assert not store.replace_conflict(conflict(why="busy_time_gone", state="resolving"), "detecting")  # it is open
+    assert not store.replace_conflict(conflict(conflict_id="cfl_2", state="resolving"), "open")  # another conflict
+    assert store.conflicts_of_user("org_1", "u_1") == {"m_1": conflict()}
+    assert store.replace_conflict(conflict(why="busy_time_gone", state="resolving"), "open")
+    assert not store.delete_conflict(conflict(conflict_id="cfl_2"))
+    assert store.conflicts_of_user("org_1", "u_1")["m_1"].why == "busy_time_gone"
+    assert store.delete_conflict(conflict())
+    assert store.conflicts_of_user("org_1", "u_1") == {}
+
+
+def test_conflicts_are_read_by_user_by_milestone_and_by_org_and_never_across_orgs(store):
+    for user_id, milestone_id in (("u_1", "m_1"), ("u_1", "m_2"), ("u_1#x", "m_1"), ("u_2", "m_1")):
+        assert store.add_conflict(conflict(user_id, milestone_id))
+    assert store.add_conflict(conflict("u_1", "m_3", org_id="org_2"))
+    assert sorted(store.conflicts_of_user("org_1", "u_1")) == ["m_1", "m_2"]  # not u_1#x's
+    assert sorted(store.conflicts_of_milestone("org_1", "m_1", ["u_1", "u_2", "u_3"])) == ["u_1", "u_2"]
+    assert sorted((c.user_id, c.milestone_id) for c in store.conflicts_of_org("org_1")) == [
+        ("u_1", "m_1"), ("u_1", "m_2"), ("u_1#x", "m_1"), ("u_2", "m_1")]
+    assert [c.milestone_id for c in store.conflicts_of_org("org_2")] == ["m_3"]

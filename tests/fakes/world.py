@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from calsync.backfill import BackfillSteps
 from calsync.busy import Busy
+from calsync.conflict_watch import ConflictWatch
 from calsync.milestones import Milestone
 from calsync.models import Connection, ConnectionState, utcnow
 from calsync.notifications import NotificationProcessor
@@ -85,10 +86,13 @@ class World:
         self.publisher = RecordingPublisher()
         self.busy = Busy(memory_busy_store(db), self.store)
         self.engine = SyncEngine(self.store, self.tokens)
-        self.processor = NotificationProcessor(self.store, self.tokens, self.publisher, self.busy, self.engine)
+        self.conflicts = ConflictWatch(self.store, self.busy, self.publisher)
+        self.processor = NotificationProcessor(self.store, self.tokens, self.publisher, self.busy, self.engine,
+                                               conflicts=self.conflicts)
         self.reconciler = Reconciler(self.store, self.tokens, self.tokens, self.publisher, self.cronofy,
                                      self.processor, max_requests=1000)
-        self.backfill = BackfillSteps(self.store, self.engine, self.tokens, self.publisher, self.busy)
+        self.backfill = BackfillSteps(self.store, self.engine, self.tokens, self.publisher, self.busy,
+                                      conflicts=self.conflicts)
 
     def connect(self, user_id: str, calendar_id: str = "cal_1", org_id: str = ORG, **fields) -> Connection:
         """A connected user (calendar chosen, backfill done) with a channel."""
@@ -104,11 +108,13 @@ class World:
     def publish(self, m: Milestone, org_id: str = ORG) -> bool:
         """What the milestone push does with one message: advance the mirror, then sync."""
         newer = self.store.put_mirror_if_newer(org_id, m.milestone_id, m.version, m.model_dump_json())
+        self.conflicts.milestones_changed([m.milestone_id])
         self.engine.sync([m.milestone_id])
         return newer
 
     def delete(self, milestone_id: str, version: int, org_id: str = ORG) -> None:
         self.store.put_mirror_if_newer(org_id, milestone_id, version, None)
+        self.conflicts.milestones_changed([milestone_id])
         self.engine.sync([milestone_id])
 
     def notify(self, user_id: str) -> dict:

@@ -227,10 +227,12 @@ def test_sync_health_for_admins(stack, crew):
     assert ana["provider"] == "google" and ana["calendar_name"] == "ana@sunbright.example"
     assert ana["backfill"]["status"] == "succeeded" and ana["last_sync_at"] is not None
     assert ana["timezone"] == "America/Los_Angeles"
-    assert health["summary"] == {"members": 3, "stale": 1, "needs_reauth": 1, "with_errors": 1}
+    assert health["summary"] == {"members": 3, "stale": 1, "needs_reauth": 1, "with_errors": 1, "conflicts": 0}
+    assert all(m["conflicts"] == [] for m in health["members"])
     assert stack.emulator.request_log == []
-    # 1 query of the org index, 1 BatchGetItem each of busy blocks and backfills, 1 COUNT query per member
-    assert counts == Counter({"Query": 1 + 3, "BatchGetItem": 2})
+    # 1 query of the org index, 1 BatchGetItem each of busy blocks and backfills, 1 COUNT query per member,
+    # 1 query of the org's open conflicts
+    assert counts == Counter({"Query": 1 + 3 + 1, "BatchGetItem": 2})
     assert crew["ana"]["session"].get(stack.url(f"/v1/orgs/{ORG}/calendar-health")).status_code == 403
     outsider = stack.browser("u_eve", "org_other", roles=["admin"])
     assert outsider.get(stack.url(f"/v1/orgs/{ORG}/calendar-health")).status_code == 403

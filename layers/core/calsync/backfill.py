@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 
 from calsync.busy import Busy
+from calsync.conflict_watch import ConflictWatch
 from calsync.cronofy import CronofyError, CronofyRateLimited, CronofyUnavailable, InvalidGrant
 from calsync.models import BackfillProgress, Connection, ConnectionState, iso, utcnow
 from calsync.observability import logger, metrics
@@ -39,8 +40,9 @@ class BackfillChunkFailed(Exception):
 
 class BackfillSteps:
     def __init__(self, store: BackfillStepsStore, engine: SyncEngine, tokens: TokenKeeper, publisher: EventPublisher,
-                 busy: Busy):
+                 busy: Busy, conflicts: ConflictWatch | None = None):
         self.store = store
+        self.conflicts = conflicts  # conflict alerts judged on the rebuilt busy periods
         self.engine = engine
         self.tokens = tokens
         self.publisher = publisher
@@ -108,6 +110,8 @@ class BackfillSteps:
                     raise
                 except Exception:  # noqa: BLE001 - see above
                     logger.exception("busy periods not rebuilt at backfill end", extra={"user_id": user_id})
+                if busy_built:
+                    self._conflicts(conn)
             except InvalidGrant:
                 pass
         progress = self.store.get_backfill(user_id) or {}
@@ -119,6 +123,16 @@ class BackfillSteps:
         self.store.put_backfill(user_id, run_id, BackfillProgress(done=total, total=total, status="succeeded"))
         self._settle(user_id, None, busy_built)
         return {"stale": False, "total": total}
+
+    def _conflicts(self, conn: Connection) -> None:
+        """The calendar's appointments just read against the user's assignments (conflict alerts). A failure
+        does not fail the backfill: the notification processor's next read or the day's check judges again."""
+        if self.conflicts is None:
+            return
+        try:
+            self.conflicts.user_changed(conn.model_copy(update={"busy_rebuilt_at": utcnow()}))
+        except Exception:  # noqa: BLE001 - see above
+            logger.exception("conflicts not judged at backfill end", extra={"user_id": conn.user_id})
 
     def fail(self, event: dict) -> dict:
         user_id, run_id = event["user_id"], event["run_id"]

@@ -591,6 +591,10 @@ class ConnectionService:
                 "authorization already revoked: calendar events could not be removed", extra={"user_id": user_id}
             )
         self.store.delete_refs_of_user(user_id)
+        # Conflict alerts end with the connection (before it is deleted: a failure retries the job).
+        from calsync.conflict_watch import resolve_all
+
+        resolve_all(self.store, self.publisher, conn.org_id, user_id, "disconnected")
         self.store.delete_connection(user_id, conn.connection_id, sub=conn.cronofy_sub)
         self.publisher.connection_changed(conn.org_id, user_id, ConnectionState.NOT_CONNECTED, reason)
         logger.info("connection cleaned up", extra={"user_id": user_id, "reason": reason, "outcome": outcome})

@@ -4,8 +4,12 @@ Per member with a connection in the org: state, provider, calendar, last success
 with its reason and time, backfill progress, the stale flag (calsync.freshness) and how many events we
 keep on their calendar. So a sync that stopped is seen by someone, not discovered by a double booking.
 
+Each member's open conflicts too (issue 23: an assigned milestone, not over yet, that their own busy time
+overlaps), so a scheduler sees the dentist before the crew reaches the roof.
+
 From DynamoDB alone, for n members: 1 query of GSI by_org (per 1 MB), ceil(n / 100) BatchGetItems of
-busy bookkeeping (as_of) and of backfill progress, and one COUNT query per member for the managed events.
+busy bookkeeping (as_of) and of backfill progress, one COUNT query per member for the managed events, and
+1 query of the org's open conflicts (per 1 MB).
 """
 
 from __future__ import annotations
@@ -15,9 +19,24 @@ from datetime import datetime
 from calsync import freshness
 from calsync.busy import Busy
 from calsync.caller import Caller
+from calsync.conflicts import Conflict
 from calsync.errors import Forbidden
 from calsync.models import Connection, ConnectionState, iso, utcnow
 from calsync.store import Store
+
+
+def open_conflicts(stored: list[Conflict], now: datetime) -> dict[str, list[dict]]:
+    """Each member's open conflicts (calsync.conflicts) on milestones not over yet, by milestone start. One
+    being resolved is no longer shown; one whose detection is still being sent already is."""
+    found: dict[str, list[dict]] = {}
+    for c in sorted(stored, key=lambda c: (c.span, c.milestone_id)):
+        if c.state == "resolving" or c.span[1] <= now:
+            continue
+        found.setdefault(c.user_id, []).append({
+            "conflict_id": c.conflict_id, "milestone_id": c.milestone_id, "milestone_version": c.milestone_version,
+            "milestone_start": iso(c.span[0]), "milestone_end": iso(c.span[1]),
+            "overlap": {"start": iso(c.overlap[0]), "end": iso(c.overlap[1])}, "detected_at": iso(c.detected_at)})
+    return found
 
 
 class SyncHealth:
@@ -34,9 +53,10 @@ class SyncHealth:
         ids = [c.user_id for c in connections]
         busy = self.busy.periods(ids) if ids else {}  # as_of only: no weeks read
         backfills = self.store.backfills(ids) if ids else {}
+        conflicts = open_conflicts(self.store.conflicts_of_org(org_id), now) if ids else {}
         stale_after = freshness.stale_after()
         members = [self._member(c, busy.get(c.user_id), backfills.get(c.user_id), now, stale_after)
-                   for c in connections]
+                   | {"conflicts": conflicts.get(c.user_id, [])} for c in connections]
         return {
             "members": members,
             "summary": {
@@ -44,6 +64,7 @@ class SyncHealth:
                 "stale": sum(m["stale"] for m in members),
                 "needs_reauth": sum(m["state"] == ConnectionState.NEEDS_REAUTH.value for m in members),
                 "with_errors": sum(m["last_error"] is not None for m in members),
+                "conflicts": sum(len(m["conflicts"]) for m in members),
             },
             "checked_at": iso(now),
         }

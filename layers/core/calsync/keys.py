@@ -25,6 +25,7 @@ BACKFILL_RUN = "BACKFILL#"
 CHUNK = "CHUNK#"
 BUSY_WEEK = "BUSY#"
 ENTERPRISE_MEMBER = "ECMEMBER#"
+CONFLICT = "CONFLICT#"
 
 CONNECTION_SK = "CONNECTION"
 TOKENS_SK = "TOKENS"
@@ -169,3 +170,14 @@ def enterprise_member(org_id: str, user_id: str) -> Key:
 
 def longest_assignment(user_id: str) -> Key:
     return {"pk": user_pk(user_id), "sk": LONGEST_ASSIGNMENT_SK}
+
+
+def conflict_user_prefix(user_id: str) -> str:
+    """The sort key prefix of a user's conflicts in their org's partition."""
+    return f"{CONFLICT}{user_id}#"
+
+
+def conflict(org_id: str, user_id: str, milestone_id: str) -> Key:
+    """One (milestone, user) conflict, in the org's partition: one query reads an org's (sync health) or a
+    user's (`conflict_user_prefix`)."""
+    return {"pk": org_pk(org_id), "sk": f"{conflict_user_prefix(user_id)}{milestone_id}"}

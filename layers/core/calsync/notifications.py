@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from calsync.busy import Busy
 from calsync.clock import parse_utc
+from calsync.conflict_watch import ConflictWatch
 from calsync.cronofy import BATCH_LIMIT, CronofyAuthError, InvalidGrant
 from calsync.cronofy_event import CronofyEvent, cronofy_time, delete_entry, events_of
 from calsync.drift import changed_after_our_write, check_window, find_drift
@@ -96,8 +97,9 @@ def _earliest(values: list[str | None]) -> str | None:
 
 class NotificationProcessor:
     def __init__(self, store: SyncStore, tokens: TokenKeeper, publisher: EventPublisher, busy: Busy,
-                 engine: SyncEngine | None = None):
+                 engine: SyncEngine | None = None, conflicts: ConflictWatch | None = None):
         self.store = store
+        self.conflicts = conflicts  # conflict alerts, judged wherever the busy periods changed
         self.tokens = tokens
         self.publisher = publisher
         self.busy = busy
@@ -153,6 +155,9 @@ class NotificationProcessor:
         except (InvalidGrant, CronofyAuthError):
             self.tokens.mark_needs_reauth(conn, "authorization_revoked")
             return {"outcome": "needs_reauth"}
+        if self.conflicts is not None and not full and (result.get("busy_weeks_changed") or "busy_periods" in result):
+            # Judged before the read is recorded: a failure here retries the notification, which reads again.
+            result.update(self.conflicts.user_changed(conn.model_copy(update=update), read_at))
         self._seen(conn, read_at if changes else None, update)
         return result
 
@@ -204,6 +209,11 @@ class NotificationProcessor:
         repairs["orphans"] += len(drift.orphans)
         if own_events:
             repairs["busy_periods"] += self.busy.rebuild_from(conn, [e for e in events if not e.solarnexus], now)
+            conn = conn.model_copy(update={"busy_rebuilt_at": now})
+        if self.conflicts is not None:
+            # Every visit (at least daily): the rebuilt busy periods, and any conflict left open by a change
+            # judged nowhere else (e.g. an unassignment whose milestone push lost a race with a sync).
+            repairs.update(self.conflicts.user_changed(conn, now))
         return repairs
 
     def _forget(self, user_id: str, milestone_ids: set[str]) -> None:

@@ -28,6 +28,8 @@ One table, keyed `pk`/`sk`, designed from the access patterns:
 | busy periods of a user, one item per  | pk=USER#{user_id}, sk=BUSY#{Monday of the week}      |
 |   week (start/end per event only)     |   (bounded items however busy the calendar)          |
 | backfill chunk (milestone ids)        | pk=BACKFILL#{run_id}, sk=CHUNK#{n}, ttl              |
+| open conflict of a (milestone, user)  | pk=ORG#{org_id}, sk=CONFLICT#{user}#{milestone}, ttl |
+|   (an org's, or a user's: one query)  |   (deleted once its resolution is sent)              |
 
 One query of a milestone's partition returns its mirror, its schedule index entries and every
 event written for it, which is all milestone push needs to decide.
@@ -44,6 +46,7 @@ from __future__ import annotations
 from calsync.errors import AccountInUse, ConflictError, MilestoneOrgMismatch
 from calsync.repositories.backfill import BackfillRepository
 from calsync.repositories.busy import BusyStore
+from calsync.repositories.conflicts import ConflictRepository
 from calsync.repositories.connections import ChannelOwner, ConnectionRepository, DueBacklog
 from calsync.repositories.milestones import MilestonePartition, MilestoneRepository
 from calsync.repositories.notifications import NotificationLog
@@ -53,6 +56,7 @@ __all__ = ["AccountInUse", "BusyStore", "ChannelOwner", "ConflictError", "DueBac
            "MilestonePartition", "Store"]
 
 
-class Store(ConnectionRepository, MilestoneRepository, BackfillRepository, OAuthStateRepository, NotificationLog):
+class Store(ConnectionRepository, MilestoneRepository, BackfillRepository, OAuthStateRepository, NotificationLog,
+            ConflictRepository):
     """Every repository of the table but the busy weeks (BusyStore) and Enterprise Connect
     (calsync.enterprise_store.EnterpriseStore), over one client and table name."""

@@ -88,7 +88,7 @@ def reset() -> None:
     """Forget every cached object (tests and the local stack switch environments)."""
     for factory in (aws_client, store, vault, publisher, rate_limiter, cronofy_app, connection_service, sync_engine,
                     backfill_steps, busy, notification_processor, reconciler, availability, sync_health,
-                    get_settings, enterprise_connect):
+                    get_settings, enterprise_connect, conflict_watch):
         factory.cache_clear()
 
 
@@ -116,7 +116,8 @@ def sync_engine():
 def backfill_steps():
     from calsync.backfill import BackfillSteps
 
-    return BackfillSteps(store(), sync_engine(), connection_service(), publisher(), busy())
+    return BackfillSteps(store(), sync_engine(), connection_service(), publisher(), busy(),
+                         conflicts=conflict_watch())
 
 
 @cache
@@ -125,6 +126,13 @@ def busy():
     from calsync.store import BusyStore
 
     return Busy(BusyStore(aws_client("dynamodb"), get_settings().table_name), store())
+
+
+@cache
+def conflict_watch():
+    from calsync.conflict_watch import ConflictWatch
+
+    return ConflictWatch(store(), busy(), publisher())
 
 
 @cache
@@ -145,7 +153,8 @@ def sync_health():
 def notification_processor():
     from calsync.notifications import NotificationProcessor
 
-    return NotificationProcessor(store(), connection_service(), publisher(), busy(), sync_engine())
+    return NotificationProcessor(store(), connection_service(), publisher(), busy(), sync_engine(),
+                                 conflicts=conflict_watch())
 
 
 @cache
