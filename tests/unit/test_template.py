@@ -136,3 +136,11 @@ def test_the_alarm_topic_is_created_encrypted_or_taken_from_a_parameter_with_an_
     assert subscription["Properties"]["Protocol"] == "email"
     assert subscription["Properties"]["TopicArn"] == ALARM_TOPIC
     assert T["Outputs"]["AlarmTopicArn"]["Value"] == ALARM_TOPIC
+
+
+def test_functions_and_the_backfill_workflow_are_traced_with_xray():
+    # SAM gives each function's role and the state machine's role AWSXrayWriteOnlyAccess for these
+    assert T["Globals"]["Function"]["Tracing"] == "Active"
+    assert all("Tracing" not in r["Properties"] for r in RES.values() if r["Type"] == "AWS::Serverless::Function")
+    machines = [r["Properties"] for r in RES.values() if r["Type"] == "AWS::Serverless::StateMachine"]
+    assert machines and all(props["Tracing"] == {"Enabled": True} for props in machines)
