@@ -113,8 +113,9 @@ deploy: build
 	$(SAM) deploy --config-env $(STAGE)
 
 # After a fix: put a DLQ's messages back on their queue. QUEUE=UserEvents|Cleanup|MilestoneEvents|Notifications|CalendarChanges
+# Optional: REGION=us-east-1 PROFILE=ops PEEK=5 (show 5 messages, move nothing) DRY_RUN=1 (count only)
 replay-dlq: $(VENV)/.installed
-	$(PY) scripts/replay_dlq.py --stack calendar-sync-$(STAGE) --queue $(QUEUE)
+	$(PY) scripts/replay_dlq.py --stack calendar-sync-$(STAGE) --queue $(QUEUE)$(if $(REGION), --region $(REGION))$(if $(PROFILE), --profile $(PROFILE))$(if $(PEEK), --peek $(PEEK))$(if $(DRY_RUN), --dry-run)
 
 # 20,000 milestone changes across 200 users against the emulator's 50/s and 500/min (about 15 minutes)
 burst: $(VENV)/.installed
