@@ -16,6 +16,7 @@ from pydantic import TypeAdapter
 
 from calsync import wiring
 from calsync.clock import parse_utc
+from calsync.connections import OrgMismatch
 from calsync.messages import UserDeactivated, UserQueueMessage
 from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.sqs_failures import explaining_failures
@@ -43,5 +44,6 @@ def handle_record(record: SQSRecord) -> str:
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> PartialItemFailureResponse:
-    record_handler = explaining_failures(handing_back_when_throttled(handle_record))
+    # A message naming another org than the user's connection is refused on purpose (DLQ, alarm).
+    record_handler = explaining_failures(handing_back_when_throttled(handle_record), refused=(OrgMismatch,))
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from calsync.clock import utcnow
 from calsync.milestones import event_id_for
-from tests.helpers import in_days, managed_events, milestone
+from tests.helpers import in_days, iso, managed_events, milestone
 
 FAILED = "sqs record failed"
 
@@ -45,14 +46,19 @@ def deactivation(**overrides) -> dict:
     return {k: v for k, v in body.items() if v is not None}
 
 
-def test_a_malformed_deactivation_is_logged_and_fails_alone(stack, service_logs):
+def test_a_malformed_deactivation_is_logged_and_fails_alone(stack, miguel_cal, teammate, service_logs):
     ids, failed = run_batch(stack, "DeactivationCleanupFunction", "UserEventsQueue", [
-        "not json", deactivation(user_id=None), deactivation(message_id="m-ok")])
-    assert failed == {ids[0], ids[1]}  # the valid one (a user with no connection: nothing to do) succeeds
+        "not json", deactivation(user_id=None), deactivation(user_id="u_miguel", org_id="org_other"),
+        deactivation(message_id="m-ok", user_id="u_miguel", occurred_at=iso(utcnow()))])
+    assert failed == {ids[0], ids[1], ids[2]}
     assert "error" in assert_explained(service_logs, stack, "UserEventsQueue", ids[0], "malformed_json")
     schema = assert_explained(service_logs, stack, "UserEventsQueue", ids[1], "schema_error")
     assert schema["fields"] == ["user_id"]
-    assert ids[2] not in failed_lines(service_logs)
+    refused = assert_explained(service_logs, stack, "UserEventsQueue", ids[2], "refused")
+    assert refused["error_type"] == "OrgMismatch" and "exception" not in refused  # refused on purpose: no trace
+    # the rest of the batch went through: Miguel's deactivation disconnected him
+    assert ids[3] not in failed_lines(service_logs)
+    assert teammate["session"].get(stack.url("/v1/calendar/connection")).json()["state"] == "not_connected"
 
 
 def test_a_malformed_disconnect_job_on_the_cleanup_queue_is_logged_and_fails_alone(stack, service_logs):

@@ -71,14 +71,16 @@ def log_failed_record(message_id: str | None, event_source_arn: str | None, reas
     logger.error(MESSAGE, extra=extra, exc_info=exc_info)
 
 
-def explaining_failures(record_handler):
-    """Wrap a Powertools record handler: a record that fails is logged (`log_failed_record`), then fails."""
+def explaining_failures(record_handler, refused: tuple[type[BaseException], ...] = ()):
+    """Wrap a Powertools record handler: a record that fails is logged (`log_failed_record`; reason
+    `refused` for the exception types in `refused`), then fails."""
 
     def wrapped(record):
         try:
             return record_handler(record)
         except Exception as error:
-            log_failed_record(record.message_id, record.event_source_arn, exc=error)
+            log_failed_record(record.message_id, record.event_source_arn,
+                              REFUSED if isinstance(error, refused) else None, exc=error)
             raise
 
     return wrapped
