@@ -5,10 +5,10 @@ finds every dead letter in the logs by its SQS message id: which queue, and why.
      "reason": "schema_error", "fields": ["user_id"], "errors": [{"field": "user_id", "type": "missing", ...}]}
 
 Reasons: `malformed_json` (the body is not JSON), `schema_error` (JSON, but not a message we accept:
-`fields` names what is wrong), `refused` (valid, but refused on purpose: `error` says why), `throttled`
-(Cronofy's budget was spent and the record could not be put back for later) and `processing_failed`
-(anything else: the error type and text, with the traceback). The body itself is never logged: it may
-carry customers' names and phones, and a pydantic error's input value would repeat it.
+`fields` names what is wrong), `refused` (valid, but refused on purpose, e.g. another org's: `error`
+says why), `throttled` (Cronofy's budget was spent and the record could not be put back for later) and
+`processing_failed` (anything else: the error type and text, with the traceback). The body itself is
+never logged: it may carry customers' names and phones, and a pydantic error's input value would repeat it.
 """
 
 from __future__ import annotations
