@@ -16,7 +16,6 @@ from pydantic import TypeAdapter
 
 from calsync import wiring
 from calsync.clock import parse_utc
-from calsync.connections import OrgMismatch
 from calsync.messages import UserDeactivated, UserQueueMessage
 from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.sqs_failures import explaining_failures
@@ -41,9 +40,15 @@ def handle_record(record: SQSRecord) -> str:
                                connection_id=message.connection_id, only_if_disconnecting=True)
 
 
+def _refused(error: BaseException) -> bool:
+    """A message naming another org than the user's connection: refused on purpose (DLQ, alarm)."""
+    from calsync.connections import OrgMismatch  # imported by the first record's wiring anyway: not at init
+
+    return isinstance(error, OrgMismatch)
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> PartialItemFailureResponse:
-    # A message naming another org than the user's connection is refused on purpose (DLQ, alarm).
-    record_handler = explaining_failures(handing_back_when_throttled(handle_record), refused=(OrgMismatch,))
+    record_handler = explaining_failures(handing_back_when_throttled(handle_record), refused=_refused)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

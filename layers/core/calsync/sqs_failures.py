@@ -13,6 +13,7 @@ never logged: it may carry customers' names and phones, and a pydantic error's i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -71,16 +72,16 @@ def log_failed_record(message_id: str | None, event_source_arn: str | None, reas
     logger.error(MESSAGE, extra=extra, exc_info=exc_info)
 
 
-def explaining_failures(record_handler, refused: tuple[type[BaseException], ...] = ()):
+def explaining_failures(record_handler, refused: Callable[[BaseException], bool] | None = None):
     """Wrap a Powertools record handler: a record that fails is logged (`log_failed_record`; reason
-    `refused` for the exception types in `refused`), then fails."""
+    `refused` where `refused(error)` says so), then fails."""
 
     def wrapped(record):
         try:
             return record_handler(record)
         except Exception as error:
             log_failed_record(record.message_id, record.event_source_arn,
-                              REFUSED if isinstance(error, refused) else None, exc=error)
+                              REFUSED if refused is not None and refused(error) else None, exc=error)
             raise
 
     return wrapped
