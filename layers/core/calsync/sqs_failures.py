@@ -40,13 +40,25 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(body)"
 
 
+def _without_input(detail: Any) -> str:
+    """A pydantic error's message without the input it may quote (the value, or a union's unknown tag)."""
+    message = str(detail["msg"])
+    ctx = detail.get("ctx") or {}
+    quoted = [detail.get("input"), ctx.get("tag") if detail["type"] == "union_tag_invalid" else None]
+    for value in quoted:
+        if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value):
+            message = message.replace(str(value), "(input)")
+    return message
+
+
 def classify(error: BaseException) -> tuple[str, dict[str, Any]]:
     """The reason a record failed with `error`, and the details that explain it (never the input)."""
     if isinstance(error, ValidationError):
-        details = error.errors(include_url=False, include_input=False, include_context=False)
+        details = error.errors(include_url=False)  # input and context only to cut them out of the messages
         if any(d["type"] == "json_invalid" for d in details):
-            return MALFORMED_JSON, {"error": details[0]["msg"][:300]}
-        errors = [{"field": _field(tuple(d["loc"])), "type": d["type"], "msg": d["msg"][:200]} for d in details[:10]]
+            return MALFORMED_JSON, {"error": _without_input(details[0])[:300]}
+        errors = [{"field": _field(tuple(d["loc"])), "type": d["type"], "msg": _without_input(d)[:200]}
+                  for d in details[:10]]
         return SCHEMA_ERROR, {"fields": sorted({e["field"] for e in errors}), "errors": errors}
     if isinstance(error, CronofyRateLimited):
         return THROTTLED, {"retry_after": error.retry_after}
