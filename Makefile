@@ -134,8 +134,9 @@ deploy: build ## sam deploy STAGE=dev|staging|prod
 	$(SAM) deploy --config-env $(STAGE)
 
 # After a fix: put a DLQ's messages back on their queue. QUEUE=UserEvents|Cleanup|MilestoneEvents|Notifications|CalendarChanges
-replay-dlq: $(VENV)/.installed ## put a DLQ's messages back on their queue: STAGE=... QUEUE=...
-	$(PY) scripts/replay_dlq.py --stack calendar-sync-$(STAGE) --queue $(QUEUE)
+# Optional: REGION=us-east-1 PROFILE=ops PEEK=5 (show 5 messages, move nothing) DRY_RUN=1 (count only)
+replay-dlq: $(VENV)/.installed ## put a DLQ's messages back on their queue: STAGE=... QUEUE=... [REGION PROFILE PEEK DRY_RUN]
+	$(PY) scripts/replay_dlq.py --stack calendar-sync-$(STAGE) --queue $(QUEUE)$(if $(REGION), --region $(REGION))$(if $(PROFILE), --profile $(PROFILE))$(if $(PEEK), --peek $(PEEK))$(if $(DRY_RUN), --dry-run)
 
 # 20,000 milestone changes across 200 users against the emulator's 50/s and 500/min (about 15 minutes)
 burst: $(VENV)/.installed ## 20,000 milestone changes against Cronofy's limit (~15 min, progress every 30 s)

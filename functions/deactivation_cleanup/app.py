@@ -3,7 +3,8 @@ service's own `connection.disconnect_requested`. Both remove every SolarNexus ev
 user's calendar, close the channel, revoke the authorization and delete the tokens.
 
 Idempotent by design: a repeated message finds no connection and succeeds. A malformed message
-fails alone (partial batch response) and reaches the DLQ after the queue's maxReceiveCount.
+fails alone (partial batch response), logged as one `sqs record failed` line with its message id,
+queue and reason, and reaches the DLQ after the queue's maxReceiveCount.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from calsync import wiring
 from calsync.clock import parse_utc
 from calsync.messages import UserDeactivated, UserQueueMessage
 from calsync.observability import adopt_correlation_id, logger, metrics
+from calsync.sqs_failures import explaining_failures
 from calsync.sqs_handback import handing_back_when_throttled
 
 # A batch whose every record failed is still a partial response (each one retried, then the DLQ), not a
@@ -38,9 +40,15 @@ def handle_record(record: SQSRecord) -> str:
                                connection_id=message.connection_id, only_if_disconnecting=True)
 
 
+def _refused(error: BaseException) -> bool:
+    """A message naming another org than the user's connection: refused on purpose (DLQ, alarm)."""
+    from calsync.connections import OrgMismatch  # imported by the first record's wiring anyway: not at init
+
+    return isinstance(error, OrgMismatch)
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=handing_back_when_throttled(handle_record), processor=processor, context=context
-    )
+    record_handler = explaining_failures(handing_back_when_throttled(handle_record), refused=_refused)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from calsync import wiring
 from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
 from calsync.observability import adopt_correlation_id, logger, metrics
+from calsync.sqs_failures import PROCESSING_FAILED, REFUSED, THROTTLED, log_failed_record
 from calsync.sqs_handback import hand_back, requeue
 from calsync.store import MilestoneOrgMismatch
 
@@ -53,15 +54,11 @@ def _accept(record: _Record) -> str | None:
         milestone_id, newer = _mirror(message)
     except MilestoneOrgMismatch as error:
         # Never let one org's message overwrite another org's milestone: refused (DLQ, alarm).
-        logger.error("milestone message refused: the milestone belongs to another org",
-                     extra={"message_id": record.message_id, "error": str(error)[:500]})
+        log_failed_record(record.message_id, record.event_source_arn, REFUSED,
+                          error=f"the milestone belongs to another org: {str(error)[:300]}")
         return None
-    except (ValidationError, ValueError) as error:
-        logger.error("malformed milestone message", extra={"message_id": record.message_id,
-                                                            "error": str(error)[:500]})
-        return None
-    except Exception:  # noqa: BLE001 - this record fails alone; SQS retries it
-        logger.exception("could not store milestone", extra={"message_id": record.message_id})
+    except Exception as error:  # noqa: BLE001 - this record fails alone (malformed: for good); SQS retries it
+        log_failed_record(record.message_id, record.event_source_arn, exc=error)
         return None
     if not newer:
         logger.debug("stale or repeated milestone version", extra={"milestone_id": milestone_id})
@@ -82,14 +79,37 @@ def _judge_conflicts(milestone_ids: list[str]) -> set[str]:
     return failed
 
 
-def _sync(milestone_ids: list[str]) -> tuple[set[str], float | None]:
-    """Sync the batch's milestones together: the ones that failed, and how long to wait when throttled."""
+def _sync(milestone_ids: list[str]) -> tuple[set[str], float | None, Exception | None]:
+    """Sync the batch's milestones together: the ones that failed, how long to wait when throttled, and
+    what broke the whole sync, if anything."""
     try:
         result = wiring.sync_engine().sync(milestone_ids)
-    except Exception:  # noqa: BLE001 - the whole sync failed; every message of it is retried
-        logger.exception("milestone sync failed")
-        return set(milestone_ids), None
-    return result.failed, result.retry_after
+    except Exception as error:  # noqa: BLE001 - the whole sync failed; every message of it is retried
+        return set(milestone_ids), None, error
+    return result.failed, result.retry_after, None
+
+
+def _explain(records: list[_Record], failures: set[str], accepted: dict[str, str], retry_after: float | None,
+             error: Exception | None, unjudged: set[str]) -> None:
+    """One `sqs record failed` line for each record of the batch that failed after it was accepted (those
+    refused at acceptance were logged there)."""
+    for record in records:
+        if record.message_id not in failures or record.message_id not in accepted:
+            continue
+        milestone_id = accepted[record.message_id]
+        if error is not None:
+            log_failed_record(record.message_id, record.event_source_arn, exc=error, milestone_id=milestone_id)
+        elif milestone_id in unjudged:
+            log_failed_record(record.message_id, record.event_source_arn, PROCESSING_FAILED, milestone_id=milestone_id,
+                              error="its conflict alerts could not be judged (see 'conflicts not judged' before "
+                                    "this line)")
+        elif retry_after is not None:
+            log_failed_record(record.message_id, record.event_source_arn, THROTTLED, milestone_id=milestone_id,
+                              retry_after=retry_after)
+        else:
+            log_failed_record(record.message_id, record.event_source_arn, PROCESSING_FAILED, milestone_id=milestone_id,
+                              error="Cronofy refused or failed this milestone's calendar writes (see the warnings "
+                                    "before this line)")
 
 
 def _wait_for_budget(records: list[_Record], throttled: set[str], retry_after: float, failures: set[str]) -> None:
@@ -116,6 +136,7 @@ def _wait_for_budget(records: list[_Record], throttled: set[str], retry_after: f
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     failures: set[str] = set()
+    accepted: dict[str, str] = {}
     by_milestone: dict[str, list[str]] = defaultdict(list)
     records = [_Record(r) for r in event.get("Records", [])]
     if records:  # one invocation, one batch: continue the first record's correlation id
@@ -128,12 +149,14 @@ def lambda_handler(event: dict, context) -> dict:
             # Stale or repeated versions still go through the sync: an earlier attempt may have
             # updated the mirror and crashed before writing the calendars.
             by_milestone[milestone_id].append(record.message_id)
+            accepted[record.message_id] = milestone_id
     if by_milestone:
         unjudged = _judge_conflicts(list(by_milestone))
-        failed_milestones, retry_after = _sync(list(by_milestone))
+        failed_milestones, retry_after, error = _sync(list(by_milestone))
         throttled = {message_id for milestone_id in failed_milestones
                      for message_id in by_milestone.get(milestone_id, [])}
         failures |= throttled | {message_id for milestone_id in unjudged for message_id in by_milestone[milestone_id]}
         if retry_after is not None and throttled:
             _wait_for_budget(records, throttled, retry_after, failures)
+        _explain(records, failures, accepted, retry_after, error, unjudged)
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failures)]}

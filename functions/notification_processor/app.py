@@ -5,7 +5,8 @@ Events (a burst of calendar changes, or Cronofy delivering a notification twice,
 and a notification queued before the user's changes were last read costs none. Replayed push
 notifications are dropped earlier, at the webhook intake (`Store.accept_notification`); this handler
 tells it when a job starts reading, so a genuine later change with the same `changes_since` passes.
-A group that fails (a Cronofy outage) fails only its own records; a throttled group is requeued as
+A group that fails (a Cronofy outage) fails only its own records, each logged as one `sqs record
+failed` line (message id, queue, reason), as is a malformed one; a throttled group is requeued as
 delayed copies (its receive count kept) for when there is budget. No Powertools idempotency layer on
 purpose: two genuine changes can share a `changes_since`, so a key built from the notification could
 drop the second; processing is idempotent instead (a move or removal is reported once, recorded on
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from calsync import wiring
 from calsync.cronofy import CronofyRateLimited, background
 from calsync.observability import adopt_correlation_id, logger, metrics
+from calsync.sqs_failures import log_failed_record
 from calsync.sqs_handback import hand_back, requeue
 
 
@@ -55,8 +57,7 @@ def lambda_handler(event: dict, context) -> dict:
         try:
             job = NotificationJob.model_validate_json(record["body"])
         except (ValidationError, ValueError) as error:
-            logger.error("malformed notification job", extra={"message_id": record.get("messageId"),
-                                                              "error": str(error)[:300]})
+            log_failed_record(record.get("messageId"), record.get("eventSourceARN"), exc=error)
             failures.add(record["messageId"])
             continue
         groups[job.user_id].append((record, job))
@@ -84,9 +85,11 @@ def lambda_handler(event: dict, context) -> dict:
                                    record.get("messageAttributes"), wait):
                         failures.add(record["messageId"])
                         by_queue[record.get("eventSourceARN", "")].append(record.get("receiptHandle", ""))
+                        log_failed_record(record["messageId"], record.get("eventSourceARN"), exc=error)
                 for queue_arn, handles in by_queue.items():
                     hand_back(queue_arn, handles, wait)
-            except Exception:  # noqa: BLE001 - this user's records fail alone; SQS retries them
-                logger.exception("notification processing failed")
+            except Exception as error:  # noqa: BLE001 - this user's records fail alone; SQS retries them
+                for record, _ in items:
+                    log_failed_record(record["messageId"], record.get("eventSourceARN"), exc=error)
                 failures.update(ids)
     return {"batchItemFailures": [{"itemIdentifier": i} for i in sorted(failures)]}

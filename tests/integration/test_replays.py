@@ -1,12 +1,11 @@
 """Issue 10: our own jobs replayed (SQS duplicates, a re-queued job, a DLQ redrive) never act on a
 connection they were not issued for; a shared calendar account never loses another user's events."""
 
-import time
 from datetime import UTC, datetime
 
 from calsync import wiring
 from localdev import browser
-from tests.helpers import cal_id
+from tests.helpers import cal_id, next_second
 
 
 def now_z() -> str:
@@ -89,14 +88,14 @@ def test_a_requeued_disconnect_job_without_a_connection_id_only_cleans_a_disconn
 def test_a_replayed_deactivation_spares_a_connection_made_after_it(stack, teammate):
     calendar = cal_id(teammate["account"], "Calendar")
     connect_miguel(stack, teammate)
-    time.sleep(1.1)  # the clock has whole seconds
+    next_second()  # the clock has whole seconds
     message = {"type": "user.deactivated", "message_id": "m-deact", "occurred_at": now_z(),
                "org_id": "org_sunbright", "user_id": "u_miguel"}
     stack.send("UserEventsQueue", message)
     stack.drain()
     assert state_of(stack, teammate["session"]) == "not_connected"
     # Reactivated, Miguel connects again
-    time.sleep(1.1)
+    next_second()
     connect_miguel(stack, teammate)
     managed_event("u_miguel", calendar, "ms_after")
     # The deactivation is redriven from the DLQ

@@ -2,7 +2,6 @@
 -> signed notification -> webhook intake -> notification processor -> core platform / DynamoDB."""
 
 import json
-import time
 from datetime import timedelta
 
 import requests
@@ -10,7 +9,7 @@ import requests
 from calsync import wiring
 from calsync.milestones import event_id_for
 from localdev.emulator import sign_body
-from tests.helpers import connect, in_days, iso, managed_events, milestone, push
+from tests.helpers import connect, in_days, iso, managed_events, milestone, next_second, push
 from tests.schema import assert_valid_message
 
 
@@ -196,11 +195,6 @@ def test_a_newer_solarnexus_version_puts_a_rejected_move_back(stack, jane_cal):
 # secret rotation -------------------------------------------------------------------------------
 
 
-def next_second():
-    """Cronofy's `updated` has whole seconds: start the next step in a later second."""
-    time.sleep(1.01 - time.time() % 1)
-
-
 def test_a_move_read_before_our_newer_write_lands_is_not_reported_on_the_newer_version(stack, jane_cal):
     """The user drags the event (based on version 1); the office's version 2 is written, and Cronofy
     has accepted but not yet applied it when the notification is read. The read shows the user's
@@ -306,7 +300,7 @@ def test_the_profile_shows_the_last_sync_not_the_connect(stack, jane, jane_cal):
     moves `last_sync_at` on the status route, as on the org's health view."""
     status = jane["session"].get(stack.url("/v1/calendar/connection")).json()
     after_backfill = status["last_sync_at"]
-    time.sleep(1.1)  # times are whole seconds on the wire
+    next_second()  # times are whole seconds on the wire
     stack.emulator.add_external_event(jane_cal, "Dentist", iso(in_days(1, 9)), iso(in_days(1, 10)))
     stack.drain()
     status = jane["session"].get(stack.url("/v1/calendar/connection")).json()
@@ -362,7 +356,7 @@ def test_a_move_read_after_a_change_that_wrote_nothing_is_still_reported(stack, 
     moved_to = in_days(2, hour=19)
     stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_race"), start=iso(moved_to),
                               end=iso(moved_to + timedelta(hours=2)))
-    time.sleep(1.1)  # Cronofy's `updated` has whole seconds
+    next_second()  # Cronofy's `updated` has whole seconds
     assert push(stack, milestone("ms_race", 2, ["u_jane", "u_miguel"], start)) == set()
     stack.drain()
     moves = [m for m in calendar_changes(stack, "milestone.rescheduled_on_calendar") if m["milestone_id"] == "ms_race"]

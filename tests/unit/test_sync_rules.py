@@ -200,3 +200,31 @@ def test_a_long_assignment_is_recorded_whatever_changed_and_never_beyond_the_cap
     assert world.store.longest_assignments(["u_1"])["u_1"] == timedelta(days=20)
     world.publish(milestone(version=3, start=start, end="2090-01-01T00:00:00Z"))
     assert world.store.longest_assignments(["u_1"])["u_1"] == LONGEST_ASSIGNMENT
+
+
+def test_a_write_is_recorded_when_cronofy_accepted_it_not_when_it_was_planned(monkeypatch):
+    """Cronofy stamps an event's `updated` when it applies our write, after the request arrived. On a loaded
+    machine the trip from planning to Cronofy can take seconds: recorded at planning, our own write looked
+    like a change the user made after it (drift.APPLY_LAG), and the reconciler reported it instead of
+    repairing it (issue 22, item 9)."""
+    from calsync import sync as sync_module
+    from calsync.cronofy_event import CronofyEvent
+    from calsync.drift import APPLY_LAG, changed_after_our_write
+
+    now = [NOW]
+    world = World()
+    world.cronofy.clock = lambda: now[0]
+    monkeypatch.setattr(sync_module, "utcnow", lambda: now[0])
+    world.connect("u_1")
+    receive = world.cronofy.batch
+
+    def slow_trip(account, entries):
+        now[0] += APPLY_LAG + timedelta(seconds=7)  # the request reaches Cronofy 10 s after the plan
+        return receive(account, entries)
+
+    monkeypatch.setattr(world.cronofy, "batch", slow_trip)
+    world.publish(milestone(start=NOW + timedelta(days=2)))
+    ref = world.store.get_ref("m_1", "u_1")
+    event = CronofyEvent.of(world.cronofy.find("u_1", ref.event_id).as_read())
+    assert ref.updated_at == event.updated_at == NOW + timedelta(seconds=10)
+    assert not changed_after_our_write(event, ref)

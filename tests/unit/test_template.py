@@ -104,3 +104,43 @@ def test_functions_have_no_scan_and_no_broad_policy_templates():
                         if lid == "EnterpriseConnectFunction" else "cronofy-tokens"
                     assert statement["Condition"]["StringEquals"] == {
                         "kms:EncryptionContext:purpose": allowed}, lid
+
+
+# ---- alarms reach people (issue 22, item 1) ------------------------------------------------------------
+
+ALARM_TOPIC = {"Fn::If": ["CreateAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
+
+
+def test_every_alarm_notifies_the_alarm_topic_when_it_fires_and_when_it_clears():
+    alarms = {lid: r["Properties"] for lid, r in RES.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms
+    silent = [lid for lid, props in alarms.items()
+              if props.get("AlarmActions") != [ALARM_TOPIC] or props.get("OKActions") != [ALARM_TOPIC]]
+    assert silent == []
+
+
+def test_the_alarm_topic_is_created_encrypted_or_taken_from_a_parameter_with_an_optional_email():
+    params, conditions = T["Parameters"], T["Conditions"]
+    assert params["AlarmTopicArn"]["Default"] == "" and params["AlarmEmail"]["Default"] == ""
+    assert conditions["CreateAlarmTopic"] == {"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}
+    topic, key = RES["AlarmTopic"], RES["AlarmTopicKey"]
+    assert topic["Condition"] == key["Condition"] == RES["AlarmTopicPolicy"]["Condition"] == "CreateAlarmTopic"
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    assert key["Properties"]["EnableKeyRotation"] is True
+    # CloudWatch may use the key (the AWS managed SNS key would silently drop every alarm)
+    grants = [s for s in key["Properties"]["KeyPolicy"]["Statement"]
+              if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert grants and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(grants[0]["Action"])
+    subscription = RES["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Protocol"] == "email"
+    assert subscription["Properties"]["TopicArn"] == ALARM_TOPIC
+    assert T["Outputs"]["AlarmTopicArn"]["Value"] == ALARM_TOPIC
+
+
+def test_functions_and_the_backfill_workflow_are_traced_with_xray():
+    # SAM gives each function's role and the state machine's role AWSXrayWriteOnlyAccess for these
+    assert T["Globals"]["Function"]["Tracing"] == "Active"
+    assert all("Tracing" not in r["Properties"] for r in RES.values() if r["Type"] == "AWS::Serverless::Function")
+    machines = [r["Properties"] for r in RES.values() if r["Type"] == "AWS::Serverless::StateMachine"]
+    assert machines and all(props["Tracing"] == {"Enabled": True} for props in machines)

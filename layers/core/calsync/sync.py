@@ -367,6 +367,11 @@ class SyncEngine:
               written: dict[str, int]) -> str | None:
         """One /v1/batch: record what landed, fail what was refused; what broke the connection, if anything."""
         outcomes = client.batch([w.entry() for w in chunk])
+        # Our record of a write is when Cronofy accepted it, not when it was planned: Cronofy stamps the
+        # event's `updated` when it applies the write, after it received it, and on a loaded machine (or
+        # a slow network) the trip from plan to Cronofy can take longer than drift.APPLY_LAG, which made
+        # the write look like a change of the user's made after it.
+        accepted_at = utcnow()
         result.cronofy_batches += 1
         landed, broken = [], None
         for w, outcome in zip(chunk, outcomes, strict=True):
@@ -383,7 +388,7 @@ class SyncEngine:
                 result.failed.add(w.milestone_id)
             elif broken is None or verdict == PROFILE_DISCONNECTED:
                 broken = verdict
-        self._record(landed)
+        self._record(landed, accepted_at)
         metrics.add_metric(name="CalendarWrites", unit="Count", value=len(landed))
         return broken
 
@@ -396,9 +401,11 @@ class SyncEngine:
         elif broken == CALENDAR_NOT_WRITABLE:
             self.tokens.mark_calendar_unwritable(conn, CALENDAR_NOT_WRITABLE)
 
-    def _record(self, landed: list[Write]) -> None:
-        """Remember what reached the calendar (refs never move back to an older version)."""
-        self.store.put_refs([w.ref for w in landed if w.kind == "upsert" and w.ref is not None])
+    def _record(self, landed: list[Write], accepted_at: datetime) -> None:
+        """Remember what reached the calendar, stamped with when Cronofy accepted it (refs never move back
+        to an older version)."""
+        self.store.put_refs([w.ref.model_copy(update={"updated_at": max(w.ref.updated_at or accepted_at, accepted_at)})
+                             for w in landed if w.kind == "upsert" and w.ref is not None])
         for w in landed:
             if w.kind == "delete" and w.forget_ref:
                 self.store.delete_ref(w.milestone_id, w.user_id, w.version)
