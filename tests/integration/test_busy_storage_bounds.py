@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import botocore.client
+import pytest
 
 from calsync import wiring
 from calsync.busy import _window, week_of
@@ -97,3 +98,60 @@ def test_events_ending_in_2226_and_9999_store_only_the_weeks_of_the_window(stack
     assert report.get("errors", 0) == 0 and checked["busy_items_put"] == 0, (report, checked)
     assert len(busy_items(stack, "u_far")) == len(weeks)
     assert sum(len(stack.queue_messages(q)) for q in ("NotificationsDLQ", "MilestoneEventsDLQ")) == 0
+
+
+@pytest.fixture
+def roomy_stack(monkeypatch):
+    # Reading 7,500 events is 150 pages: a rate limit this test is not about
+    monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "100000")
+    monkeypatch.setenv("RATE_LIMIT_PER_MINUTE", "6000000")
+    from localdev.stack import DevStack
+
+    with DevStack() as stack:
+        yield stack
+
+
+DENSE = 7_500  # one-minute blocks back to back: as event ids and times, 435 KB for one week's item
+
+
+def test_a_week_of_back_to_back_one_minute_blocks_is_busy_not_free(roomy_stack):
+    """Finding 5: a dense week's item went over DynamoDB's 400 KB; the backfill still said "succeeded",
+    the busy route answered [] for a booked hour, availability offered slots through the week and the
+    notification dead-lettered. Now the week's blocks are merged before they are stored."""
+    stack = roomy_stack
+    account, cal = member(stack, "u_dense", "dense@example.com")
+    monday = datetime.combine(in_days(8).date(), datetime.min.time(), UTC)
+    monday -= timedelta(days=monday.weekday())
+    for i in range(DENSE):  # Monday 00:00 to Saturday 05:00, every minute booked
+        at = monday + timedelta(minutes=i)
+        stack.emulator.add_external_event(cal, f"Slot {i}", iso(at), iso(at + timedelta(minutes=1)))
+    booked_until = monday + timedelta(minutes=DENSE)
+    session = stack.browser("u_dense", ORG)
+    assert connect(stack, session, "google", account) == cal
+    assert wiring.store().get_backfill("u_dense")["status"] == "succeeded"
+    hour = monday + timedelta(days=2, hours=10)
+    answer = busy_route(stack, session, "u_dense", hour, hour + timedelta(hours=1))
+    assert answer["users"]["u_dense"] == [{"start": iso(hour), "end": iso(hour + timedelta(hours=1))}]
+    assert answer["members"]["u_dense"]["stale"] is False
+    # Availability: nothing until the week's last booked minute
+    slots = availability(stack, session, "u_dense", monday, monday + timedelta(days=7), max_results=1)["slots"]
+    assert [s["start"] for s in slots] == [iso(booked_until)]
+    # A change notification goes through (its read is the day's check as well: the week is rebuilt)
+    stack.emulator.add_external_event(cal, "Lunch", iso(booked_until), iso(booked_until + timedelta(hours=1)))
+    stack.drain()
+    assert sum(len(stack.queue_messages(q)) for q in ("NotificationsDLQ", "MilestoneEventsDLQ")) == 0
+    answer = busy_route(stack, session, "u_dense", hour, booked_until + timedelta(hours=2))
+    assert answer["users"]["u_dense"] == [{"start": iso(hour), "end": iso(booked_until + timedelta(hours=1))}]
+    assert answer["members"]["u_dense"]["stale"] is False
+    # The next one reads the changed events only: the merged week names no event, so what an event changed
+    # inside it cannot be taken out; the week stays as busy as it was and is stale until the next rebuild
+    tea = booked_until + timedelta(hours=1)
+    stack.emulator.add_external_event(cal, "Tea", iso(tea), iso(tea + timedelta(minutes=30)))
+    stack.drain()
+    assert sum(len(stack.queue_messages(q)) for q in ("NotificationsDLQ", "MilestoneEventsDLQ")) == 0
+    answer = busy_route(stack, session, "u_dense", hour, booked_until + timedelta(hours=2))
+    assert answer["users"]["u_dense"] == [{"start": iso(hour), "end": iso(tea + timedelta(minutes=30))}]
+    assert answer["members"]["u_dense"]["stale"] is True
+    later = monday + timedelta(days=8)
+    assert busy_route(stack, session, "u_dense", later, later + timedelta(hours=1))["members"]["u_dense"][
+        "stale"] is False

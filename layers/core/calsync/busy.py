@@ -152,13 +152,15 @@ def week_form(week: str, periods: dict[str, str]) -> dict[str, str]:
             all_day.add(f"{max(start[:10], days[0])}/{min(end[:10], days[1])}")
         else:
             timed.append((max(parse_utc(start), monday), min(parse_utc(end), next_monday)))
-    form = {f"{MERGED}d{i}": p for i, p in enumerate(sorted(all_day))}
+    days_form = {f"{MERGED}d{i}": p for i, p in enumerate(sorted(all_day))}
     blocks = merge(timed)
-    room = WEEK_CAPACITY - periods_size(form)
+    form = {**days_form, **{f"{MERGED}{i}": f"{iso(s)}/{iso(e)}" for i, (s, e) in enumerate(blocks)}}
+    if periods_size(form) <= WEEK_CAPACITY:
+        return form
+    room = WEEK_CAPACITY - periods_size(days_form)
     largest = entry_size(f"{MERGED}{len(blocks)}", f"{iso(monday)}/{iso(next_monday)}")
-    blocks = _close_smallest_gaps(blocks, max(1, (room - 3) // largest))
-    form.update({f"{MERGED}{i}": f"{iso(s)}/{iso(e)}" for i, (s, e) in enumerate(blocks)})
-    return form
+    blocks = _close_smallest_gaps(blocks, max(1, room // largest))
+    return {**days_form, **{f"{MERGED}{i}": f"{iso(s)}/{iso(e)}" for i, (s, e) in enumerate(blocks)}}
 
 
 def is_merged(periods: Mapping[str, str]) -> bool:
