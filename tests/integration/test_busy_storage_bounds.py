@@ -155,3 +155,9 @@ def test_a_week_of_back_to_back_one_minute_blocks_is_busy_not_free(roomy_stack):
     later = monday + timedelta(days=8)
     assert busy_route(stack, session, "u_dense", later, later + timedelta(hours=1))["members"]["u_dense"][
         "stale"] is False
+    # The reconciler's next visit rebuilds them (it is due now, not in a week): exact and current again
+    assert wiring.store().get_connection("u_dense").busy_rebuilt_at is None
+    assert stack.invoke("ReconcilerFunction", {"user_ids": ["u_dense"]}).get("errors", 0) == 0
+    answer = busy_route(stack, session, "u_dense", hour, booked_until + timedelta(hours=2))
+    assert answer["users"]["u_dense"] == [{"start": iso(hour), "end": iso(tea + timedelta(minutes=30))}]
+    assert answer["members"]["u_dense"]["stale"] is False

@@ -191,7 +191,8 @@ class Busy:
               now: datetime | None = None) -> int:
         """Update the busy periods of these changed (non-SolarNexus) events; returns how many weeks changed.
         A changed event not found by its key may have been inside a week's merged blocks, which name no
-        event: those weeks stay as busy as they were and are `unsure` (stale) until the next rebuild."""
+        event: those weeks stay as busy as they were and are `unsure` (stale) until the next rebuild, which
+        the reconciler's next visit makes (busy_rebuilt_at is cleared)."""
         events = [CronofyEvent.of(e) for e in changed_events]
         if not events:
             return 0
@@ -219,7 +220,11 @@ class Busy:
             for week in stored_weeks(start, end, first, last):
                 weeks.setdefault(week, {})[key] = period
                 changed.add(week)
-        return self._write(conn, {w: weeks[w] for w in changed}, stored, unsure, now)
+        written = self._write(conn, {w: weeks[w] for w in changed}, stored, unsure, now)
+        if unsure - {w for w, item in stored.items() if item.get("unsure")} and self.connections is not None:
+            # Newly unsure: the reconciler's next visit (within a day) rebuilds the busy periods.
+            self.connections.update_connection(conn.user_id, lambda c: c.model_copy(update={"busy_rebuilt_at": None}))
+        return written
 
     def rebuild(self, conn: Connection, client: EventReader, now: datetime | None = None) -> int:
         """Re-read the user's own events over the scheduler's window (one Read Events, paged) and store
