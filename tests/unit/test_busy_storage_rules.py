@@ -147,3 +147,22 @@ def test_a_change_inside_a_merged_week_keeps_it_busy_and_unsure_until_a_rebuild(
     assert store.unsure == {WEEK}
     busy.rebuild_from(c, [e for e in events if e["event_uid"] != "e5"], NOW)
     assert store.unsure == set() and len(covered(store.weeks[WEEK].values())) == 2
+
+
+@settings(deadline=None, max_examples=20)
+@given(sizes=st.lists(st.integers(1, 1000), min_size=1, max_size=50), spare=st.integers(0, 2_000))
+def test_a_map_within_the_weeks_capacity_always_fits_its_items(sizes, spare):
+    """chunks packs greedily in key order: whatever the entries (each under 1 KB), a map filled to
+    WEEK_CAPACITY (less `spare` bytes) never needs more than MAX_PARTS items, each within one item."""
+    from calsync.repositories.busy import MAX_PARTS, entry_size
+
+    periods: dict[str, str] = {}
+    total, i = 3, 0
+    while True:
+        key, value = f"~{i:06d}", "x" * sizes[i % len(sizes)]
+        if total + entry_size(key, value) > WEEK_CAPACITY - spare:
+            break
+        periods[key], total, i = value, total + entry_size(key, value), i + 1
+    pieces = chunks(periods)
+    assert len(pieces) <= MAX_PARTS and all(periods_size(p) <= ONE_ITEM for p in pieces)
+    assert {k: v for p in pieces for k, v in p.items()} == periods
