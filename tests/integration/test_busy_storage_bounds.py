@@ -5,6 +5,7 @@ limit, localdev/moto_limits.py, and the Cronofy emulator)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -122,9 +123,10 @@ def test_a_week_of_back_to_back_one_minute_blocks_is_busy_not_free(roomy_stack):
     account, cal = member(stack, "u_dense", "dense@example.com")
     monday = datetime.combine(in_days(8).date(), datetime.min.time(), UTC)
     monday -= timedelta(days=monday.weekday())
+    uids = []
     for i in range(DENSE):  # Monday 00:00 to Saturday 05:00, every minute booked
         at = monday + timedelta(minutes=i)
-        stack.emulator.add_external_event(cal, f"Slot {i}", iso(at), iso(at + timedelta(minutes=1)))
+        uids.append(stack.emulator.add_external_event(cal, f"Slot {i}", iso(at), iso(at + timedelta(minutes=1))))
     booked_until = monday + timedelta(minutes=DENSE)
     session = stack.browser("u_dense", ORG)
     assert connect(stack, session, "google", account) == cal
@@ -143,10 +145,18 @@ def test_a_week_of_back_to_back_one_minute_blocks_is_busy_not_free(roomy_stack):
     answer = busy_route(stack, session, "u_dense", hour, booked_until + timedelta(hours=2))
     assert answer["users"]["u_dense"] == [{"start": iso(hour), "end": iso(booked_until + timedelta(hours=1))}]
     assert answer["members"]["u_dense"]["stale"] is False
-    # The next one reads the changed events only: the merged week names no event, so what an event changed
-    # inside it cannot be taken out; the week stays as busy as it was and is stale until the next rebuild
+    # The next ones read the changed events only. A new event is added as it is
     tea = booked_until + timedelta(hours=1)
+    time.sleep(1.05)  # created in a later whole second than the week's last write (both are whole seconds)
     stack.emulator.add_external_event(cal, "Tea", iso(tea), iso(tea + timedelta(minutes=30)))
+    stack.drain()
+    answer = busy_route(stack, session, "u_dense", hour, booked_until + timedelta(hours=2))
+    assert answer["users"]["u_dense"] == [{"start": iso(hour), "end": iso(tea + timedelta(minutes=30))}]
+    assert answer["members"]["u_dense"]["stale"] is False
+    # but the merged week names no event, so a removal inside it cannot be taken out: the week stays as
+    # busy as it was and is stale until the next rebuild
+    freed = monday + timedelta(minutes=3_480)  # hour's first minute
+    stack.emulator.delete_event_as_user(cal, event_uid=uids[3_480])
     stack.drain()
     assert sum(len(stack.queue_messages(q)) for q in ("NotificationsDLQ", "MilestoneEventsDLQ")) == 0
     answer = busy_route(stack, session, "u_dense", hour, booked_until + timedelta(hours=2))
@@ -159,5 +169,6 @@ def test_a_week_of_back_to_back_one_minute_blocks_is_busy_not_free(roomy_stack):
     assert wiring.store().get_connection("u_dense").busy_rebuilt_at is None
     assert stack.invoke("ReconcilerFunction", {"user_ids": ["u_dense"]}).get("errors", 0) == 0
     answer = busy_route(stack, session, "u_dense", hour, booked_until + timedelta(hours=2))
-    assert answer["users"]["u_dense"] == [{"start": iso(hour), "end": iso(tea + timedelta(minutes=30))}]
+    assert answer["users"]["u_dense"] == [{"start": iso(freed + timedelta(minutes=1)),
+                                           "end": iso(tea + timedelta(minutes=30))}]
     assert answer["members"]["u_dense"]["stale"] is False

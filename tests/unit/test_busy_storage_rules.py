@@ -134,8 +134,8 @@ def test_a_change_inside_a_merged_week_keeps_it_busy_and_unsure_until_a_rebuild(
         store.unsure = (store.unsure - set(weeks)) | (unsure or set())
 
     store.write_weeks = write_weeks
-    store.weeks_of_user = lambda user_id: {w: {"periods": dict(p), "unsure": w in store.unsure}
-                                           for w, p in store.weeks.items()}
+    store.weeks_of_user = lambda user_id: {w: {"periods": dict(p), "unsure": w in store.unsure,
+                                               "updated_at": z(NOW)} for w, p in store.weeks.items()}
     busy, c = Busy(store), connection()
     events = [{"event_uid": f"e{i}", "start": z(MONDAY + timedelta(minutes=i)),
                "end": z(MONDAY + timedelta(minutes=i + 1))} for i in range(7_200)]
@@ -147,6 +147,14 @@ def test_a_change_inside_a_merged_week_keeps_it_busy_and_unsure_until_a_rebuild(
     assert store.unsure == {WEEK}
     busy.rebuild_from(c, [e for e in events if e["event_uid"] != "e5"], NOW)
     assert store.unsure == set() and len(covered(store.weeks[WEEK].values())) == 2
+    # An event Cronofy created after the week was written cannot be inside its blocks: nothing unsure
+    new = {"event_uid": "new", "created": z(NOW + timedelta(seconds=1)), "start": z(MONDAY + timedelta(days=6)),
+           "end": z(MONDAY + timedelta(days=6, hours=1))}
+    busy.apply(c, [new], NOW)
+    assert store.unsure == set() and (MONDAY + timedelta(days=6), MONDAY + timedelta(days=6, hours=1)) in covered(
+        store.weeks[WEEK].values())
+    busy.apply(c, [{**new, "event_uid": "old", "created": z(NOW)}], NOW)  # not after: it may be inside
+    assert store.unsure == {WEEK}
 
 
 @settings(deadline=None, max_examples=20)

@@ -163,6 +163,19 @@ def week_form(week: str, periods: dict[str, str]) -> dict[str, str]:
     return {**days_form, **{f"{MERGED}{i}": f"{iso(s)}/{iso(e)}" for i, (s, e) in enumerate(blocks)}}
 
 
+def _created_after(event: CronofyEvent, item: Mapping[str, Any] | None) -> bool:
+    """Whether the event was created (Cronofy's `created`) after the week's item was written (its stamp is
+    taken before the read it was built from): then it is not inside the item's merged blocks. A wrong
+    answer (clocks apart) can only leave a removed event's time busy, never make busy time free."""
+    written = (item or {}).get("updated_at")
+    if not event.created or not written:
+        return False
+    try:
+        return parse_utc(event.created) > parse_utc(written)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 def is_merged(periods: Mapping[str, str]) -> bool:
     """Whether a week's periods hold merged blocks (which name no event)."""
     return any(key.startswith(MERGED) for key in periods)
@@ -191,8 +204,9 @@ class Busy:
               now: datetime | None = None) -> int:
         """Update the busy periods of these changed (non-SolarNexus) events; returns how many weeks changed.
         A changed event not found by its key may have been inside a week's merged blocks, which name no
-        event: those weeks stay as busy as they were and are `unsure` (stale) until the next rebuild, which
-        the reconciler's next visit makes (busy_rebuilt_at is cleared)."""
+        event (unless Cronofy says it was created after the week was written): those weeks stay as busy
+        as they were and are `unsure` (stale) until the next rebuild, which the reconciler's next visit
+        makes (busy_rebuilt_at is cleared)."""
         events = [CronofyEvent.of(e) for e in changed_events]
         if not events:
             return 0
@@ -210,7 +224,8 @@ class Busy:
                     changed.add(week)
                     found = True
             if not found:
-                blurred = {w for w, periods in weeks.items() if is_merged(periods)} - unsure
+                blurred = {w for w, periods in weeks.items()
+                           if is_merged(periods) and not _created_after(event, stored.get(w))} - unsure
                 unsure |= blurred
                 changed |= blurred
             period = busy_period(event)
