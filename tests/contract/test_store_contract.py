@@ -251,12 +251,16 @@ def test_a_week_too_large_for_one_item_is_split_by_size_and_read_whole(busy_stor
     weeks = busy_store.weeks_of_user("u_1")
     assert weeks["2026-12-07"]["periods"] == big
     assert sorted(busy_store.get_many(["u_1"], ["2026-12-07"])["u_1"]["periods"]) == sorted(big.values())
+    # A reader that finds the week's further item gone (replaced between its two reads) is unsure, not free
+    generation = weeks["2026-12-07"]["generation"]
+    db.delete_item(TableName=TABLE, Key={"pk": {"S": "USER#u_1"}, "sk": {"S": f"BUSY#2026-12-07#{generation}#1"}})
+    assert busy_store.get_many(["u_1"], ["2026-12-07"])["u_1"]["unsure"] is True
     small = {"k1": "2026-12-08T10:00:00Z/2026-12-08T11:00:00Z"}
     busy_store.write_weeks("u_1", "org_1", {"2026-12-07": small}, "2026-12-01T13:00:00Z", {"2026-12-07": 2_000_000_000},
                            previous=weeks, unsure={"2026-12-07"})
     assert busy_store.get_many(["u_1"], ["2026-12-07"])["u_1"] == {
         "org_id": "org_1", "updated_at": "2026-12-01T13:00:00Z", "periods": list(small.values()), "unsure": True}
-    assert count(db) == 1  # the replaced write's further items are gone
+    assert count(db) == 1  # the replaced write's further items are gone (here, already)
     busy_store.write_weeks("u_1", "org_1", {"2026-12-07": big}, "2026-12-01T14:00:00Z", {"2026-12-07": 2_000_000_000})
     busy_store.delete_user("u_1")
     assert count(db) == 0
