@@ -20,6 +20,11 @@ Errors are botocore-shaped: `client.exceptions.ConditionalCheckFailedException`,
 `TransactionCanceledException` (with CancellationReasons), `ValidationException`,
 `ResourceNotFoundException` are subclasses of `botocore.exceptions.ClientError`.
 
+Items are held to DynamoDB's 400 KB limit, counted as DynamoDB counts (calsync.dynamo.item_size:
+names and values, 3 bytes a map or list and 1 an element): a larger item is a ValidationException
+("Item size has exceeded the maximum allowed size"), and a batch or transaction holding one writes
+nothing.
+
 Every call holds one lock (the benchmark's notification thread calls in too), and items are copied
 in and out, so callers never share state with the store. GSIs are eventually consistent in AWS; here
 they are always current (ConsistentRead on a GSI is refused, as AWS does).
@@ -34,6 +39,8 @@ from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from calsync.dynamo import ITEM_SIZE_LIMIT, item_size
 
 # ---- errors ---------------------------------------------------------------------------------------
 
@@ -63,6 +70,13 @@ def _error(cls, operation: str, message: str, **extra) -> ClientError:
                 "ResponseMetadata": {"HTTPStatusCode": 400}}
     response.update(extra)
     return cls(response, operation)
+
+
+def _check_size(item: dict, operation: str) -> dict:
+    """`item`, when DynamoDB would store it (at most ITEM_SIZE_LIMIT bytes as it counts them)."""
+    if item_size(item) > ITEM_SIZE_LIMIT:
+        raise _error(_Exceptions.ValidationException, operation, "Item size has exceeded the maximum allowed size")
+    return item
 
 
 # ---- values ----------------------------------------------------------------------------------------
@@ -629,7 +643,7 @@ class MemoryDynamoDB:
                                    ExpressionAttributeValues, old):
                 raise _error(_Exceptions.ConditionalCheckFailedException, "PutItem",
                              "The conditional request failed")
-            table.put(_copy_item(Item))
+            table.put(_copy_item(_check_size(Item, "PutItem")))
             return {"Attributes": _copy_item(old)} if ReturnValues == "ALL_OLD" and old else {}
 
     def delete_item(self, TableName: str, Key: dict, ConditionExpression: str | None = None,  # noqa: N803
@@ -662,7 +676,7 @@ class MemoryDynamoDB:
                              "The conditional request failed")
             new, changed = self._updated(table, Key, old, UpdateExpression, ExpressionAttributeNames,
                                          ExpressionAttributeValues, "UpdateItem")
-            table.put(new)
+            table.put(_check_size(new, "UpdateItem"))
             if ReturnValues == "ALL_NEW":
                 return {"Attributes": _copy_item(new)}
             if ReturnValues == "ALL_OLD":
@@ -863,6 +877,10 @@ class MemoryDynamoDB:
             if sum(len(r) for r in RequestItems.values()) > 25:
                 raise _error(_Exceptions.ValidationException, "BatchWriteItem",
                              "Too many items requested for the BatchWriteItem call")
+            for requests_ in RequestItems.values():  # the whole request is refused, nothing written
+                for r in requests_:
+                    if "PutRequest" in r:
+                        _check_size(r["PutRequest"]["Item"], "BatchWriteItem")
             for name, requests_ in RequestItems.items():
                 table = self._table(name, "BatchWriteItem")
                 for r in requests_:
@@ -903,14 +921,20 @@ class MemoryDynamoDB:
                 raise _error(_Exceptions.TransactionCanceledException, "TransactWriteItems",
                              f"Transaction cancelled, please refer cancellation reasons for specific reasons "
                              f"[{codes}]", CancellationReasons=reasons)
+            writes = []  # every item's new state first: one too large cancels the whole transaction
             for verb, spec, table, key, old in plans:
                 if verb == "Put":
-                    table.put(_copy_item(spec["Item"]))
+                    writes.append((table, key, _copy_item(_check_size(spec["Item"], "TransactWriteItems"))))
                 elif verb == "Delete":
-                    table.delete(key)
+                    writes.append((table, key, None))
                 elif verb == "Update":
                     new, _ = self._updated(table, spec["Key"], old, spec.get("UpdateExpression"),
                                            spec.get("ExpressionAttributeNames"),
                                            spec.get("ExpressionAttributeValues"), "TransactWriteItems")
-                    table.put(new)
+                    writes.append((table, key, _check_size(new, "TransactWriteItems")))
+            for table, key, item in writes:
+                if item is None:
+                    table.delete(key)
+                else:
+                    table.put(item)
             return {}

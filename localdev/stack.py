@@ -35,6 +35,7 @@ from localdev import template
 from localdev.api_gateway import ApiGateway, session_token
 from localdev.emulator import CronofyEmulator
 from localdev.invocation_logs import keys_per_invocation
+from localdev.moto_limits import enforce_item_size
 from localdev.moto_threads import serialize_dynamodb
 from localdev.provisioning import (
     CLIENT_ID,
@@ -101,6 +102,7 @@ class DevStack:
         self._set_env({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
         serialize_dynamodb()  # moto's DynamoDB is not thread-safe: see moto_threads
+        enforce_item_size()  # DynamoDB's 400 KB as DynamoDB counts it: see moto_limits
         self._mock.start()
         self.emulator.start()
         self.gateway.start()

@@ -29,6 +29,9 @@ def db(request, monkeypatch):
 
     for k, v in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(k, v)
+    from localdev.moto_limits import enforce_item_size
+
+    enforce_item_size()  # DynamoDB's 400 KB as DynamoDB counts, as the local stack runs moto
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(TableName=TABLE, **table_definition())
@@ -260,3 +263,38 @@ def test_conflicts_are_read_by_user_by_milestone_and_by_org_and_never_across_org
     assert sorted((c.user_id, c.milestone_id) for c in store.conflicts_of_org("org_1")) == [
         ("u_1", "m_1"), ("u_1", "m_2"), ("u_1#x", "m_1"), ("u_2", "m_1")]
     assert [c.milestone_id for c in store.conflicts_of_org("org_2")] == ["m_3"]
+
+
+def count(db, user_id: str = "u_1") -> int:
+    return db.query(TableName=TABLE, KeyConditionExpression="pk = :u", Select="COUNT",
+                    ExpressionAttributeValues={":u": {"S": f"USER#{user_id}"}})["Count"]
+
+
+def test_a_week_too_large_for_one_item_is_split_by_size_and_read_whole(busy_store, db):
+    """Issue 20, finding 5: a week's map over one item (DynamoDB's 400 KB, as the local stack now enforces)
+    is split over further items, read back whole by both reads, replaced whole and deleted whole."""
+    from calsync.repositories.busy import ONE_ITEM, periods_size
+
+    def at(i: int, second: int) -> str:  # 9,000 distinct one-second blocks on 2026-12-08
+        return f"2026-12-08T{i // 1200:02d}:{i // 20 % 60:02d}:{i % 20 * 2 + second:02d}Z"
+
+    big = {f"~{i}": f"{at(i, 0)}/{at(i, 1)}" for i in range(9_000)}
+    assert periods_size(big) > ONE_ITEM
+    busy_store.write_weeks("u_1", "org_1", {"2026-12-07": big}, "2026-12-01T12:00:00Z", {"2026-12-07": 2_000_000_000})
+    assert count(db) == 2
+    weeks = busy_store.weeks_of_user("u_1")
+    assert weeks["2026-12-07"]["periods"] == big
+    assert sorted(busy_store.get_many(["u_1"], ["2026-12-07"])["u_1"]["periods"]) == sorted(big.values())
+    # A reader that finds the week's further item gone (replaced between its two reads) is unsure, not free
+    generation = weeks["2026-12-07"]["generation"]
+    db.delete_item(TableName=TABLE, Key={"pk": {"S": "USER#u_1"}, "sk": {"S": f"BUSY#2026-12-07#{generation}#1"}})
+    assert busy_store.get_many(["u_1"], ["2026-12-07"])["u_1"]["unsure"] is True
+    small = {"k1": "2026-12-08T10:00:00Z/2026-12-08T11:00:00Z"}
+    busy_store.write_weeks("u_1", "org_1", {"2026-12-07": small}, "2026-12-01T13:00:00Z", {"2026-12-07": 2_000_000_000},
+                           previous=weeks, unsure={"2026-12-07"})
+    assert busy_store.get_many(["u_1"], ["2026-12-07"])["u_1"] == {
+        "org_id": "org_1", "updated_at": "2026-12-01T13:00:00Z", "periods": list(small.values()), "unsure": True}
+    assert count(db) == 1  # the replaced write's further items are gone (here, already)
+    busy_store.write_weeks("u_1", "org_1", {"2026-12-07": big}, "2026-12-01T14:00:00Z", {"2026-12-07": 2_000_000_000})
+    busy_store.delete_user("u_1")
+    assert count(db) == 0

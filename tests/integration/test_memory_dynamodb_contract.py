@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from localdev import template
 from localdev.memory_dynamodb import MemoryDynamoDB
+from localdev.moto_limits import enforce_item_size
 
 TABLE = "contract-table"
 
@@ -24,6 +25,7 @@ def db(request, monkeypatch):
     if request.param == "moto":
         for k, v in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1"}.items():
             monkeypatch.setenv(k, v)
+        enforce_item_size()  # as the local stack runs moto
         with mock_aws():
             client = boto3.client("dynamodb", region_name="us-east-1")
             client.create_table(TableName=TABLE, **kwargs)
@@ -53,6 +55,28 @@ def keys(resp):
 
 
 # ---- raw client calls ------------------------------------------------------------------------------------
+
+def _periods(entries: int) -> dict:
+    return {"M": {f"{i:016x}": S("2026-12-08T09:00:00Z/2026-12-08T09:01:00Z") for i in range(entries)}}
+
+
+def test_the_item_size_limit_is_dynamodbs_400_kb_counted_as_dynamodb_counts(db):
+    """58 bytes a map entry as DynamoDB counts (1 + 16 + 41): 7,080 entries are 410,6xx bytes, over
+    409,600, though moto's own count (57 bytes an entry, limit 405,000) took them."""
+    db.put_item(TableName=TABLE, Item={"pk": S("u"), "sk": S("fits"), "periods": _periods(7_000)})
+    too_large = {"pk": S("u"), "sk": S("big"), "periods": _periods(7_080)}
+    with pytest.raises(ClientError) as err:
+        db.put_item(TableName=TABLE, Item=too_large)
+    assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert "size has exceeded" in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError):
+        db.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": too_large}}]})
+    with pytest.raises(ClientError):
+        db.update_item(TableName=TABLE, Key={"pk": S("u"), "sk": S("fits")}, UpdateExpression="SET more = :m",
+                       ExpressionAttributeValues={":m": S("x" * 5_000)})
+    found = db.query(TableName=TABLE, KeyConditionExpression="pk = :u", ExpressionAttributeValues={":u": S("u")})
+    assert keys(found) == [("u", "fits")] and len(found["Items"][0]["periods"]["M"]) == 7_000
+
 
 def test_conditional_put_and_errors_are_client_errors(db):
     db.put_item(TableName=TABLE, Item={"pk": S("a"), "sk": S("1"), "v": N(1)},

@@ -380,3 +380,25 @@ def test_a_move_is_not_lost_when_its_message_cannot_be_sent_the_first_time(stack
     moves = _moved(stack, jane_cal, "ms_pub", in_days(2, hour=19), in_days(2, hour=21))
     assert len(calls) >= 2 and len(moves) == 1
     assert moves[0]["message_id"] == calls[0].message_id  # the retry is the same message
+
+
+def test_a_move_to_year_9999_is_reported_as_a_removal_the_core_platform_can_apply(stack, jane_cal):
+    """Issue 20, finding 9: a reschedule to 9999 made the core's upsert fail our own 2000-2099 check."""
+    assert push(stack, milestone("ms_far", 3, ["u_jane"], in_days(2))) == set()
+    calendar_changes(stack)
+    stack.settle()
+    stack.emulator.move_event(jane_cal, event_id=event_id_for("ms_far"),
+                              start="9999-12-30T09:00:00Z", end="9999-12-30T11:00:00Z")
+    stack.drain()
+    said = calendar_changes(stack)
+    assert [(m["type"], m["milestone_id"], m["based_on_version"]) for m in said] == [
+        ("milestone.removed_on_calendar", "ms_far", 3)]
+    assert stack.queue_messages("NotificationsDLQ") == []
+    # As after a deletion: the event is not kept on the calendar (in 9999), nothing more is said, and
+    # the milestone's next change writes it again
+    report = stack.invoke("ReconcilerFunction", {"user_ids": ["u_jane"]})
+    assert report.get("errors", 0) == 0 and calendar_changes(stack) == []
+    stack.settle()
+    assert event_id_for("ms_far") not in managed_events(stack, jane_cal)
+    assert push(stack, milestone("ms_far", 4, ["u_jane"], in_days(3))) == set()
+    assert managed_events(stack, jane_cal)[event_id_for("ms_far")]["start"] == iso(in_days(3))

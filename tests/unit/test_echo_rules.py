@@ -7,9 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calsync.cronofy_event import CronofyEvent
 from calsync.drift import APPLY_LAG
+from calsync.milestones import in_accepted_years
 from calsync.models import ConnectionState, iso, utcnow
 from calsync.notifications import changed_after_our_write
 from tests.fakes.world import World, milestone
@@ -142,3 +145,23 @@ def test_a_change_counts_as_after_our_write_only_when_cronofy_says_so():
     later = landing + timedelta(seconds=1)
     assert changed_after_our_write(CronofyEvent(updated=later.strftime("%Y-%m-%dT%H:%M:%SZ")), ref)
     assert changed_after_our_write(CronofyEvent(), ref)  # no `updated`: assume the user changed it
+
+
+@settings(max_examples=30, deadline=None)
+@given(year=st.integers(min_value=1, max_value=9999) | st.sampled_from([1999, 2000, 2099, 2100]),
+       all_day=st.booleans())
+def test_a_move_outside_the_years_the_core_accepts_is_a_removal_never_a_reschedule(year, all_day):
+    """Issue 20, finding 9: the core platform schedules milestones in 2000-2099 only (calsync.milestones
+    YEARS); a calendar-side move outside them is reported as a removal. (The change read: the fake's full
+    read does not model include_moved; tests/integration/test_two_way_and_busy.py covers that read.)"""
+    world = connected("changes")
+    world.publish(milestone())
+    day = f"{year:04d}-06-01"
+    moved = (day, f"{year:04d}-06-02") if all_day else (f"{day}T09:00:00Z", f"{day}T11:00:00Z")
+    world.cronofy.user_moves("u_1", "sn-m_1", *moved)
+    assert world.notify("u_1")["reported"] == 1
+    accepted = 2000 <= year <= 2099
+    assert in_accepted_years(*moved) is accepted
+    kinds = [type(m).__name__ for m in world.publisher.sent if "OnCalendar" in type(m).__name__]
+    assert kinds == ["MilestoneRescheduledOnCalendar" if accepted else "MilestoneRemovedOnCalendar"]
+    assert world.notify("u_1")["reported"] == 0  # said once

@@ -94,7 +94,7 @@ class MemoryWeeks:
     def weeks_of_user(self, user_id):
         return {w: {"periods": dict(p)} for w, p in self.weeks.items()}
 
-    def write_weeks(self, user_id, org_id, weeks, updated_at, expires_at):
+    def write_weeks(self, user_id, org_id, weeks, updated_at, expires_at, previous=None, unsure=None):
         for week, periods in weeks.items():
             if periods:
                 self.weeks[week] = dict(periods)

@@ -6,7 +6,10 @@ Kept from the Read Events requests the service makes anyway, with no free/busy c
 - a full rebuild (`rebuild`, one Read Events of the user's own events over the window) runs when a
   backfill finishes, when Cronofy says a profile's first sync completed, and weekly from the
   reconciler (events entering Cronofy's window as time passes are not notified).
-Only start and end are stored, under a hash of the event's id: no title, no details. Managed
+Only start and end are stored, under a hash of the event's id: no title, no details. Storage is bounded
+whatever the calendar holds: an event is stored only in the weeks it overlaps within the scheduler's
+window (a day back, DAYS_AHEAD ahead: one event to 9999 is ~10 weeks, not 415,000), and a week too busy
+for one item keeps merged blocks instead of events (`week_form`). Managed
 (SolarNexus) events are never busy blocks here; "Show as Free" (transparent), cancelled and declined
 events are not busy; tentative counts as busy. The route answers from DynamoDB alone.
 """
@@ -27,6 +30,7 @@ from calsync.errors import InvalidRequest
 from calsync.models import Connection, iso, utcnow
 from calsync.observability import metrics
 from calsync.ports import BusyWeeks, ConnectionStore, EventReader
+from calsync.repositories.busy import ONE_ITEM, WEEK_CAPACITY, entry_size, periods_size
 from calsync.slots import local_instant
 
 DAYS_BACK = 1
@@ -34,6 +38,7 @@ DAYS_AHEAD = 60
 MAX_USERS = 200
 MAX_SPAN_DAYS = 62
 KEEP_WEEKS_AFTER = timedelta(days=14)
+MERGED = "~"  # the key prefix of merged blocks (event keys are hex)
 
 
 def _instant(value: str, zone: ZoneInfo = freshness.UTC_ZONE) -> datetime:
@@ -98,6 +103,84 @@ def _window(now: datetime) -> tuple[date, date]:
     return (now - timedelta(days=DAYS_BACK)).date(), (now + timedelta(days=DAYS_AHEAD)).date()
 
 
+def window_bounds(now: datetime) -> tuple[datetime, datetime]:
+    """The instants of the window busy periods are stored for (`_window`, UTC midnights)."""
+    first, last = _window(now)
+    return _instant(first.isoformat()), _instant(last.isoformat())
+
+
+def stored_weeks(start: datetime, end: datetime, first: datetime, last: datetime) -> list[str]:
+    """The weeks a busy period [start, end) is stored in: those it overlaps within the window [first, last),
+    whatever its length (a period outside the window is stored nowhere)."""
+    low, high = max(start, first), min(end, last)
+    return weeks_between(low, high) if high > low else []
+
+
+def _week_bounds(week: str) -> tuple[datetime, datetime]:
+    monday = datetime.combine(date.fromisoformat(week), time(0), UTC)
+    return monday, monday + timedelta(days=7)
+
+
+def _close_smallest_gaps(blocks: list[tuple[datetime, datetime]], keep: int) -> list[tuple[datetime, datetime]]:
+    """`blocks` (merged, sorted) as at most `keep` blocks: the smallest gaps between them closed (busy over
+    them), the earliest first among equal gaps."""
+    if len(blocks) <= keep:
+        return blocks
+    gaps = sorted(range(1, len(blocks)), key=lambda i: (blocks[i][0] - blocks[i - 1][1], i))
+    closed = set(gaps[:len(blocks) - max(keep, 1)])
+    out = [blocks[0]]
+    for i in range(1, len(blocks)):
+        out[-1:] = [(out[-1][0], blocks[i][1])] if i in closed else [out[-1], blocks[i]]
+    return out
+
+
+def week_form(week: str, periods: dict[str, str]) -> dict[str, str]:
+    """What is stored for a week: its periods by event key while they fit in one item (repositories.busy
+    ONE_ITEM); else merged blocks under MERGED keys: timed periods clipped to the week, overlapping and
+    adjacent ones joined, all-day ones (their instants depend on the reader's zone) clipped to the week
+    and a day each side, each once; and when even those exceed WEEK_CAPACITY, the smallest gaps between
+    blocks closed until they fit. Never less busy than the periods given."""
+    if periods_size(periods) <= ONE_ITEM:
+        return periods
+    monday, next_monday = _week_bounds(week)
+    days = ((monday - timedelta(days=1)).date().isoformat(), (next_monday + timedelta(days=1)).date().isoformat())
+    timed: list[tuple[datetime, datetime]] = []
+    all_day: set[str] = set()
+    for period in periods.values():
+        start, end = period.split("/")
+        if len(start) == 10 or len(end) == 10:
+            all_day.add(f"{max(start[:10], days[0])}/{min(end[:10], days[1])}")
+        else:
+            timed.append((max(parse_utc(start), monday), min(parse_utc(end), next_monday)))
+    days_form = {f"{MERGED}d{i}": p for i, p in enumerate(sorted(all_day))}
+    blocks = merge(timed)
+    form = {**days_form, **{f"{MERGED}{i}": f"{iso(s)}/{iso(e)}" for i, (s, e) in enumerate(blocks)}}
+    if periods_size(form) <= WEEK_CAPACITY:
+        return form
+    room = WEEK_CAPACITY - periods_size(days_form)
+    largest = entry_size(f"{MERGED}{len(blocks)}", f"{iso(monday)}/{iso(next_monday)}")
+    blocks = _close_smallest_gaps(blocks, max(1, room // largest))
+    return {**days_form, **{f"{MERGED}{i}": f"{iso(s)}/{iso(e)}" for i, (s, e) in enumerate(blocks)}}
+
+
+def _created_after(event: CronofyEvent, item: Mapping[str, Any] | None) -> bool:
+    """Whether the event was created (Cronofy's `created`) after the week's item was written (its stamp is
+    taken before the read it was built from): then it is not inside the item's merged blocks. A wrong
+    answer (clocks apart) can only leave a removed event's time busy, never make busy time free."""
+    written = (item or {}).get("updated_at")
+    if not event.created or not written:
+        return False
+    try:
+        return parse_utc(event.created) > parse_utc(written)
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def is_merged(periods: Mapping[str, str]) -> bool:
+    """Whether a week's periods hold merged blocks (which name no event)."""
+    return any(key.startswith(MERGED) for key in periods)
+
+
 def covered_until(conn: Connection | None, now: datetime) -> datetime:
     """Up to when a member's stored busy periods are complete: the end of the window of their last
     rebuild (`busy_rebuilt_at`, on the connection the routes read anyway). Later events were never
@@ -119,27 +202,44 @@ class Busy:
 
     def apply(self, conn: Connection, changed_events: Iterable[CronofyEvent | Mapping[str, Any]],
               now: datetime | None = None) -> int:
-        """Update the busy periods of these changed (non-SolarNexus) events; returns how many changed."""
+        """Update the busy periods of these changed (non-SolarNexus) events; returns how many weeks changed.
+        A changed event not found by its key may have been inside a week's merged blocks, which name no
+        event (unless Cronofy says it was created after the week was written): those weeks stay as busy
+        as they were and are `unsure` (stale) until the next rebuild, which the reconciler's next visit
+        makes (busy_rebuilt_at is cleared)."""
         events = [CronofyEvent.of(e) for e in changed_events]
         if not events:
             return 0
+        now = now or utcnow()
+        first, last = window_bounds(now)
         stored = self.store.weeks_of_user(conn.user_id)
         weeks = {w: dict(item.get("periods") or {}) for w, item in stored.items()}
+        unsure = {w for w, item in stored.items() if item.get("unsure")}
         changed: set[str] = set()
         for event in events:
             key = event_key(event)
+            found = False
             for week, periods in weeks.items():
                 if periods.pop(key, None) is not None:
                     changed.add(week)
+                    found = True
+            if not found:
+                blurred = {w for w, periods in weeks.items()
+                           if is_merged(periods) and not _created_after(event, stored.get(w))} - unsure
+                unsure |= blurred
+                changed |= blurred
             period = busy_period(event)
             if period is None:
                 continue
             start, end = (_instant(x) for x in period.split("/"))
-            for week in weeks_between(start, end):
+            for week in stored_weeks(start, end, first, last):
                 weeks.setdefault(week, {})[key] = period
                 changed.add(week)
-        self._write(conn, {w: weeks[w] for w in changed}, now)
-        return len(changed)
+        written = self._write(conn, {w: weeks[w] for w in changed}, stored, unsure, now)
+        if unsure - {w for w, item in stored.items() if item.get("unsure")} and self.connections is not None:
+            # Newly unsure: the reconciler's next visit (within a day) rebuilds the busy periods.
+            self.connections.update_connection(conn.user_id, lambda c: c.model_copy(update={"busy_rebuilt_at": None}))
+        return written
 
     def rebuild(self, conn: Connection, client: EventReader, now: datetime | None = None) -> int:
         """Re-read the user's own events over the scheduler's window (one Read Events, paged) and store
@@ -153,30 +253,42 @@ class Busy:
     def rebuild_from(self, conn: Connection, own_events: Iterable[CronofyEvent | Mapping[str, Any]],
                      now: datetime | None = None) -> int:
         """Store afresh the busy periods of these events (every one of the user's own events over a window
-        holding the scheduler's: a read made anyway, e.g. the day's check); returns how many were kept."""
+        holding the scheduler's: a read made anyway, e.g. the day's check); returns how many were kept.
+        Only the weeks whose stored periods differ are written."""
         now = now or utcnow()
-        window_from, window_to = _window(now)
-        first, last = _instant(window_from.isoformat()), _instant(window_to.isoformat())
-        weeks: dict[str, dict[str, str]] = {w: {} for w in self.store.weeks_of_user(conn.user_id)}
+        first, last = window_bounds(now)
+        stored = self.store.weeks_of_user(conn.user_id)
+        weeks: dict[str, dict[str, str]] = {w: {} for w in stored}
         kept = 0
         for event in own_events:
             period = busy_period(event)
             if period is None:
                 continue
             start, end = (_instant(x) for x in period.split("/"))
-            if start >= last or end < first:
-                continue  # outside the window (as Read Events: starts before `to`, ends on or after `from`)
-            kept += 1
-            for week in weeks_between(start, end):
+            places = stored_weeks(start, end, first, last)
+            kept += bool(places)
+            for week in places:
                 weeks.setdefault(week, {})[event_key(event)] = period
-        self._write(conn, weeks, now)
+        self._write(conn, weeks, stored, set(), now)
         return kept
 
-    def _write(self, conn: Connection, weeks: dict[str, dict[str, str]], now: datetime | None) -> None:
+    def _write(self, conn: Connection, weeks: dict[str, dict[str, str]], stored: dict[str, dict],
+               unsure: set[str], now: datetime | None) -> int:
+        """Store these weeks in their stored form (week_form), those that differ from what is stored;
+        returns how many were written."""
         stamp = iso(now or utcnow())
-        self.store.write_weeks(conn.user_id, conn.org_id, weeks, stamp, {w: _expiry(w) for w in weeks})
+        forms = {w: week_form(w, periods) if periods else {} for w, periods in weeks.items()}
+        differ = {w: form for w, form in forms.items()
+                  if (stored.get(w) or {}).get("periods", {}) != form or (w in unsure) != bool((stored.get(w) or {})
+                                                                                             .get("unsure"))}
+        differ = {w: form for w, form in differ.items() if form or w in stored}
+        if differ:
+            self.store.write_weeks(conn.user_id, conn.org_id, differ, stamp, {w: _expiry(w) for w in differ},
+                                   previous=stored, unsure=unsure & set(differ))
         self.store.touch(conn.user_id, conn.org_id, stamp)
         metrics.add_metric(name="BusyRefreshes", unit="Count", value=1)
+        metrics.add_metric(name="BusyWeeksWritten", unit="Count", value=len(differ))
+        return len(differ)
 
     def for_scheduler(self, caller: Caller, org_id: str, user_ids: list[str], start: datetime,
                       end: datetime) -> dict:
@@ -216,10 +328,13 @@ class Busy:
             blocks = []
             for pair in set(item.get("periods", [])):
                 s, e = (_instant(x, zone) for x in pair.split("/"))
-                if start and end and (e <= start or s >= end):
-                    continue
+                if start and end:
+                    if e <= start or s >= end:
+                        continue
+                    s, e = max(s, start), min(e, end)  # (an end in 9999 has no room for a buffer)
                 blocks.append((s, e))
             updated = item.get("updated_at")
             found[user_id] = freshness.StoredBusy(item.get("org_id"), merge(blocks),
-                                                  _instant(updated) if updated else None)
+                                                  _instant(updated) if updated else None,
+                                                  unsure=bool(item.get("unsure")))
         return found

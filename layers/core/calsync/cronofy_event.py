@@ -44,6 +44,7 @@ class CronofyEvent:
     end: Any = None
     summary: str | None = None
     updated: str | None = None
+    created: str | None = None
     deleted: bool = False
     recurring: bool = False
     transparency: str | None = None
@@ -57,7 +58,7 @@ class CronofyEvent:
         return cls(
             event_id=raw.get("event_id"), event_uid=raw.get("event_uid"), calendar_id=raw.get("calendar_id"),
             start=raw.get("start"), end=raw.get("end"), summary=raw.get("summary"), updated=raw.get("updated"),
-            deleted=bool(raw.get("deleted")), recurring=bool(raw.get("recurring")),
+            created=raw.get("created"), deleted=bool(raw.get("deleted")), recurring=bool(raw.get("recurring")),
             transparency=raw.get("transparency"), status=raw.get("status"),
             participation_status=raw.get("participation_status"))
 

@@ -17,6 +17,7 @@ from calsync.errors import ConflictError
 
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
+ITEM_SIZE_LIMIT = 400 * 1024  # DynamoDB's largest item, counted as item_size counts
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()
@@ -29,6 +30,44 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def attribute_size(value: dict[str, Any]) -> int:
+    """The bytes DynamoDB counts for one typed value (AttributeValue), its name not included: strings and
+    binaries their length (UTF-8), a number 1 byte per two significant digits plus 1, a boolean or null 1,
+    a list or map 3 bytes plus 1 byte and the size of each element (a map's keys count as names), a set
+    the size of its elements. (developer guide, "Item sizes and formats"; what the 400 KB limit counts.)"""
+    (kind, raw), = value.items()
+    if kind == "S":
+        return len(raw.encode())
+    if kind == "B":
+        return len(raw)
+    if kind == "N":
+        return _number_size(raw)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(v.encode()) for v in raw)
+    if kind == "NS":
+        return sum(_number_size(v) for v in raw)
+    if kind == "BS":
+        return sum(len(v) for v in raw)
+    if kind == "L":
+        return 3 + sum(1 + attribute_size(v) for v in raw)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + attribute_size(v) for k, v in raw.items())
+    raise ValueError(f"not a DynamoDB value: {kind}")
+
+
+def _number_size(raw: str) -> int:
+    digits = raw.lstrip("-+").split("e")[0].split("E")[0].replace(".", "").strip("0")
+    return (len(digits) + 1) // 2 + 1
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """The size DynamoDB counts for a typed item against ITEM_SIZE_LIMIT: each attribute's name (UTF-8)
+    plus its value (attribute_size)."""
+    return sum(len(name.encode()) + attribute_size(value) for name, value in item.items())
 
 
 def without_keys(values: dict[str, Any], *names: str) -> dict[str, Any]:

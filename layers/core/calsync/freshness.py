@@ -8,7 +8,8 @@ last time a notification's Read Events read their changes (which refreshes busy 
 their own events changed). A quiet calendar sends nothing and is rebuilt weekly by the reconciler, so
 the default is 8 days. Busy periods are kept only DAYS_AHEAD (60) days ahead of their last rebuild
 (calsync.busy.covered_until): a member asked about days past that is `stale` too, as their busy time
-there is unknown, not free.
+there is unknown, not free. So is a member whose weeks asked hold merged blocks an event changed inside
+(`StoredBusy.unsure`, calsync.busy.Busy.apply): those blocks stay busy until the next rebuild.
 
 The busy periods themselves are read only through `Busy.periods` (calsync/busy.py).
 """
@@ -31,6 +32,7 @@ class StoredBusy:
     org_id: str | None
     blocks: list[tuple[datetime, datetime]]  # UTC, merged, sorted
     as_of: datetime | None  # the last successful refresh from Cronofy
+    unsure: bool = False  # a week read holds merged blocks an event changed inside: busy as stored, but stale
 
 
 def user_zone(conn: Connection | None, default: ZoneInfo = UTC_ZONE) -> ZoneInfo:
@@ -66,7 +68,7 @@ def member_status(conn: Connection | None, busy: StoredBusy | None, now: datetim
         "state": conn.state.value if conn is not None else ConnectionState.NOT_CONNECTED.value,
         "timezone": user_zone(conn, default_zone).key,
         "as_of": iso(known),
-        "stale": is_stale(conn, known, now, stale_after) or not covered,
+        "stale": is_stale(conn, known, now, stale_after) or not covered or (busy is not None and busy.unsure),
     }
 
 

@@ -118,8 +118,20 @@ def busy_week(user_id: str, week: str) -> Key:
     return user_item(user_id, busy_week_sk(week))
 
 
+def busy_week_part(user_id: str, week: str, generation: str, part: int) -> Key:
+    """A further item of a week whose busy periods do not fit one item (BusyStore): `part` 1.. of the
+    write `generation` that the week's own item names."""
+    return user_item(user_id, f"{busy_week_sk(week)}#{generation}#{part}")
+
+
 def week_of(sk: str) -> str:
-    return sk.removeprefix(BUSY_WEEK)
+    return sk.removeprefix(BUSY_WEEK).split("#")[0]
+
+
+def busy_part_of(sk: str) -> tuple[str, int] | None:
+    """(generation, part) of a week's further item, None for the week's own item."""
+    rest = sk.removeprefix(BUSY_WEEK).split("#")
+    return (rest[1], int(rest[2])) if len(rest) == 3 else None
 
 
 # ---- other partitions ------------------------------------------------------------------------

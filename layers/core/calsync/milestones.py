@@ -39,6 +39,15 @@ MANAGED_LINE = (
 )
 
 
+def in_accepted_years(*times: str) -> bool:
+    """Whether every one of these ISO times or dates falls in the years the core platform accepts for a
+    scheduled milestone (YEARS): the one rule for a milestone message and for a calendar-side move."""
+    try:
+        return all(YEARS[0] <= int(t[:4]) < YEARS[1] for t in times)
+    except (TypeError, ValueError):
+        return False
+
+
 class Customer(BaseModel):
     model_config = ConfigDict(extra="ignore")
     # The schema types name as a string; a null is taken as left out (harmless, and mirrors stored
@@ -101,7 +110,7 @@ class Milestone(BaseModel):
         pattern, kind = (_DATE, "dates (YYYY-MM-DD)") if self.all_day else (_UTC_TIME, "UTC times (…Z)")
         if not pattern.match(start) or not pattern.match(end):
             raise ValueError(f"{'all-day' if self.all_day else 'timed'} milestones need {kind} for start and end")
-        if not all(YEARS[0] <= int(t[:4]) < YEARS[1] for t in (start, end)):
+        if not in_accepted_years(start, end):
             raise ValueError(f"a scheduled milestone's times are in the years {YEARS[0]}-{YEARS[1] - 1}")
         if self.all_day:
             if date.fromisoformat(end) < date.fromisoformat(start):

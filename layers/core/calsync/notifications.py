@@ -30,7 +30,7 @@ from calsync.cronofy import BATCH_LIMIT, CronofyAuthError, InvalidGrant
 from calsync.cronofy_event import CronofyEvent, cronofy_time, delete_entry, events_of
 from calsync.drift import changed_after_our_write, check_window, find_drift
 from calsync.messages import MilestoneRemovedOnCalendar, MilestoneRescheduledOnCalendar
-from calsync.milestones import calendar_event, milestone_id_from_event_id
+from calsync.milestones import calendar_event, in_accepted_years, milestone_id_from_event_id
 from calsync.models import Connection, EventRef, iso, utcnow
 from calsync.observability import logger, metrics
 from calsync.ports import EventPublisher, SyncStore, TokenKeeper, UserCalendar
@@ -259,13 +259,17 @@ class NotificationProcessor:
         if catching_up and not changed_after_our_write(event, ref):
             return 0  # not a change made after our write: drift, which the reconciler repairs
         said = _what_the_user_did(conn, ref, event)
-        if event.deleted:
+        # A move out of the years the core platform accepts (2000-2099, e.g. to 9999) is reported as a
+        # removal: as a reschedule the core's resulting upsert would be refused by our own milestone check
+        # and dead-letter; the user took the event off any date SolarNexus can schedule.
+        if event.deleted or not in_accepted_years(*event.times()):
             # Published first, recorded after: a failure in between is retried (the notification's
             # message comes back) and sends the same message id again, which the core platform can
             # drop; recording first would lose the change for good if the publish failed.
             self.publisher.calendar_change(MilestoneRemovedOnCalendar(**said))
             self.store.put_ref(ref.model_copy(update={"removed_by_user_version": ref.version}))
-            logger.info("event removed on calendar", extra={"milestone_id": ref.milestone_id})
+            logger.info("event removed on calendar", extra={"milestone_id": ref.milestone_id,
+                                                            "moved_out_of_range": not event.deleted})
             metrics.add_metric(name="RemovalsReceived", unit="Count", value=1)
             return 1
         start, end = event.times()
