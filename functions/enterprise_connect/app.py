@@ -26,7 +26,8 @@ from calsync import http_errors, wiring
 from calsync.caller import Caller, caller_from_event
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
-from calsync.enterprise import MAX_MEMBERS
+from calsync.cronofy import interactive, route_seconds
+from calsync.enterprise import MAX_MEMBERS, MEMBER_CALLBACK_PATH
 from calsync.oauth_state import binding_cookie
 from calsync.observability import logger, metrics
 
@@ -244,4 +245,16 @@ def member_callback(body: Annotated[MemberCallback, Body()]) -> Response[dict]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     refused = http_errors.other_org(event) or http_errors.unreadable_body(event)
-    return refused if refused is not None else app.resolve(event, context)
+    if refused is not None:
+        return refused
+    if _path(event) == MEMBER_CALLBACK_PATH:
+        # Cronofy's call, not a person's: queue priority, and a refusal of the limiter is a 503 it retries.
+        return app.resolve(event, context)
+    # An admin (or the admin's browser) waits: interactive priority, as the calendar routes, so these
+    # routes never draw on the share of Cronofy's limit kept for queue work.
+    with interactive(route_seconds(context)):
+        return app.resolve(event, context)
+
+
+def _path(event: dict) -> str:
+    return str(event.get("rawPath") or ((event.get("requestContext") or {}).get("http") or {}).get("path") or "")
