@@ -48,3 +48,28 @@ def test_8_admin_routes_do_not_draw_on_the_share_kept_for_queue_work(stack, admi
     [sent] = [r for r in stack.emulator.request_log if r["path"] == "/v1/service_account_authorizations"]
     assert sent["at"] >= share_back_at - 0.2, (sent["at"] - spent_at, share_back_at - spent_at)
     assert resp.json()["members"][0]["status"] == "requested"
+
+
+# ---- 10. a malformed service-account token answer ------------------------------------------------------
+
+
+def _fragments(tokens: set[str], size: int = 8) -> set[str]:
+    """Every `size`-character piece of every token: no part of one may be logged."""
+    return {t[i:i + size] for t in tokens for i in range(0, len(t) - size + 1)}
+
+
+def test_10_a_malformed_service_account_token_answer_is_revoked_and_never_logged(stack, admin, service_logs):
+    stack.emulator.add_fault(path_prefix="/oauth/token", method="POST", mode="malformed", count=1)
+    resp = ec.authorize(admin, stack.base_url, ORG, DOMAIN)
+    assert ec.outcome(resp) == {"enterprise_connect": "error", "reason": "code_exchange_failed"}, resp.url
+    # The grant Cronofy made (the code is spent) is revoked: nothing is left that nothing stored can revoke.
+    [account] = stack.emulator.enterprise_state()["service_accounts"]
+    assert account["revoked"] is True
+    assert ec.status(admin, stack.base_url, ORG)["state"] == "not_connected"
+    # No part of its tokens in any log line.
+    enterprise = stack.emulator.enterprise
+    tokens = set(enterprise.access) | set(enterprise.refresh)
+    assert tokens
+    logs = service_logs.getvalue()
+    assert "the token response is not valid" in logs or "code exchange failed" in logs
+    assert not [f for f in _fragments(tokens) if f in logs]

@@ -56,6 +56,7 @@ from calsync.cronofy import (
     DELEGATED_ACCESS_LIMIT,
     CronofyAuthError,
     CronofyError,
+    CronofyInvalidResponse,
     CronofyRateLimited,
     CronofyUnavailable,
     CronofyUser,
@@ -196,7 +197,8 @@ class EnterpriseConnectService:
         except CronofyError as error:
             logger.warning("enterprise connect code exchange failed", extra={"org_id": claims.org_id,
                                                                               "error": type(error).__name__})
-            reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
+            refused = isinstance(error, InvalidGrant | CronofyInvalidResponse)
+            reason = "code_exchange_failed" if refused else "calendar_service_unavailable"
             return self._redirect("error", reason, claims.return_to)
         existing = self.store.get_org(claims.org_id)
         active = existing is not None and existing.get("status") == "active"
