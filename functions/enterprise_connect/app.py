@@ -161,7 +161,11 @@ def end(org_id: str) -> Response[dict]:
         f"Members by SolarNexus user id and calendar e-mail, 1..{MAX_MEMBERS} per call. Cronofy is asked at "
         "most 50 members per request, through the shared rate limiter; it calls back per member, and the "
         "member's primary calendar is connected and backfilled. Members who already have a connection are "
-        "`skipped`. Follow progress with `GET /v1/orgs/{org_id}/enterprise-connect`."
+        "`skipped`. A user id that belongs to another organization as far as the service knows (a connection "
+        "made there, or milestones the core platform scheduled for them there) is `refused` alone, with "
+        "`error` 403 `not_in_org`; nothing is stored for it. An id known nowhere cannot be checked: if the "
+        "user's own session later names another org, what was made under their id here is disconnected. "
+        "Follow progress with `GET /v1/orgs/{org_id}/enterprise-connect`."
     ),
     responses={
         202: _doc("Each member's status after asking Cronofy", "EnterpriseConnectRequested"),

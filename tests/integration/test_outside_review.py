@@ -73,3 +73,182 @@ def test_10_a_malformed_service_account_token_answer_is_revoked_and_never_logged
     logs = service_logs.getvalue()
     assert "the token response is not valid" in logs or "code exchange failed" in logs
     assert not [f for f in _fragments(tokens) if f in logs]
+
+
+# ---- shared steps ---------------------------------------------------------------------------------------
+
+
+def _conn(user_id: str):
+    from calsync import wiring
+
+    return wiring.store().get_connection(user_id)
+
+
+def _sub_of(stack, account: dict) -> str:
+    return next(a.sub for a in stack.emulator.state.accounts.values() if a.profile_id == account["profile_id"])
+
+
+def _open_channels(stack, account: dict) -> set[str]:
+    return {c["channel_id"] for c in stack.emulator.channels(_sub_of(stack, account))}
+
+
+def _member_rows(stack, admin) -> dict[str, dict]:
+    return {m["user_id"]: m for m in ec.status(admin, stack.base_url, ORG)["members"]}
+
+
+# ---- 3. a refused connect completion leaves the live channel alone --------------------------------------
+
+
+def test_3_a_second_consent_on_another_device_leaves_the_live_channel_open(stack, teammate):
+    from localdev import browser
+
+    session, account = teammate["session"], teammate["account"]
+    phone = stack.browser("u_miguel", ORG)
+    url = browser.start_connect(phone, stack.base_url, "microsoft")
+    to_callback = browser.consent(phone, url, account["profile_id"], follow=False)
+    assert browser.connect(session, stack.base_url, "microsoft", account["profile_id"])["calendar_sync"] == "connected"
+    stack.drain()
+    live = _conn("u_miguel").channel_id
+    assert live in _open_channels(stack, account)
+    landed = phone.get(to_callback.headers["Location"], timeout=20)  # the phone's consent completes late
+    assert browser.outcome(landed) == {"calendar_sync": "error", "reason": "already_connected"}
+    # Cronofy handed the refused attempt the same channel (same account, same callback URL): still open.
+    assert live in _open_channels(stack, account)
+    assert _conn("u_miguel").channel_id == live
+
+
+def test_3_an_enterprise_callback_for_a_member_who_connected_the_mailbox_leaves_their_channel(stack, admin):
+    mailbox = stack.emulator.add_calendar_account("google", f"ana@{DOMAIN}")
+    _authorized(stack, admin)
+    stack.emulator.enterprise.deliveries.pause()
+    try:
+        resp = ec.request_members(admin, stack.base_url, ORG, [("u_ana", f"ana@{DOMAIN}")])
+        assert resp.json()["members"][0]["status"] == "requested"
+        ana = stack.browser("u_ana", ORG)
+        from tests.helpers import connect
+
+        connect(stack, ana, "google", mailbox)  # she connects the same mailbox herself meanwhile
+    finally:
+        stack.emulator.enterprise.deliveries.resume()
+        ec.settle(stack)
+    assert (_member_rows(stack, admin)["u_ana"]["status"], _member_rows(stack, admin)["u_ana"]["reason"]) == (
+        "failed", "already_connected")
+    live = _conn("u_ana").channel_id
+    assert live in _open_channels(stack, mailbox)
+    assert stack.emulator.account_state(_sub_of(stack, mailbox))["tokens_valid"] is True
+
+
+# ---- 2. a late member callback never replaces a user's own connection across orgs -----------------------
+
+
+def test_2_a_late_member_callback_leaves_another_orgs_user_alone_and_revokes_its_grant(stack, admin):
+    work = stack.emulator.add_calendar_account("google", f"xo@{DOMAIN}")
+    own = stack.emulator.add_calendar_account("google", "xo@elsewhere.example", calendars=[
+        {"name": "Work", "primary": True}, {"name": "Jobs", "primary": False}])
+    _authorized(stack, admin)
+    stack.emulator.enterprise.deliveries.pause()
+    try:
+        resp = ec.request_members(admin, stack.base_url, ORG, [("u_xo", f"xo@{DOMAIN}")])
+        assert resp.json()["members"][0]["status"] == "requested"  # known nowhere yet
+        xo = stack.browser("u_xo", OTHER)
+        from localdev import browser
+
+        outcome = browser.connect(xo, stack.base_url, "google", own["profile_id"])
+        assert outcome["calendar_sync"] == "choose_calendar"  # pending_calendar: a replaceable state
+    finally:
+        stack.emulator.enterprise.deliveries.resume()
+        ec.settle(stack)
+    row = _member_rows(stack, admin)["u_xo"]
+    assert (row["status"], row["reason"]) == ("failed", "not_in_org")
+    mine = xo.get(stack.url("/v1/calendar/connection"))
+    assert mine.status_code == 200 and mine.json()["state"] == "pending_calendar", mine.text
+    assert _conn("u_xo").org_id == OTHER and _conn("u_xo").cronofy_sub == _sub_of(stack, own)
+    # the grant the callback brought (org A's mailbox) is revoked; theirs stays
+    assert stack.emulator.account_state(_sub_of(stack, work))["tokens_valid"] is False
+    assert stack.emulator.account_state(_sub_of(stack, own))["tokens_valid"] is True
+
+
+# ---- 7. an admin's member callback never replaces a member's own pending connection ----------------------
+
+
+def test_7_a_member_callback_does_not_replace_the_members_own_pending_connection(stack, admin):
+    work = stack.emulator.add_calendar_account("google", f"mo@{DOMAIN}")
+    personal = stack.emulator.add_calendar_account("google", "mo@gmail.example", calendars=[
+        {"name": "Mine", "primary": True}, {"name": "Side", "primary": False}])
+    _authorized(stack, admin)
+    stack.emulator.enterprise.deliveries.pause()
+    try:
+        assert ec.request_members(admin, stack.base_url, ORG, [("u_mo", f"mo@{DOMAIN}")]).status_code == 202
+        mo = stack.browser("u_mo", ORG)
+        from localdev import browser
+
+        assert browser.connect(mo, stack.base_url, "google", personal["profile_id"])["calendar_sync"] == \
+            "choose_calendar"
+    finally:
+        stack.emulator.enterprise.deliveries.resume()
+        ec.settle(stack)
+    row = _member_rows(stack, admin)["u_mo"]
+    assert (row["status"], row["reason"]) == ("failed", "already_connected")
+    assert _conn("u_mo").cronofy_sub == _sub_of(stack, personal)  # hers, still pending her choice
+    assert mo.get(stack.url("/v1/calendar/connection")).json()["state"] == "pending_calendar"
+    # every grant is one something stored can revoke: hers is stored, the admin's attempt is revoked
+    assert stack.emulator.account_state(_sub_of(stack, personal))["tokens_valid"] is True
+    assert stack.emulator.account_state(_sub_of(stack, work))["tokens_valid"] is False
+
+
+# ---- 1. Enterprise Connect never takes another org's user id -------------------------------------------
+
+
+def test_1_a_member_id_known_in_another_org_is_refused_alone_with_a_403(stack, admin):
+    from tests.helpers import connect, milestone, push
+
+    stack.emulator.add_calendar_account("google", f"bo@{DOMAIN}")
+    outsider = stack.emulator.add_calendar_account("google", "xo@elsewhere.example")
+    connect(stack, stack.browser("u_xo", OTHER), "google", outsider)  # connected in org_other
+    assert push(stack, milestone("m_other", 1, ["u_yu"], org_id=OTHER)) == set()  # the core: u_yu is in org_other
+    _authorized(stack, admin)
+    before = {m["user_id"] for m in ec.status(admin, stack.base_url, ORG)["members"]}
+    resp = ec.request_members(admin, stack.base_url, ORG, [
+        ("u_xo", f"xo@{DOMAIN}"), ("u_yu", f"yu@{DOMAIN}"), ("u_bo", f"bo@{DOMAIN}")])
+    assert resp.status_code == 202, resp.text
+    members = {m["user_id"]: m for m in resp.json()["members"]}
+    for refused in ("u_xo", "u_yu"):
+        assert (members[refused]["status"], members[refused]["reason"]) == ("refused", "not_in_org")
+        assert members[refused]["error"]["status"] == 403 and members[refused]["error"]["code"] == "not_in_org"
+    assert members["u_bo"]["status"] == "requested" and resp.json()["requested"] == 1
+    assert OTHER not in resp.text
+    ec.settle(stack)
+    rows = _member_rows(stack, admin)
+    assert set(rows) - before == {"u_bo"}  # nothing stored for the refused ones
+    assert _conn("u_yu") is None and _conn("u_xo").org_id == OTHER
+
+
+def test_1_the_users_own_session_wins_over_an_admin_who_named_them(stack, admin):
+    """An id known nowhere cannot be checked when it is named: the org-B user's own session (the core
+    platform's word on their org) then undoes what org A's admin made under their id, and nothing of
+    theirs is hidden: status, connect, disconnect and B's health work for them."""
+    from tests.helpers import connect, managed_events, milestone, push
+
+    work = stack.emulator.add_calendar_account("google", f"zed@{DOMAIN}")
+    own = stack.emulator.add_calendar_account("google", "zed@elsewhere.example")
+    _authorized(stack, admin)
+    assert ec.request_members(admin, stack.base_url, ORG, [("u_zed", f"zed@{DOMAIN}")]).status_code == 202
+    ec.settle(stack)
+    push(stack, milestone("m_a", 1, ["u_zed"]))
+    taken = _conn("u_zed")
+    assert taken.org_id == ORG and taken.connected_by == "enterprise_connect"
+    assert "sn-m_a" in managed_events(stack, taken.calendar_id)
+    zed = stack.browser("u_zed", OTHER)
+    status = zed.get(stack.url("/v1/calendar/connection"))
+    assert status.status_code == 200 and status.json() == {"state": "not_connected"}, status.text
+    stack.drain()  # the usual cleanup in org A: its events removed, its channel closed, its grant revoked
+    assert _conn("u_zed") is None
+    assert managed_events(stack, taken.calendar_id) == {}
+    assert stack.emulator.account_state(_sub_of(stack, work))["tokens_valid"] is False
+    assert _member_rows(stack, admin)["u_zed"]["status"] == "disconnected"
+    connect(stack, zed, "google", own)  # their own calendar, in their own org
+    assert zed.get(stack.url("/v1/calendar/connection")).json()["state"] == "connected"
+    b_admin = stack.browser("u_b_admin", OTHER, roles=["admin"])
+    health = b_admin.get(stack.url(f"/v1/orgs/{OTHER}/calendar-health"))
+    assert "u_zed" in {m["user_id"] for m in health.json()["members"]}
+    assert zed.delete(stack.url("/v1/calendar/connection")).status_code == 202
