@@ -252,3 +252,35 @@ def test_1_the_users_own_session_wins_over_an_admin_who_named_them(stack, admin)
     health = b_admin.get(stack.url(f"/v1/orgs/{OTHER}/calendar-health"))
     assert "u_zed" in {m["user_id"] for m in health.json()["members"]}
     assert zed.delete(stack.url("/v1/calendar/connection")).status_code == 202
+
+
+# ---- 6. a replayed signed profile_disconnected push ---------------------------------------------------
+
+
+def test_6_a_replayed_profile_disconnected_push_leaves_a_relinked_connection_working(stack, teammate, miguel_cal,
+                                                                                       monkeypatch):
+    from functions.webhook_intake import app as intake
+    from tests.helpers import managed_events, milestone, push
+    from tests.integration.test_webhook_intake import post
+
+    profile = teammate["account"]["profile_id"]
+    stack.emulator.clear_notifications()
+    stack.emulator.disconnect_profile(profile)
+    assert stack.emulator.wait_for_notifications(timeout=5)
+    [captured] = [n for n in stack.emulator.notifications if n["type"] == "profile_disconnected"]
+    stack.drain()
+    status = teammate["session"].get(stack.url("/v1/calendar/connection")).json()
+    assert (status["state"], status["last_error"]) == ("needs_reauth", "profile_disconnected")  # the genuine one
+    stack.emulator.reconnect_profile(profile)  # the user relinks and connects again
+    from tests.helpers import connect
+
+    assert connect(stack, teammate["session"], "microsoft", teammate["account"]) == miguel_cal
+    # 11 minutes later the captured push, signature and all, is replayed at the same channel URL
+    monkeypatch.setattr(intake, "_clock", lambda: time.time() + 11 * 60)
+    resp = post(captured["url"], captured["body"].encode(), captured["signature"])
+    assert resp.status_code == 202 and resp.json()["status"] == "queued", resp.text
+    assert stack.drain() == 1
+    status = teammate["session"].get(stack.url("/v1/calendar/connection")).json()
+    assert status["state"] == "connected", status
+    assert push(stack, milestone("m_after", 1, ["u_miguel"])) == set()
+    assert "sn-m_after" in managed_events(stack, miguel_cal)
