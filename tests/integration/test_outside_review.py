@@ -284,3 +284,46 @@ def test_6_a_replayed_profile_disconnected_push_leaves_a_relinked_connection_wor
     assert status["state"] == "connected", status
     assert push(stack, milestone("m_after", 1, ["u_miguel"])) == set()
     assert "sn-m_after" in managed_events(stack, miguel_cal)
+
+
+# ---- 3. a push channel that is gone is noticed and mended within a day, and shown until then -------------
+
+
+def test_3_a_gone_channel_shows_in_health_and_the_next_daily_visit_makes_it_again(stack, teammate, miguel_cal):
+    from datetime import timedelta
+
+    from calsync import wiring
+    from calsync.models import utcnow
+    from tests.helpers import in_days, iso
+
+    store = wiring.store()
+    conn = store.get_connection("u_miguel")
+    stack.emulator.close_channel(conn.channel_id)  # gone at Cronofy: nothing tells us
+    now = utcnow()
+    store.update_connection("u_miguel", lambda c: c.model_copy(update={
+        "channel_seen_at": now - timedelta(hours=27), "last_checked_at": now - timedelta(hours=24)}))
+    admin = stack.browser("u_admin", ORG, roles=["admin"])
+
+    def health() -> dict:
+        resp = admin.get(stack.url(f"/v1/orgs/{ORG}/calendar-health"))
+        assert resp.status_code == 200, resp.text
+        return next(m for m in resp.json()["members"] if m["user_id"] == "u_miguel")
+
+    shown = health()
+    assert shown["stale"] is True and shown["last_error"]["reason"] == "push_channel_unconfirmed"
+    stack.emulator.clear_request_log()
+    report = stack.invoke("ReconcilerFunction", {})  # the scheduled run: Miguel is due (checked 24 h ago)
+    assert report["users"] == 1 and report["channels"] == 1
+    # the read, the listing, the new channel: counted like every Cronofy request of the run
+    assert report["cronofy_requests"] == 3 == len(stack.emulator.request_log)
+    mended = store.get_connection("u_miguel").channel_id
+    assert mended != conn.channel_id
+    assert mended in {c["channel_id"] for c in stack.emulator.channels(conn.cronofy_sub)}
+    shown = health()
+    assert shown["stale"] is False and shown["last_error"] is None
+    # a calendar change sends a notification again, and it is read
+    stack.emulator.clear_notifications()
+    stack.emulator.add_external_event(miguel_cal, "Dentist", iso(in_days(2, 9)), iso(in_days(2, 10)))
+    assert stack.emulator.wait_for_notifications(timeout=5)
+    assert [n["status"] for n in stack.emulator.notifications if n["type"] == "change"] == [202]
+    assert stack.drain() >= 1
