@@ -306,7 +306,8 @@ def org_availability(org_id: str, request: Annotated[AvailabilityRequest, Body()
     description=(
         "For org admins: every member with a calendar connection, with state, provider, calendar, last "
         "successful sync, last error (reason and time), backfill progress, `stale` (no refresh from the calendar "
-        "for a while, or the authorization is gone) and the number of SolarNexus events kept on their calendar. "
+        "for a while, the push channel unconfirmed for over a day (`push_channel_unconfirmed`), or the "
+        "authorization is gone) and the number of SolarNexus events kept on their calendar. "
         "Answered from stored data alone."
     ),
     responses={
