@@ -371,16 +371,16 @@ class EnterpriseConnectService:
         client = svc.cronofy.for_user(grant.token_set(), lambda fresh: None)
         channel_id = None
         profile = grant.linking_profile
-        if self._known_elsewhere(user_id, org_id, svc.store.get_connection(user_id)):
-            # Placed in another org since the request (e.g. they connected themselves there): nothing of
-            # theirs is touched, and the grant this callback brought is revoked unless their connection
-            # holds that account (Cronofy revokes by account).
-            self.connections.abandon(client, None, grant.sub, user_id)
-            self._member_failed(org_id, user_id, NOT_IN_ORG)
-            logger.info("enterprise connect member refused", extra={"org_id": org_id, "user_id": user_id,
-                                                                     "reason": NOT_IN_ORG})
-            return {"status": "failed", "reason": NOT_IN_ORG}
         try:
+            if self._known_elsewhere(user_id, org_id, svc.store.get_connection(user_id)):
+                # Placed in another org since the request (e.g. they connected themselves there): nothing
+                # of theirs is touched, and the grant this callback brought is revoked unless their
+                # connection holds that account (Cronofy revokes by account).
+                self.connections.abandon(client, None, grant.sub, user_id)
+                self._member_failed(org_id, user_id, NOT_IN_ORG)
+                logger.info("enterprise connect member refused", extra={"org_id": org_id, "user_id": user_id,
+                                                                         "reason": NOT_IN_ORG})
+                return {"status": "failed", "reason": NOT_IN_ORG}
             # userinfo, as the user's own connect does: the calendars and the account's time zone in one
             # request (without the zone, crew availability would read the member's hours in UTC).
             account = _patiently(client.userinfo)
