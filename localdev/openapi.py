@@ -264,16 +264,27 @@ class EnterpriseConnectStatus(BaseModel):
     members: list[EnterpriseConnectMember]
 
 
+class MemberRefusal(BaseModel):
+    status: Literal[403] = Field(description="The HTTP status this member alone would have been answered")
+    code: Literal["not_in_org"]
+    message: str
+
+
 class EnterpriseConnectRequestedMember(BaseModel):
     user_id: str
     email: str
-    status: Literal["requested", "failed", "skipped"]
+    status: Literal["requested", "failed", "skipped", "refused"] = Field(description=(
+        "`refused` (with `reason` and `error` `not_in_org`, 403): the user id belongs to another organization "
+        "as far as the service knows (a calendar connection made in another org, or milestones the core "
+        "platform scheduled for them in another org); nothing is stored or changed for them, the rest of the "
+        "members are still asked for."))
     reason: str | None = None
+    error: MemberRefusal | None = Field(default=None, description="Present when `status` is `refused`")
 
 
 class EnterpriseConnectRequested(BaseModel):
     members: list[EnterpriseConnectRequestedMember]
-    requested: int = Field(description="Members Cronofy was asked for (the rest failed or were skipped)")
+    requested: int = Field(description="Members Cronofy was asked for (the rest failed, were skipped or refused)")
     cronofy_requests: int = Field(description="Delegated-access requests sent (at most 50 members each)")
 
 

@@ -313,8 +313,9 @@ def org_availability(org_id: str, request: Annotated[AvailabilityRequest, Body()
     description=(
         "For org admins: every member with a calendar connection, with state, provider, calendar, last "
         "successful sync, last error (reason and time), backfill progress, `stale` (no refresh from the calendar "
-        "for a while, or the authorization is gone), the number of SolarNexus events kept on their calendar and "
-        "their open conflicts (an assigned milestone, not over yet, that their own busy time overlaps: as sent in "
+        "for a while, the push channel unconfirmed for over a day (`push_channel_unconfirmed`), or the "
+        "authorization is gone), the number of SolarNexus events kept on their calendar and their open conflicts "
+        "(an assigned milestone, not over yet, that their own busy time overlaps: as sent in "
         "`calendar.conflict_detected`). Answered from stored data alone."
     ),
     responses={

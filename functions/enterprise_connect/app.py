@@ -26,7 +26,8 @@ from calsync import http_errors, wiring
 from calsync.caller import Caller, caller_from_event
 from calsync.config import get_settings
 from calsync.connections import valid_return_to
-from calsync.enterprise import MAX_MEMBERS
+from calsync.cronofy import interactive, route_seconds
+from calsync.enterprise import MAX_MEMBERS, MEMBER_CALLBACK_PATH
 from calsync.oauth_state import binding_cookie
 from calsync.observability import logger, metrics
 
@@ -168,7 +169,11 @@ def end(org_id: str) -> Response[dict]:
         f"Members by SolarNexus user id and calendar e-mail, 1..{MAX_MEMBERS} per call. Cronofy is asked at "
         "most 50 members per request, through the shared rate limiter; it calls back per member, and the "
         "member's primary calendar is connected and backfilled. Members who already have a connection are "
-        "`skipped`. Follow progress with `GET /v1/orgs/{org_id}/enterprise-connect`."
+        "`skipped`. A user id that belongs to another organization as far as the service knows (a connection "
+        "made there, or milestones the core platform scheduled for them there) is `refused` alone, with "
+        "`error` 403 `not_in_org`; nothing is stored for it. An id known nowhere cannot be checked: if the "
+        "user's own session later names another org, what was made under their id here is disconnected. "
+        "Follow progress with `GET /v1/orgs/{org_id}/enterprise-connect`."
     ),
     responses={
         202: _doc("Each member's status after asking Cronofy", "EnterpriseConnectRequested"),
@@ -252,4 +257,16 @@ def member_callback(body: Annotated[MemberCallback, Body()]) -> Response[dict]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
     refused = http_errors.other_org(event) or http_errors.unreadable_body(event)
-    return refused if refused is not None else app.resolve(event, context)
+    if refused is not None:
+        return refused
+    if _path(event) == MEMBER_CALLBACK_PATH:
+        # Cronofy's call, not a person's: queue priority, and a refusal of the limiter is a 503 it retries.
+        return app.resolve(event, context)
+    # An admin (or the admin's browser) waits: interactive priority, as the calendar routes, so these
+    # routes never draw on the share of Cronofy's limit kept for queue work.
+    with interactive(route_seconds(context)):
+        return app.resolve(event, context)
+
+
+def _path(event: dict) -> str:
+    return str(event.get("rawPath") or ((event.get("requestContext") or {}).get("http") or {}).get("path") or "")

@@ -5,6 +5,7 @@ logs the request. The routes themselves are in ``routes.py`` (``/oauth``, ``/v1`
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import threading
@@ -82,6 +83,17 @@ def _fault_response(fault: Fault) -> Response | None:
         {"error": phrase.lower().replace(" ", "_"), "error_description": "injected fault"},
         headers,
     )
+
+
+def _malformed(response: Response) -> Response:
+    """The `malformed` fault: the request was applied, and its successful JSON answer loses every
+    top-level number (e.g. a token answer without `expires_in`), a body the client cannot use."""
+    if not 200 <= response.status < 300 or not response.body:
+        return response
+    data = json.loads(response.body)
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if isinstance(v, bool) or not isinstance(v, int | float)}
+    return json_response(response.status, data, response.headers)
 
 
 def _dispatch(router: Router, request: Request, control: bool = False) -> Response:
@@ -182,6 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
         if response is None:
             response = _dispatch(self.server.api_router, request)
+            if fault is not None and fault.mode == "malformed":
+                response = _malformed(response)
         return response
 
     def _send(self, response: Response) -> None:

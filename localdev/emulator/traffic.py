@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import EmulatorError
 
-FAULT_MODES = ("status", "timeout", "drop")
+FAULT_MODES = ("status", "timeout", "drop", "malformed")
 
 
 @dataclass

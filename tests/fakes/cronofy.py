@@ -90,6 +90,7 @@ class FakeAccount:
     revoked: bool = False
     unwritable: set[str] = field(default_factory=set)  # calendars deleted or made read-only
     zoneinfo: str = "Europe/London"
+    profile_connected: bool | None = None  # None: userinfo lists no profile (Cronofy cannot confirm one)
     notified: int = 0  # changes (of everyone's) already announced to this user's channel
     last_since: str | None = None
 
@@ -280,7 +281,11 @@ class FakeUserCalendar:
 
     def userinfo(self) -> dict[str, Any]:
         self.cronofy.request(self.account)
-        return {"sub": f"acc_{self.account.user_id}", "zoneinfo": self.account.zoneinfo}
+        info: dict[str, Any] = {"sub": f"acc_{self.account.user_id}", "zoneinfo": self.account.zoneinfo}
+        if self.account.profile_connected is not None:
+            profile = {"profile_id": None, "profile_connected": self.account.profile_connected}
+            info["cronofy.data"] = {"profiles": [profile]}
+        return info
 
     def calendars(self) -> list[Calendar]:
         self.cronofy.request(self.account)

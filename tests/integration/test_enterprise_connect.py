@@ -341,14 +341,14 @@ def test_authorizing_again_revokes_the_service_account_it_replaces(stack, admin,
     assert resp.status_code == 202 and resp.json()["members"][0]["status"] == "requested"
 
 
-def test_a_member_connected_in_another_org_is_skipped_alone(stack, admin, crew):
+def test_a_member_connected_in_another_org_is_refused_alone(stack, admin, crew):
     outsider = stack.emulator.add_calendar_account("google", "xo@elsewhere.example")
     connect(stack, stack.browser("u_xo", "org_other"), "google", outsider)
     _authorized(stack, admin)
     resp = ec.request_members(admin, stack.base_url, ORG, [("u_xo", f"xo@{DOMAIN}"), ("u_bo", f"bo@{DOMAIN}")])
     assert resp.status_code == 202, resp.text
     statuses = {m["user_id"]: (m["status"], m.get("reason")) for m in resp.json()["members"]}
-    assert statuses == {"u_xo": ("skipped", "not_available"), "u_bo": ("requested", None)}
+    assert statuses == {"u_xo": ("refused", "not_in_org"), "u_bo": ("requested", None)}
     assert "org_other" not in resp.text
     ec.settle(stack)
     assert _member_rows(stack, admin)["u_bo"]["status"] == "connected"

@@ -133,6 +133,20 @@ def test_a_disconnected_profile_or_revoked_grant_needs_reauth_and_foreign_channe
     assert world.tokens.reauth == [("u_1", "profile_disconnected")]
 
 
+def test_a_profile_disconnected_push_is_acted_on_only_when_cronofy_confirms_it():
+    """Issue 20, finding 6: the push has no time or nonce, so a replayed one must not break a working
+    connection: Cronofy's userinfo is asked first (one request)."""
+    for linked, outcome in ((True, "profile_connected"), (False, "needs_reauth")):
+        world = connected()
+        world.cronofy.account("u_1").profile_connected = linked
+        before = world.cronofy.requests_sent
+        assert world.processor.process({"notification_type": "profile_disconnected", "channel_id": "chn_u_1",
+                                        "user_id": "u_1"}) == {"outcome": outcome}
+        assert world.cronofy.requests_sent == before + 1
+        state = world.store.get_connection("u_1").state
+        assert state == (ConnectionState.CONNECTED if linked else ConnectionState.NEEDS_REAUTH)
+
+
 def test_a_change_counts_as_after_our_write_only_when_cronofy_says_so():
     world = connected()
     world.publish(milestone())

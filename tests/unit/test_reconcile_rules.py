@@ -44,7 +44,7 @@ def test_only_states_that_need_the_reconciler_are_due():
 
 
 def test_a_visit_checks_daily_and_lists_channels_and_rebuilds_busy_weekly():
-    quiet = conn(channel_seen_at=NOW - timedelta(hours=2), busy_rebuilt_at=NOW - timedelta(days=1))
+    quiet = conn(channel_seen_at=NOW - timedelta(minutes=30), busy_rebuilt_at=NOW - timedelta(days=1))
     assert plan_visit(quiet, NOW).check and not plan_visit(quiet, NOW).channel and not plan_visit(quiet, NOW).busy
     silent = quiet.model_copy(update={"channel_seen_at": NOW - CHANNEL_CHECK_EVERY})
     assert plan_visit(silent, NOW).channel

@@ -50,6 +50,8 @@ from calsync.vault import TokenVault
 # A new authorization may replace a connection in these states (reconnect after a broken sync,
 # or a second try while a calendar choice is still pending).
 REPLACEABLE = {ConnectionState.NEEDS_REAUTH.value, ConnectionState.PENDING_CALENDAR.value}
+# `connected_by` of a connection an org admin made through Enterprise Connect (calsync.enterprise).
+ADMIN_CONNECTED = "enterprise_connect"
 ACTIVE = {ConnectionState.CONNECTED, ConnectionState.SYNCING}
 # What an OAuth callback's clean-up at Cronofy (close a channel, revoke a grant) may take, from the
 # margin a route keeps (cronofy.ROUTE_MARGIN_SECONDS) once the flow's own Cronofy time is spent.
@@ -239,12 +241,32 @@ class ConnectionService:
 
     def _own_connection(self, caller: Caller) -> Connection | None:
         """The caller's connection. User ids (the JWT `sub`) are unique across SolarNexus, not per org;
-        a connection is still only ever reached with a session of its own org."""
+        a connection is still only ever reached with a session of its own org.
+
+        The user's own session (its org claim, the core platform's word) wins over an admin's naming:
+        a connection another org's admin made for this user id through Enterprise Connect (which the
+        service could not check against anything) is not theirs to keep. It is disconnected the usual
+        way in its own org, and the user sees no connection (None), never a 403 on their own calendar."""
         conn = self.store.get_connection(caller.user_id)
         if conn is not None and conn.org_id != caller.org_id:
+            if conn.connected_by == ADMIN_CONNECTED:
+                self._disown(conn)
+                return None
             logger.warning("session org differs from the connection's org", extra={"user_id": caller.user_id})
             raise Forbidden("this calendar connection belongs to another organization")
         return conn
+
+    def _disown(self, conn: Connection) -> None:
+        """Disconnect an admin-made connection whose user's own session names another org."""
+        logger.warning("an admin connected a user of another org: disconnecting it",
+                       extra={"user_id": conn.user_id, "org_id": conn.org_id})
+        metrics.add_metric(name="EnterpriseMemberOfAnotherOrg", unit="Count", value=1)
+        self.request_disconnect(Caller(user_id=conn.user_id, org_id=conn.org_id))
+
+    def _foreign_leftover(self, caller: Caller) -> bool:
+        """Whether another org's admin-made connection under the caller's id is still being removed."""
+        conn = self.store.get_connection(caller.user_id)
+        return conn is not None and conn.org_id != caller.org_id
 
     def _require_connection(self, caller: Caller) -> Connection:
         conn = self._own_connection(caller)
@@ -263,6 +285,9 @@ class ConnectionService:
     def start_connect(self, caller: Caller, provider: str, return_to: str | None) -> tuple[str, str]:
         """Returns (authorization URL, browser-binding secret for the cookie)."""
         existing = self._own_connection(caller)
+        if existing is None and self._foreign_leftover(caller):
+            raise InvalidState("a connection made for you elsewhere is being removed; try again in a minute",
+                               code="disconnect_in_progress")
         if existing and existing.state == ConnectionState.DISCONNECTING:
             raise InvalidState("your calendar is still being disconnected; try again in a minute",
                                code="disconnect_in_progress")
@@ -311,7 +336,7 @@ class ConnectionService:
             return self._redirect("error", "account_in_use", return_to)
         replaced = self.store.get_connection(user_id)
         if replaced is not None and replaced.org_id != org_id:
-            self._abandon(client, None, grant.sub)
+            self._abandon(client, None, grant.sub, user_id)
             return self._redirect("error", "already_connected", return_to)  # never across orgs
         replaced_tokens = self.store.get_tokens(user_id) if replaced else None
         channel_id = None
@@ -321,7 +346,7 @@ class ConnectionService:
                 calendars_of(account), grant.linking_profile.profile_id if grant.linking_profile else None
             )
             if not calendars:
-                self._abandon(client, None, grant.sub)
+                self._abandon(client, None, grant.sub, user_id)
                 return self._redirect("error", "no_writable_calendar", return_to)
             channel_id = client.create_channel(self.channel_callback_url(user_id)).channel_id
             now = utcnow()
@@ -346,13 +371,14 @@ class ConnectionService:
             )
             self.store.create_connection(conn, self.vault.seal(user_id, client.tokens), REPLACEABLE)
         except AccountInUse:
-            self._close_quietly(client, channel_id)  # our new channel only: the account stays authorized
+            with interactive(CLEANUP_SECONDS):  # our new channel only: the account stays authorized
+                self.close_unless_live(client, channel_id, user_id)
             return self._redirect("error", "account_in_use", return_to)
         except ConflictError:
-            self._abandon(client, channel_id, grant.sub)
+            self._abandon(client, channel_id, grant.sub, user_id)
             return self._redirect("error", "already_connected", return_to)
         except CronofyError:
-            self._abandon(client, channel_id, grant.sub)
+            self._abandon(client, channel_id, grant.sub, user_id)
             raise
         if replaced is not None:
             self._retire(replaced, replaced_tokens, client, conn)
@@ -362,25 +388,42 @@ class ConnectionService:
         self.publisher.connection_changed(org_id, user_id, conn.state, conn.last_error)
         return self._redirect("connected" if only else "choose_calendar", None, return_to)
 
-    def _abandon(self, client: CronofyUser, channel_id: str | None, sub: str) -> None:
+    def _abandon(self, client: CronofyUser, channel_id: str | None, sub: str, user_id: str) -> None:
         with interactive(CLEANUP_SECONDS):  # its own time: the flow's may be spent (a slow Cronofy)
-            self.abandon(client, channel_id, sub)
+            self.abandon(client, channel_id, sub, user_id)
 
-    def abandon(self, client: CronofyUser, channel_id: str | None, sub: str) -> None:
-        """Undo a half-made connection at Cronofy so nothing is left behind (a user's connect, an
-        Enterprise Connect member's): its channel, and its grant unless a connection holds that account.
+    def abandon(self, client: CronofyUser, channel_id: str | None, sub: str, user_id: str) -> None:
+        """Undo a half-made connection of `user_id` at Cronofy so nothing is left behind (a user's connect,
+        an Enterprise Connect member's): its channel unless a stored connection lives on it, and its grant
+        unless a connection holds that account.
         Cronofy revokes by account, so revoking a second consent to an account already connected
         (another tab's flow that won the race, a member who connected themselves) would also revoke
-        the connection that works."""
+        the connection that works; and it hands back the same channel for the same account and callback
+        URL, so closing the refused attempt's channel would close the live connection's."""
         if self.store.account_owner(sub) is not None:
-            self._close_quietly(client, channel_id)
+            self.close_unless_live(client, channel_id, user_id)
             return
         try:
-            if channel_id:
-                client.close_channel(channel_id)
+            self.close_unless_live(client, channel_id, user_id, quietly=False)
             self.cronofy.revoke(client.tokens)
         except CronofyError as error:
             logger.warning("could not revoke an abandoned authorization", extra={"error": type(error).__name__})
+
+    def close_unless_live(self, client: CronofyUser, channel_id: str | None, user_id: str,
+                          quietly: bool = True) -> None:
+        """Close a channel made for `user_id` unless their stored connection uses it. The callback URL
+        carries the user's channel token, so only their own connection can share a channel with it
+        (a strongly consistent read by key, not the by_channel index)."""
+        if not channel_id:
+            return
+        live = self.store.get_connection(user_id)
+        if live is not None and live.channel_id == channel_id:
+            logger.info("refused attempt shares the live connection's channel: left open", extra={"user_id": user_id})
+            return
+        if quietly:
+            self._close_quietly(client, channel_id)
+        else:
+            client.close_channel(channel_id)
 
     @staticmethod
     def _close_quietly(client: CronofyUser, channel_id: str | None) -> None:

@@ -339,7 +339,10 @@ class CronofyApp:
         body = {"client_id": self.client_id, "client_secret": self._secret, **body}
         resp = self.send("POST", f"{self.api_base_url}/oauth/token", json=body, idempotent=idempotent)
         if resp.status_code == 200:
-            return resp.json()
+            data = _json_or_none(resp)
+            if data is None:
+                raise CronofyInvalidResponse("the token endpoint answered 200 without a JSON body", status=200)
+            return data
         error = _json_or_none(resp)
         code = error.get("error") if isinstance(error, dict) else None
         if resp.status_code == 400 and code in ("invalid_grant", None):
@@ -350,18 +353,29 @@ class CronofyApp:
         data = self._token_call(
             {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}, idempotent=False
         )
+        return self._grant_or_revoke(TokenGrant, data)
+
+    def _grant_or_revoke[G: BaseModel](self, model: type[G], data: Any) -> G:
+        """A code exchange's answer as `model`. When it cannot be used, the code is spent and an
+        authorization exists at Cronofy that nothing will ever store: it is revoked rather than left
+        behind, and the error says nothing of the body (pydantic's message quotes the input: a token)."""
         try:
-            return TokenGrant.model_validate(data)
-        except ValidationError as error:
-            # The code is spent and an authorization exists at Cronofy that nothing will ever store:
-            # revoke it rather than leave it behind.
-            token = (data.get("refresh_token") or data.get("access_token")) if isinstance(data, dict) else None
-            if isinstance(token, str) and token:
+            return model.model_validate(data)
+        except ValidationError as error:  # its text quotes the input: only the failing fields' names are kept
+            fields = sorted({str(e["loc"][0]) for e in error.errors(include_input=False, include_url=False)
+                             if e["loc"]})
+        revoked = False
+        for name in ("refresh_token", "access_token"):
+            token = data.get(name) if isinstance(data, dict) else None
+            if isinstance(token, str) and token and not revoked:
                 try:
                     self._revoke_token(token)
+                    revoked = True
                 except CronofyError:
                     pass
-            raise CronofyInvalidResponse("the token response is not valid") from error
+        # `from None`: no chained ValidationError (with its quoted input) reaches a logged traceback.
+        raise CronofyInvalidResponse(f"the token response is not valid (fields: {', '.join(fields) or '-'}; "
+                                     f"{'revoked' if revoked else 'nothing revoked'})") from None
 
     def refresh(self, tokens: TokenSet) -> TokenSet:
         data = self._token_call(
@@ -397,7 +411,7 @@ class CronofyApp:
         data = self._token_call(
             {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}, idempotent=False
         )
-        return ServiceAccountGrant.model_validate(data)
+        return self._grant_or_revoke(ServiceAccountGrant, data)
 
     def for_user(self, tokens: TokenSet, on_tokens_refreshed: Callable[[TokenSet], None]) -> CronofyUser:
         return CronofyUser(self, tokens, on_tokens_refreshed)

@@ -44,6 +44,7 @@ from typing import Any
 from calsync.caller import Caller
 from calsync.config import Settings
 from calsync.connections import (
+    ADMIN_CONNECTED,
     REPLACEABLE,
     ConnectionService,
     calendars_of,
@@ -56,6 +57,7 @@ from calsync.cronofy import (
     DELEGATED_ACCESS_LIMIT,
     CronofyAuthError,
     CronofyError,
+    CronofyInvalidResponse,
     CronofyRateLimited,
     CronofyUnavailable,
     CronofyUser,
@@ -77,12 +79,14 @@ from calsync.models import Calendar, Connection, ConnectionState, TokenSet, iso,
 from calsync.oauth_state import StateError, StateSigner
 from calsync.observability import logger
 
-CONNECTED_BY = "enterprise_connect"
+CONNECTED_BY = ADMIN_CONNECTED
 PROVIDER = "enterprise_connect"  # the `provider` claim of the admin's OAuth state
 TOKEN_PURPOSE = "enterprise-connect-service-account"
 MAX_MEMBERS = 300
 CALLBACK_PATH = "/v1/enterprise-connect/oauth/callback"
 MEMBER_CALLBACK_PATH = "/v1/enterprise-connect/members/callback"
+# A member named whom the core platform or their own session places in another org (ARCHITECTURE.md §2-§3).
+NOT_IN_ORG = "not_in_org"
 KNOWN_MEMBER_ERRORS = {"unknown_email", "not_in_domain", "access_denied"}
 _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 # Once a member's code is spent, the rest of the connection (calendars, channel) waits for the shared
@@ -196,7 +200,8 @@ class EnterpriseConnectService:
         except CronofyError as error:
             logger.warning("enterprise connect code exchange failed", extra={"org_id": claims.org_id,
                                                                               "error": type(error).__name__})
-            reason = "code_exchange_failed" if isinstance(error, InvalidGrant) else "calendar_service_unavailable"
+            refused = isinstance(error, InvalidGrant | CronofyInvalidResponse)
+            reason = "code_exchange_failed" if refused else "calendar_service_unavailable"
             return self._redirect("error", reason, claims.return_to)
         existing = self.store.get_org(claims.org_id)
         active = existing is not None and existing.get("status") == "active"
@@ -253,10 +258,10 @@ class EnterpriseConnectService:
         to_ask: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for user_id, email in named:
             conn = existing.get(user_id)
-            if conn is not None and conn.org_id != org_id:
-                # Another org's connected user: skipped alone (the rest of the crew is still asked for),
-                # with a reason that says nothing of the other org.
-                results.append({"user_id": user_id, "email": email, "status": "skipped", "reason": "not_available"})
+            if (conn is not None and conn.org_id != org_id) or self._known_elsewhere(user_id, org_id, conn):
+                # A user the core platform or their own session placed in another org: refused alone (the
+                # rest of the crew is still asked for), with a reason that names no other org.
+                results.append(_refused(user_id, email))
                 continue
             if conn is not None:
                 # Connected already (themselves, or by an earlier request): left as it is.
@@ -274,6 +279,15 @@ class EnterpriseConnectService:
                     extra={"org_id": org_id, "members": len(to_ask), "cronofy_requests": sent})
         return {"members": results, "requested": sum(r["status"] == "requested" for r in results),
                 "cronofy_requests": sent}
+
+    def _known_elsewhere(self, user_id: str, org_id: str, conn: Connection | None) -> bool:
+        """Whether what the service holds places `user_id` in another org than `org_id`: a connection
+        (made with the user's own session, or the org's), or scheduled milestones the core platform sent
+        for another org naming them. An id known nowhere cannot be checked: the user's own session
+        settles it later (ConnectionService._own_connection)."""
+        if conn is not None:
+            return conn.org_id != org_id
+        return bool(self.connections.store.orgs_assigning(user_id) - {org_id})
 
     def _ask_cronofy(self, org_id: str, grant_id: str, to_ask: list[tuple[dict[str, Any], dict[str, Any]]],
                      results: list[dict[str, Any]]) -> int:
@@ -358,12 +372,21 @@ class EnterpriseConnectService:
         channel_id = None
         profile = grant.linking_profile
         try:
+            if self._known_elsewhere(user_id, org_id, svc.store.get_connection(user_id)):
+                # Placed in another org since the request (e.g. they connected themselves there): nothing
+                # of theirs is touched, and the grant this callback brought is revoked unless their
+                # connection holds that account (Cronofy revokes by account).
+                self.connections.abandon(client, None, grant.sub, user_id)
+                self._member_failed(org_id, user_id, NOT_IN_ORG)
+                logger.info("enterprise connect member refused", extra={"org_id": org_id, "user_id": user_id,
+                                                                         "reason": NOT_IN_ORG})
+                return {"status": "failed", "reason": NOT_IN_ORG}
             # userinfo, as the user's own connect does: the calendars and the account's time zone in one
             # request (without the zone, crew availability would read the member's hours in UTC).
             account = _patiently(client.userinfo)
             calendar = _primary_writable(calendars_of(account), profile.profile_id if profile else None)
             if calendar is None:
-                self.connections.abandon(client, None, grant.sub)
+                self.connections.abandon(client, None, grant.sub, user_id)
                 self._member_failed(org_id, user_id, "no_writable_calendar")
                 return {"status": "failed", "reason": "no_writable_calendar"}
             channel_id = _patiently(lambda: client.create_channel(svc.channel_callback_url(user_id))).channel_id
@@ -380,7 +403,9 @@ class EnterpriseConnectService:
             sealed = svc.vault.seal(user_id, client.tokens)
             for attempt in range(3):  # the code is spent: a transient storage error must not lose the member
                 try:
-                    svc.store.create_connection(conn, sealed, REPLACEABLE)
+                    # Only a connection this org's Enterprise Connect made is replaced: never a member's own
+                    # (their grant would stay live with nothing stored to revoke it), never another org's.
+                    svc.store.create_connection(conn, sealed, REPLACEABLE, replace_only_connected_by=CONNECTED_BY)
                     break
                 except ConflictError:
                     raise
@@ -393,11 +418,14 @@ class EnterpriseConnectService:
             # The member connected a calendar themselves meanwhile, or another user holds that account
             # (AccountInUse): theirs stays (its grant too: Cronofy revokes by account), ours is undone.
             reason = "account_in_use" if isinstance(error, AccountInUse) else "already_connected"
-            self.connections.abandon(client, channel_id, grant.sub)
+            current = svc.store.get_connection(user_id)
+            if current is not None and current.org_id != org_id:  # another org's, since the check above
+                reason = NOT_IN_ORG
+            self.connections.abandon(client, channel_id, grant.sub, user_id)
             self._member_failed(org_id, user_id, reason)
             return {"status": "failed", "reason": reason}
         except Exception:
-            self.connections.abandon(client, channel_id, grant.sub)
+            self.connections.abandon(client, channel_id, grant.sub, user_id)
             raise
         conn = svc.on_calendar_selected(conn, None)
         svc.publisher.connection_changed(org_id, user_id, conn.state, conn.last_error)
@@ -477,6 +505,13 @@ class EnterpriseConnectService:
         logger.info("enterprise connect ended", extra={"org_id": org_id, "disconnecting": disconnecting,
                                                         "cancelled": cancelled})
         return {"state": "ended", "disconnecting": disconnecting, "cancelled": cancelled}
+
+
+def _refused(user_id: str, email: str) -> dict[str, Any]:
+    """A member refused alone: 403 `not_in_org` in the request's answer (nothing is stored for them)."""
+    return {"user_id": user_id, "email": email, "status": "refused", "reason": NOT_IN_ORG,
+            "error": {"status": 403, "code": NOT_IN_ORG,
+                      "message": "this user is not a member of this organization"}}
 
 
 def _named_members(members: list[dict[str, str]]) -> list[tuple[str, str]]:

@@ -21,7 +21,7 @@ from calsync.busy import Busy
 from calsync.caller import Caller
 from calsync.conflicts import Conflict
 from calsync.errors import Forbidden
-from calsync.models import Connection, ConnectionState, iso, utcnow
+from calsync.models import CHANNEL_UNCONFIRMED_AFTER, Connection, ConnectionState, iso, utcnow
 from calsync.store import Store
 
 
@@ -80,6 +80,12 @@ class SyncHealth:
         elif backfill and backfill.get("status") == "failed":
             error = {"reason": f"backfill_failed: {backfill.get('error') or 'unknown'}",
                      "at": iso(conn.updated_at)}
+        unconfirmed = conn.channel_unconfirmed(now)
+        if unconfirmed and error is None:
+            # No notification through the push channel, and not listed at Cronofy, for over a day: it may
+            # be gone (calendar changes would then send nothing) until the reconciler's visit mends it.
+            error = {"reason": "push_channel_unconfirmed",
+                     "at": iso((conn.channel_seen_at or conn.connected_at) + CHANNEL_UNCONFIRMED_AFTER)}
         progress = None
         if backfill:
             progress = {"done": int(backfill.get("done", 0)), "total": int(backfill.get("total", 0)),
@@ -95,7 +101,7 @@ class SyncHealth:
             "last_sync_at": iso(last_sync),
             "as_of": iso(as_of),
             "last_error": error,
-            "stale": freshness.is_stale(conn, as_of, now, stale_after),
+            "stale": freshness.is_stale(conn, as_of, now, stale_after) or unconfirmed,
             "backfill": progress,
             "managed_events": self.store.count_managed_events(conn.user_id),
         }

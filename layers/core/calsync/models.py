@@ -55,6 +55,9 @@ class BackfillProgress(BaseModel):
 # `disconnecting` or `syncing` this long gets its job again.
 CHECK_EVERY = timedelta(hours=23)  # an hour in hand: a visit is never more than 24 h after the last
 STUCK_AFTER = timedelta(minutes=15)
+# A connected calendar's push channel is confirmed by every notification through it and by the daily
+# visit's listing (calsync.reconcile): unconfirmed for longer than this, it may be gone (health says so).
+CHANNEL_UNCONFIRMED_AFTER = timedelta(hours=26)
 # The daily check costs as little as it can (measured on the capacity benchmark, 200 users, a week, 1-hour
 # tokens; reconciler requests per user per working day):
 # - a notification's read is the check as well (calsync.notifications) whenever a read of everything in the
@@ -121,6 +124,13 @@ class Connection(BaseModel):
     connected_by: str | None = None
     # Bumped on every write; conditional updates compare it so concurrent writers never clobber.
     revision: int = 0
+
+    def channel_unconfirmed(self, now: datetime) -> bool:
+        """Whether the push channel of this connected calendar has gone unconfirmed too long (a gone
+        channel sends nothing: health shows it until the reconciler's listing mends it)."""
+        if self.state != ConnectionState.CONNECTED or not self.calendar_id:
+            return False
+        return now - (self.channel_seen_at or self.connected_at) > CHANNEL_UNCONFIRMED_AFTER
 
     def due_at(self) -> datetime | None:
         """When the reconciler should next look at this connection (None: never). The `by_due` index

@@ -31,7 +31,7 @@ from calsync.cronofy_event import CronofyEvent, cronofy_time, delete_entry, even
 from calsync.drift import changed_after_our_write, check_window, find_drift
 from calsync.messages import MilestoneRemovedOnCalendar, MilestoneRescheduledOnCalendar
 from calsync.milestones import calendar_event, in_accepted_years, milestone_id_from_event_id
-from calsync.models import Connection, EventRef, iso, utcnow
+from calsync.models import Connection, ConnectionState, EventRef, iso, utcnow
 from calsync.observability import logger, metrics
 from calsync.ports import EventPublisher, SyncStore, TokenKeeper, UserCalendar
 from calsync.sync import BACKFILL_DAYS, WRITABLE_STATES, SyncEngine, mirror_milestone, pushed_times
@@ -120,9 +120,8 @@ class NotificationProcessor:
         if conn is None or not mine:
             return {"outcome": "no_connection"}
         kinds = {n.get("notification_type") for n in mine}
-        if "profile_disconnected" in kinds:
-            self.tokens.mark_needs_reauth(conn, "profile_disconnected")
-            return {"outcome": "needs_reauth"}
+        if "profile_disconnected" in kinds and (done := self._on_profile_disconnected(conn, kinds)):
+            return done
         if conn.state not in WRITABLE_STATES:
             return {"outcome": f"skipped_{conn.state.value}"}
         changes = [n.get("changes_since") for n in mine if n.get("notification_type") == "change"]
@@ -160,6 +159,35 @@ class NotificationProcessor:
             result.update(self.conflicts.user_changed(conn.model_copy(update=update), read_at))
         self._seen(conn, read_at if changes else None, update)
         return result
+
+    def _on_profile_disconnected(self, conn: Connection, kinds: set) -> dict | None:
+        """The outcome when a `profile_disconnected` push ends the work (confirmed: needs_reauth; or it was
+        the only kind), else None with it taken out of `kinds` (the other notifications go on)."""
+        broken = self._profile_disconnected(conn)
+        if broken is not None:
+            self.tokens.mark_needs_reauth(conn, broken)
+            return {"outcome": "needs_reauth"}
+        kinds.discard("profile_disconnected")
+        return None if kinds else {"outcome": "profile_connected"}
+
+    def _profile_disconnected(self, conn: Connection) -> str | None:
+        """Why the connection needs re-authorization after a `profile_disconnected` push, or None when
+        Cronofy says its profile is connected. The push carries no time or nonce (a signed one captured
+        earlier replays as genuine, e.g. after the user relinked), so it is only a hint: one userinfo
+        request confirms the profile's state before a working connection is taken down."""
+        if conn.state in (ConnectionState.NEEDS_REAUTH, ConnectionState.DISCONNECTING):
+            return "profile_disconnected"  # nothing working to protect (mark_needs_reauth leaves these as they are)
+        try:
+            info = self.tokens.user_client(conn).userinfo()
+        except (InvalidGrant, CronofyAuthError):
+            return "authorization_revoked"
+        profiles = [p for p in (info.get("cronofy.data") or {}).get("profiles") or [] if isinstance(p, dict)]
+        mine = [p for p in profiles if conn.profile_id is None or p.get("profile_id") == conn.profile_id]
+        if not mine or any(p.get("profile_connected") is False for p in mine):
+            return "profile_disconnected"
+        logger.info("profile_disconnected push, but the profile is connected: ignored", extra={"user_id": conn.user_id})
+        metrics.add_metric(name="StaleProfileDisconnected", unit="Count", value=1)
+        return None
 
     def _seen(self, conn: Connection, read_at: datetime | None, update: dict | None = None) -> None:
         """The channel works (a notification came through it); changes were read through `read_at`;

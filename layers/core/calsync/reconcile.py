@@ -16,11 +16,14 @@ A visit of a connected user (`visit`), cadence by need rather than by the clock:
    written. The read takes only SolarNexus's events (`only_managed`), or everything, rebuilding the busy
    periods from the user's own events too, when those are due (weekly) or cost nothing more (the last
    read of everything fit on one page);
-2. the push channel is listed only when no notification has come through it for a week;
+2. the push channel is listed (one request) unless a notification came through it in the last hour, so a
+   channel that is gone (closed at Cronofy, or by mistake) is found and made again at the next daily
+   visit, within a day; one that cannot be made again shows as `push_channel_missing` in health;
 3. a notification's read is the day's check as well when that costs no more
    (`Connection.check_rides_on_read`): most working days need no visit of their own;
 4. tokens are refreshed only by the client, when a request is about to use an expired one.
-A healthy user's visit is one request (two when its token has lapsed).
+A healthy quiet user's visit is two requests: the read and the channel listing (one more when its token
+has lapsed).
 
 The run's budget is what the shared limiter has left after live work: before each visit it checks the
 bucket and keeps a reserve for the queues; it never waits long (the rest come next run). A user whose
@@ -42,7 +45,10 @@ from calsync.notifications import NotificationProcessor, checked
 from calsync.observability import logger, metrics
 from calsync.ports import ConnectionUpkeep, EventPublisher, RequestCounter, SyncStore, TokenKeeper, UserCalendar
 
-CHANNEL_CHECK_EVERY = timedelta(days=7)
+# A notification this recent proves the channel works; otherwise the visit lists it. Visits come at most
+# CHECK_EVERY + 1 h apart, so a gone channel is noticed and mended within a day.
+CHANNEL_CHECK_EVERY = timedelta(hours=1)
+CHANNEL_MISSING = "push_channel_missing"
 BUSY_REBUILD_EVERY = timedelta(days=7)
 RETRY_FAILED_AFTER = timedelta(hours=1)
 PER_VISIT_ESTIMATE = 3  # requests a visit may need (refresh, read, a write): kept in hand before each
@@ -212,8 +218,26 @@ class Reconciler:
     def _channel(self, conn: Connection, client: UserCalendar) -> Counter:
         open_ids = {c.channel_id for c in client.list_channels()}
         if conn.channel_id in open_ids:
+            if conn.last_error == CHANNEL_MISSING:
+                self.store.update_connection(conn.user_id, _channel_mended)
             return Counter()
-        channel = client.create_channel(self.upkeep.channel_callback_url(conn.user_id))
-        self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
-            "channel_id": channel.channel_id, "updated_at": utcnow()}))
+        logger.warning("push channel gone: making it again", extra={"user_id": conn.user_id})
+        metrics.add_metric(name="PushChannelMissing", unit="Count", value=1)
+        try:
+            channel = client.create_channel(self.upkeep.channel_callback_url(conn.user_id))
+        except (InvalidGrant, CronofyAuthError):
+            raise
+        except Exception:
+            # Shown in health (last_error, stale) until a visit mends it; the visit is retried in an hour.
+            self.store.update_connection(conn.user_id, lambda c: c.model_copy(update={
+                "last_error": CHANNEL_MISSING, "last_error_at": utcnow()}))
+            raise
+        self.store.update_connection(conn.user_id, lambda c: _channel_mended(c.model_copy(update={
+            "channel_id": channel.channel_id, "updated_at": utcnow()})))
         return Counter(channels=1)
+
+
+def _channel_mended(conn: Connection) -> Connection:
+    if conn.last_error != CHANNEL_MISSING:
+        return conn
+    return conn.model_copy(update={"last_error": None, "last_error_at": None})

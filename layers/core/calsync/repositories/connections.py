@@ -66,18 +66,26 @@ class ConnectionRepository(Repository):
         values = self.table.get(keys.connection(user_id))
         return connection_from(values) if values else None
 
-    def create_connection(self, conn: Connection, token_ciphertext: bytes, replaceable_states: set[str]) -> None:
+    def create_connection(self, conn: Connection, token_ciphertext: bytes, replaceable_states: set[str],
+                          replace_only_connected_by: str | None = None) -> None:
         """Store a new connection and its tokens in one transaction.
 
-        An existing connection is replaced only if its state is one of `replaceable_states`
-        (e.g. a reconnect after `needs_reauth`); otherwise ConflictError.
+        An existing connection is replaced only if its state is one of `replaceable_states` (e.g. a
+        reconnect after `needs_reauth`), it is of the same org (never across orgs), and, with
+        `replace_only_connected_by`, it was made that way (an admin's Enterprise Connect never replaces a
+        member's own connection); otherwise ConflictError.
         """
         states = sorted(replaceable_states)
-        names = {f":s{i}": s for i, s in enumerate(states)}
+        names: dict[str, Any] = {f":s{i}": s for i, s in enumerate(states)}
         put_conn: dict[str, Any] = {"Item": to_item(connection_values(conn)),
                                     "ConditionExpression": "attribute_not_exists(pk)"}
         if states:
-            put_conn["ConditionExpression"] += f" OR #state IN ({', '.join(names)})"
+            replace = f"#state IN ({', '.join(names)}) AND org_id = :org"
+            names[":org"] = conn.org_id
+            if replace_only_connected_by is not None:
+                replace += " AND connected_by = :by"
+                names[":by"] = replace_only_connected_by
+            put_conn["ConditionExpression"] += f" OR ({replace})"
             put_conn["ExpressionAttributeNames"] = {"#state": "state"}
             put_conn["ExpressionAttributeValues"] = to_item(names)
         # One calendar account, one SolarNexus user: the account's claim is taken in the same transaction.

@@ -131,6 +131,16 @@ class MilestoneRepository(Repository):
                                        ExpressionAttributeValues={":u": keys.assignee_pk(user_id), ":since": since})
         return [keys.milestone_of(item["pk"]) for item in items]
 
+    def orgs_assigning(self, user_id: str, limit: int = 20) -> set[str]:
+        """The orgs whose scheduled milestones (the core platform's messages, which carry org_id with the
+        assignee ids) name this user: one query of GSI by_assignee (at most `limit` entries) and one
+        BatchGetItem of their mirrors."""
+        items = self.table.query_items(max_items=limit, IndexName="by_assignee",
+                                       KeyConditionExpression="assignee_pk = :u",
+                                       ExpressionAttributeValues={":u": keys.assignee_pk(user_id)})
+        ids = [keys.milestone_of(item["pk"]) for item in items][:limit]
+        return {str(m["org_id"]) for m in self.mirrors(ids).values() if m.get("org_id")} if ids else set()
+
     def assigned_milestone_ids(self, user_id: str, start_from: str, start_before: str) -> list[str]:
         """Milestones scheduled for a user that start in [start_from, start_before) (UTC ISO), by start;
         one query of GSI by_assignee (keys only) per 1 MB."""
