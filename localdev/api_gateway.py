@@ -141,6 +141,7 @@ class _RouterHandler(BaseHTTPRequestHandler):
     def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None,
                 cookies: list[str] | None = None) -> None:
         self._status = status
+        self._log_request()  # before the answer leaves: a caller that has its answer finds its line
         self.send_response(status)
         for key, value in (headers or {}).items():
             if key.lower() != "content-length":
@@ -157,13 +158,18 @@ class _RouterHandler(BaseHTTPRequestHandler):
     def _logged(self) -> None:
         """Handle one request, then log it in one line. The query string is left out (an OAuth
         callback's carries a code and a signed state), and so is a channel token in the path."""
-        started = time.perf_counter()
+        self._started, self._was_logged = time.perf_counter(), False
         self._status, self._function, self._logged_path = 0, "-", urlsplit(self.path).path
         try:
             self._handle()
         finally:
+            self._log_request()  # a request that ended without an answer is logged too (status 0)
+
+    def _log_request(self) -> None:
+        if not self._was_logged:
+            self._was_logged = True
             request_log.info("%s %s %d %.0f ms %s", self.command, self._logged_path, self._status,
-                             (time.perf_counter() - started) * 1000, self._function)
+                             (time.perf_counter() - self._started) * 1000, self._function)
 
     def _handle(self) -> None:
         gateway: ApiGateway = self.server.gateway  # type: ignore[attr-defined]
