@@ -117,7 +117,7 @@ time.sleep = VirtualClock.sleep
 import boto3  # noqa: E402
 import requests  # noqa: E402
 
-from bench import meters, workload  # noqa: E402
+from bench import inproc, meters, workload  # noqa: E402
 from calsync.clock import parse_utc  # noqa: E402
 from localdev import browser, template  # noqa: E402
 from localdev.memory_aws import MemoryKMS, MemorySQS, MemoryStepFunctions, NoMock  # noqa: E402
@@ -258,6 +258,9 @@ class Config:
     # Refreshes count toward the limit, so this sets their share; the default is the reference's hour.
     token_hours: float = 1.0
     label: str = "after"
+    # Start from a seeded steady state (every initial user connected, last checked in the previous 24 h)
+    # instead of every user going through the consent page during setup (--connect-setup).
+    seed_state: bool = True
 
 
 class Sim:
@@ -287,6 +290,7 @@ class Sim:
         self.two_way: list[tuple[float, float]] = []  # (moved at, reported to the core platform at)
         self.execution_count = 0
         self.failed_backfills = 0
+        self.seeded_checks: dict[str, float] = {}  # seeded state: each user's last check before the period
         tpl = stack.template
         params = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
 
@@ -339,11 +343,7 @@ class Sim:
     def cronofy_catch_up(self) -> None:
         """Pushes delivered; with the realistic emulator (asynchronous writes, push retries) everything
         it would do by itself is done now (its settle(), as DevStack.drain does)."""
-        emu = self.stack.emulator
-        if hasattr(emu, "settle"):
-            emu.settle(timeout=60)
-        else:
-            emu.wait_for_notifications(timeout=60)
+        inproc.deliver_pushes(self.stack.emulator)
 
     def settle(self) -> None:
         for _ in range(100000):
@@ -523,20 +523,75 @@ class Sim:
         self.naive["connect: handshake + event writes"] += 3 + scheduled
 
     def setup(self) -> float:
-        """Backlog published, then every initial user connects (spread so the limiter keeps up)."""
+        """Backlog published, then every initial user connects: through the consent page and the real OAuth
+        callback, spread so the limiter keeps up (--connect-setup), or seeded (the default, seed_state)."""
         day0 = T0
         for u in list(self.users.values()):
-            for _ in range(self.cfg.backlog if not u.joiner else self.cfg.backlog):
+            for _ in range(self.cfg.backlog):
                 self.new_milestone(u.user_id, day0)
         for m in self.milestones.values():
             self.publish(m, "backlog")
         self.settle()
         initial = [u.user_id for u in self.users.values() if not u.joiner]
+        if self.cfg.seed_state:
+            return self.seed_state(initial)
         gap = spacing(self.cfg)
         start = time.time()
         for i, uid in enumerate(initial):
             self.at(start + i * gap, self.connect, uid)
         return start + len(initial) * gap
+
+    def seed_state(self, initial: list[str]) -> float:
+        """Every initial user connected as if long ago, without 20,000 consent pages: an authorization code
+        issued by the emulator as its consent page would, the service's own callback step after the code
+        (ConnectionService._connect_with_code: code exchange, userinfo, channel, the connection and its
+        sealed tokens, the backfill started), the backfill run by its state machine, all with Cronofy's and
+        the limiter's limits lifted (setup requests are counted apart). Then each connection's bookkeeping
+        is set as a day in steady state leaves it: last full check at a random time in the 24 h before the
+        period (so the reconciler owes a uniform stream of checks), channel and busy rebuild within the
+        week. Joiners still take the whole browser path during the period."""
+        from calsync import wiring
+        from calsync.config import get_settings
+        from localdev.emulator import oauth as emulator_oauth
+
+        emu = self.stack.emulator
+        saved_env = {k: os.environ.get(k) for k in ("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_PER_MINUTE")}
+        os.environ["RATE_LIMIT_PER_SECOND"], os.environ["RATE_LIMIT_PER_MINUTE"] = "100000", "6000000"
+        emu.set_rate_limit(None)
+        wiring.reset()
+        redirect = get_settings().oauth_redirect_uri
+        service = wiring.connection_service()
+        for n, uid in enumerate(initial):
+            u = self.users[uid]
+            code = emulator_oauth.issue_code(emu.state, u.account["profile_id"], redirect)
+            with meters.owner("OAuthCallbackFunction"):
+                service._connect_with_code(uid, u.org_id, u.provider, code, None)
+            u.connected = True
+            u.calendar_id = next(c["calendar_id"] for c in u.account["calendars"] if not c.get("calendar_readonly"))
+            if n % 100 == 99:
+                self.settle()  # the backfills started so far run (their state machine, in virtual time)
+        self.settle()
+        rng = random.Random(self.cfg.seed + 1)
+        t0 = T0.timestamp()
+        store = wiring.store()
+        for uid in initial:
+            checked_at = datetime.fromtimestamp(t0 - rng.uniform(0, 86400), UTC)
+            self.seeded_checks[uid] = checked_at.timestamp()
+            week = [datetime.fromtimestamp(t0 - rng.uniform(0, 7 * 86400), UTC) for _ in range(2)]
+            store.update_connection(uid, lambda c, a=checked_at, w=week: c.model_copy(update={
+                "last_checked_at": a, "last_reconciled_at": a, "channel_seen_at": w[0], "busy_rebuilt_at": w[1],
+                "connected_at": min(c.connected_at, w[0], w[1], a)}))
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        emu.set_rate_limit((50, 500))
+        emu.limiter.reset_stats()  # the emulator's peaks and counts start with the limits (the seed is apart)
+        self.seed_requests = len(self.log.requests)
+        wiring.reset()
+        self.record_visits()  # the seeded checks are the starting point, not checks made in the period
+        return time.time()
 
     # ---- the reconciler's schedule ------------------------------------------------------------------------------
 
@@ -897,6 +952,7 @@ def run(cfg: Config) -> dict:
                                                  "access_token_ttl": int(cfg.token_hours * 3600)})
             stack._mock = NoMock()  # every AWS client is in memory: no moto interception of HTTP
             with stack:
+                inproc.install(stack)
                 return _run(cfg, stack, wall0)
         finally:
             VirtualClock.traveller = None
@@ -912,12 +968,15 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
     invocations.install()
     sim = Sim(cfg, stack)
     sim.log = log
+    phases: dict[str, dict] = {}  # cumulative wall and CPU seconds at the end of each phase
+    cpu0 = time.process_time()
+    sim.phases = phases
     try:
         sim.build_roster()
         connects_done = sim.setup()
         t_tick = math.ceil(time.time() / SCHEDULE) * SCHEDULE
         sim.at(t_tick, sim.reconcile_tick, t_tick)
-        setup_end = max(T0.timestamp(), connects_done + SETTLE_AFTER_SETUP)
+        setup_end = max(T0.timestamp(), connects_done + (0 if cfg.seed_state else SETTLE_AFTER_SETUP))
         t0 = setup_end if setup_end > T0.timestamp() else T0.timestamp()
         period0 = datetime.fromtimestamp(t0, UTC)
         # keep whole days from a midnight: if setup ran past T0, the period starts at the next midnight
@@ -926,8 +985,10 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
         global_offset = (period0 - T0).days
         sim.run_until(period0.timestamp())
         setup_wall = time.perf_counter() - wall0
+        phases["setup"] = {"wall_s": round(setup_wall, 1), "cpu_s": round(time.process_time() - cpu0, 1)}
         print(f"setup done: {sum(u.connected for u in sim.users.values())} users connected, "
-              f"{len(log.requests):,} Cronofy requests, {setup_wall:.0f} s wall", flush=True)
+              f"{len(log.requests):,} Cronofy requests, {setup_wall:.0f} s wall, {phases['setup']['cpu_s']:.0f} s CPU",
+              flush=True)
         setup_requests = len(log.requests)
         if cfg.limit_scale != 1:
             scale_limits(stack, cfg.limit_scale)
@@ -944,8 +1005,10 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
             sim.at(start + 1, sim.lose_events)
         for d in range(cfg.days):
             sim.run_until(start + (d + 1) * 86400)
+            phases[f"day {d + 1}"] = {"wall_s": round(time.perf_counter() - wall0, 1),
+                                      "cpu_s": round(time.process_time() - cpu0, 1)}
             print(f"  day {d + 1}/{cfg.days}: {len(log.requests) - setup_requests:,} Cronofy requests so far, "
-                  f"{time.perf_counter() - wall0:.0f} s wall", flush=True)
+                  f"{time.perf_counter() - wall0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU", flush=True)
         end = start + cfg.days * 86400
         restored = None
         if cfg.quiet_day:
@@ -995,7 +1058,10 @@ SETTLE_AFTER_SETUP = 1800
 
 
 def setup_seconds(cfg: Config) -> float:
-    """Virtual time set aside before T0 for the setup: the connects, spread, then half an hour to settle."""
+    """Virtual time set aside before T0 for the setup: the connects, spread, then half an hour to settle
+    (seeded: two hours, the backfills' state machines run in it)."""
+    if cfg.seed_state:
+        return 7200
     return cfg.users * spacing(cfg) + SETTLE_AFTER_SETUP + 600
 
 
@@ -1043,16 +1109,17 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
         if int(t // 3600) == busiest_hour[0]:
             delays_peak.append(dt)
     # reconciler visits in the period
-    gaps, never = [], []
+    gaps, never, worst_gaps = [], [], []
     connected_all_period = [u for u in sim.users.values() if u.connected and not u.joiner]
     for u in connected_all_period:
-        vs = [v for v in sim.visits.get(u.user_id, []) if start <= v <= end]
-        if not vs:
+        first = sim.seeded_checks.get(u.user_id, start)  # seeded: the last check before the period
+        vs = sorted(v for v in sim.visits.get(u.user_id, []) if first < v <= end)
+        if not [v for v in vs if v >= start]:
             never.append(u.user_id)
-            gaps.append(end - start)
-            continue
-        points = [start] + vs + [end]
+        points = [first] + vs + [end]
         gaps.append(max(b - a for a, b in zip(points, points[1:], strict=False)))
+        if gaps[-1] > 24 * 3600 and len(worst_gaps) < 5:
+            worst_gaps.append({"user": u.user_id, "checks": [z(datetime.fromtimestamp(p, UTC)) for p in points]})
     runs = [r for r in sim.runs if start <= r["t"] < end]
     visits_total = sum(r["visited"] for r in runs)
     rec_requests = by_owner.get("ReconcilerFunction", 0)
@@ -1093,7 +1160,8 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             "busiest_hour_at": z(datetime.fromtimestamp(busiest_hour[0] * 3600, UTC)),
             "emulator_stats": stack.emulator.stats,
             # the emulator counts every API request it receives; each one here also has its sender
-            "counted": {"at_emulator": stack.emulator.stats["requests"], "attributed": len(log.requests),
+            "counted": {"at_emulator": stack.emulator.stats["requests"],
+                        "attributed": len(log.requests) - getattr(sim, "seed_requests", 0),
                         "unattributed": sum(1 for _, o, _, _ in log.requests if o not in FUNCTIONS)},
             "over_limit_429": stack.emulator.stats.get("rate_limited", 0),
         },
@@ -1104,6 +1172,7 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             "max_requests_in_a_run": max((r["requests"] for r in runs), default=0),
             "longest_gap_hours": round(max(gaps) / 3600, 2) if gaps else None,
             "users_never_visited": len(never), "users_tracked": len(connected_all_period),
+            "gaps_over_24h": sum(1 for g in gaps if g > 24 * 3600), "gaps_over_24h_examples": worst_gaps,
             # gaps and "never visited" count every check: a visit, or a notification's read that was the check
             "checks": sum(1 for u in connected_all_period for v in sim.visits.get(u.user_id, []) if start <= v <= end),
             "checks_by_notification_reads": sim.checks_by_reads,
@@ -1125,6 +1194,7 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
         "dlq": {qid: SQS.depth(url) for qid, url in stack.queue_urls.items() if qid.endswith("DLQ")},
         "invocations": dict(Counter(r.function for r in invocations.records)),
         "wall_seconds": round(wall, 1),
+        "phases": getattr(sim, "phases", {}),
     }
     params = stack.template.get("Parameters", {})
     if "ReconcileRequestBudget" in params:
@@ -1401,6 +1471,8 @@ def parse(argv: list[str] | None = None) -> Config:
     ap.add_argument("--limit-scale", type=float, default=d.limit_scale,
                     help="divide Cronofy's limits by F: the run stands for users*F users (e.g. 1000 x 20)")
     ap.add_argument("--small", action="store_true", help="50 users, 1 day")
+    ap.add_argument("--connect-setup", dest="seed_state", action="store_false",
+                    help="every initial user connects through the consent page at setup (slow) instead of seeding")
     ap.add_argument("--label", default=d.label)
     ap.add_argument("--out", default=None, help="results file (default bench/results/scale.json)")
     ap.add_argument("--model-check", nargs=2, metavar=("SMALL_JSON", "BIG_JSON"),

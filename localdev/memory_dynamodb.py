@@ -295,11 +295,20 @@ class _Parser:
         return paths
 
 
+_PARSED: dict[tuple, Any] = {}  # (kind, expression, names) -> its tree: the service sends a few dozen shapes
+
+
 def _parse(kind: str, text: str, names: dict | None):
+    key = (kind, text, tuple(sorted(names.items())) if names else None)
+    found = _PARSED.get(key)
+    if found is not None:
+        return found, None
     parser = _Parser(text, names)
     node = {"condition": parser.condition, "update": parser.update, "projection": parser.projection}[kind]()
     if not parser.done():
         raise ValueError(f"unexpected {parser.peek()} in {text!r}")
+    if len(_PARSED) < 10_000:
+        _PARSED[key] = node
     return node, parser
 
 
