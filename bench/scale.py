@@ -113,6 +113,11 @@ class VirtualClock:
 
 # Before anything imports calsync.cronofy (its client takes `sleep=time.sleep` as a default argument).
 time.sleep = VirtualClock.sleep
+# time.monotonic is virtual too (time-machine leaves it alone): the reconciler's deadline and the client's
+# request deadlines are then measured in the same virtual seconds its waits cost, not in machine speed.
+# (Modules that bound the real one at import, e.g. threading's timeouts, keep it.)
+_real_monotonic = time.monotonic
+time.monotonic = lambda: time.time()
 
 import boto3  # noqa: E402
 import requests  # noqa: E402
@@ -290,6 +295,7 @@ class Sim:
         self.two_way: list[tuple[float, float]] = []  # (moved at, reported to the core platform at)
         self.execution_count = 0
         self.failed_backfills = 0
+        self.published_by_type: Counter = Counter()  # CalendarChangesQueue messages by type
         self.seeded_checks: dict[str, float] = {}  # seeded state: each user's last check before the period
         tpl = stack.template
         params = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
@@ -407,6 +413,7 @@ class Sim:
             m = q.messages.pop(mid_)
             message = json.loads(m.body)
             self.core[message["type"]] += 1
+            self.published_by_type[message["type"]] += 1  # every type, including ones added later
             if message["type"] != "milestone.rescheduled_on_calendar":
                 continue
             moved_at = self.moves.pop(message["milestone_id"], None)
@@ -480,6 +487,12 @@ class Sim:
             if m.start < today:
                 m.start = m.start + timedelta(days=7)
         self.publish(m, "reschedule")
+
+    def roster(self) -> list[str]:
+        """Every user id, in roster order (built once: picking from it must not cost O(users))."""
+        if getattr(self, "_roster", None) is None or len(self._roster) != len(self.users):
+            self._roster = list(self.users)
+        return self._roster
 
     def user_milestone(self, user_id: str) -> str | None:
         mids = [m for m in self.by_user[user_id] if user_id in self.milestones[m].assignees]
@@ -733,8 +746,9 @@ class Sim:
 
     def calendar_move(self) -> None:
         now = datetime.fromtimestamp(time.time(), UTC)
+        roster = self.roster()
         for _ in range(20):
-            uid = self.rng.choice(list(self.users))
+            uid = self.rng.choice(roster)
             u = self.users[uid]
             if not u.connected:
                 continue
@@ -938,6 +952,33 @@ class _DropMetrics:
         return getattr(self.real, name)
 
 
+class VirtualLambdaContext:
+    """Lambda's context in virtual time: get_remaining_time_in_millis counts down from the function's
+    Timeout in template.yaml (Globals otherwise) from the moment it was invoked."""
+
+    timeouts: dict[str, float] = {}
+
+    def __init__(self, function_name: str, memory_limit_in_mb: int = 512, aws_request_id: str = "",
+                 invoked_function_arn: str = ""):
+        self.function_name = function_name
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.aws_request_id = aws_request_id
+        self.invoked_function_arn = invoked_function_arn
+        self.deadline = time.time() + self.timeouts.get(function_name, 3.0)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.time()) * 1000))
+
+    @classmethod
+    def install(cls, tpl: dict) -> None:
+        import localdev.stack
+
+        default = float((tpl.get("Globals", {}).get("Function", {}) or {}).get("Timeout", 3))
+        cls.timeouts = {fid: float(r.get("Properties", {}).get("Timeout", default))
+                        for fid, r in tpl["Resources"].items() if r.get("Type") == "AWS::Serverless::Function"}
+        localdev.stack.LambdaContext = cls  # type: ignore[misc,assignment]
+
+
 def run(cfg: Config) -> dict:
     from localdev.stack import DevStack
 
@@ -953,6 +994,7 @@ def run(cfg: Config) -> dict:
             stack._mock = NoMock()  # every AWS client is in memory: no moto interception of HTTP
             with stack:
                 inproc.install(stack)
+                VirtualLambdaContext.install(stack.template)
                 return _run(cfg, stack, wall0)
         finally:
             VirtualClock.traveller = None
@@ -1096,6 +1138,7 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     rec_hour = sum(1 for t, o, *_ in period if o == "ReconcilerFunction" and int(t // 3600) == busiest_hour[0])
     # milestone message -> calendar write
     delays, delays_peak, unmatched = [], [], 0
+    delays_by_org: dict[str, list[float]] = defaultdict(list)
     for t, mid, start_s, _kind in sim.sent:
         if not start <= t < end:
             continue
@@ -1106,6 +1149,7 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             continue
         dt = min(w[0] for w in times) - t
         delays.append(dt)
+        delays_by_org[sim.milestones[mid].org_id].append(dt)
         if int(t // 3600) == busiest_hour[0]:
             delays_peak.append(dt)
     # reconciler visits in the period
@@ -1134,7 +1178,8 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     result = {
         "label": cfg.label,
         "config": cfg.__dict__,
-        "generated_at": datetime.now(UTC).isoformat() if False else None,
+        "generated_at": provenance()["date"],
+        "provenance": provenance(),
         "period": {"start": z(datetime.fromtimestamp(start, UTC)), "days": days, "working_days": working_days,
                    "users": users, "orgs": len(sim.orgs)},
         "setup": {"cronofy_requests": setup_n, "users_connected": sum(1 for u in sim.users.values() if not u.joiner),
@@ -1203,9 +1248,91 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     # The design after issue 11 picks users by due time (GSI by_due) and spends only what live work leaves.
     result["reconciler_yields_to_live"] = "by_due" in json.dumps(stack.template["Resources"])
     result["ceiling"] = ceiling(result)
+    result["charts"] = chart_data(sim, period, start, end, delays_by_org, delays, stack)
+    result["latency_seconds"]["p99_by_org"] = {org: round(pct(v, 99), 1) for org, v in sorted(delays_by_org.items())}
+    result["must_hold"] = must_hold(result, cfg)
     if cfg.limit_scale != 1:
         result["simulated"] = simulated(result, cfg)
     return result
+
+
+def provenance() -> dict:
+    """What a reader needs to trust a results file: the commit (and whether the tree had changes), when,
+    with which arguments, on what machine (and how loaded it was: wall times are only comparable with it)."""
+    import platform
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    if not hasattr(provenance, "_cached"):
+        provenance._cached = {  # type: ignore[attr-defined]
+            "commit": git("rev-parse", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
+            "arguments": sys.argv[1:],
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "python": platform.python_version(),
+                        "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        }
+    return provenance._cached  # type: ignore[attr-defined]
+
+
+def chart_data(sim: Sim, period: list, start: float, end: float, delays_by_org: dict, delays: list[float],
+               stack) -> dict:
+    """What bench/capacity_report.py draws: Cronofy requests per minute by function over the period (the
+    limit is 500), CDF points (every percentile) of milestone -> calendar and calendar move -> queue, and
+    the p99 per org."""
+    minutes = int((end - start) // 60)
+    group_of = {f: name for name, fids in REPORT_GROUPS for f in fids}
+    per_minute: dict[str, list[int]] = {name: [0] * minutes for name, _ in REPORT_GROUPS}
+    for t, owner, _, _ in period:
+        m = int((t - start) // 60)
+        if 0 <= m < minutes and owner in group_of:
+            per_minute[group_of[owner]][m] += 1
+    two_way = [b - a for a, b in sim.two_way if start <= a < end]
+
+    def cdf(samples: list[float]) -> list[float | None]:
+        return [round(v, 2) if (v := pct(samples, q)) is not None else None for q in range(1, 101)]
+
+    return {"start": z(datetime.fromtimestamp(start, UTC)), "limit_per_minute": LIMIT_PER_MINUTE,
+            "requests_per_minute_by_function": per_minute,
+            "cdf_percentiles": list(range(1, 101)),
+            "milestone_to_calendar_cdf_s": cdf(delays), "move_to_queue_cdf_s": cdf(two_way),
+            "published_by_type": dict(sorted(sim.published_by_type.items()))}
+
+
+def must_hold(r: dict, cfg: Config) -> dict:
+    """Issue 21's conditions, measured on this run (a run at --limit-scale other than 1 is an estimate and
+    never passes)."""
+    c, lat, rec, tw = r["cronofy"], r["latency_seconds"], r["reconciler"], r["two_way_seconds"]
+    emu = c["emulator_stats"]
+    org_p99 = lat.get("p99_by_org") or {}
+    worst_org = max(org_p99.items(), key=lambda kv: kv[1]) if org_p99 else (None, None)
+    rows = {
+        "p99 milestone -> calendar write in the busiest hour <= 120 s": (lat["busiest_hour_p99"],
+                                                                         (lat["busiest_hour_p99"] or 0) <= 120),
+        "p99 calendar move -> core platform's queue <= 120 s": (tw.get("p99"), (tw.get("p99") or 0) <= 120),
+        "p99 milestone -> calendar <= 180 s for every org": (f"worst {worst_org[0]}: {worst_org[1]}",
+                                                             all(v <= 180 for v in org_p99.values())),
+        "0 requests over 50/s or 500/min (emulator, sliding windows)": (
+            f"429s {c['over_limit_429']}, max/s {emu['max_per_second']}, max/min {emu['max_per_minute']}",
+            c["over_limit_429"] == 0 and emu["max_per_second"] <= 50 and emu["max_per_minute"] <= 500),
+        "every user checked within 24 h of their last check": (
+            f"longest gap {rec['longest_gap_hours']} h, {rec.get('gaps_over_24h', 0)} over 24 h",
+            not rec.get("gaps_over_24h") and (rec["longest_gap_hours"] or 0) <= 24),
+        "calendars exact at the end": (r["checks"]["ok"], r["checks"]["ok"]),
+        "0 dead letters": (sum(r["dlq"].values()), not any(r["dlq"].values())),
+        "<= 12 Cronofy requests per user per working day": (c["per_user_per_working_day"],
+                                                            c["per_user_per_working_day"] <= 12),
+    }
+    direct = cfg.limit_scale == 1
+    return {"direct": direct, "users": r["period"]["users"], "token_hours": cfg.token_hours,
+            "conditions": {k: {"measured": v, "holds": ok} for k, (v, ok) in rows.items()},
+            "all_hold": direct and all(ok for _, ok in rows.values())}
 
 
 def _two_way(sim: Sim, start: float, end: float, busiest_hour: int) -> dict:
@@ -1444,6 +1571,14 @@ def table(r: dict) -> str:
           f" at the real limits (busiest minute {sm['busiest_minute_at_real_limits']} at real scale):")
         w(f"  {sm['conditions']} -> {'ALL MET' if sm['all_met'] else 'NOT MET'}")
     w(f"backfills {r['backfills']}, DLQ {r['dlq']}, core platform {r['core_platform']}")
+    mh = r.get("must_hold")
+    if mh:
+        w(f"MUST HOLD ({'direct run' if mh['direct'] else 'ESTIMATE at scaled limits: never a pass'}, "
+          f"{mh['users']:,} users, {mh['token_hours']:g} h tokens):")
+        for k, v in mh["conditions"].items():
+            w(f"  [{'ok' if v['holds'] else 'FAIL'}] {k}: {v['measured']}")
+        w(f"  -> {'ALL HOLD' if mh['all_hold'] else 'NOT ALL HOLD'}")
+    w(f"phases (cumulative wall / CPU s): {r.get('phases')}")
     w(f"wall time {r['wall_seconds']:.0f} s")
     return "\n".join(out)
 
