@@ -583,6 +583,8 @@ class Sim:
             u.calendar_id = next(c["calendar_id"] for c in u.account["calendars"] if not c.get("calendar_readonly"))
             if n % 100 == 99:
                 self.settle()  # the backfills started so far run (their state machine, in virtual time)
+            if n % 2000 == 1999:
+                print(f"  seeded {n + 1:,} users, {time.process_time():.0f} s CPU", flush=True)
         self.settle()
         rng = random.Random(self.cfg.seed + 1)
         t0 = T0.timestamp()
@@ -1046,7 +1048,12 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
         if cfg.quiet_day:
             sim.at(start + 1, sim.lose_events)
         for d in range(cfg.days):
-            sim.run_until(start + (d + 1) * 86400)
+            for h in range(0, 24, 3):  # progress every 3 virtual hours (a long run can be watched)
+                sim.run_until(start + d * 86400 + (h + 3) * 3600)
+                if cfg.users >= 2000:
+                    print(f"    {d * 24 + h + 3:>3} h: {len(log.requests) - setup_requests:,} requests, "
+                          f"{time.perf_counter() - wall0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU",
+                          flush=True)
             phases[f"day {d + 1}"] = {"wall_s": round(time.perf_counter() - wall0, 1),
                                       "cpu_s": round(time.process_time() - cpu0, 1)}
             print(f"  day {d + 1}/{cfg.days}: {len(log.requests) - setup_requests:,} Cronofy requests so far, "
