@@ -984,6 +984,8 @@ class VirtualLambdaContext:
 def run(cfg: Config) -> dict:
     from localdev.stack import DevStack
 
+    provenance()  # stamped now: the commit the run started from, even if HEAD moves while it runs
+
     wall0 = time.perf_counter()
     if not isinstance(sys.stdout, _DropMetrics):
         sys.stdout = _DropMetrics(sys.stdout)
