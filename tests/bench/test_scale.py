@@ -40,6 +40,27 @@ def test_a_small_day_keeps_every_invariant(tmp_path):
     assert r["latency_seconds"]["samples"] > 0 and r["latency_seconds"]["p99"] <= 120
     assert not any(r["dlq"].values()) and r["backfills"]["failed"] == 0
     assert r["ceiling"]["users"] > 0
+    # the run is stamped (commit, date, arguments, machine) and prints issue 21's conditions, measured
+    prov = r["provenance"]
+    assert len(prov["commit"]) == 40 and prov["arguments"][:2] == ["--out", str(tmp_path / "scale.json")]
+    assert prov["machine"]["cpus"] >= 1 and prov["date"].startswith("20") and r["generated_at"] == prov["date"]
+    mh = r["must_hold"]
+    assert mh["direct"] and mh["users"] == 20 and len(mh["conditions"]) == 8 and mh["all_hold"], mh
+    # seeded steady state: every initial user was last checked in the 24 h before the period
+    assert r["reconciler"]["gaps_over_24h"] == 0
+    ch = r["charts"]
+    assert sum(sum(v) for v in ch["requests_per_minute_by_function"].values()) == c["total"] - c["other"]
+    assert len(ch["milestone_to_calendar_cdf_s"]) == 100 and ch["published_by_type"]["calendar.connection_changed"]
+    # the report renders the results as markdown and PNG charts
+    from bench import capacity_report
+
+    sections = capacity_report.sections(tmp_path)
+    assert "20 users, 1 h tokens" in sections["capacity-must-hold"]
+    assert "| **all functions** |" in sections["capacity-by-function"]
+    written = capacity_report.charts(tmp_path, tmp_path / "charts")
+    assert [p.name for p in written] == ["capacity-requests-per-minute.png", "capacity-latency-cdf.png",
+                                         "capacity-p99-by-org.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
 
 
 def test_the_quiet_day_restores_every_lost_event(tmp_path):

@@ -1,0 +1,189 @@
+"""Renders the capacity results (bench/results/scale*.json, written by bench/scale.py) for docs/capacity.md:
+markdown tables and PNG charts, so the figures in the docs come from the results files and nothing else.
+
+    PYTHONPATH=layers/core:. .venv/bin/python bench/capacity_report.py            # print the sections
+    ... bench/capacity_report.py --charts docs                                     # and write the PNGs
+
+For a docs generator (bench/docgen.py): `sections(results_dir) -> {name: markdown}` and
+`charts(results_dir, out_dir) -> [paths written]`. Only files carrying `must_hold` (bench/scale.py since
+issue 21) are direct-run results; older files are left out rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def load(results_dir: Path | str = RESULTS) -> list[tuple[str, dict]]:
+    """(file name, results) of every direct-run results file, largest run first."""
+    found = []
+    for path in sorted(Path(results_dir).glob("scale*.json")):
+        try:
+            r = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(r, dict) and r.get("must_hold"):
+            found.append((path.name, r))
+    found.sort(key=lambda fr: (-fr[1]["period"]["users"], fr[1]["must_hold"]["token_hours"], fr[0]))
+    return found
+
+
+def _stamp(r: dict) -> str:
+    p = r.get("provenance") or {}
+    m = p.get("machine") or {}
+    commit = (p.get("commit") or "?")[:10] + (" (dirty)" if p.get("dirty") else "")
+    return (f"commit {commit}, {p.get('date', '?')}, `{' '.join(p.get('arguments') or [])}`, "
+            f"{m.get('cpus', '?')} CPUs, Python {m.get('python', '?')}, load {m.get('load_average_at_end')}")
+
+
+def must_hold_table(runs: list[tuple[str, dict]]) -> str:
+    if not runs:
+        return "_No direct-run results yet._\n"
+    head = "| condition | " + " | ".join(
+        f"{r['period']['users']:,} users, {r['must_hold']['token_hours']:g} h tokens" for _, r in runs) + " |"
+    lines = [head, "|---|" + "---|" * len(runs)]
+    names = list(runs[0][1]["must_hold"]["conditions"])
+    for name in names:
+        cells = []
+        for _, r in runs:
+            c = r["must_hold"]["conditions"].get(name)
+            cells.append("-" if c is None else f"{'ok' if c['holds'] else '**FAIL**'}: {c['measured']}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| all hold | " + " | ".join(
+        "**yes**" if r["must_hold"]["all_hold"] else "**no**" for _, r in runs) + " |")
+    lines.append("")
+    lines += [f"- `{name}`: {_stamp(r)}; wall {r.get('wall_seconds')} s, phases {r.get('phases')}"
+              for name, r in runs]
+    return "\n".join(lines) + "\n"
+
+
+def by_function_table(runs: list[tuple[str, dict]]) -> str:
+    if not runs:
+        return "_No direct-run results yet._\n"
+    lines = ["| Cronofy requests per user per working day | " + " | ".join(
+        f"{r['period']['users']:,} users, {r['must_hold']['token_hours']:g} h" for _, r in runs) + " |",
+             "|---|" + "---|" * len(runs)]
+    functions = list(runs[0][1]["cronofy"]["by_function_per_user_per_working_day"])
+    for f in functions:
+        lines.append(f"| {f} | " + " | ".join(
+            f"{r['cronofy']['by_function_per_user_per_working_day'].get(f, 0):.2f}" for _, r in runs) + " |")
+    lines.append("| **all functions** | " + " | ".join(
+        f"**{r['cronofy']['per_user_per_working_day']:.2f}**" for _, r in runs) + " |")
+    endpoints: list[str] = []
+    for _, r in runs:
+        endpoints += [e for e in r["cronofy"]["by_endpoint_per_user_per_working_day"] if e not in endpoints]
+    for e in endpoints:
+        lines.append(f"| ... {e} | " + " | ".join(
+            f"{r['cronofy']['by_endpoint_per_user_per_working_day'].get(e, 0):.2f}" for _, r in runs) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def org_table(runs: list[tuple[str, dict]], worst: int = 10) -> str:
+    if not runs:
+        return "_No direct-run results yet._\n"
+    _, r = runs[0]
+    by_org = r["latency_seconds"].get("p99_by_org") or {}
+    top = sorted(by_org.items(), key=lambda kv: -kv[1])[:worst]
+    lines = [f"p99 milestone -> calendar write per org ({r['period']['users']:,} users; the {len(top)} slowest of "
+             f"{len(by_org)} orgs):", "", "| org | p99 s |", "|---|---|"]
+    lines += [f"| {org} | {v} |" for org, v in top]
+    return "\n".join(lines) + "\n"
+
+
+def sections(results_dir: Path | str = RESULTS) -> dict[str, str]:
+    """name -> markdown, for marker comments in docs/capacity.md."""
+    runs = load(results_dir)
+    return {"capacity-must-hold": must_hold_table(runs), "capacity-by-function": by_function_table(runs),
+            "capacity-by-org": org_table(runs)}
+
+
+def charts(results_dir: Path | str = RESULTS, out_dir: Path | str = ROOT / "docs") -> list[Path]:
+    """PNG charts of the largest direct run: requests per minute by function against the limit, the
+    latency CDFs, p99 per org. Returns the files written."""
+    runs = load(results_dir)
+    if not runs:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    name, r = runs[0]
+    ch = r["charts"]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    users = f"{r['period']['users']:,} users"
+    written = []
+
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    series = ch["requests_per_minute_by_function"]
+    minutes = range(len(next(iter(series.values()))))
+    hours = [m / 60 for m in minutes]
+    ax.stackplot(hours, *series.values(), labels=list(series), linewidth=0)
+    ax.axhline(ch["limit_per_minute"], color="red", linestyle="--", label=f"Cronofy limit {ch['limit_per_minute']}/min")
+    ax.set_xlabel(f"hours from {ch['start']} (UTC)")
+    ax.set_ylabel("Cronofy requests per minute")
+    ax.set_title(f"Cronofy requests per minute by function, direct run, {users} ({name})")
+    ax.legend(loc="upper left", fontsize=8)
+    path = out / "capacity-requests-per-minute.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    written.append(path)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    q = ch["cdf_percentiles"]
+    for label, key in (("milestone -> calendar write", "milestone_to_calendar_cdf_s"),
+                       ("calendar move -> core queue", "move_to_queue_cdf_s")):
+        xs = [v for v in ch[key] if v is not None]
+        if xs:
+            ax.plot(xs, q[:len(xs)], label=label)
+    ax.axvline(120, color="red", linestyle="--", label="120 s")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("percentile")
+    ax.set_title(f"Latency CDFs, {users}")
+    ax.legend(fontsize=8)
+    path = out / "capacity-latency-cdf.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    written.append(path)
+
+    by_org = r["latency_seconds"].get("p99_by_org") or {}
+    if by_org:
+        fig, ax = plt.subplots(figsize=(11, 4))
+        orgs = sorted(by_org, key=lambda o: -by_org[o])
+        ax.bar(range(len(orgs)), [by_org[o] for o in orgs], width=1.0)
+        ax.axhline(180, color="red", linestyle="--", label="180 s")
+        ax.set_xlabel("orgs, slowest first")
+        ax.set_ylabel("p99 milestone -> calendar (s)")
+        ax.set_title(f"p99 per org, {users}")
+        ax.legend(fontsize=8)
+        path = out / "capacity-p99-by-org.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--charts", metavar="OUT_DIR", help="also write the PNG charts here")
+    args = ap.parse_args(argv)
+    for name, text in sections(args.results).items():
+        print(f"<!-- {name} -->\n{text}")
+    if args.charts:
+        for path in charts(args.results, args.charts):
+            print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
