@@ -18,8 +18,10 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import random
 import time
 import urllib.parse
+from collections import Counter
 from typing import Any
 
 import requests
@@ -78,12 +80,33 @@ def _body(req: requests.PreparedRequest) -> bytes:
     return body.encode("utf-8") if isinstance(body, str) else bytes(body)
 
 
-class EmulatorAdapter(BaseAdapter):
-    """The Cronofy emulator's HTTP front end (server.py `_Handler._handle`), called in this thread."""
+FAULTS: Counter = Counter()  # random faults answered, by kind
+FAULTS_ON = [True]  # switched off while the benchmark seeds its starting state (not a measured period)
 
-    def __init__(self, emu: Any, api_router: Any, control_router: Any):
+
+class EmulatorAdapter(BaseAdapter):
+    """The Cronofy emulator's HTTP front end (server.py `_Handler._handle`), called in this thread.
+
+    `faults` (the rough world): each API request, at these rates (seeded), is answered 503 ("5xx"), 429 with
+    Retry-After 2 from Cronofy's side ("429"), or handled and then never answered ("timeout": the client
+    gives up after its timeout, which costs that much virtual time; the write may have happened)."""
+
+    def __init__(self, emu: Any, api_router: Any, control_router: Any, faults: dict[str, float] | None = None,
+                 seed: int = 0):
         super().__init__()
         self.emu, self.api_router, self.control_router = emu, api_router, control_router
+        self.faults = faults or {}
+        self.rng = random.Random(seed + 21)
+
+    def _random_fault(self, req: Request) -> str | None:
+        if not self.faults or not FAULTS_ON[0] or req.path.startswith(UNMETERED_PREFIXES):
+            return None
+        x = self.rng.random()
+        for kind in ("5xx", "429", "timeout"):
+            x -= self.faults.get(kind, 0.0)
+            if x < 0:
+                return kind
+        return None
 
     def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, verify: Any = True,
              cert: Any = None, proxies: Any = None) -> requests.Response:
@@ -94,6 +117,18 @@ class EmulatorAdapter(BaseAdapter):
                       headers=CaseInsensitiveDict(request.headers), body=_body(request))
         if req.path == "/_emulator" or req.path.startswith("/_emulator/"):
             out = _dispatch(self.control_router, req, control=True)
+            return self._to_requests(request, out)
+        chaos = self._random_fault(req)
+        if chaos is not None:
+            FAULTS[chaos] += 1
+        if chaos == "5xx":
+            out = json_response(503, {"error": "service_unavailable", "error_description": "random fault"})
+            self.emu.record_request(req, 503, started, "random_5xx")
+            return self._to_requests(request, out)
+        if chaos == "429":
+            out = json_response(429, {"error": "too_many_requests", "error_description": "random fault"},
+                                {"Retry-After": "2"})
+            self.emu.record_request(req, 429, started, "random_429")
             return self._to_requests(request, out)
         fault = self.emu.faults.take(req.method, req.path)
         response: Response | None = _fault_response(fault) if fault is not None else None
@@ -109,6 +144,10 @@ class EmulatorAdapter(BaseAdapter):
                                 fault.mode if fault is not None else None)
         if response.drop:
             raise requests.ConnectionError("connection closed without an answer (injected drop)")
+        if chaos == "timeout":
+            wait = timeout[0] if isinstance(timeout, tuple) else timeout
+            time.sleep(float(wait or 8.0))  # the client's timeout passes (virtual in the benchmark)
+            raise requests.ReadTimeout("random fault: no answer before the client's timeout")
         return self._to_requests(request, response)
 
     @staticmethod
@@ -172,14 +211,14 @@ def handle_gateway(gateway: Any, method: str, url: str, raw_headers: dict[str, s
     return int(result.get("statusCode", 200)), raw, out
 
 
-def install(stack: Any) -> None:
+def install(stack: Any, faults: dict[str, float] | None = None, seed: int = 0) -> None:
     """Every requests session in the process reaches the emulator and the gateway in process; the
     emulator's notifier thread is stopped (pushes go out from `deliver_pushes`)."""
     from localdev.emulator.control import build_control_router
     from localdev.emulator.routes import build_api_router
 
     emu = stack.emulator
-    emulator = EmulatorAdapter(emu, build_api_router(emu), build_control_router(emu))
+    emulator = EmulatorAdapter(emu, build_api_router(emu), build_control_router(emu), faults, seed)
     gateway = GatewayAdapter(stack.gateway)
     bases = ((emu.base_url, emulator), (stack.base_url, gateway))
     original = requests.Session.get_adapter

@@ -67,3 +67,16 @@ def test_the_quiet_day_restores_every_lost_event(tmp_path):
     r = run_scale(tmp_path, "--users", "10", "--quiet-day", "--seed", "4")
     assert r["quiet_day"]["lost"] == 10 and r["quiet_day"]["all_restored"]
     assert r["checks"]["ok"], r["checks"]
+
+
+def test_the_rough_world_runs_its_profile(tmp_path):
+    """--world rough: orgs of different sizes in four zones, a weather day, faults at stated rates; every
+    request still counted once (random 5xx and 429 answers included)."""
+    r = run_scale(tmp_path, "--users", "40", "--days", "1", "--seed", "5", "--world", "rough")
+    assert r["world"] == "rough" and set(r["rough_world"]["zones"][0]) >= {"America/New_York"}
+    assert r["period"]["orgs"] >= 2
+    assert r["weather_day"]["milestones"] > 0 and r["weather_day"]["p99_s"] is not None
+    c = r["cronofy"]
+    assert c["counted"]["at_emulator"] == c["counted"]["attributed"] and c["counted"]["unattributed"] == 0
+    assert c["over_limit_429"] == 0 and c["busiest_second"] <= 50
+    assert len(r["must_hold"]["conditions"]) == 8
