@@ -16,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The core layer is a package on the path in Lambda (/opt/python); locally it is this folder.
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
-.PHONY: install demo test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
+.PHONY: install demo test lint typecheck validate checkov unit test-unit test-suites bench bench-scale capacity-report build deploy clean openapi asyncapi chromium
 
 $(VENV)/.installed: requirements-dev.txt layers/core/requirements.txt
 	@test -n "$(PY313)" || { echo "Python 3.13 is needed (python3.13 on PATH or pyenv 3.13.0)"; exit 1; }
@@ -105,6 +105,10 @@ bench: $(VENV)/.installed
 # (under 20 minutes). SCALE_ARGS="--small" for a quick run, "--quiet-day" for the self-healing day.
 bench-scale: $(VENV)/.installed
 	$(PY) bench/scale.py $(SCALE_ARGS)
+
+# Issue 21: the capacity tables (markdown) and charts (docs/capacity-*.png) from bench/results' direct runs
+capacity-report: $(VENV)/.installed
+	$(PY) bench/capacity_report.py --charts docs
 
 build: $(SAMVENV)/.installed
 	PATH="$(dir $(PY313)):$$PATH" $(SAM) build

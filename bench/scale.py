@@ -1,30 +1,43 @@
-"""Capacity benchmark (issue 11, part 1): what one Cronofy application carries, every function counted.
+"""Capacity benchmark (issues 11 and 21): what one Cronofy application carries, every function counted.
 
     make bench-scale                       (1,000 users x 7 days; --small for a quick run)
-    PYTHONPATH=layers/core:. .venv/bin/python bench/scale.py --users 50 --days 1
+    PYTHONPATH=layers/core:. .venv/bin/python bench/scale.py --users 5000 --days 1          (a direct run)
+    ... bench/scale.py --users 1000 --days 1 --world rough    (time zones, big calendars, weather day, faults)
     ... bench/scale.py --quiet-day         (one day, no changes, every user loses one event silently)
 
 What is real and what is simulated
-- Real: every Lambda handler (invoked through `DevStack.invoke`: SQS batches, the router for HTTP,
-  the backfill steps), the service's own Cronofy limiter at its defaults (50/s, 500/min, 5% margin:
-  burst 40 then 7.25/s) and reconciler budget (150), the Cronofy emulator with its application rate
-  limit on at Cronofy's limits (50/s, 500/min), its push notifications (through the router to the webhook
-  intake), OAuth through the consent page and the real callback, KMS (moto).
+- Real: every Lambda handler (invoked through `DevStack.invoke`: SQS batches, the API Gateway stand-in for
+  HTTP, the backfill steps), the service's own Cronofy limiter at its defaults (50/s, 500/min, 5% margin:
+  burst 40 then 7.25/s) and the reconciler's per-run budget (template.yaml ReconcileRequestBudget, 1000),
+  the Cronofy emulator with its application rate limit on at Cronofy's limits (50/s, 500/min, sliding
+  windows), its push notifications (to the webhook intake), OAuth through the consent page and the real
+  callback for joiners, KMS (in memory).
+- In process (bench/inproc.py): requests to the emulator and to the API Gateway stand-in go through a
+  transport adapter that runs the same fault, rate-limit, routing and logging code as their HTTP servers,
+  without sockets or server threads; pushes are delivered by the settle loop, not the notifier thread.
+- Seeded starting state (default; --connect-setup for the old way): every initial user is connected by
+  the service's own code after the consent page (ConnectionService._connect_with_code with a code the
+  emulator issued, the backfill run by its state machine) with the limits lifted, and then was last
+  checked at a random moment of the 24 h before the period. Setup requests are counted apart.
 - Virtual time: one time-machine traveller (tick=False) moves every clock in the process (the
-  service, moto, the emulator and its threads). It moves when the simulation advances to its next
-  event, and when anything sleeps (time.sleep is replaced by a shift of the traveller: the client's
-  limiter waits and retry backoffs cost virtual time, not wall time). Handler work itself takes no
-  virtual time. The emulator's rate limiter is fed virtual time.
+  service, the emulator). It moves when the simulation advances to its next event, and when anything
+  sleeps (time.sleep is replaced by a shift of the traveller: the client's limiter waits and retry
+  backoffs cost virtual time, not wall time). time.monotonic is virtual as well, and the Lambda context's
+  get_remaining_time_in_millis counts down from the function's template Timeout in virtual time. Handler
+  work itself takes no virtual time, and Cronofy answers at once (no latency distribution yet).
+- NOT concurrent (issue 21 item 3 is not done): invocations run one at a time to completion; a handler
+  waiting for budget moves the one clock and holds every other handler back meanwhile, so latencies
+  measured in a saturated hour include other handlers' waits (an upper bound for those, a lower bound for
+  races: concurrent invocations never race on the limiter item or a connection here).
 - Simulated: the schedule (the ReconcilerFunction gets an EventBridge scheduled event, shaped as
-  events/reconciler-schedule.json, at every 5-minute boundary of virtual time, for the whole period
-  including setup; the handler decides whom to visit); Lambda's SQS event source mappings (BatchSize
-  and MaximumBatchingWindowInSeconds from template.yaml; a failed message comes back after the queue's
-  VisibilityTimeout from template.yaml, a handed-back one when its ChangeMessageVisibility runs out,
-  and moves to the DLQ after maxReceiveCount); the backfill state machine (a synchronous stand-in that
-  follows statemachines/backfill.asl.json: Plan -> Map over chunks with MaxConcurrency 2 and the Retry
-  policies, retries scheduled in virtual time -> Finalize; Catch -> MarkFailed); the core platform
-  (publishes milestone versions, applies a calendar reschedule while its version still matches and
-  publishes the new version a minute later).
+  events/reconciler-schedule.json, at every 5-minute boundary of virtual time); Lambda's SQS event source
+  mappings (BatchSize and MaximumBatchingWindowInSeconds from template.yaml; a failed message comes back
+  after the queue's VisibilityTimeout from template.yaml, a handed-back one when its ChangeMessageVisibility
+  runs out, and moves to the DLQ after maxReceiveCount); the backfill state machine (a synchronous
+  stand-in that follows statemachines/backfill.asl.json: Plan -> Map over chunks with MaxConcurrency 2 and
+  the Retry policies, retries scheduled in virtual time -> Finalize; Catch -> MarkFailed); the core
+  platform (publishes milestone versions, applies a calendar reschedule while its version still matches
+  and publishes the new version a minute later; counts every CalendarChangesQueue message by type).
 - Stand-ins for speed: DynamoDB is localdev/memory_dynamodb.py (contract-tested against moto in
   tests/integration/test_memory_dynamodb_contract.py; the table is created from template.yaml by the
   local stack), SQS and Step Functions are localdev/memory_aws.py. `calsync.wiring.aws_client` reaches
@@ -38,8 +51,9 @@ views a day (every member, 14 days); per working day 0.3% of users connect (join
 from the start, their milestones already published) and 0.1% disconnect. Working hours 09:00-17:00
 UTC on weekdays, 15% of a day's traffic in its busiest hour (10:00), the rest spread evenly. Users are
 in orgs of 50. Setup (reported apart): the backlog (default 20 milestones per user, a quarter with a
-second assignee) is published, then every user connects through the consent page and the real OAuth
-callback (spread over setup), and is backfilled.
+second assignee) is published, then every user is seeded as connected (above) and backfilled.
+The rough world (--world rough) replaces the timing, org sizes and activity and adds the events listed
+in ROUGH_WORLD (docs/capacity.md gives each rate its reason).
 
 Naive integration (derived from the workload's operations, as bench/week.py): 1 request per event
 write; per disconnect 1 per SolarNexus event + channel + revoke; 1 live free/busy per connected user per
@@ -47,7 +61,8 @@ busy view; per calendar notification a full re-read (ceil(events / 50) pages); c
 calendars, channel + 1 write per scheduled event; self-healing = an hourly full re-read of every
 connected user's calendar.
 
-Capacity model (see `ceiling()`): the largest user count N with
+Capacity model (see `ceiling()`, an ESTIMATE kept for comparison with earlier rounds; the must-hold
+conditions of issue 21 are measured on a direct run, `must_hold()`): the largest user count N with
   (1) busiest minute <= 95% of 500: the live part of the busiest minute scales with N
       (live_min * N / N0); the reconciler's part is what it spent in that minute (its spend per run is
       capped by its budget, not by N);
