@@ -96,6 +96,19 @@ def org_table(runs: list[tuple[str, dict]], worst: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
+def same_counts(a: dict, b: dict, tolerance: float = 0.01) -> dict:
+    """Two runs of the same seed and arguments: Cronofy requests by function within `tolerance` (issue 21:
+    same seed, same request counts +-1%)."""
+    fa, fb = a["cronofy"]["by_function"], b["cronofy"]["by_function"]
+    rows = {}
+    for f in sorted(set(fa) | set(fb)):
+        x, y = fa.get(f, 0), fb.get(f, 0)
+        rows[f] = {"a": x, "b": y, "within": abs(x - y) <= tolerance * max(x, y, 1)}
+    ta, tb = a["cronofy"]["total"], b["cronofy"]["total"]
+    rows["total"] = {"a": ta, "b": tb, "within": abs(ta - tb) <= tolerance * max(ta, tb, 1)}
+    return {"rows": rows, "same": all(r["within"] for r in rows.values())}
+
+
 def sections(results_dir: Path | str = RESULTS) -> dict[str, str]:
     """name -> markdown, for marker comments in docs/capacity.md."""
     runs = load(results_dir)
@@ -177,7 +190,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--charts", metavar="OUT_DIR", help="also write the PNG charts here")
+    ap.add_argument("--same-counts", nargs=2, metavar=("A_JSON", "B_JSON"),
+                    help="compare two runs of the same seed: requests by function within 1%%")
     args = ap.parse_args(argv)
+    if args.same_counts:
+        a, b = (json.loads(Path(f).read_text()) for f in args.same_counts)
+        check = same_counts(a, b)
+        for f, row in check["rows"].items():
+            print(f"  {f:<28}{row['a']:>10,}{row['b']:>10,}  {'ok' if row['within'] else 'DIFFERENT'}")
+        print("same request counts (+-1%)" if check["same"] else "NOT the same request counts")
+        return
     for name, text in sections(args.results).items():
         print(f"<!-- {name} -->\n{text}")
     if args.charts:

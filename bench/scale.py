@@ -1573,7 +1573,10 @@ def must_hold(r: dict, cfg: Config) -> dict:
     rows = {
         "p99 milestone -> calendar write in the busiest hour <= 120 s": (lat["busiest_hour_p99"],
                                                                          (lat["busiest_hour_p99"] or 0) <= 120),
-        "p99 calendar move -> core platform's queue <= 120 s": (tw.get("p99"), (tw.get("p99") or 0) <= 120),
+        "p99 calendar move -> core platform's queue <= 120 s": (
+            f"{tw.get('p99')} ({tw.get('unreported', 0)} of {tw.get('samples', 0) + tw.get('unreported', 0)} "
+            "never reported)", (tw.get("p99") or 0) <= 120
+            and tw.get("unreported", 0) <= 0.01 * (tw.get("samples", 0) + tw.get("unreported", 0))),
         "p99 milestone -> calendar <= 180 s for every org": (f"worst {worst_org[0]}: {worst_org[1]}",
                                                              all(v <= 180 for v in org_p99.values())),
         "0 requests over 50/s or 500/min (emulator, sliding windows)": (
@@ -1597,7 +1600,10 @@ def _two_way(sim: Sim, start: float, end: float, busiest_hour: int) -> dict:
     """A SolarNexus event moved on the calendar -> the reschedule on the core platform's queue."""
     all_ = [b - a for a, b in sim.two_way if start <= a < end]
     peak = [b - a for a, b in sim.two_way if start <= a < end and int(a // 3600) == busiest_hour]
-    return {"samples": len(all_), "p50": round(pct(all_, 50), 1) if all_ else None,
+    # moves made in the period that never reached the queue (e.g. the channel was closed and no check came
+    # before the end): each is a sample beyond any bound
+    unreported = sum(1 for a in sim.moves.values() if start <= a < end)
+    return {"samples": len(all_), "unreported": unreported, "p50": round(pct(all_, 50), 1) if all_ else None,
             "p99": round(pct(all_, 99), 1) if all_ else None, "max": round(max(all_), 1) if all_ else None,
             "busiest_hour_samples": len(peak), "busiest_hour_max": round(max(peak), 1) if peak else None}
 

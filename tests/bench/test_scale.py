@@ -80,3 +80,14 @@ def test_the_rough_world_runs_its_profile(tmp_path):
     assert c["counted"]["at_emulator"] == c["counted"]["attributed"] and c["counted"]["unattributed"] == 0
     assert c["over_limit_429"] == 0 and c["busiest_second"] <= 50
     assert len(r["must_hold"]["conditions"]) == 8
+
+
+def test_same_counts_allows_one_percent_and_no_more():
+    from bench.capacity_report import same_counts
+
+    def run(push: int, rec: int) -> dict:
+        return {"cronofy": {"by_function": {"MilestonePush": push, "Reconciler": rec}, "total": push + rec}}
+
+    assert same_counts(run(1000, 200), run(1010, 200))["same"]
+    check = same_counts(run(1000, 200), run(1000, 203))
+    assert not check["same"] and not check["rows"]["Reconciler"]["within"] and check["rows"]["total"]["within"]
