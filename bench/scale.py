@@ -276,6 +276,7 @@ class User:
     calendar_id: str | None = None
     connected: bool = False
     left: bool = False
+    revoked: bool = False  # rough world: revoked on purpose, until they relink
     own: list[str] = field(default_factory=list)  # uids of the user's own events
 
 
@@ -497,7 +498,9 @@ class Sim:
         elif kind != "backlog":
             self.naive["milestone changes: event writes"] += len(after)
         now = time.time()
-        if after and kind != "backlog":
+        # a latency sample needs an assignee whose authorization stands (a user who revoked it on purpose
+        # gets their calendar back when they relink; that wait is theirs, not the service's)
+        if {u for u in after if not self.users[u].revoked} and kind != "backlog":
             self.sent.append((now, m.milestone_id, m.times()[0], kind))
         with meters.owner("core platform"):
             self.stack.send("MilestoneEventsQueue", workload.upserted(m))
@@ -887,11 +890,13 @@ class Sim:
         if not sub:
             return
         self.stack.emulator.revoke_account(sub)
+        u.revoked = True
         self.core["revoked"] += 1
         self.at(time.time() + self.rng.uniform(3600, 4 * 3600), self.relink, uid)
 
     def relink(self, uid: str) -> None:
         self.core["relinked"] += 1
+        self.users[uid].revoked = False
         self.connect(uid)
 
     def close_channel(self, uid: str) -> None:
@@ -1062,7 +1067,13 @@ class Sim:
                         examples.append((u.user_id, eid, shown[eid]["start"], m.times()[0]))
             if miss and len(examples) < 5:
                 examples.append((u.user_id, "missing", sorted(miss)[:3]))
-        return {"missing": missing, "extra": extra, "wrong_time": wrong, "left_after_disconnect": left_over,
+        states = Counter()
+        for u in self.users.values():
+            item = self.table.get((f"USER#{u.user_id}", "CONNECTION"))
+            if item and u.connected:
+                states[item["state"]["S"] + (f" ({item['last_error']['S']})" if "last_error" in item else "")] += 1
+        return {"connection_states_at_end": dict(states),
+                "missing": missing, "extra": extra, "wrong_time": wrong, "left_after_disconnect": left_over,
                 "lost_silently_before_next_check": lost_pending,
                 "ok": missing == extra == wrong == left_over == 0, "examples": examples}
 
