@@ -39,7 +39,8 @@ def _stamp(r: dict) -> str:
     m = p.get("machine") or {}
     commit = (p.get("commit") or "?")[:10] + (" (dirty)" if p.get("dirty") else "")
     return (f"commit {commit}, {p.get('date', '?')}, `{' '.join(p.get('arguments') or [])}`, "
-            f"{m.get('cpus', '?')} CPUs, Python {m.get('python', '?')}, load {m.get('load_average_at_end')}")
+            f"{m.get('cpus', '?')} CPUs, Python {m.get('python', '?')}, "
+            f"load {m.get('load_average_at_start', m.get('load_average_at_end'))} at start")
 
 
 def must_hold_table(runs: list[tuple[str, dict]]) -> str:

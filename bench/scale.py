@@ -1545,7 +1545,7 @@ def provenance() -> dict:
             "arguments": sys.argv[1:],
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "python": platform.python_version(),
-                        "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+                        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
         }
     return provenance._cached  # type: ignore[attr-defined]
 
