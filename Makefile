@@ -108,7 +108,7 @@ bench-scale: $(VENV)/.installed
 
 # Issue 21: the capacity tables (markdown) and charts (docs/capacity-*.png) from bench/results' direct runs
 capacity-report: $(VENV)/.installed
-	$(PY) bench/capacity_report.py --charts docs
+	$(PY) bench/capacity_report.py --charts docs --fill docs/capacity.md > /dev/null
 
 build: $(SAMVENV)/.installed
 	PATH="$(dir $(PY313)):$$PATH" $(SAM) build

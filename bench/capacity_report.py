@@ -43,11 +43,15 @@ def _stamp(r: dict) -> str:
             f"load {m.get('load_average_at_start', m.get('load_average_at_end'))} at start")
 
 
+def _label(r: dict) -> str:
+    return (f"{r['period']['users']:,} users, {r.get('world', 'gentle')} world, "
+            f"{r['must_hold']['token_hours']:g} h tokens")
+
+
 def must_hold_table(runs: list[tuple[str, dict]]) -> str:
     if not runs:
         return "_No direct-run results yet._\n"
-    head = "| condition | " + " | ".join(
-        f"{r['period']['users']:,} users, {r['must_hold']['token_hours']:g} h tokens" for _, r in runs) + " |"
+    head = "| condition | " + " | ".join(_label(r) for _, r in runs) + " |"
     lines = [head, "|---|" + "---|" * len(runs)]
     names = list(runs[0][1]["must_hold"]["conditions"])
     for name in names:
@@ -67,8 +71,7 @@ def must_hold_table(runs: list[tuple[str, dict]]) -> str:
 def by_function_table(runs: list[tuple[str, dict]]) -> str:
     if not runs:
         return "_No direct-run results yet._\n"
-    lines = ["| Cronofy requests per user per working day | " + " | ".join(
-        f"{r['period']['users']:,} users, {r['must_hold']['token_hours']:g} h" for _, r in runs) + " |",
+    lines = ["| Cronofy requests per user per working day | " + " | ".join(_label(r) for _, r in runs) + " |",
              "|---|" + "---|" * len(runs)]
     functions = list(runs[0][1]["cronofy"]["by_function_per_user_per_working_day"])
     for f in functions:
@@ -187,13 +190,28 @@ def charts(results_dir: Path | str = RESULTS, out_dir: Path | str = ROOT / "docs
     return written
 
 
+def fill(doc: Path, generated: dict[str, str]) -> str:
+    """`doc` with each `<!-- BEGIN name ... -->` ... `<!-- END name -->` region replaced by the section."""
+    import re
+
+    text = doc.read_text()
+    for name, body in generated.items():
+        pattern = re.compile(rf"(<!-- BEGIN {re.escape(name)}\b[^>]*-->\n).*?(<!-- END {re.escape(name)} -->)", re.S)
+        text = pattern.sub(lambda m, b=body: m.group(1) + b + m.group(2), text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("--charts", metavar="OUT_DIR", help="also write the PNG charts here")
     ap.add_argument("--same-counts", nargs=2, metavar=("A_JSON", "B_JSON"),
                     help="compare two runs of the same seed: requests by function within 1%%")
+    ap.add_argument("--fill", metavar="DOC", help="rewrite the marked regions of this markdown file")
     args = ap.parse_args(argv)
+    if args.fill:
+        doc = Path(args.fill)
+        doc.write_text(fill(doc, sections(args.results)))
     if args.same_counts:
         a, b = (json.loads(Path(f).read_text()) for f in args.same_counts)
         check = same_counts(a, b)

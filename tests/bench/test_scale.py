@@ -55,7 +55,7 @@ def test_a_small_day_keeps_every_invariant(tmp_path):
     from bench import capacity_report
 
     sections = capacity_report.sections(tmp_path)
-    assert "20 users, 1 h tokens" in sections["capacity-must-hold"]
+    assert "20 users, gentle world, 1 h tokens" in sections["capacity-must-hold"]
     assert "| **all functions** |" in sections["capacity-by-function"]
     written = capacity_report.charts(tmp_path, tmp_path / "charts")
     assert [p.name for p in written] == ["capacity-requests-per-minute.png", "capacity-latency-cdf.png",
