@@ -162,7 +162,9 @@ def charts(results_dir: Path | str = RESULTS, out_dir: Path | str = ROOT / "docs
         if xs:
             ax.plot(xs, q[:len(xs)], label=label)
     ax.axvline(120, color="red", linestyle="--", label="120 s")
-    ax.set_xlabel("seconds")
+    ax.set_xscale("symlog", linthresh=1.0)  # the body (seconds) and the tail (hours) on one axis
+    ax.set_xlim(left=0)
+    ax.set_xlabel("seconds (log scale above 1 s)")
     ax.set_ylabel("percentile")
     ax.set_title(f"Latency CDFs, {users}")
     ax.legend(fontsize=8)
