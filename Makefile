@@ -17,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export PYTHONPATH := $(CURDIR)/layers/core:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help docs install demo local invoke test lint typecheck validate checkov unit test-unit test-suites bench bench-scale build deploy clean openapi asyncapi chromium
+.PHONY: help docs install demo local invoke test lint typecheck validate checkov unit test-unit test-suites bench bench-scale capacity-report build deploy clean openapi asyncapi chromium
 
 # `make` alone, or `make help`: every target with one line (the `## ` text after it)
 help: ## this list: every target and what it does
@@ -124,8 +124,12 @@ bench-scale: $(VENV)/.installed ## the capacity benchmark, 1,000 users x 7 days 
 
 # The figure tables of docs/benchmarks.md and docs/capacity.md and docs/capacity-chart.png, from
 # bench/results/*.json (bench/docgen.py; tests/unit/test_docgen.py fails when they disagree).
-docs: $(VENV)/.installed ## regenerate the docs' figure tables and chart from bench/results/
+docs: $(VENV)/.installed ## regenerate the docs' figure tables and charts from bench/results/
 	$(PY) bench/docgen.py
+
+# Issue 21: only the direct runs' tables (docs/capacity.md) and charts (docs/capacity-*.png); `make docs` does these too
+capacity-report: $(VENV)/.installed ## the direct capacity runs' tables and charts from bench/results/
+	$(PY) bench/capacity_report.py --charts docs --fill docs/capacity.md > /dev/null
 
 build: $(SAMVENV)/.installed ## sam build (python3.13, arm64)
 	PATH="$(dir $(PY313)):$$PATH" $(SAM) build

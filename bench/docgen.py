@@ -221,6 +221,21 @@ CHART_RUNS = (("scale-before", "before\n1,000"), ("scale", "after\n1,000"),
                                                                         "after\n25,000 (sim.)"))
 
 
+def _direct_runs(name: str) -> Renderer:
+    """A section of bench/capacity_report.py: the direct runs (issue 21), from the same results folder."""
+
+    def render(results: Results) -> str:
+        from bench import capacity_report
+
+        return capacity_report.sections(results.folder)[name]
+
+    return render
+
+
+for _name in ("capacity-must-hold", "capacity-by-function", "capacity-by-org"):
+    renderer(_name)(_direct_runs(_name))
+
+
 def chart(results: Results, path: Path = CHART) -> None:
     """Busiest hour and minute against Cronofy's limit, and latency, per run (PNG, matplotlib)."""
     import matplotlib
@@ -297,9 +312,13 @@ def main(argv: list[str]) -> int:
             print(f"{doc.relative_to(ROOT)} disagrees with bench/results/: run `make docs`", file=sys.stderr)
         return 1 if stale else 0
     chart(results)
+    from bench import capacity_report
+
+    drawn = [CHART, *capacity_report.charts(results.folder, ROOT / "docs")]
     for doc in stale:
         print(f"rewrote {doc.relative_to(ROOT)}")
-    print(f"drew {CHART.relative_to(ROOT)}")
+    for path in drawn:
+        print(f"drew {path.relative_to(ROOT)}")
     return 0
 
 

@@ -1,30 +1,43 @@
-"""Capacity benchmark (issue 11, part 1): what one Cronofy application carries, every function counted.
+"""Capacity benchmark (issues 11 and 21): what one Cronofy application carries, every function counted.
 
     make bench-scale                       (1,000 users x 7 days; --small for a quick run)
-    PYTHONPATH=layers/core:. .venv/bin/python bench/scale.py --users 50 --days 1
+    PYTHONPATH=layers/core:. .venv/bin/python bench/scale.py --users 5000 --days 1          (a direct run)
+    ... bench/scale.py --users 1000 --days 1 --world rough    (time zones, big calendars, weather day, faults)
     ... bench/scale.py --quiet-day         (one day, no changes, every user loses one event silently)
 
 What is real and what is simulated
-- Real: every Lambda handler (invoked through `DevStack.invoke`: SQS batches, the router for HTTP,
-  the backfill steps), the service's own Cronofy limiter at its defaults (50/s, 500/min, 5% margin:
-  burst 40 then 7.25/s) and reconciler budget (150), the Cronofy emulator with its application rate
-  limit on at Cronofy's limits (50/s, 500/min), its push notifications (through the router to the webhook
-  intake), OAuth through the consent page and the real callback, KMS (moto).
+- Real: every Lambda handler (invoked through `DevStack.invoke`: SQS batches, the API Gateway stand-in for
+  HTTP, the backfill steps), the service's own Cronofy limiter at its defaults (50/s, 500/min, 5% margin:
+  burst 40 then 7.25/s) and the reconciler's per-run budget (template.yaml ReconcileRequestBudget, 1000),
+  the Cronofy emulator with its application rate limit on at Cronofy's limits (50/s, 500/min, sliding
+  windows), its push notifications (to the webhook intake), OAuth through the consent page and the real
+  callback for joiners, KMS (in memory).
+- In process (bench/inproc.py): requests to the emulator and to the API Gateway stand-in go through a
+  transport adapter that runs the same fault, rate-limit, routing and logging code as their HTTP servers,
+  without sockets or server threads; pushes are delivered by the settle loop, not the notifier thread.
+- Seeded starting state (default; --connect-setup for the old way): every initial user is connected by
+  the service's own code after the consent page (ConnectionService._connect_with_code with a code the
+  emulator issued, the backfill run by its state machine) with the limits lifted, and then was last
+  checked at a random moment of the 24 h before the period. Setup requests are counted apart.
 - Virtual time: one time-machine traveller (tick=False) moves every clock in the process (the
-  service, moto, the emulator and its threads). It moves when the simulation advances to its next
-  event, and when anything sleeps (time.sleep is replaced by a shift of the traveller: the client's
-  limiter waits and retry backoffs cost virtual time, not wall time). Handler work itself takes no
-  virtual time. The emulator's rate limiter is fed virtual time.
+  service, the emulator). It moves when the simulation advances to its next event, and when anything
+  sleeps (time.sleep is replaced by a shift of the traveller: the client's limiter waits and retry
+  backoffs cost virtual time, not wall time). time.monotonic is virtual as well, and the Lambda context's
+  get_remaining_time_in_millis counts down from the function's template Timeout in virtual time. Handler
+  work itself takes no virtual time, and Cronofy answers at once (no latency distribution yet).
+- NOT concurrent (issue 21 item 3 is not done): invocations run one at a time to completion; a handler
+  waiting for budget moves the one clock and holds every other handler back meanwhile, so latencies
+  measured in a saturated hour include other handlers' waits (an upper bound for those, a lower bound for
+  races: concurrent invocations never race on the limiter item or a connection here).
 - Simulated: the schedule (the ReconcilerFunction gets an EventBridge scheduled event, shaped as
-  events/reconciler-schedule.json, at every 5-minute boundary of virtual time, for the whole period
-  including setup; the handler decides whom to visit); Lambda's SQS event source mappings (BatchSize
-  and MaximumBatchingWindowInSeconds from template.yaml; a failed message comes back after the queue's
-  VisibilityTimeout from template.yaml, a handed-back one when its ChangeMessageVisibility runs out,
-  and moves to the DLQ after maxReceiveCount); the backfill state machine (a synchronous stand-in that
-  follows statemachines/backfill.asl.json: Plan -> Map over chunks with MaxConcurrency 2 and the Retry
-  policies, retries scheduled in virtual time -> Finalize; Catch -> MarkFailed); the core platform
-  (publishes milestone versions, applies a calendar reschedule while its version still matches and
-  publishes the new version a minute later).
+  events/reconciler-schedule.json, at every 5-minute boundary of virtual time); Lambda's SQS event source
+  mappings (BatchSize and MaximumBatchingWindowInSeconds from template.yaml; a failed message comes back
+  after the queue's VisibilityTimeout from template.yaml, a handed-back one when its ChangeMessageVisibility
+  runs out, and moves to the DLQ after maxReceiveCount); the backfill state machine (a synchronous
+  stand-in that follows statemachines/backfill.asl.json: Plan -> Map over chunks with MaxConcurrency 2 and
+  the Retry policies, retries scheduled in virtual time -> Finalize; Catch -> MarkFailed); the core
+  platform (publishes milestone versions, applies a calendar reschedule while its version still matches
+  and publishes the new version a minute later; counts every CalendarChangesQueue message by type).
 - Stand-ins for speed: DynamoDB is localdev/memory_dynamodb.py (contract-tested against moto in
   tests/integration/test_memory_dynamodb_contract.py; the table is created from template.yaml by the
   local stack), SQS and Step Functions are localdev/memory_aws.py. `calsync.wiring.aws_client` reaches
@@ -38,8 +51,9 @@ views a day (every member, 14 days); per working day 0.3% of users connect (join
 from the start, their milestones already published) and 0.1% disconnect. Working hours 09:00-17:00
 UTC on weekdays, 15% of a day's traffic in its busiest hour (10:00), the rest spread evenly. Users are
 in orgs of 50. Setup (reported apart): the backlog (default 20 milestones per user, a quarter with a
-second assignee) is published, then every user connects through the consent page and the real OAuth
-callback (spread over setup), and is backfilled.
+second assignee) is published, then every user is seeded as connected (above) and backfilled.
+The rough world (--world rough) replaces the timing, org sizes and activity and adds the events listed
+in ROUGH_WORLD (docs/capacity.md gives each rate its reason).
 
 Naive integration (derived from the workload's operations, as bench/week.py): 1 request per event
 write; per disconnect 1 per SolarNexus event + channel + revoke; 1 live free/busy per connected user per
@@ -47,7 +61,8 @@ busy view; per calendar notification a full re-read (ceil(events / 50) pages); c
 calendars, channel + 1 write per scheduled event; self-healing = an hourly full re-read of every
 connected user's calendar.
 
-Capacity model (see `ceiling()`): the largest user count N with
+Capacity model (see `ceiling()`, an ESTIMATE kept for comparison with earlier rounds; the must-hold
+conditions of issue 21 are measured on a direct run, `must_hold()`): the largest user count N with
   (1) busiest minute <= 95% of 500: the live part of the busiest minute scales with N
       (live_min * N / N0); the reconciler's part is what it spent in that minute (its spend per run is
       capped by its budget, not by N);
@@ -113,11 +128,16 @@ class VirtualClock:
 
 # Before anything imports calsync.cronofy (its client takes `sleep=time.sleep` as a default argument).
 time.sleep = VirtualClock.sleep
+# time.monotonic is virtual too (time-machine leaves it alone): the reconciler's deadline and the client's
+# request deadlines are then measured in the same virtual seconds its waits cost, not in machine speed.
+# (Modules that bound the real one at import, e.g. threading's timeouts, keep it.)
+_real_monotonic = time.monotonic
+time.monotonic = lambda: time.time()
 
 import boto3  # noqa: E402
 import requests  # noqa: E402
 
-from bench import meters, workload  # noqa: E402
+from bench import inproc, meters, workload  # noqa: E402
 from calsync.clock import parse_utc  # noqa: E402
 from localdev import browser, template  # noqa: E402
 from localdev.memory_aws import MemoryKMS, MemorySQS, MemoryStepFunctions, NoMock  # noqa: E402
@@ -135,6 +155,34 @@ BROWSER_PATHS = ("/oauth/authorize", "/relink")
 PAGE = 50
 SECOND_ASSIGNEE_SHARE = 0.25  # milestones with a second assignee (e.g. an install crew of two)
 LIMIT_PER_MINUTE = 500
+# The rough world (--world rough; docs/capacity.md "The rough world" gives each rate its reason).
+ROUGH_WORLD = {
+    "zones": (("America/New_York", 0.40), ("America/Chicago", 0.25), ("America/Denver", 0.10),
+              ("America/Los_Angeles", 0.25)),
+    "morning_share": 0.35,           # of a working day's changes between 07:00 and 09:00 local
+    "saturday_orgs": 0.20,           # orgs that work Saturday mornings (08:00-12:00 local)
+    "saturday_rate": 0.30,           # a Saturday's changes per member, against a weekday's
+    "org_sizes": ((5, 20, 0.60), (20, 100, 0.30), (100, 500, 0.10)),  # (smallest, largest, share of orgs)
+    "activity_pareto_alpha": 1.2,    # per-user activity weight: Pareto (the top 20% make ~60% of changes)
+    "own_events_median": 40, "own_events_sigma": 1.2, "own_events_cap": 2000,
+    "own_series_share": 0.25,        # own events that belong to weekly series (8 occurrences)
+    "weather_org_size": 200, "weather_milestones": 400, "weather_minutes": 15,
+    "unschedules": 0.05, "revocations": 0.0005, "closed_channels": 0.001, "silent_losses": 0.002,  # per user/day
+    "faults": {"5xx": 0.002, "429": 0.001, "timeout": 0.0005},  # per Cronofy request
+}
+
+
+def rough_org_sizes(users: int, rng: random.Random) -> list[int]:
+    """Org sizes from 5 to 500 (ROUGH_WORLD["org_sizes"]) adding up to `users`; the largest org is at least
+    the weather day's 200 members when there are users enough."""
+    bands = ROUGH_WORLD["org_sizes"]
+    sizes: list[int] = []
+    if users >= 2 * ROUGH_WORLD["weather_org_size"]:
+        sizes.append(ROUGH_WORLD["weather_org_size"])
+    while sum(sizes) < users:
+        lo, hi, _ = rng.choices(bands, [b[2] for b in bands])[0]
+        sizes.append(min(rng.randint(lo, hi), users - sum(sizes)))
+    return sizes
 SCHEDULE = 300  # rate(5 minutes)
 T0 = datetime(2026, 11, 30, tzinfo=UTC)  # a Monday, 00:00 UTC: the measured period starts here
 WORK_START, WORK_HOURS, PEAK_HOUR = 9, 8, 10
@@ -228,6 +276,7 @@ class User:
     calendar_id: str | None = None
     connected: bool = False
     left: bool = False
+    revoked: bool = False  # rough world: revoked on purpose, until they relink
     own: list[str] = field(default_factory=list)  # uids of the user's own events
 
 
@@ -258,6 +307,11 @@ class Config:
     # Refreshes count toward the limit, so this sets their share; the default is the reference's hour.
     token_hours: float = 1.0
     label: str = "after"
+    # Start from a seeded steady state (every initial user connected, last checked in the previous 24 h)
+    # instead of every user going through the consent page during setup (--connect-setup).
+    seed_state: bool = True
+    # "gentle" (issue 11's workload) or "rough" (issue 21's world: ROUGH_WORLD below, docs/capacity.md)
+    world: str = "gentle"
 
 
 class Sim:
@@ -287,6 +341,15 @@ class Sim:
         self.two_way: list[tuple[float, float]] = []  # (moved at, reported to the core platform at)
         self.execution_count = 0
         self.failed_backfills = 0
+        self.weight: dict[str, float] = {}  # activity weight per user (rough world: heavy-tailed)
+        self.org_zone: dict[str, str] = {}
+        self.org_saturday: dict[str, bool] = {}
+        self.own_sizes: dict[str, int] = {}
+        self.faults: Counter = Counter()
+        self.weather: dict | None = None
+        self.lost_at: dict[tuple[str, str], float] = {}
+        self.published_by_type: Counter = Counter()  # CalendarChangesQueue messages by type
+        self.seeded_checks: dict[str, float] = {}  # seeded state: each user's last check before the period
         tpl = stack.template
         params = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
 
@@ -339,11 +402,7 @@ class Sim:
     def cronofy_catch_up(self) -> None:
         """Pushes delivered; with the realistic emulator (asynchronous writes, push retries) everything
         it would do by itself is done now (its settle(), as DevStack.drain does)."""
-        emu = self.stack.emulator
-        if hasattr(emu, "settle"):
-            emu.settle(timeout=60)
-        else:
-            emu.wait_for_notifications(timeout=60)
+        inproc.deliver_pushes(self.stack.emulator)
 
     def settle(self) -> None:
         for _ in range(100000):
@@ -407,6 +466,7 @@ class Sim:
             m = q.messages.pop(mid_)
             message = json.loads(m.body)
             self.core[message["type"]] += 1
+            self.published_by_type[message["type"]] += 1  # every type, including ones added later
             if message["type"] != "milestone.rescheduled_on_calendar":
                 continue
             moved_at = self.moves.pop(message["milestone_id"], None)
@@ -438,7 +498,9 @@ class Sim:
         elif kind != "backlog":
             self.naive["milestone changes: event writes"] += len(after)
         now = time.time()
-        if after and kind != "backlog":
+        # a latency sample needs an assignee whose authorization stands (a user who revoked it on purpose
+        # gets their calendar back when they relink; that wait is theirs, not the service's)
+        if {u for u in after if not self.users[u].revoked} and kind != "backlog":
             self.sent.append((now, m.milestone_id, m.times()[0], kind))
         with meters.owner("core platform"):
             self.stack.send("MilestoneEventsQueue", workload.upserted(m))
@@ -481,6 +543,12 @@ class Sim:
                 m.start = m.start + timedelta(days=7)
         self.publish(m, "reschedule")
 
+    def roster(self) -> list[str]:
+        """Every user id, in roster order (built once: picking from it must not cost O(users))."""
+        if getattr(self, "_roster", None) is None or len(self._roster) != len(self.users):
+            self._roster = list(self.users)
+        return self._roster
+
     def user_milestone(self, user_id: str) -> str | None:
         mids = [m for m in self.by_user[user_id] if user_id in self.milestones[m].assignees]
         return self.rng.choice(mids) if mids else None
@@ -492,9 +560,14 @@ class Sim:
         working_days = sum(1 for d in range(cfg.days) if (T0 + timedelta(days=d)).weekday() < 5)
         joiners = 0 if cfg.quiet_day else round(cfg.connects * cfg.users * working_days)
         total = cfg.users + joiners
-        norgs = math.ceil(cfg.users / cfg.orgs_of)
+        rough = cfg.world == "rough"
+        sizes = rough_org_sizes(cfg.users, random.Random(cfg.seed + 2)) if rough else None
+        norgs = len(sizes) if sizes else math.ceil(cfg.users / cfg.orgs_of)
+        org_of = [n // cfg.orgs_of for n in range(cfg.users)] if not sizes else \
+            [i for i, size in enumerate(sizes) for _ in range(size)]
+        wrng = random.Random(cfg.seed + 3)
         for n in range(total):
-            org = f"org_{n % norgs:03d}" if n >= cfg.users else f"org_{n // cfg.orgs_of:03d}"
+            org = f"org_{n % norgs:03d}" if n >= cfg.users else f"org_{org_of[n]:03d}"
             uid = f"u_{n:05d}"
             u = User(uid, org, workload.PROVIDERS[n % 3], f"{uid}@{org}.example", joiner=n >= cfg.users)
             u.account = self.stack.emulator.add_calendar_account(
@@ -503,7 +576,45 @@ class Sim:
             u.session = self.stack.browser(uid, org)
             self.users[uid] = u
             self.orgs[org].append(uid)
+            # heavy-tailed activity: a Pareto weight per user (a few users make most changes)
+            self.weight[uid] = wrng.paretovariate(ROUGH_WORLD["activity_pareto_alpha"]) if rough else 1.0
+        if rough:
+            zrng = random.Random(cfg.seed + 4)
+            zones, shares = zip(*ROUGH_WORLD["zones"], strict=True)
+            for org in self.orgs:
+                self.org_zone[org] = zrng.choices(zones, shares)[0]
+                self.org_saturday[org] = zrng.random() < ROUGH_WORLD["saturday_orgs"]
+            self.seed_own_calendars()
         self.working_days = working_days
+
+    def seed_own_calendars(self) -> None:
+        """Rough world: each user's own events before they connect (no channel yet: no pushes), sizes
+        log-normal (median ROUGH_WORLD["own_events_median"], capped at 2,000), a share of them weekly series."""
+        rng = random.Random(self.cfg.seed + 5)
+        emu = self.stack.emulator
+        w = ROUGH_WORLD
+        for u in self.users.values():
+            size = rng.lognormvariate(math.log(w["own_events_median"]), w["own_events_sigma"])
+            n = min(w["own_events_cap"], int(size))
+            cal = next(c["calendar_id"] for c in u.account["calendars"] if not c.get("calendar_readonly"))
+            made = 0
+            while made < n:
+                day = rng.randint(-40, 190)
+                start = (T0 + timedelta(days=day)).replace(hour=rng.randint(12, 23))
+                if rng.random() < w["own_series_share"]:  # a weekly series: occurrences share a series id
+                    series = None
+                    for k in range(min(8, n - made)):
+                        at = start + timedelta(days=7 * k)
+                        uid_ = emu.add_external_event(cal, "Weekly sync", z(at), z(at + timedelta(hours=1)),
+                                                      recurring=True)
+                        ev = emu.state.calendars[cal].events[uid_]
+                        series = series or ev.series_identifier
+                        ev.series_identifier = series
+                        made += 1
+                else:
+                    emu.add_external_event(cal, "Appointment", z(start), z(start + timedelta(hours=1)))
+                    made += 1
+            self.own_sizes[u.user_id] = n
 
     def session(self, u: User) -> requests.Session:
         """The user's browser, signed in now (session JWTs expire in virtual time too)."""
@@ -523,20 +634,80 @@ class Sim:
         self.naive["connect: handshake + event writes"] += 3 + scheduled
 
     def setup(self) -> float:
-        """Backlog published, then every initial user connects (spread so the limiter keeps up)."""
+        """Backlog published, then every initial user connects: through the consent page and the real OAuth
+        callback, spread so the limiter keeps up (--connect-setup), or seeded (the default, seed_state)."""
         day0 = T0
         for u in list(self.users.values()):
-            for _ in range(self.cfg.backlog if not u.joiner else self.cfg.backlog):
+            for _ in range(self.cfg.backlog):
                 self.new_milestone(u.user_id, day0)
         for m in self.milestones.values():
             self.publish(m, "backlog")
         self.settle()
         initial = [u.user_id for u in self.users.values() if not u.joiner]
+        if self.cfg.seed_state:
+            return self.seed_state(initial)
         gap = spacing(self.cfg)
         start = time.time()
         for i, uid in enumerate(initial):
             self.at(start + i * gap, self.connect, uid)
         return start + len(initial) * gap
+
+    def seed_state(self, initial: list[str]) -> float:
+        """Every initial user connected as if long ago, without 20,000 consent pages: an authorization code
+        issued by the emulator as its consent page would, the service's own callback step after the code
+        (ConnectionService._connect_with_code: code exchange, userinfo, channel, the connection and its
+        sealed tokens, the backfill started), the backfill run by its state machine, all with Cronofy's and
+        the limiter's limits lifted (setup requests are counted apart). Then each connection's bookkeeping
+        is set as a day in steady state leaves it: last full check at a random time in the 24 h before the
+        period (so the reconciler owes a uniform stream of checks), channel and busy rebuild within the
+        week. Joiners still take the whole browser path during the period."""
+        from calsync import wiring
+        from calsync.config import get_settings
+        from localdev.emulator import oauth as emulator_oauth
+
+        emu = self.stack.emulator
+        inproc.FAULTS_ON[0] = False  # the starting state is seeded without faults (they start with the period)
+        saved_env = {k: os.environ.get(k) for k in ("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_PER_MINUTE")}
+        os.environ["RATE_LIMIT_PER_SECOND"], os.environ["RATE_LIMIT_PER_MINUTE"] = "100000", "6000000"
+        emu.set_rate_limit(None)
+        wiring.reset()
+        redirect = get_settings().oauth_redirect_uri
+        service = wiring.connection_service()
+        for n, uid in enumerate(initial):
+            u = self.users[uid]
+            code = emulator_oauth.issue_code(emu.state, u.account["profile_id"], redirect)
+            with meters.owner("OAuthCallbackFunction"):
+                service._connect_with_code(uid, u.org_id, u.provider, code, None)
+            u.connected = True
+            u.calendar_id = next(c["calendar_id"] for c in u.account["calendars"] if not c.get("calendar_readonly"))
+            if n % 100 == 99:
+                self.settle()  # the backfills started so far run (their state machine, in virtual time)
+            if n % 2000 == 1999:
+                print(f"  seeded {n + 1:,} users, {time.process_time():.0f} s CPU", flush=True)
+        self.settle()
+        rng = random.Random(self.cfg.seed + 1)
+        t0 = T0.timestamp()
+        store = wiring.store()
+        for uid in initial:
+            checked_at = datetime.fromtimestamp(t0 - rng.uniform(0, 86400), UTC)
+            self.seeded_checks[uid] = checked_at.timestamp()
+            week = [datetime.fromtimestamp(t0 - rng.uniform(0, 7 * 86400), UTC) for _ in range(2)]
+            store.update_connection(uid, lambda c, a=checked_at, w=week: c.model_copy(update={
+                "last_checked_at": a, "last_reconciled_at": a, "channel_seen_at": w[0], "busy_rebuilt_at": w[1],
+                "connected_at": min(c.connected_at, w[0], w[1], a)}))
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        emu.set_rate_limit((50, 500))
+        emu.limiter.reset_stats()  # the emulator's peaks and counts start with the limits (the seed is apart)
+        inproc.FAULTS_ON[0] = True
+        inproc.FAULTS.clear()
+        self.seed_requests = len(self.log.requests)
+        wiring.reset()
+        self.record_visits()  # the seeded checks are the starting point, not checks made in the period
+        return time.time()
 
     # ---- the reconciler's schedule ------------------------------------------------------------------------------
 
@@ -576,52 +747,176 @@ class Sim:
 
     # ---- a day of work ------------------------------------------------------------------------------------------
 
-    def work_time(self, day_start: float) -> float:
+    def work_time(self, day_start: float, uid: str | None = None) -> float:
         cfg = self.cfg
+        if cfg.world == "rough" and uid is not None:
+            return self.local_work_time(day_start, self.users[uid].org_id)
         hours = list(range(WORK_START, WORK_START + WORK_HOURS))
         rest = (1 - cfg.peak_share) / (len(hours) - 1)
         h = self.rng.choices(hours, [cfg.peak_share if x == PEAK_HOUR else rest for x in hours])[0]
         return day_start + h * 3600 + self.rng.uniform(0, 3600)
+
+    def local_work_time(self, day_start: float, org: str) -> float:
+        """Rough world: a moment of the org's working day in its own time zone: 07:00-17:00 local with the
+        morning dispatch peak (07:00-09:00 local) carrying ROUGH_WORLD["morning_share"]; Saturdays 08-12."""
+        from zoneinfo import ZoneInfo
+
+        w = ROUGH_WORLD
+        day = datetime.fromtimestamp(day_start, UTC).date()
+        local0 = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(self.org_zone[org]))
+        if day.weekday() == 5:
+            return (local0 + timedelta(hours=8 + self.rng.uniform(0, 4))).timestamp()
+        if self.rng.random() < w["morning_share"]:
+            return (local0 + timedelta(hours=7 + self.rng.uniform(0, 2))).timestamp()
+        return (local0 + timedelta(hours=9 + self.rng.uniform(0, 8))).timestamp()
+
+    def pick(self, roster: list[str], cum: list[float] | None) -> str:
+        return self.rng.choices(roster, cum_weights=cum)[0] if cum else self.rng.choice(roster)
 
     def count(self, rate: float) -> int:
         whole = math.floor(rate)
         return whole + (1 if self.rng.random() < rate - whole else 0)
 
     def plan_day(self, d: int) -> None:
-        cfg, rng = self.cfg, self.rng
+        cfg = self.cfg
         day_start = (T0 + timedelta(days=d)).timestamp()
         self.at(day_start, self.day_naive)
-        if cfg.quiet_day or (T0 + timedelta(days=d)).weekday() >= 5:
+        weekday = (T0 + timedelta(days=d)).weekday()
+        rough = cfg.world == "rough"
+        if cfg.quiet_day or weekday == 6 or (weekday == 5 and not rough):
             return
         roster = list(self.users)
-        n = cfg.users
+        if weekday == 5:  # rough world: Saturday work in some orgs, at a share of a weekday's rate
+            roster = [u for u in roster if self.org_saturday.get(self.users[u].org_id)]
+            if not roster:
+                return
+        scale = ROUGH_WORLD["saturday_rate"] if weekday == 5 else 1.0
+        cum = list(itertools.accumulate(self.weight[u] for u in roster)) if rough else None
+        n = len(roster) if rough else cfg.users
+        self.plan_activity(day_start, roster, cum, n, scale)
+        for org in self.orgs:
+            if weekday == 5 and not self.org_saturday.get(org):
+                continue
+            for _ in range(self.count(scale * cfg.busy_views * len(self.orgs[org]) / cfg.orgs_of)):
+                self.at(self.local_work_time(day_start, org) if rough else self.work_time(day_start),
+                        self.busy_view, org)
+        if weekday == 5:
+            return
+        joiners = [u for u in self.users.values() if u.joiner and not u.connected and not u.left]
+        for u in joiners[:self.count(cfg.connects * n)]:
+            u.left = True  # (planned; set back when connecting)
+            self.at(self.work_time(day_start, u.user_id), self.join, u.user_id)
+        for _ in range(self.count(cfg.disconnects * n)):
+            self.at(self.work_time(day_start), self.disconnect)
+        if rough:
+            self.plan_rough_day(d, day_start, roster, cum)
+
+    def plan_activity(self, day_start: float, roster: list[str], cum: list[float] | None, n: int,
+                      scale: float) -> None:
+        """A day's milestone changes (bursts and single), reassignments, own-calendar changes, moves."""
+        cfg, rng, rough = self.cfg, self.rng, self.cfg.world == "rough"
         # `changes` counts what a user sees on their calendar: a change to a milestone with two
         # assignees is a change for both, so fewer messages carry the same per-user rate.
-        total = self.count(cfg.changes * n / (1 + SECOND_ASSIGNEE_SHARE))
+        total = self.count(scale * cfg.changes * n / (1 + SECOND_ASSIGNEE_SHARE))
         burst_target = cfg.burst_share * total
         in_bursts = 0
         while in_bursts < burst_target:
-            uid, size, t = rng.choice(roster), rng.randint(3, 6), self.work_time(day_start)
+            uid, size = self.pick(roster, cum), rng.randint(3, 6)
+            t = self.work_time(day_start, uid)
             for _ in range(size):
                 self.at(t + rng.uniform(0, 10), self.change, uid, True)
             in_bursts += size
         for _ in range(total - in_bursts):
-            self.at(self.work_time(day_start), self.change, rng.choice(roster), False)
-        for _ in range(self.count(cfg.reassignments * n)):
-            self.at(self.work_time(day_start), self.reassign, rng.choice(roster))
-        for _ in range(self.count(cfg.own_changes * n)):
-            self.at(self.work_time(day_start), self.own_change, rng.choice(roster))
-        for _ in range(self.count(cfg.calendar_moves * n)):
-            self.at(self.work_time(day_start), self.calendar_move)
-        for org in self.orgs:
-            for _ in range(self.count(cfg.busy_views * len(self.orgs[org]) / cfg.orgs_of)):
-                self.at(self.work_time(day_start), self.busy_view, org)
-        joiners = [u for u in self.users.values() if u.joiner and not u.connected and not u.left]
-        for u in joiners[:self.count(cfg.connects * n)]:
-            u.left = True  # (planned; set back when connecting)
-            self.at(self.work_time(day_start), self.join, u.user_id)
-        for _ in range(self.count(cfg.disconnects * n)):
-            self.at(self.work_time(day_start), self.disconnect)
+            uid = self.pick(roster, cum)
+            self.at(self.work_time(day_start, uid), self.change, uid, False)
+        for _ in range(self.count(scale * cfg.reassignments * n)):
+            uid = self.pick(roster, cum)
+            self.at(self.work_time(day_start, uid), self.reassign, uid)
+        for _ in range(self.count(scale * cfg.own_changes * n)):
+            uid = self.pick(roster, cum)
+            self.at(self.work_time(day_start, uid), self.own_change, uid)
+        for _ in range(self.count(scale * cfg.calendar_moves * n)):
+            uid = self.pick(roster, cum) if rough else None
+            self.at(self.work_time(day_start, uid), self.calendar_move, uid)
+
+    def plan_rough_day(self, d: int, day_start: float, roster: list[str], cum: list[float] | None) -> None:
+        """The rough world's extra events of a working day: the weather day (day 0), unschedules, calendar
+        switches, revoked authorizations and their relinks, closed channels, silently lost events."""
+        rng, w, n = self.rng, ROUGH_WORLD, len(roster)
+        if d == 0:
+            org = min(self.orgs, key=lambda o: abs(len(self.orgs[o]) - w["weather_org_size"]))
+            t0 = self.local_work_time(day_start, org)
+            t0 = min(t0, (datetime.fromtimestamp(t0, UTC).replace(minute=0) + timedelta(hours=0)).timestamp())
+            self.weather = {"org": org, "members": len(self.orgs[org]), "at": z(datetime.fromtimestamp(t0, UTC)),
+                            "milestones": 0}
+            mids = sorted({m for u in self.orgs[org] for m in self.by_user[u]
+                           if self.milestones[m].org_id == org})
+            for mid in rng.sample(mids, min(w["weather_milestones"], len(mids))):
+                self.at(t0 + rng.uniform(0, w["weather_minutes"] * 60), self.weather_reschedule, mid)
+                self.weather["milestones"] += 1
+        for rate, fn in ((w["unschedules"], self.unschedule), (w["revocations"], self.revoke),
+                         (w["closed_channels"], self.close_channel), (w["silent_losses"], self.lose_one)):
+            for _ in range(self.count(rate * n)):
+                uid = self.pick(roster, cum)
+                self.at(self.work_time(day_start, uid), fn, uid)
+
+    def weather_reschedule(self, mid: str) -> None:
+        m = self.milestones[mid]
+        if m.version and not m.all_day:
+            m.start = m.start + timedelta(days=2)
+            self.publish(m, "reschedule")
+
+    def unschedule(self, uid: str) -> None:
+        """A milestone taken off the schedule (its message says unscheduled: it leaves every calendar)."""
+        mid = self.user_milestone(uid)
+        if mid is None:
+            return
+        m = self.milestones[mid]
+        self.core["unscheduled"] += 1
+        for a in m.assignees:
+            if mid in self.by_user[a]:
+                self.by_user[a] = [x for x in self.by_user[a] if x != mid]
+        m.assignees = []
+        self.publish(m, "unschedule")
+
+    def revoke(self, uid: str) -> None:
+        """The user revokes SolarNexus at their provider (the service sees invalid_grant), then relinks
+        by connecting again one to four hours later."""
+        u = self.users[uid]
+        if not u.connected or u.joiner:
+            return
+        conn = self.table.get((f"USER#{uid}", "CONNECTION"))
+        sub = conn.get("cronofy_sub", {}).get("S") if conn else None
+        if not sub:
+            return
+        self.stack.emulator.revoke_account(sub)
+        u.revoked = True
+        self.core["revoked"] += 1
+        self.at(time.time() + self.rng.uniform(3600, 4 * 3600), self.relink, uid)
+
+    def relink(self, uid: str) -> None:
+        self.core["relinked"] += 1
+        self.users[uid].revoked = False
+        self.connect(uid)
+
+    def close_channel(self, uid: str) -> None:
+        conn = self.table.get((f"USER#{uid}", "CONNECTION"))
+        channel = conn.get("channel_id", {}).get("S") if conn else None
+        if channel:
+            self.stack.emulator.close_channel(channel)
+            self.core["channels closed"] += 1
+
+    def lose_one(self, uid: str) -> None:
+        u = self.users[uid]
+        if not u.connected:
+            return
+        managed = sorted(e["event_id"] for e in self.stack.emulator.events(u.calendar_id) if e["managed"])
+        if managed:
+            eid = self.rng.choice(managed)
+            self.stack.emulator.drift_event(u.calendar_id, eid, vanish=True)
+            self.lost.append((uid, eid))
+            self.lost_at[(uid, eid)] = time.time()
+            self.core["silently lost"] += 1
 
     def day_naive(self) -> None:
         """Naive self-healing: an hourly full re-read of every connected user's calendar."""
@@ -676,10 +971,11 @@ class Sim:
             emu.delete_event_as_user(u.calendar_id, event_uid=ev)
         self.naive["notifications: full re-reads"] += self.full_read(u)
 
-    def calendar_move(self) -> None:
+    def calendar_move(self, who: str | None = None) -> None:
         now = datetime.fromtimestamp(time.time(), UTC)
-        for _ in range(20):
-            uid = self.rng.choice(list(self.users))
+        roster = self.roster()
+        for attempt in range(20):
+            uid = who if who is not None and attempt == 0 else self.rng.choice(roster)
             u = self.users[uid]
             if not u.connected:
                 continue
@@ -738,8 +1034,13 @@ class Sim:
 
     # ---- checks ------------------------------------------------------------------------------------------------
 
+    def last_check_of(self, uid: str) -> float:
+        item = self.table.get((f"USER#{uid}", "CONNECTION"))
+        checked = item.get("last_checked_at", {}).get("S") if item else None
+        return parse_utc(checked).timestamp() if checked else 0.0
+
     def check_calendars(self) -> dict:
-        wrong = missing = extra = left_over = 0
+        wrong = missing = extra = left_over = lost_pending = 0
         examples = []
         for u in self.users.values():
             if u.calendar_id is None:
@@ -751,6 +1052,12 @@ class Sim:
             expected = {f"sn-{m}": self.milestones[m] for m in set(self.by_user[u.user_id])
                         if u.user_id in self.milestones[m].assignees and self.milestones[m].version}
             miss = set(expected) - set(shown)
+            # lost silently (rough world) and not yet reached by the user's next daily check: the promise is
+            # repair within a day, so they are counted apart, not as missing
+            pending = {eid for eid in miss if (u.user_id, eid) in self.lost_at
+                       and self.lost_at[(u.user_id, eid)] > self.last_check_of(u.user_id)}
+            lost_pending += len(pending)
+            miss -= pending
             missing += len(miss)
             extra += len(set(shown) - set(expected))
             for eid, m in expected.items():
@@ -760,7 +1067,14 @@ class Sim:
                         examples.append((u.user_id, eid, shown[eid]["start"], m.times()[0]))
             if miss and len(examples) < 5:
                 examples.append((u.user_id, "missing", sorted(miss)[:3]))
-        return {"missing": missing, "extra": extra, "wrong_time": wrong, "left_after_disconnect": left_over,
+        states = Counter()
+        for u in self.users.values():
+            item = self.table.get((f"USER#{u.user_id}", "CONNECTION"))
+            if item and u.connected:
+                states[item["state"]["S"] + (f" ({item['last_error']['S']})" if "last_error" in item else "")] += 1
+        return {"connection_states_at_end": dict(states),
+                "missing": missing, "extra": extra, "wrong_time": wrong, "left_after_disconnect": left_over,
+                "lost_silently_before_next_check": lost_pending,
                 "ok": missing == extra == wrong == left_over == 0, "examples": examples}
 
 
@@ -883,8 +1197,37 @@ class _DropMetrics:
         return getattr(self.real, name)
 
 
+class VirtualLambdaContext:
+    """Lambda's context in virtual time: get_remaining_time_in_millis counts down from the function's
+    Timeout in template.yaml (Globals otherwise) from the moment it was invoked."""
+
+    timeouts: dict[str, float] = {}
+
+    def __init__(self, function_name: str, memory_limit_in_mb: int = 512, aws_request_id: str = "",
+                 invoked_function_arn: str = ""):
+        self.function_name = function_name
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.aws_request_id = aws_request_id
+        self.invoked_function_arn = invoked_function_arn
+        self.deadline = time.time() + self.timeouts.get(function_name, 3.0)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.time()) * 1000))
+
+    @classmethod
+    def install(cls, tpl: dict) -> None:
+        import localdev.stack
+
+        default = float((tpl.get("Globals", {}).get("Function", {}) or {}).get("Timeout", 3))
+        cls.timeouts = {fid: float(r.get("Properties", {}).get("Timeout", default))
+                        for fid, r in tpl["Resources"].items() if r.get("Type") == "AWS::Serverless::Function"}
+        localdev.stack.LambdaContext = cls  # type: ignore[misc,assignment]
+
+
 def run(cfg: Config) -> dict:
     from localdev.stack import DevStack
+
+    provenance()  # stamped now: the commit the run started from, even if HEAD moves while it runs
 
     wall0 = time.perf_counter()
     if not isinstance(sys.stdout, _DropMetrics):
@@ -897,6 +1240,9 @@ def run(cfg: Config) -> dict:
                                                  "access_token_ttl": int(cfg.token_hours * 3600)})
             stack._mock = NoMock()  # every AWS client is in memory: no moto interception of HTTP
             with stack:
+                inproc.install(stack, faults=ROUGH_WORLD["faults"] if cfg.world == "rough" else None,
+                               seed=cfg.seed)
+                VirtualLambdaContext.install(stack.template)
                 return _run(cfg, stack, wall0)
         finally:
             VirtualClock.traveller = None
@@ -912,12 +1258,15 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
     invocations.install()
     sim = Sim(cfg, stack)
     sim.log = log
+    phases: dict[str, dict] = {}  # cumulative wall and CPU seconds at the end of each phase
+    cpu0 = time.process_time()
+    sim.phases = phases
     try:
         sim.build_roster()
         connects_done = sim.setup()
         t_tick = math.ceil(time.time() / SCHEDULE) * SCHEDULE
         sim.at(t_tick, sim.reconcile_tick, t_tick)
-        setup_end = max(T0.timestamp(), connects_done + SETTLE_AFTER_SETUP)
+        setup_end = max(T0.timestamp(), connects_done + (0 if cfg.seed_state else SETTLE_AFTER_SETUP))
         t0 = setup_end if setup_end > T0.timestamp() else T0.timestamp()
         period0 = datetime.fromtimestamp(t0, UTC)
         # keep whole days from a midnight: if setup ran past T0, the period starts at the next midnight
@@ -926,8 +1275,10 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
         global_offset = (period0 - T0).days
         sim.run_until(period0.timestamp())
         setup_wall = time.perf_counter() - wall0
+        phases["setup"] = {"wall_s": round(setup_wall, 1), "cpu_s": round(time.process_time() - cpu0, 1)}
         print(f"setup done: {sum(u.connected for u in sim.users.values())} users connected, "
-              f"{len(log.requests):,} Cronofy requests, {setup_wall:.0f} s wall", flush=True)
+              f"{len(log.requests):,} Cronofy requests, {setup_wall:.0f} s wall, {phases['setup']['cpu_s']:.0f} s CPU",
+              flush=True)
         setup_requests = len(log.requests)
         if cfg.limit_scale != 1:
             scale_limits(stack, cfg.limit_scale)
@@ -943,9 +1294,16 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
         if cfg.quiet_day:
             sim.at(start + 1, sim.lose_events)
         for d in range(cfg.days):
-            sim.run_until(start + (d + 1) * 86400)
+            for h in range(0, 24, 3):  # progress every 3 virtual hours (a long run can be watched)
+                sim.run_until(start + d * 86400 + (h + 3) * 3600)
+                if cfg.users >= 2000:
+                    print(f"    {d * 24 + h + 3:>3} h: {len(log.requests) - setup_requests:,} requests, "
+                          f"{time.perf_counter() - wall0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU",
+                          flush=True)
+            phases[f"day {d + 1}"] = {"wall_s": round(time.perf_counter() - wall0, 1),
+                                      "cpu_s": round(time.process_time() - cpu0, 1)}
             print(f"  day {d + 1}/{cfg.days}: {len(log.requests) - setup_requests:,} Cronofy requests so far, "
-                  f"{time.perf_counter() - wall0:.0f} s wall", flush=True)
+                  f"{time.perf_counter() - wall0:.0f} s wall, {time.process_time() - cpu0:.0f} s CPU", flush=True)
         end = start + cfg.days * 86400
         restored = None
         if cfg.quiet_day:
@@ -995,7 +1353,10 @@ SETTLE_AFTER_SETUP = 1800
 
 
 def setup_seconds(cfg: Config) -> float:
-    """Virtual time set aside before T0 for the setup: the connects, spread, then half an hour to settle."""
+    """Virtual time set aside before T0 for the setup: the connects, spread, then half an hour to settle
+    (seeded: two hours, the backfills' state machines run in it)."""
+    if cfg.seed_state:
+        return 7200
     return cfg.users * spacing(cfg) + SETTLE_AFTER_SETUP + 600
 
 
@@ -1030,6 +1391,7 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     rec_hour = sum(1 for t, o, *_ in period if o == "ReconcilerFunction" and int(t // 3600) == busiest_hour[0])
     # milestone message -> calendar write
     delays, delays_peak, unmatched = [], [], 0
+    delays_by_org: dict[str, list[float]] = defaultdict(list)
     for t, mid, start_s, _kind in sim.sent:
         if not start <= t < end:
             continue
@@ -1040,19 +1402,21 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             continue
         dt = min(w[0] for w in times) - t
         delays.append(dt)
+        delays_by_org[sim.milestones[mid].org_id].append(dt)
         if int(t // 3600) == busiest_hour[0]:
             delays_peak.append(dt)
     # reconciler visits in the period
-    gaps, never = [], []
+    gaps, never, worst_gaps = [], [], []
     connected_all_period = [u for u in sim.users.values() if u.connected and not u.joiner]
     for u in connected_all_period:
-        vs = [v for v in sim.visits.get(u.user_id, []) if start <= v <= end]
-        if not vs:
+        first = sim.seeded_checks.get(u.user_id, start)  # seeded: the last check before the period
+        vs = sorted(v for v in sim.visits.get(u.user_id, []) if first < v <= end)
+        if not [v for v in vs if v >= start]:
             never.append(u.user_id)
-            gaps.append(end - start)
-            continue
-        points = [start] + vs + [end]
+        points = [first] + vs + [end]
         gaps.append(max(b - a for a, b in zip(points, points[1:], strict=False)))
+        if gaps[-1] > 24 * 3600 and len(worst_gaps) < 5:
+            worst_gaps.append({"user": u.user_id, "checks": [z(datetime.fromtimestamp(p, UTC)) for p in points]})
     runs = [r for r in sim.runs if start <= r["t"] < end]
     visits_total = sum(r["visited"] for r in runs)
     rec_requests = by_owner.get("ReconcilerFunction", 0)
@@ -1067,7 +1431,8 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     result = {
         "label": cfg.label,
         "config": cfg.__dict__,
-        "generated_at": datetime.now(UTC).isoformat() if False else None,
+        "generated_at": provenance()["date"],
+        "provenance": provenance(),
         "period": {"start": z(datetime.fromtimestamp(start, UTC)), "days": days, "working_days": working_days,
                    "users": users, "orgs": len(sim.orgs)},
         "setup": {"cronofy_requests": setup_n, "users_connected": sum(1 for u in sim.users.values() if not u.joiner),
@@ -1093,7 +1458,9 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             "busiest_hour_at": z(datetime.fromtimestamp(busiest_hour[0] * 3600, UTC)),
             "emulator_stats": stack.emulator.stats,
             # the emulator counts every API request it receives; each one here also has its sender
-            "counted": {"at_emulator": stack.emulator.stats["requests"], "attributed": len(log.requests),
+            # (random 5xx / 429 faults are answered before the emulator's rate limit counts a request)
+            "counted": {"at_emulator": stack.emulator.stats["requests"] + inproc.FAULTS["5xx"] + inproc.FAULTS["429"],
+                        "attributed": len(log.requests) - getattr(sim, "seed_requests", 0),
                         "unattributed": sum(1 for _, o, _, _ in log.requests if o not in FUNCTIONS)},
             "over_limit_429": stack.emulator.stats.get("rate_limited", 0),
         },
@@ -1104,6 +1471,7 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             "max_requests_in_a_run": max((r["requests"] for r in runs), default=0),
             "longest_gap_hours": round(max(gaps) / 3600, 2) if gaps else None,
             "users_never_visited": len(never), "users_tracked": len(connected_all_period),
+            "gaps_over_24h": sum(1 for g in gaps if g > 24 * 3600), "gaps_over_24h_examples": worst_gaps,
             # gaps and "never visited" count every check: a visit, or a notification's read that was the check
             "checks": sum(1 for u in connected_all_period for v in sim.visits.get(u.user_id, []) if start <= v <= end),
             "checks_by_notification_reads": sim.checks_by_reads,
@@ -1125,6 +1493,11 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
         "dlq": {qid: SQS.depth(url) for qid, url in stack.queue_urls.items() if qid.endswith("DLQ")},
         "invocations": dict(Counter(r.function for r in invocations.records)),
         "wall_seconds": round(wall, 1),
+        "phases": getattr(sim, "phases", {}),
+        "world": cfg.world,
+        "rough_world": ROUGH_WORLD if cfg.world == "rough" else None,
+        "faults_injected": dict(inproc.FAULTS),
+        "weather_day": weather_day(sim, delays_by_org) if sim.weather else None,
     }
     params = stack.template.get("Parameters", {})
     if "ReconcileRequestBudget" in params:
@@ -1133,16 +1506,115 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     # The design after issue 11 picks users by due time (GSI by_due) and spends only what live work leaves.
     result["reconciler_yields_to_live"] = "by_due" in json.dumps(stack.template["Resources"])
     result["ceiling"] = ceiling(result)
+    result["charts"] = chart_data(sim, period, start, end, delays_by_org, delays, stack)
+    result["latency_seconds"]["p99_by_org"] = {org: round(pct(v, 99), 1) for org, v in sorted(delays_by_org.items())}
+    result["must_hold"] = must_hold(result, cfg)
     if cfg.limit_scale != 1:
         result["simulated"] = simulated(result, cfg)
     return result
+
+
+def weather_day(sim: Sim, delays_by_org: dict) -> dict:
+    """The weather day's org and the p99 of every other org (its neighbours share the application)."""
+    w = dict(sim.weather or {})
+    org = w.get("org")
+    own = delays_by_org.get(org, [])
+    others = {o: pct(v, 99) for o, v in delays_by_org.items() if o != org}
+    w.update(p99_s=round(pct(own, 99), 1) if own else None,
+             neighbours_worst_p99_s=round(max(others.values()), 1) if others else None)
+    return w
+
+
+def provenance() -> dict:
+    """What a reader needs to trust a results file: the commit (and whether the tree had changes), when,
+    with which arguments, on what machine (and how loaded it was: wall times are only comparable with it)."""
+    import platform
+    import subprocess
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    if not hasattr(provenance, "_cached"):
+        provenance._cached = {  # type: ignore[attr-defined]
+            "commit": git("rev-parse", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
+            "arguments": sys.argv[1:],
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "python": platform.python_version(),
+                        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+        }
+    return provenance._cached  # type: ignore[attr-defined]
+
+
+def chart_data(sim: Sim, period: list, start: float, end: float, delays_by_org: dict, delays: list[float],
+               stack) -> dict:
+    """What bench/capacity_report.py draws: Cronofy requests per minute by function over the period (the
+    limit is 500), CDF points (every percentile) of milestone -> calendar and calendar move -> queue, and
+    the p99 per org."""
+    minutes = int((end - start) // 60)
+    group_of = {f: name for name, fids in REPORT_GROUPS for f in fids}
+    per_minute: dict[str, list[int]] = {name: [0] * minutes for name, _ in REPORT_GROUPS}
+    for t, owner, _, _ in period:
+        m = int((t - start) // 60)
+        if 0 <= m < minutes and owner in group_of:
+            per_minute[group_of[owner]][m] += 1
+    two_way = [b - a for a, b in sim.two_way if start <= a < end]
+
+    def cdf(samples: list[float]) -> list[float | None]:
+        return [round(v, 2) if (v := pct(samples, q)) is not None else None for q in range(1, 101)]
+
+    return {"start": z(datetime.fromtimestamp(start, UTC)), "limit_per_minute": LIMIT_PER_MINUTE,
+            "requests_per_minute_by_function": per_minute,
+            "cdf_percentiles": list(range(1, 101)),
+            "milestone_to_calendar_cdf_s": cdf(delays), "move_to_queue_cdf_s": cdf(two_way),
+            "published_by_type": dict(sorted(sim.published_by_type.items()))}
+
+
+def must_hold(r: dict, cfg: Config) -> dict:
+    """Issue 21's conditions, measured on this run (a run at --limit-scale other than 1 is an estimate and
+    never passes)."""
+    c, lat, rec, tw = r["cronofy"], r["latency_seconds"], r["reconciler"], r["two_way_seconds"]
+    emu = c["emulator_stats"]
+    org_p99 = lat.get("p99_by_org") or {}
+    worst_org = max(org_p99.items(), key=lambda kv: kv[1]) if org_p99 else (None, None)
+    rows = {
+        "p99 milestone -> calendar write in the busiest hour <= 120 s": (lat["busiest_hour_p99"],
+                                                                         (lat["busiest_hour_p99"] or 0) <= 120),
+        "p99 calendar move -> core platform's queue <= 120 s": (
+            f"{tw.get('p99')} ({tw.get('unreported', 0)} of {tw.get('samples', 0) + tw.get('unreported', 0)} "
+            "never reported)", (tw.get("p99") or 0) <= 120
+            and tw.get("unreported", 0) <= 0.01 * (tw.get("samples", 0) + tw.get("unreported", 0))),
+        "p99 milestone -> calendar <= 180 s for every org": (f"worst {worst_org[0]}: {worst_org[1]}",
+                                                             all(v <= 180 for v in org_p99.values())),
+        "0 requests over 50/s or 500/min (emulator, sliding windows)": (
+            f"429s {c['over_limit_429']}, max/s {emu['max_per_second']}, max/min {emu['max_per_minute']}",
+            c["over_limit_429"] == 0 and emu["max_per_second"] <= 50 and emu["max_per_minute"] <= 500),
+        "every user checked within 24 h of their last check": (
+            f"longest gap {rec['longest_gap_hours']} h, {rec.get('gaps_over_24h', 0)} over 24 h",
+            not rec.get("gaps_over_24h") and (rec["longest_gap_hours"] or 0) <= 24),
+        "calendars exact at the end": (r["checks"]["ok"], r["checks"]["ok"]),
+        "0 dead letters": (sum(r["dlq"].values()), not any(r["dlq"].values())),
+        "<= 12 Cronofy requests per user per working day": (c["per_user_per_working_day"],
+                                                            c["per_user_per_working_day"] <= 12),
+    }
+    direct = cfg.limit_scale == 1
+    return {"direct": direct, "users": r["period"]["users"], "token_hours": cfg.token_hours,
+            "conditions": {k: {"measured": v, "holds": ok} for k, (v, ok) in rows.items()},
+            "all_hold": direct and all(ok for _, ok in rows.values())}
 
 
 def _two_way(sim: Sim, start: float, end: float, busiest_hour: int) -> dict:
     """A SolarNexus event moved on the calendar -> the reschedule on the core platform's queue."""
     all_ = [b - a for a, b in sim.two_way if start <= a < end]
     peak = [b - a for a, b in sim.two_way if start <= a < end and int(a // 3600) == busiest_hour]
-    return {"samples": len(all_), "p50": round(pct(all_, 50), 1) if all_ else None,
+    # moves made in the period that never reached the queue (e.g. the channel was closed and no check came
+    # before the end): each is a sample beyond any bound
+    unreported = sum(1 for a in sim.moves.values() if start <= a < end)
+    return {"samples": len(all_), "unreported": unreported, "p50": round(pct(all_, 50), 1) if all_ else None,
             "p99": round(pct(all_, 99), 1) if all_ else None, "max": round(max(all_), 1) if all_ else None,
             "busiest_hour_samples": len(peak), "busiest_hour_max": round(max(peak), 1) if peak else None}
 
@@ -1374,6 +1846,14 @@ def table(r: dict) -> str:
           f" at the real limits (busiest minute {sm['busiest_minute_at_real_limits']} at real scale):")
         w(f"  {sm['conditions']} -> {'ALL MET' if sm['all_met'] else 'NOT MET'}")
     w(f"backfills {r['backfills']}, DLQ {r['dlq']}, core platform {r['core_platform']}")
+    mh = r.get("must_hold")
+    if mh:
+        w(f"MUST HOLD ({'direct run' if mh['direct'] else 'ESTIMATE at scaled limits: never a pass'}, "
+          f"{mh['users']:,} users, {mh['token_hours']:g} h tokens):")
+        for k, v in mh["conditions"].items():
+            w(f"  [{'ok' if v['holds'] else 'FAIL'}] {k}: {v['measured']}")
+        w(f"  -> {'ALL HOLD' if mh['all_hold'] else 'NOT ALL HOLD'}")
+    w(f"phases (cumulative wall / CPU s): {r.get('phases')}")
     w(f"wall time {r['wall_seconds']:.0f} s")
     return "\n".join(out)
 
@@ -1401,6 +1881,11 @@ def parse(argv: list[str] | None = None) -> Config:
     ap.add_argument("--limit-scale", type=float, default=d.limit_scale,
                     help="divide Cronofy's limits by F: the run stands for users*F users (e.g. 1000 x 20)")
     ap.add_argument("--small", action="store_true", help="50 users, 1 day")
+    ap.add_argument("--world", choices=("gentle", "rough"), default=d.world,
+                    help="rough: time zones, morning peak, Saturdays, orgs of 5-500, heavy-tailed activity, big "
+                         "calendars, a weather day, faults (docs/capacity.md)")
+    ap.add_argument("--connect-setup", dest="seed_state", action="store_false",
+                    help="every initial user connects through the consent page at setup (slow) instead of seeding")
     ap.add_argument("--label", default=d.label)
     ap.add_argument("--out", default=None, help="results file (default bench/results/scale.json)")
     ap.add_argument("--model-check", nargs=2, metavar=("SMALL_JSON", "BIG_JSON"),

@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
+from sortedcontainers import SortedList
 
 from calsync.dynamo import ITEM_SIZE_LIMIT, item_size
 
@@ -309,11 +310,20 @@ class _Parser:
         return paths
 
 
+_PARSED: dict[tuple, Any] = {}  # (kind, expression, names) -> its tree: the service sends a few dozen shapes
+
+
 def _parse(kind: str, text: str, names: dict | None):
+    key = (kind, text, tuple(sorted(names.items())) if names else None)
+    found = _PARSED.get(key)
+    if found is not None:
+        return found, None
     parser = _Parser(text, names)
     node = {"condition": parser.condition, "update": parser.update, "projection": parser.projection}[kind]()
     if not parser.done():
         raise ValueError(f"unexpected {parser.peek()} in {text!r}")
+    if len(_PARSED) < 10_000:
+        _PARSED[key] = node
     return node, parser
 
 
@@ -461,6 +471,30 @@ def _delete(item: dict, name: str, sub: dict) -> None:
 # ---- the table ----------------------------------------------------------------------------------------
 
 
+class _Top:
+    """Greater than any key value: (v, _TOP) sorts after every (v, pk, sk)."""
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __le__(self, other: object) -> bool:
+        return other is self
+
+    def __gt__(self, other: object) -> bool:
+        return other is not self
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    __hash__ = object.__hash__
+
+
+_TOP = _Top()
+
+
 class _Index:
     def __init__(self, name: str, hash_key: str, range_key: str | None, projection: dict):
         self.name = name
@@ -469,9 +503,67 @@ class _Index:
         self.projection = projection.get("ProjectionType", "ALL")
         self.include = projection.get("NonKeyAttributes", [])
         self.entries: dict[Any, dict[tuple, dict]] = {}  # hash value -> {base key: item}
+        # hash value -> (range value, base hash, base range, base key) in Query order: a Query on one big
+        # partition (the reconciler's by_due) bisects it instead of testing and sorting every entry
+        self.order: dict[Any, SortedList] = {}
 
     def holds(self, item: dict) -> bool:
         return self.hash_key in item and (self.range_key is None or self.range_key in item)
+
+    def sort_entry(self, item: dict, key: tuple) -> tuple:
+        r = _plain(item.get(self.range_key)) if self.range_key else None
+        return (r if r is not None else "", key[0], key[1] if key[1] is not None else "", key)
+
+    def add(self, item: dict, key: tuple) -> None:
+        hv = _plain(item[self.hash_key])
+        self.entries.setdefault(hv, {})[key] = item
+        self.order.setdefault(hv, SortedList()).add(self.sort_entry(item, key))
+
+    def remove(self, item: dict, key: tuple) -> None:
+        hv = _plain(item[self.hash_key])
+        entries = self.entries.get(hv)
+        if entries is None or entries.pop(key, None) is None:
+            return
+        order = self.order[hv]
+        order.discard(self.sort_entry(item, key))
+        if not entries:
+            del self.entries[hv]
+            del self.order[hv]
+
+    def in_range(self, hv: Any, range_node, ev) -> list[dict] | None:
+        """The partition's items matching the range condition, in Query order (ascending); None: the
+        condition is not one this can bisect (the caller tests every item)."""
+        order = self.order.get(hv)
+        if order is None:
+            return []
+        lo, hi = 0, len(order)
+        prefix = None
+        if range_node is not None:
+            tag = range_node[0]
+            if tag == "cmp" and range_node[2][0] == "path" and range_node[3][0] == "value":
+                op, v = range_node[1], _plain(ev.operand(range_node[3], {}))
+                first, after = order.bisect_left((v,)), order.bisect_right((v, _TOP))
+                lo, hi = {"=": (first, after), "<": (0, first), "<=": (0, after), ">": (after, hi),
+                          ">=": (first, hi)}.get(op, (None, None))
+                if lo is None:
+                    return None
+            elif tag == "between" and range_node[2][0] == "value" and range_node[3][0] == "value":
+                lo = order.bisect_left((_plain(ev.operand(range_node[2], {})),))
+                hi = order.bisect_right((_plain(ev.operand(range_node[3], {})), _TOP))
+            elif tag == "fn" and range_node[1] == "begins_with" and range_node[2][1][0] == "value":
+                prefix = _plain(ev.operand(range_node[2][1], {}))
+                if not isinstance(prefix, str):
+                    return None
+                lo = order.bisect_left((prefix,))
+            else:
+                return None
+        entries = self.entries[hv]
+        out = []
+        for entry in order.islice(lo, hi):
+            if prefix is not None and not (isinstance(entry[0], str) and entry[0].startswith(prefix)):
+                break
+            out.append(entries[entry[3]])
+        return out
 
 
 class _Table:
@@ -509,7 +601,7 @@ class _Table:
         self.items.setdefault(key[0], {})[key[1]] = item
         for index in self.indexes.values():
             if index.holds(item):
-                index.entries.setdefault(_plain(item[index.hash_key]), {})[key] = item
+                index.add(item, key)
 
     def delete(self, key: tuple) -> dict | None:
         partition = self.items.get(key[0])
@@ -519,12 +611,7 @@ class _Table:
         if old is not None:
             for index in self.indexes.values():
                 if index.holds(old):
-                    hv = _plain(old[index.hash_key])
-                    entries = index.entries.get(hv)
-                    if entries is not None:
-                        entries.pop(key, None)
-                        if not entries:
-                            del index.entries[hv]
+                    index.remove(old, key)
         return old
 
 
@@ -755,18 +842,22 @@ class MemoryDynamoDB:
             node, _ = _parse("condition", KeyConditionExpression, ExpressionAttributeNames)
             ev = _Eval(ExpressionAttributeValues)
             hash_value, range_node = self._key_condition(node, hash_key, range_key, ev)
-            if index is None:
-                candidates = list(table.items.get(hash_value, {}).values())
+            found = index.in_range(hash_value, range_node, ev) if index is not None else None
+            if found is not None:
+                candidates = found[::-1] if not ScanIndexForward else found
             else:
-                candidates = list(index.entries.get(hash_value, {}).values())
-            if range_node is not None:
-                candidates = [i for i in candidates if ev.test(range_node, i)]
+                if index is None:
+                    candidates = list(table.items.get(hash_value, {}).values())
+                else:
+                    candidates = list(index.entries.get(hash_value, {}).values())
+                if range_node is not None:
+                    candidates = [i for i in candidates if ev.test(range_node, i)]
 
-            def order(i: dict):
-                r = _plain(i.get(range_key)) if range_key else None
-                return (r if r is not None else "", table.key_of(i)[0], table.key_of(i)[1] or "")
+                def order(i: dict):
+                    r = _plain(i.get(range_key)) if range_key else None
+                    return (r if r is not None else "", table.key_of(i)[0], table.key_of(i)[1] or "")
 
-            candidates.sort(key=order, reverse=not ScanIndexForward)
+                candidates.sort(key=order, reverse=not ScanIndexForward)
             return self._page(table, index, candidates, Limit, ExclusiveStartKey, Select, FilterExpression,
                               ProjectionExpression, ExpressionAttributeNames, ev, "Query")
 

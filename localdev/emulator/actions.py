@@ -204,8 +204,8 @@ def disconnect_profile(state: EmulatorState, profile_id: str) -> dict[str, Any]:
             sub = state.account_by_profile.get(profile_id)
             account = state.accounts.get(sub) if sub else None
             if account and not account.revoked and account.profile_attached:
-                for chan in state.channels.values():
-                    if chan.open and chan.sub == account.sub:
+                for chan in state.channels_of(account.sub):
+                    if chan.open:
                         state.emit(chan, {"type": "profile_disconnected"})
         return state.profile_json(profile)
 

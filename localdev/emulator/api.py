@@ -753,7 +753,7 @@ def create_channel(state: EmulatorState, account: Account, token: AccessToken, d
         filters = _channel_filters(state, account, body.get("filters"), errs)
         errs.raise_if_any()
         _require_scope(token, "read_free_busy", "create_event" if filters.get("only_managed") else None)
-        open_channels = [c for c in state.channels.values() if c.open and c.sub == account.sub]
+        open_channels = [c for c in state.channels_of(account.sub) if c.open]
         for chan in open_channels:
             if chan.callback_url == url and chan.filters == filters:
                 return 200, {"channel": chan.body()}
@@ -771,7 +771,7 @@ def create_channel(state: EmulatorState, account: Account, token: AccessToken, d
             filters=filters,
             created=state.now(),
         )
-        state.channels[chan.channel_id] = chan
+        state.add_channel(chan)
         state.emit(chan, {"type": "verification"})
         return 200, {"channel": chan.body()}
 
@@ -779,7 +779,7 @@ def create_channel(state: EmulatorState, account: Account, token: AccessToken, d
 def list_channels(state: EmulatorState, account: Account, token: AccessToken) -> Result:
     with state.lock:
         return 200, {
-            "channels": [c.body() for c in state.channels.values() if c.open and c.sub == account.sub]
+            "channels": [c.body() for c in state.channels_of(account.sub) if c.open]
         }
 
 

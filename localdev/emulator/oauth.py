@@ -106,7 +106,7 @@ def _grant_code(state: EmulatorState, form: dict[str, str]) -> tuple[dict[str, A
     account.scope = code.scope
     delay = state.realism.initial_sync_delay
     if delay is not None and not profile.initial_sync_done and profile.initial_sync_due is None:
-        profile.initial_sync_due = state.clock.precise() + timedelta(seconds=delay)
+        state.start_initial_sync(profile, state.clock.precise() + timedelta(seconds=delay))
     access = _mint_access(state, account.sub, code.scope)
     refresh = _mint_refresh(state, account.sub, code.scope)
     return token_response(access.token, state.access_token_ttl, refresh.token, code.scope,

@@ -40,9 +40,54 @@ def test_a_small_day_keeps_every_invariant(tmp_path):
     assert r["latency_seconds"]["samples"] > 0 and r["latency_seconds"]["p99"] <= 120
     assert not any(r["dlq"].values()) and r["backfills"]["failed"] == 0
     assert r["ceiling"]["users"] > 0
+    # the run is stamped (commit, date, arguments, machine) and prints issue 21's conditions, measured
+    prov = r["provenance"]
+    assert len(prov["commit"]) == 40 and prov["arguments"][:2] == ["--out", str(tmp_path / "scale.json")]
+    assert prov["machine"]["cpus"] >= 1 and prov["date"].startswith("20") and r["generated_at"] == prov["date"]
+    mh = r["must_hold"]
+    assert mh["direct"] and mh["users"] == 20 and len(mh["conditions"]) == 8 and mh["all_hold"], mh
+    # seeded steady state: every initial user was last checked in the 24 h before the period
+    assert r["reconciler"]["gaps_over_24h"] == 0
+    ch = r["charts"]
+    assert sum(sum(v) for v in ch["requests_per_minute_by_function"].values()) == c["total"] - c["other"]
+    assert len(ch["milestone_to_calendar_cdf_s"]) == 100 and ch["published_by_type"]["calendar.connection_changed"]
+    # the report renders the results as markdown and PNG charts
+    from bench import capacity_report
+
+    sections = capacity_report.sections(tmp_path)
+    assert "20 users, gentle world, 1 h tokens" in sections["capacity-must-hold"]
+    assert "| **all functions** |" in sections["capacity-by-function"]
+    written = capacity_report.charts(tmp_path, tmp_path / "charts")
+    assert [p.name for p in written] == ["capacity-requests-per-minute.png", "capacity-latency-cdf.png",
+                                         "capacity-p99-by-org.png"]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
 
 
 def test_the_quiet_day_restores_every_lost_event(tmp_path):
     r = run_scale(tmp_path, "--users", "10", "--quiet-day", "--seed", "4")
     assert r["quiet_day"]["lost"] == 10 and r["quiet_day"]["all_restored"]
     assert r["checks"]["ok"], r["checks"]
+
+
+def test_the_rough_world_runs_its_profile(tmp_path):
+    """--world rough: orgs of different sizes in four zones, a weather day, faults at stated rates; every
+    request still counted once (random 5xx and 429 answers included)."""
+    r = run_scale(tmp_path, "--users", "40", "--days", "1", "--seed", "5", "--world", "rough")
+    assert r["world"] == "rough" and set(r["rough_world"]["zones"][0]) >= {"America/New_York"}
+    assert r["period"]["orgs"] >= 2
+    assert r["weather_day"]["milestones"] > 0 and r["weather_day"]["p99_s"] is not None
+    c = r["cronofy"]
+    assert c["counted"]["at_emulator"] == c["counted"]["attributed"] and c["counted"]["unattributed"] == 0
+    assert c["over_limit_429"] == 0 and c["busiest_second"] <= 50
+    assert len(r["must_hold"]["conditions"]) == 8
+
+
+def test_same_counts_allows_one_percent_and_no_more():
+    from bench.capacity_report import same_counts
+
+    def run(push: int, rec: int) -> dict:
+        return {"cronofy": {"by_function": {"MilestonePush": push, "Reconciler": rec}, "total": push + rec}}
+
+    assert same_counts(run(1000, 200), run(1010, 200))["same"]
+    check = same_counts(run(1000, 200), run(1000, 203))
+    assert not check["same"] and not check["rows"]["Reconciler"]["within"] and check["rows"]["total"]["within"]

@@ -220,6 +220,38 @@ def test_gsi_queries_are_sparse_projected_and_paged(db):
     assert len(resp["Items"]) == 1
 
 
+def test_gsi_range_conditions_order_ties_and_moves(db):
+    """The reconciler's by_due partition: every key operator, ties on the range value ordered by the base
+    key, both directions, and an item whose range value moves (or leaves the index) found only at its new
+    place. (The in-memory store bisects a sorted partition here instead of testing every entry.)"""
+    due = {"u3": "2026-01-02", "u1": "2026-01-02", "u2": "2026-01-01", "u4": "2026-01-03", "u5": "2026-01-05"}
+    for user, day in due.items():
+        db.put_item(TableName=TABLE, Item={"pk": S(f"USER#{user}"), "sk": S("CONNECTION"), "due_pk": S("DUE"),
+                                           "due_sk": S(day)})
+    db.update_item(TableName=TABLE, Key={"pk": S("USER#u5"), "sk": S("CONNECTION")},
+                   UpdateExpression="SET due_sk = :d", ExpressionAttributeValues={":d": S("2026-01-00")})
+    db.update_item(TableName=TABLE, Key={"pk": S("USER#u4"), "sk": S("CONNECTION")},
+                   UpdateExpression="REMOVE due_sk")
+
+    def q(cond, values, **kw):
+        resp = db.query(TableName=TABLE, IndexName="by_due", KeyConditionExpression="due_pk = :p" + cond,
+                        ExpressionAttributeValues={":p": S("DUE"), **values}, **kw)
+        return [pk.removeprefix("USER#") for pk, _ in keys(resp)]
+
+    assert q("", {}) == ["u5", "u2", "u1", "u3"]
+    assert q("", {}, ScanIndexForward=False) == ["u3", "u1", "u2", "u5"]
+    assert q(" AND due_sk <= :d", {":d": S("2026-01-01")}) == ["u5", "u2"]
+    assert q(" AND due_sk < :d", {":d": S("2026-01-02")}) == ["u5", "u2"]
+    assert q(" AND due_sk = :d", {":d": S("2026-01-02")}) == ["u1", "u3"]
+    assert q(" AND due_sk > :d", {":d": S("2026-01-01")}) == ["u1", "u3"]
+    assert q(" AND due_sk >= :d", {":d": S("2026-01-01")}) == ["u2", "u1", "u3"]
+    assert q(" AND due_sk BETWEEN :a AND :b", {":a": S("2026-01-01"), ":b": S("2026-01-02")}) == ["u2", "u1", "u3"]
+    assert q(" AND begins_with(due_sk, :b)", {":b": S("2026-01-0")}) == ["u5", "u2", "u1", "u3"]
+    assert q(" AND due_sk <= :d", {":d": S("2026-01-02")}, Limit=3) == ["u5", "u2", "u1"]
+    assert db.query(TableName=TABLE, IndexName="by_due", KeyConditionExpression="due_pk = :p AND due_sk <= :d",
+                    ExpressionAttributeValues={":p": S("DUE"), ":d": S("2026-01-02")}, Select="COUNT")["Count"] == 4
+
+
 def test_batches_and_transactions(db):
     db.batch_write_item(RequestItems={TABLE: [{"PutRequest": {"Item": {"pk": S(f"b{i}"), "sk": S("s")}}}
                                               for i in range(25)]})
