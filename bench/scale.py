@@ -82,7 +82,9 @@ are printed beside the measurements.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import heapq
+import importlib.util
 import itertools
 import json
 import math
@@ -105,25 +107,70 @@ os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 for _name in ("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_PER_MINUTE", "RECONCILE_REQUEST_BUDGET"):
     os.environ.pop(_name, None)  # the service's real defaults, never bench/week.py's raised limits
 
+import greenlet  # noqa: E402
 import time_machine  # noqa: E402
 
-# ---- virtual time: one traveller; sleeping moves it -------------------------------------------------------
+# ---- virtual time: one traveller moved by one scheduler; a sleep suspends only its own invocation ----------
 
 _real_sleep = time.sleep
 
 
 class VirtualClock:
+    """One time-machine traveller (every clock in the process) that only the scheduler (Sim.run_until, in
+    the main greenlet) moves, always to the earliest pending event. Every Lambda invocation and every
+    simulated actor runs in its own greenlet (a process); when it sleeps (the patched time.sleep: a
+    limiter wait, a retry's backoff, a Cronofy answer's latency in bench/inproc.py) it registers its
+    wake-up at virtual now + d and hands control back to the scheduler, so only that process waits."""
+
     traveller = None
+    main = None  # the scheduler's greenlet
+    sim = None
     slept = 0.0
+    # Sleeps outside any process (the seeded setup's own calls, with the limits lifted) still move the one
+    # clock; counted, and reported for the measured period (0 there: everything runs in a process).
+    outside_sleeps = 0
+    outside_seconds = 0.0
 
     @classmethod
     def sleep(cls, seconds: float) -> None:
-        if cls.traveller is not None:
-            if seconds > 0:
-                cls.slept += seconds
-                cls.traveller.shift(seconds)
-        else:
+        if cls.traveller is None:
             _real_sleep(seconds)
+            return
+        if seconds <= 0:
+            return
+        cls.slept += seconds
+        current = greenlet.getcurrent()
+        if cls.sim is not None and cls.main is not None and current is not cls.main:
+            cls.sim.wake(current, time.time() + seconds)
+            cls.main.switch()  # back to the scheduler; it switches here again at the wake-up time
+            return
+        cls.outside_sleeps += 1
+        cls.outside_seconds += seconds
+        cls.traveller.shift(seconds)
+
+
+class GreenletLocal:
+    """threading.local for greenlets (bench/meters.py keeps the owner of a request in one): every
+    invocation is a greenlet of the one thread here."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _d() -> dict:
+        g = greenlet.getcurrent()
+        d = getattr(g, "_bench_local", None)
+        if d is None:
+            d = g._bench_local = {}
+        return d
+
+    def __getattr__(self, name: str):
+        try:
+            return self._d()[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value) -> None:
+        self._d()[name] = value
 
 
 # Before anything imports calsync.cronofy (its client takes `sleep=time.sleep` as a default argument).
@@ -142,6 +189,8 @@ from calsync.clock import parse_utc  # noqa: E402
 from localdev import browser, template  # noqa: E402
 from localdev.memory_aws import MemoryKMS, MemorySQS, MemoryStepFunctions, NoMock  # noqa: E402
 from localdev.memory_dynamodb import MemoryDynamoDB  # noqa: E402
+
+meters._local = GreenletLocal()  # each invocation's requests keep their owner while others run
 
 FUNCTIONS = ("MilestonePushFunction", "NotificationProcessorFunction", "ReconcilerFunction", "BackfillFunction",
              "CalendarApiFunction", "OAuthCallbackFunction", "DeactivationCleanupFunction", "WebhookIntakeFunction")
@@ -170,6 +219,53 @@ ROUGH_WORLD = {
     "unschedules": 0.05, "revocations": 0.0005, "closed_channels": 0.001, "silent_losses": 0.002,  # per user/day
     "faults": {"5xx": 0.002, "429": 0.001, "timeout": 0.0005},  # per Cronofy request
 }
+
+
+# Cronofy's answers take time (bench/inproc.py): a request is handled (and counted against the limit) when it
+# arrives, and its answer reaches the client after a latency drawn, per request, from this log-normal
+# distribution (seeded from the run's seed). Stated, not measured: a median of 150 ms and a p99 of 1.5 s
+# (sigma = ln(10) / 2.326) for every API request, reads, writes and token calls alike; an answer slower than
+# the client's read timeout (8 s) is a timeout.
+CRONOFY_LATENCY = {"distribution": "lognormal", "median_s": 0.15, "p99_s": 1.5}
+LIMITER_CONFLICTS: Counter = Counter()  # the limiter item's conditional writes that lost a race
+REFRESHES: Counter = Counter()  # access-token refreshes, and those that raced or were refused
+
+
+def instrument_races() -> None:
+    """Counts (wrapping from the outside, nothing changed): conditional writes to the limiter item that
+    another invocation's write beat; token refreshes, refreshes of a refresh token another refresh was
+    already using, and refreshes Cronofy refused (invalid_grant)."""
+    from calsync.cronofy import CronofyUser, InvalidGrant
+    from calsync.ratelimit import RateLimiter
+
+    if getattr(RateLimiter, "_bench_wrapped", False):
+        return
+    write_tat, refresh = RateLimiter._write_tat, CronofyUser.refresh
+    in_flight: Counter = Counter()
+
+    def counted_write(self, old, new):
+        ok = write_tat(self, old, new)
+        LIMITER_CONFLICTS["writes"] += 1
+        LIMITER_CONFLICTS["lost"] += not ok
+        return ok
+
+    def counted_refresh(self):
+        token = self.tokens.refresh_token
+        REFRESHES["refreshes"] += 1
+        REFRESHES["while another refresh of the same token was in flight"] += in_flight[token] > 0
+        in_flight[token] += 1
+        try:
+            return refresh(self)
+        except InvalidGrant:
+            REFRESHES["invalid_grant"] += 1
+            raise
+        finally:
+            in_flight[token] -= 1
+            if not in_flight[token]:
+                del in_flight[token]
+
+    RateLimiter._write_tat, CronofyUser.refresh = counted_write, counted_refresh
+    RateLimiter._bench_wrapped = True
 
 
 def rough_org_sizes(users: int, rng: random.Random) -> list[int]:
@@ -262,6 +358,10 @@ class CronofyLog:
         requests.Session.request = self._original
 
 
+def _poll() -> None:
+    """An event source mapping's next look at its queue (a batching window ends, a message becomes visible)."""
+
+
 # ---- the workload --------------------------------------------------------------------------------------------
 
 @dataclass
@@ -350,6 +450,13 @@ class Sim:
         self.lost_at: dict[tuple[str, str], float] = {}
         self.published_by_type: Counter = Counter()  # CalendarChangesQueue messages by type
         self.seeded_checks: dict[str, float] = {}  # seeded state: each user's last check before the period
+        # the discrete-event scheduler: processes (greenlets) and their wake-ups
+        self.live = 0  # processes started and not finished (running or waiting)
+        self.dirty = True  # something may be deliverable: settle() looks again
+        self.inflight: Counter = Counter()  # SQS batches being handled, by function
+        self.late_events = 0  # events run after their time (0: the clock never passes a pending event)
+        self.throttled: Counter = Counter()  # invocations that waited for their function's reserved concurrency
+        self.containers: Containers | None = None
         tpl = stack.template
         params = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
 
@@ -359,14 +466,21 @@ class Sim:
             return default if v is None else v
 
         self.esm = []  # (function id, queue id, batch size, window)
-        for fid, resource in tpl["Resources"].items():
-            if resource["Type"] != "AWS::Serverless::Function":
-                continue
-            for ev in (resource["Properties"].get("Events") or {}).values():
+        functions = {fid: r["Properties"] for fid, r in tpl["Resources"].items()
+                     if r["Type"] == "AWS::Serverless::Function"}
+        self.reserved = {fid: int(value(p["ReservedConcurrentExecutions"], 0)) for fid, p in functions.items()
+                         if p.get("ReservedConcurrentExecutions") is not None}
+        unreserved = ACCOUNT_CONCURRENCY - sum(self.reserved.values())
+        self.cap: dict[str, int] = {}  # concurrent SQS batches per function (its event source mapping)
+        for fid, props in functions.items():
+            for ev in (props.get("Events") or {}).values():
                 if ev["Type"] == "SQS":
                     p = ev["Properties"]
                     self.esm.append((fid, p["Queue"]["Fn::GetAtt"][0], int(value(p.get("BatchSize"), 10)),
                                      float(value(p.get("MaximumBatchingWindowInSeconds"), 0))))
+                    maximum = (p.get("ScalingConfig") or {}).get("MaximumConcurrency")
+                    self.cap[fid] = min(x for x in (int(value(maximum, 0)) or None, self.reserved.get(fid),
+                                                    unreserved) if x)
         for qid, props in template.queues(tpl).items():  # failed messages return after the real timeout
             SQS.set_visibility_timeout(stack.queue_urls[qid], float(value(props.get("VisibilityTimeout"), 30)))
         asl = json.loads((ROOT / "statemachines" / "backfill.asl.json").read_text())
@@ -378,59 +492,104 @@ class Sim:
     def at(self, t: float, fn, *args) -> None:
         heapq.heappush(self.heap, (t, next(self.seq), fn, args))
 
+    def wake(self, process, t: float) -> None:
+        """A sleeping process resumes at t (VirtualClock.sleep)."""
+        heapq.heappush(self.heap, (t, next(self.seq), None, process))
+
+    def spawn(self, fn, *args) -> None:
+        """fn runs as a process of its own, now. From the scheduler it starts at once (until it finishes or
+        sleeps); from inside another process it is an event at this same moment (a process never switches
+        to another directly: only the scheduler resumes processes)."""
+        if greenlet.getcurrent() is not VirtualClock.main:
+            self.at(time.time(), fn, *args)
+            return
+        greenlet.greenlet(self._process).switch(fn, args)
+
+    def _process(self, fn, args) -> None:
+        self.live += 1
+        try:
+            fn(*args)
+        finally:
+            self.live -= 1
+            self.dirty = True
+
     def advance(self, t: float) -> None:
         now = time.time()
         if t > now:
             VirtualClock.traveller.shift(t - now)
+        elif t < now - 1e-6:
+            self.late_events += 1
 
     def run_until(self, end: float, idle_stop: bool = False) -> None:
+        """The scheduler: always the earliest event next, the clock set to its time first. An event is a
+        new process (an actor's action, a scheduled invocation) or a sleeping process's wake-up."""
+        emu = self.stack.emulator
         while self.heap and self.heap[0][0] < end:
             t, _, fn, args = heapq.heappop(self.heap)
             self.advance(t)
-            fn(*args)
-            self.settle()
+            if fn is None:
+                args.switch()  # a wake-up: the process runs until it sleeps again or ends
+            else:
+                self.spawn(fn, *args)
+                self.dirty = True
+            if self.dirty or SFN.started or emu.notifier._jobs:
+                self.settle()
             if idle_stop and self.idle():
                 return
         self.advance(end)
         self.settle()
 
     def idle(self) -> bool:
-        return not any(SQS.depth(self.stack.queue_urls[q]) for _, q, _, _ in self.esm) and not self.running
+        return (not any(SQS.depth(self.stack.queue_urls[q]) for _, q, _, _ in self.esm) and not self.running
+                and not self.live)
 
     # ---- Lambda's event source mappings, Step Functions, the core platform -----------------------------------
 
     def cronofy_catch_up(self) -> None:
-        """Pushes delivered; with the realistic emulator (asynchronous writes, push retries) everything
-        it would do by itself is done now (its settle(), as DevStack.drain does)."""
-        inproc.deliver_pushes(self.stack.emulator)
+        """Pushes delivered (the webhook intake invoked through the gateway, in a process of their own);
+        with the realistic emulator (asynchronous writes, push retries) everything it would do by itself
+        is done now (its settle(), as DevStack.drain does)."""
+        emu = self.stack.emulator
+        emu.state.tick(flush=True)
+        if emu.notifier._jobs:
+            self.spawn(inproc.deliver_pushes, emu)
 
     def settle(self) -> None:
+        """Whatever can start now starts: pushes, backfill executions, and on each event source mapping an
+        SQS batch per free slot of the function's concurrency (each batch an invocation, a process)."""
         for _ in range(100000):
+            self.dirty = False
             self.cronofy_catch_up()
             for execution in SFN.take_started():
                 BackfillExecution(self, execution).start()
             delivered = 0
             for fid, qid, size, window in self.esm:
                 url = self.stack.queue_urls[qid]
-                while True:
+                while self.inflight[fid] < self.cap[fid]:
                     batch = SQS.take_batch(url, size, window)
                     if not batch:
                         break
-                    self.deliver(fid, qid, batch)
+                    self.inflight[fid] += 1
                     delivered += 1
-                    self.cronofy_catch_up()
+                    self.spawn(self.deliver, fid, qid, batch)
             self.core_platform()
-            if not delivered and not SFN.started:
+            if not delivered and not SFN.started and not self.dirty:
                 break
-        deadlines = [d for _, q, _, w in self.esm
-                     if (d := SQS.next_deadline(self.stack.queue_urls[q], w)) is not None]
+        deadlines = [d for fid, q, _, w in self.esm if self.inflight[fid] < self.cap[fid]
+                     and (d := SQS.next_deadline(self.stack.queue_urls[q], w)) is not None]
         if deadlines:
             t = max(min(deadlines), time.time())
             if self.next_poll is None or t < self.next_poll or self.next_poll <= time.time():
                 self.next_poll = t
-                self.at(t, lambda: None)
+                self.at(t, _poll)
 
     def deliver(self, fid: str, qid: str, batch) -> None:
+        try:
+            self._deliver(fid, qid, batch)
+        finally:
+            self.inflight[fid] -= 1
+
+    def _deliver(self, fid: str, qid: str, batch) -> None:
         arn = self.stack.queue_arns[qid]
         records = [{
             "messageId": m.message_id, "receiptHandle": m.receipt, "body": m.body,
@@ -667,6 +826,7 @@ class Sim:
 
         emu = self.stack.emulator
         inproc.FAULTS_ON[0] = False  # the starting state is seeded without faults (they start with the period)
+        inproc.LATENCY_ON[0] = False  # nor latency: it runs outside the scheduler's processes
         saved_env = {k: os.environ.get(k) for k in ("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_PER_MINUTE")}
         os.environ["RATE_LIMIT_PER_SECOND"], os.environ["RATE_LIMIT_PER_MINUTE"] = "100000", "6000000"
         emu.set_rate_limit(None)
@@ -703,6 +863,7 @@ class Sim:
         emu.set_rate_limit((50, 500))
         emu.limiter.reset_stats()  # the emulator's peaks and counts start with the limits (the seed is apart)
         inproc.FAULTS_ON[0] = True
+        inproc.LATENCY_ON[0] = True
         inproc.FAULTS.clear()
         self.seed_requests = len(self.log.requests)
         wiring.reset()
@@ -712,6 +873,11 @@ class Sim:
     # ---- the reconciler's schedule ------------------------------------------------------------------------------
 
     def reconcile_tick(self, t: float) -> None:
+        self.at(t + SCHEDULE, self.reconcile_tick, t + SCHEDULE)  # the schedule does not wait for a run
+        fid = "ReconcilerFunction"
+        while self.containers is not None and self.containers.busy[fid] >= self.reserved.get(fid, ACCOUNT_CONCURRENCY):
+            self.throttled[fid] += 1  # reserved concurrency reached: Lambda retries the scheduled event later
+            time.sleep(THROTTLE_RETRY_SECONDS)
         event = json.loads((ROOT / "events" / "reconciler-schedule.json").read_text()) if not hasattr(
             self, "_sched_event") else dict(self._sched_event)
         self._sched_event = event
@@ -726,7 +892,6 @@ class Sim:
         self.runs.append({"t": t, "requests": len(self.log.requests) - before, "visited": visited,
                           "seconds_virtual": round(time.time() - started, 1),
                           "report": {k: v for k, v in (report or {}).items() if isinstance(v, (int, float, str))}})
-        self.at(t + SCHEDULE, self.reconcile_tick, t + SCHEDULE)
 
     def record_visits(self) -> int:
         """The reconciler's visits since the last run (returned), and every user's checks (`visits`, at
@@ -1011,10 +1176,11 @@ class Sim:
         self.core["joined"] += 1
 
     def disconnect(self) -> None:
-        candidates = [u for u in self.users.values() if u.connected and not u.joiner]
+        candidates = [u for u in self.users.values() if u.connected and not u.joiner and not u.left]
         if not candidates:
             return
         u = self.rng.choice(candidates)
+        u.left = True  # (not chosen again while its request runs)
         managed = [e for e in self.stack.emulator.events(u.calendar_id) if e["managed"]]
         self.naive["disconnect: event deletes + channel + revoke"] += len(managed) + 2
         resp = self.session(u).delete(self.stack.url("/v1/calendar/connection"))
@@ -1103,6 +1269,10 @@ class BackfillExecution:
                            "correlation_id": i.get("correlation_id")}, self.planned)
 
     def task(self, state: str, payload: dict, on_ok, attempts: Counter | None = None) -> None:
+        """A Task state: its Lambda invocation is a process of its own (the Map's two chunks overlap)."""
+        self.sim.spawn(self._task, state, payload, on_ok, attempts)
+
+    def _task(self, state: str, payload: dict, on_ok, attempts: Counter | None = None) -> None:
         if self.failed and state != "MarkFailed":
             return
         attempts = attempts if attempts is not None else Counter()
@@ -1119,7 +1289,7 @@ class BackfillExecution:
                     delay = min(delay, retrier.get("MaxDelaySeconds", delay))
                     if retrier.get("JitterStrategy") == "FULL":
                         delay = self.sim.rng.uniform(0, delay)
-                    self.sim.at(time.time() + delay, self.task, state, payload, on_ok, attempts)
+                    self.sim.at(time.time() + delay, self._task, state, payload, on_ok, attempts)
                     return
                     # (the first matching retrier decides, as in Step Functions)
             if state == "MarkFailed":
@@ -1224,6 +1394,131 @@ class VirtualLambdaContext:
         localdev.stack.LambdaContext = cls  # type: ignore[misc,assignment]
 
 
+# Lambda's default concurrency quota per account and region; an SQS event source mapping without
+# ScalingConfig.MaximumConcurrency (none in template.yaml) may use the unreserved part of it.
+ACCOUNT_CONCURRENCY = 1000
+THROTTLE_RETRY_SECONDS = 1.0  # a throttled scheduled (asynchronous) invocation tries again this much later
+
+
+class Container:
+    """One Lambda execution environment: its own copy of the handler's module and of calsync.wiring's
+    cached objects (the Cronofy client with its request count, the token cache, the limiter object)."""
+
+    def __init__(self, fid: str, n: int):
+        self.fid, self.n = fid, n
+        self.wiring: dict = {}
+        self.handler = None
+
+
+class Containers:
+    """Lambda's execution environments in one process: an invocation takes an idle environment of its
+    function or a new one (a cold start: the handler module imported again, taking no virtual time) and runs
+    in a fresh contextvars.Context with a VirtualLambdaContext. Environments run one invocation at a time,
+    so module-level state (a Powertools resolver's current event, a BatchProcessor, the reconciler's request
+    count) is never shared by two invocations, as in Lambda."""
+
+    def __init__(self, stack):
+        from localdev.provisioning import function_arn
+
+        self.stack, self.function_arn = stack, function_arn
+        self.idle: dict[str, list[Container]] = defaultdict(list)
+        self.made: Counter = Counter()
+        self.busy: Counter = Counter()
+        self.peak: Counter = Counter()
+        self.overran: Counter = Counter()  # invocations still running after their function's Timeout
+        self.overlapped: Counter = Counter()  # invocations that started while another of any function ran
+        self.running = 0
+        self.peak_total = 0
+        self.default = Container("harness", 0)  # wiring outside any invocation (the seeded setup)
+        self._patch_wiring()
+
+    def current(self) -> Container:
+        return getattr(greenlet.getcurrent(), "_bench_container", None) or self.default
+
+    def _patch_wiring(self) -> None:
+        """Each cached factory in calsync.wiring (but the AWS clients: the in-memory AWS is shared, as the
+        cloud is) caches per execution environment."""
+        from calsync import wiring
+
+        containers = self
+        every = [self.default]
+        self._every = every
+        for name in dir(wiring):
+            factory = getattr(wiring, name)
+            if (name == "aws_client" or getattr(factory, "__module__", None) != wiring.__name__
+                    or not hasattr(factory, "cache_clear") or not hasattr(factory, "__wrapped__")):
+                continue
+
+            def per_container(*args, _raw=factory.__wrapped__, _name=name):
+                cache = containers.current().wiring
+                key = (_name, args)
+                try:
+                    return cache[key]
+                except KeyError:
+                    value = cache[key] = _raw(*args)
+                    return value
+
+            def clear(_name=name):
+                for c in every:
+                    for key in [k for k in c.wiring if k[0] == _name]:
+                        del c.wiring[key]
+
+            per_container.cache_clear = clear  # type: ignore[attr-defined]
+            per_container.__wrapped__ = factory.__wrapped__  # type: ignore[attr-defined]
+            setattr(wiring, name, per_container)
+
+    def _new(self, fid: str) -> Container:
+        self.made[fid] += 1
+        c = Container(fid, self.made[fid])
+        self._every.append(c)
+        g = greenlet.getcurrent()
+        saved = getattr(g, "_bench_container", None)
+        g._bench_container = c
+        try:
+            if self.made[fid] == 1:  # the first environment uses the modules the stack imported
+                c.handler = self.stack._handlers[fid]
+            else:
+                fn = self.stack.functions[fid]
+                spec = importlib.util.find_spec(fn.module)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                c.handler = getattr(module, fn.handler)
+        finally:
+            g._bench_container = saved
+        return c
+
+    def invoke(self, fid: str, event) -> object:
+        pool = self.idle[fid]
+        c = pool.pop() if pool else self._new(fid)
+        if self.running:
+            self.overlapped[fid] += 1
+        self.busy[fid] += 1
+        self.running += 1
+        self.peak[fid] = max(self.peak[fid], self.busy[fid])
+        self.peak_total = max(self.peak_total, self.running)
+        self.stack.invocations[fid] += 1
+        context = VirtualLambdaContext(function_name=fid, aws_request_id=str(uuid.uuid4()),
+                                       invoked_function_arn=self.function_arn(fid))
+        g = greenlet.getcurrent()
+        saved = getattr(g, "_bench_container", None)
+        g._bench_container = c
+        try:
+            return contextvars.Context().run(c.handler, event, context)
+        finally:
+            g._bench_container = saved
+            self.busy[fid] -= 1
+            self.running -= 1
+            pool.append(c)
+            if time.time() > context.deadline + 1e-6:
+                self.overran[fid] += 1
+
+    def report(self) -> dict:
+        return {"peak_concurrent_by_function": dict(sorted(self.peak.items())), "peak_concurrent": self.peak_total,
+                "execution_environments_by_function": dict(sorted(self.made.items())),
+                "invocations_overlapping_another": dict(sorted(self.overlapped.items())),
+                "invocations_past_their_timeout": dict(sorted(self.overran.items()))}
+
+
 def run(cfg: Config) -> dict:
     from localdev.stack import DevStack
 
@@ -1235,17 +1530,18 @@ def run(cfg: Config) -> dict:
     start_virtual = T0 - timedelta(seconds=setup_seconds(cfg))
     with time_machine.travel(start_virtual, tick=False) as traveller:
         VirtualClock.traveller = traveller
+        VirtualClock.main = greenlet.getcurrent()
         try:
             stack = DevStack(emulator_options={"rate_limit": (50, 500),
                                                  "access_token_ttl": int(cfg.token_hours * 3600)})
             stack._mock = NoMock()  # every AWS client is in memory: no moto interception of HTTP
             with stack:
                 inproc.install(stack, faults=ROUGH_WORLD["faults"] if cfg.world == "rough" else None,
-                               seed=cfg.seed)
+                               seed=cfg.seed, latency=CRONOFY_LATENCY)
                 VirtualLambdaContext.install(stack.template)
                 return _run(cfg, stack, wall0)
         finally:
-            VirtualClock.traveller = None
+            VirtualClock.traveller = VirtualClock.main = VirtualClock.sim = None
 
 
 def _run(cfg: Config, stack, wall0: float) -> dict:
@@ -1254,10 +1550,21 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
     emu.limiter.check = lambda now=None: limiter_check(time.time())  # the emulator's limit in virtual time
     log = CronofyLog(emu.base_url)
     log.install()
+    instrument_races()
+    containers = Containers(stack)
+    stack.invoke = containers.invoke  # (the gateway, the pushes and the harness all call stack.invoke)
     invocations = meters.InvokeMeter(stack, trace_first=0, trace_every=10**12)
     invocations.install()
     sim = Sim(cfg, stack)
     sim.log = log
+    sim.containers = containers
+    VirtualClock.sim = sim
+    for name in ("send_message", "send_message_batch", "change_message_visibility",
+                 "change_message_visibility_batch"):  # a queue changed: the event source mappings look again
+        def changed(*args, _original=getattr(SQS, name), **kwargs):
+            sim.dirty = True
+            return _original(*args, **kwargs)
+        setattr(SQS, name, changed)
     phases: dict[str, dict] = {}  # cumulative wall and CPU seconds at the end of each phase
     cpu0 = time.process_time()
     sim.phases = phases
@@ -1280,6 +1587,13 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
               f"{len(log.requests):,} Cronofy requests, {setup_wall:.0f} s wall, {phases['setup']['cpu_s']:.0f} s CPU",
               flush=True)
         setup_requests = len(log.requests)
+        sim.outside_at_period = (VirtualClock.outside_sleeps, sim.late_events)
+        LIMITER_CONFLICTS.clear()  # (counted from here: the measured period)
+        containers.peak.clear()
+        containers.peak_total = 0
+        containers.overlapped.clear()
+        containers.overran.clear()
+        REFRESHES.clear()
         if cfg.limit_scale != 1:
             scale_limits(stack, cfg.limit_scale)
         sim.naive_setup = Counter(sim.naive)
@@ -1498,6 +1812,20 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
         "rough_world": ROUGH_WORLD if cfg.world == "rough" else None,
         "faults_injected": dict(inproc.FAULTS),
         "weather_day": weather_day(sim, delays_by_org) if sim.weather else None,
+        "concurrency": {
+            **(sim.containers.report() if sim.containers else {}),
+            "sqs_concurrency_by_function": dict(sorted(sim.cap.items())),
+            "reserved_concurrency": sim.reserved,
+            "throttled_scheduled_invocations": dict(sim.throttled),
+            "cronofy_latency": CRONOFY_LATENCY,
+            # everything in the measured period ran in a process: no sleep moved the one clock, and no
+            # event ran after its time (so a change's latency starts when it happened)
+            "clock_moved_by_a_sleep_in_the_period": VirtualClock.outside_sleeps - getattr(
+                sim, "outside_at_period", (0, 0))[0],
+            "events_run_late_in_the_period": sim.late_events - getattr(sim, "outside_at_period", (0, 0))[1],
+            "limiter_write_conflicts": dict(LIMITER_CONFLICTS),
+            "token_refreshes": dict(REFRESHES),
+        },
     }
     params = stack.template.get("Parameters", {})
     if "ReconcileRequestBudget" in params:
