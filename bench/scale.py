@@ -227,6 +227,34 @@ ROUGH_WORLD = {
 # (sigma = ln(10) / 2.326) for every API request, reads, writes and token calls alike; an answer slower than
 # the client's read timeout (8 s) is a timeout.
 CRONOFY_LATENCY = {"distribution": "lognormal", "median_s": 0.15, "p99_s": 1.5}
+# DynamoDB's answers take time too, so two invocations' read-then-conditional-write of the limiter item or of a
+# connection can interleave: each request is applied when it arrives and answered after a log-normal latency
+# (stated: median 4 ms, p99 20 ms, single-digit milliseconds as AWS describes DynamoDB within a region). SQS,
+# Step Functions and KMS answer at once.
+DYNAMODB_LATENCY = {"distribution": "lognormal", "median_s": 0.004, "p99_s": 0.02}
+DYNAMODB_OPERATIONS = ("get_item", "put_item", "delete_item", "update_item", "query", "scan", "batch_get_item",
+                       "batch_write_item", "transact_write_items")
+
+
+def install_dynamodb_latency(seed: int) -> None:
+    """The in-memory DynamoDB's answers reach a process after DYNAMODB_LATENCY (the scheduler itself, the
+    harness's own reads and the seeded setup are answered at once)."""
+    rng = random.Random(seed + 23)
+    mu = math.log(DYNAMODB_LATENCY["median_s"])
+    sigma = math.log(DYNAMODB_LATENCY["p99_s"] / DYNAMODB_LATENCY["median_s"]) / 2.3263478740408408
+    for name in DYNAMODB_OPERATIONS:
+        original = getattr(type(DDB), name)
+
+        def answered_later(*args, _original=original, **kwargs):
+            try:
+                return _original(DDB, *args, **kwargs)
+            finally:
+                if inproc.LATENCY_ON[0] and greenlet.getcurrent() is not VirtualClock.main:
+                    time.sleep(rng.lognormvariate(mu, sigma))
+
+        setattr(DDB, name, answered_later)
+
+
 LIMITER_CONFLICTS: Counter = Counter()  # the limiter item's conditional writes that lost a race
 REFRESHES: Counter = Counter()  # access-token refreshes, and those that raced or were refused
 
@@ -414,80 +442,17 @@ class Config:
     world: str = "gentle"
 
 
-class Sim:
-    def __init__(self, cfg: Config, stack):
-        self.cfg = cfg
-        self.stack = stack
-        self.rng = random.Random(cfg.seed)
+class Scheduler:
+    """A discrete-event scheduler over greenlets (VirtualClock): a heap of (time, sequence, event); an event
+    starts a process or wakes a sleeping one. The clock never passes a pending event, and the sequence
+    number keeps equal times in the order they were scheduled (the same seed, the same run)."""
+
+    def __init__(self):
         self.heap: list = []
         self.seq = itertools.count()
-        self.users: dict[str, User] = {}
-        self.orgs: dict[str, list[str]] = defaultdict(list)
-        self.milestones: dict[str, workload.Milestone] = {}
-        self.by_user: dict[str, list[str]] = defaultdict(list)  # user -> milestone ids assigned
-        self.mids = itertools.count()
-        self.sent: list[tuple[float, str, str, str]] = []  # (t, milestone id, start, kind) with connected assignees
-        self.naive: Counter = Counter()
-        self.core = Counter()
-        self.visits: dict[str, list[float]] = defaultdict(list)  # each user's checks (see record_visits)
-        self.last_checked: dict[str, str | None] = {}
-        self.checks_by_reads = 0  # checks made by a notification's read, not by a reconciler visit
-        self.last_seen: dict[str, str | None] = {}
-        self.runs: list[dict] = []
-        self.next_poll: float | None = None
-        self.lost: list[tuple[str, str]] = []
-        self.pending_applied: set[str] = set()
-        self.moves: dict[str, float] = {}  # milestone id -> when its event was moved on the calendar
-        self.two_way: list[tuple[float, float]] = []  # (moved at, reported to the core platform at)
-        self.execution_count = 0
-        self.failed_backfills = 0
-        self.weight: dict[str, float] = {}  # activity weight per user (rough world: heavy-tailed)
-        self.org_zone: dict[str, str] = {}
-        self.org_saturday: dict[str, bool] = {}
-        self.own_sizes: dict[str, int] = {}
-        self.faults: Counter = Counter()
-        self.weather: dict | None = None
-        self.lost_at: dict[tuple[str, str], float] = {}
-        self.published_by_type: Counter = Counter()  # CalendarChangesQueue messages by type
-        self.seeded_checks: dict[str, float] = {}  # seeded state: each user's last check before the period
-        # the discrete-event scheduler: processes (greenlets) and their wake-ups
         self.live = 0  # processes started and not finished (running or waiting)
         self.dirty = True  # something may be deliverable: settle() looks again
-        self.inflight: Counter = Counter()  # SQS batches being handled, by function
         self.late_events = 0  # events run after their time (0: the clock never passes a pending event)
-        self.throttled: Counter = Counter()  # invocations that waited for their function's reserved concurrency
-        self.containers: Containers | None = None
-        tpl = stack.template
-        params = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
-
-        def value(v, default):  # a number, or a !Ref to a template parameter (its default)
-            if isinstance(v, dict) and "Ref" in v:
-                v = params.get(v["Ref"], default)
-            return default if v is None else v
-
-        self.esm = []  # (function id, queue id, batch size, window)
-        functions = {fid: r["Properties"] for fid, r in tpl["Resources"].items()
-                     if r["Type"] == "AWS::Serverless::Function"}
-        self.reserved = {fid: int(value(p["ReservedConcurrentExecutions"], 0)) for fid, p in functions.items()
-                         if p.get("ReservedConcurrentExecutions") is not None}
-        unreserved = ACCOUNT_CONCURRENCY - sum(self.reserved.values())
-        self.cap: dict[str, int] = {}  # concurrent SQS batches per function (its event source mapping)
-        for fid, props in functions.items():
-            for ev in (props.get("Events") or {}).values():
-                if ev["Type"] == "SQS":
-                    p = ev["Properties"]
-                    self.esm.append((fid, p["Queue"]["Fn::GetAtt"][0], int(value(p.get("BatchSize"), 10)),
-                                     float(value(p.get("MaximumBatchingWindowInSeconds"), 0))))
-                    maximum = (p.get("ScalingConfig") or {}).get("MaximumConcurrency")
-                    self.cap[fid] = min(x for x in (int(value(maximum, 0)) or None, self.reserved.get(fid),
-                                                    unreserved) if x)
-        for qid, props in template.queues(tpl).items():  # failed messages return after the real timeout
-            SQS.set_visibility_timeout(stack.queue_urls[qid], float(value(props.get("VisibilityTimeout"), 30)))
-        asl = json.loads((ROOT / "statemachines" / "backfill.asl.json").read_text())
-        self.asl = asl
-        self.table = DDB._tables[stack.table_name]
-
-    # ---- scheduling ----------------------------------------------------------------------------------------
 
     def at(self, t: float, fn, *args) -> None:
         heapq.heappush(self.heap, (t, next(self.seq), fn, args))
@@ -523,7 +488,6 @@ class Sim:
     def run_until(self, end: float, idle_stop: bool = False) -> None:
         """The scheduler: always the earliest event next, the clock set to its time first. An event is a
         new process (an actor's action, a scheduled invocation) or a sleeping process's wake-up."""
-        emu = self.stack.emulator
         while self.heap and self.heap[0][0] < end:
             t, _, fn, args = heapq.heappop(self.heap)
             self.advance(t)
@@ -532,12 +496,93 @@ class Sim:
             else:
                 self.spawn(fn, *args)
                 self.dirty = True
-            if self.dirty or SFN.started or emu.notifier._jobs:
-                self.settle()
+            self.after_event()
             if idle_stop and self.idle():
                 return
         self.advance(end)
-        self.settle()
+        self.after_event(force=True)
+
+    def after_event(self, force: bool = False) -> None:
+        """What may start after an event (Sim: deliveries)."""
+        self.dirty = False
+
+    def idle(self) -> bool:
+        return not self.live
+
+
+class Sim(Scheduler):
+    def __init__(self, cfg: Config, stack):
+        super().__init__()
+        self.cfg = cfg
+        self.stack = stack
+        self.rng = random.Random(cfg.seed)
+        self.users: dict[str, User] = {}
+        self.orgs: dict[str, list[str]] = defaultdict(list)
+        self.milestones: dict[str, workload.Milestone] = {}
+        self.by_user: dict[str, list[str]] = defaultdict(list)  # user -> milestone ids assigned
+        self.mids = itertools.count()
+        self.sent: list[tuple[float, str, str, str]] = []  # (t, milestone id, start, kind) with connected assignees
+        self.naive: Counter = Counter()
+        self.core = Counter()
+        self.visits: dict[str, list[float]] = defaultdict(list)  # each user's checks (see record_visits)
+        self.last_checked: dict[str, str | None] = {}
+        self.checks_by_reads = 0  # checks made by a notification's read, not by a reconciler visit
+        self.last_seen: dict[str, str | None] = {}
+        self.runs: list[dict] = []
+        self.next_poll: float | None = None
+        self.lost: list[tuple[str, str]] = []
+        self.pending_applied: set[str] = set()
+        self.moves: dict[str, float] = {}  # milestone id -> when its event was moved on the calendar
+        self.two_way: list[tuple[float, float]] = []  # (moved at, reported to the core platform at)
+        self.execution_count = 0
+        self.failed_backfills = 0
+        self.weight: dict[str, float] = {}  # activity weight per user (rough world: heavy-tailed)
+        self.org_zone: dict[str, str] = {}
+        self.org_saturday: dict[str, bool] = {}
+        self.own_sizes: dict[str, int] = {}
+        self.faults: Counter = Counter()
+        self.weather: dict | None = None
+        self.lost_at: dict[tuple[str, str], float] = {}
+        self.published_by_type: Counter = Counter()  # CalendarChangesQueue messages by type
+        self.seeded_checks: dict[str, float] = {}  # seeded state: each user's last check before the period
+        self.inflight: Counter = Counter()  # SQS batches being handled, by function
+        self.throttled: Counter = Counter()  # invocations that waited for their function's reserved concurrency
+        self.containers: Containers | None = None
+        tpl = stack.template
+        params = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
+
+        def value(v, default):  # a number, or a !Ref to a template parameter (its default)
+            if isinstance(v, dict) and "Ref" in v:
+                v = params.get(v["Ref"], default)
+            return default if v is None else v
+
+        self.esm = []  # (function id, queue id, batch size, window)
+        functions = {fid: r["Properties"] for fid, r in tpl["Resources"].items()
+                     if r["Type"] == "AWS::Serverless::Function"}
+        self.reserved = {fid: int(value(p["ReservedConcurrentExecutions"], 0)) for fid, p in functions.items()
+                         if p.get("ReservedConcurrentExecutions") is not None}
+        unreserved = ACCOUNT_CONCURRENCY - sum(self.reserved.values())
+        self.cap: dict[str, int] = {}  # concurrent SQS batches per function (its event source mapping)
+        for fid, props in functions.items():
+            for ev in (props.get("Events") or {}).values():
+                if ev["Type"] == "SQS":
+                    p = ev["Properties"]
+                    self.esm.append((fid, p["Queue"]["Fn::GetAtt"][0], int(value(p.get("BatchSize"), 10)),
+                                     float(value(p.get("MaximumBatchingWindowInSeconds"), 0))))
+                    maximum = (p.get("ScalingConfig") or {}).get("MaximumConcurrency")
+                    self.cap[fid] = min(x for x in (int(value(maximum, 0)) or None, self.reserved.get(fid),
+                                                    unreserved) if x)
+        for qid, props in template.queues(tpl).items():  # failed messages return after the real timeout
+            SQS.set_visibility_timeout(stack.queue_urls[qid], float(value(props.get("VisibilityTimeout"), 30)))
+        asl = json.loads((ROOT / "statemachines" / "backfill.asl.json").read_text())
+        self.asl = asl
+        self.table = DDB._tables[stack.table_name]
+
+    # ---- scheduling ----------------------------------------------------------------------------------------
+
+    def after_event(self, force: bool = False) -> None:
+        if force or self.dirty or SFN.started or self.stack.emulator.notifier._jobs:
+            self.settle()
 
     def idle(self) -> bool:
         return (not any(SQS.depth(self.stack.queue_urls[q]) for _, q, _, _ in self.esm) and not self.running
@@ -1551,6 +1596,7 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
     log = CronofyLog(emu.base_url)
     log.install()
     instrument_races()
+    install_dynamodb_latency(cfg.seed)
     containers = Containers(stack)
     stack.invoke = containers.invoke  # (the gateway, the pushes and the harness all call stack.invoke)
     invocations = meters.InvokeMeter(stack, trace_first=0, trace_every=10**12)
@@ -1817,7 +1863,7 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
             "sqs_concurrency_by_function": dict(sorted(sim.cap.items())),
             "reserved_concurrency": sim.reserved,
             "throttled_scheduled_invocations": dict(sim.throttled),
-            "cronofy_latency": CRONOFY_LATENCY,
+            "cronofy_latency": CRONOFY_LATENCY, "dynamodb_latency": DYNAMODB_LATENCY,
             # everything in the measured period ran in a process: no sleep moved the one clock, and no
             # event ran after its time (so a change's latency starts when it happened)
             "clock_moved_by_a_sleep_in_the_period": VirtualClock.outside_sleeps - getattr(
