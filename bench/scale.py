@@ -6,9 +6,9 @@
     ... bench/scale.py --quiet-day         (one day, no changes, every user loses one event silently)
 
 What is real and what is simulated
-- Real: every Lambda handler (invoked through `DevStack.invoke`: SQS batches, the API Gateway stand-in for
-  HTTP, the backfill steps), the service's own Cronofy limiter at its defaults (50/s, 500/min, 5% margin:
-  burst 40 then 7.25/s) and the reconciler's per-run budget (template.yaml ReconcileRequestBudget, 1000),
+- Real: every Lambda handler (invoked through `stack.invoke`, Containers.invoke here: SQS batches, the API
+  Gateway stand-in for HTTP, the backfill steps), the service's own Cronofy limiter at its defaults (50/s,
+  500/min, 5% margin: burst 40 then 7.25/s) and the reconciler's per-run budget (template.yaml ReconcileRequestBudget, 1000),
   the Cronofy emulator with its application rate limit on at Cronofy's limits (50/s, 500/min, sliding
   windows), its push notifications (to the webhook intake), OAuth through the consent page and the real
   callback for joiners, KMS (in memory).
@@ -19,16 +19,40 @@ What is real and what is simulated
   the service's own code after the consent page (ConnectionService._connect_with_code with a code the
   emulator issued, the backfill run by its state machine) with the limits lifted, and then was last
   checked at a random moment of the 24 h before the period. Setup requests are counted apart.
-- Virtual time: one time-machine traveller (tick=False) moves every clock in the process (the
-  service, the emulator). It moves when the simulation advances to its next event, and when anything
-  sleeps (time.sleep is replaced by a shift of the traveller: the client's limiter waits and retry
-  backoffs cost virtual time, not wall time). time.monotonic is virtual as well, and the Lambda context's
-  get_remaining_time_in_millis counts down from the function's template Timeout in virtual time. Handler
-  work itself takes no virtual time, and Cronofy answers at once (no latency distribution yet).
-- NOT concurrent (issue 21 item 3 is not done): invocations run one at a time to completion; a handler
-  waiting for budget moves the one clock and holds every other handler back meanwhile, so latencies
-  measured in a saturated hour include other handlers' waits (an upper bound for those, a lower bound for
-  races: concurrent invocations never race on the limiter item or a connection here).
+- Virtual time and concurrency (issue 21 item 3): one time-machine traveller (tick=False) moves every clock in
+  the process (the service, the emulator), and only a discrete-event scheduler moves it (Scheduler, Sim),
+  always to its earliest pending event. Every Lambda invocation, every simulated actor's action and every
+  push delivery runs as a process of its own (a greenlet: the real synchronous handler code, suspended at its
+  waits, no threads). time.sleep is replaced: a limiter wait, a retry's backoff, the client's timeout and
+  the latency of an answer suspend only the invocation that waits, which resumes at virtual now + d while
+  every other one goes on. time.monotonic is virtual as well, and the Lambda context's
+  get_remaining_time_in_millis counts down from the function's template Timeout from the moment it was
+  invoked. Handler CPU work takes no virtual time (nor do cold starts).
+- Overlap, as Lambda runs it: each SQS event source mapping hands a batch (BatchSize and
+  MaximumBatchingWindowInSeconds from template.yaml) to a new invocation while its function has fewer in
+  flight than its concurrency: ScalingConfig.MaximumConcurrency or ReservedConcurrentExecutions from
+  template.yaml, and where it sets neither (every queue function today) the account's unreserved
+  concurrency, 1,000 - reserved (Lambda's scale-up ramp is not modelled). The reconciler (reserved
+  concurrency 1) gets its scheduled event every 5 minutes whether or not the last run has ended; a throttled
+  one tries again a second later. HTTP routes, pushes and Step Functions tasks start at once (the backfill's
+  Map runs its two chunks at once). Each concurrent invocation has an execution environment of its own (a
+  copy of the handler module and of calsync.wiring's cached objects: the Cronofy client's request count, the
+  token cache, a Powertools resolver's current event), made when none is idle, as Lambda does.
+- Races are real: the limiter item (calsync/ratelimit.py: a consistent read, then a conditional write) and
+  the connections in DynamoDB are shared by every invocation, and DynamoDB answers after a stated latency
+  (DYNAMODB_LATENCY: log-normal, median 4 ms, p99 20 ms; each request applied when it arrives), so two
+  invocations' read-then-write sequences interleave. SQS, Step Functions and KMS answer at once. Cronofy
+  handles (and counts against its rate limit) a request when it arrives and answers after a latency drawn
+  per request from CRONOFY_LATENCY (log-normal, median 150 ms, p99 1.5 s; seeded; an answer later than the
+  client's timeout is a timeout). The results count lost limiter writes and token refreshes that raced
+  (`concurrency`).
+- Latency is measured from the moment the change happened: a milestone change from when the core platform
+  published it, a calendar move from when the user moved it. The scheduler never runs an event late (the
+  results report `events_run_late_in_the_period` and `clock_moved_by_a_sleep_in_the_period`, both 0).
+- Not real: the seeded setup runs outside the scheduler's processes (with the limits lifted, no latency and
+  no faults; a sleep there moves the one clock); pushes are delivered by the scheduler as soon as the
+  emulator queues them (no network delay); handler CPU time and cold starts are free, so a Lambda's own
+  duration is only its waits.
 - Simulated: the schedule (the ReconcilerFunction gets an EventBridge scheduled event, shaped as
   events/reconciler-schedule.json, at every 5-minute boundary of virtual time); Lambda's SQS event source
   mappings (BatchSize and MaximumBatchingWindowInSeconds from template.yaml; a failed message comes back
