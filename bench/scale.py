@@ -8,10 +8,10 @@
 What is real and what is simulated
 - Real: every Lambda handler (invoked through `stack.invoke`, Containers.invoke here: SQS batches, the API
   Gateway stand-in for HTTP, the backfill steps), the service's own Cronofy limiter at its defaults (50/s,
-  500/min, 5% margin: burst 40 then 7.25/s) and the reconciler's per-run budget (template.yaml ReconcileRequestBudget, 1000),
-  the Cronofy emulator with its application rate limit on at Cronofy's limits (50/s, 500/min, sliding
-  windows), its push notifications (to the webhook intake), OAuth through the consent page and the real
-  callback for joiners, KMS (in memory).
+  500/min, 5% margin: burst 40 then 7.25/s) and the reconciler's per-run budget (template.yaml
+  ReconcileRequestBudget, 1000), the Cronofy emulator with its application rate limit on at Cronofy's limits
+  (50/s, 500/min, sliding windows), its push notifications (to the webhook intake), OAuth through the consent
+  page and the real callback for joiners, KMS (in memory).
 - In process (bench/inproc.py): requests to the emulator and to the API Gateway stand-in go through a
   transport adapter that runs the same fault, rate-limit, routing and logging code as their HTTP servers,
   without sockets or server threads; pushes are delivered by the settle loop, not the notifier thread.
@@ -604,6 +604,18 @@ class Sim(Scheduler):
 
     # ---- scheduling ----------------------------------------------------------------------------------------
 
+    def settle_now(self) -> None:
+        """Everything that can happen at this moment happens (the seeded setup: no latency, so the backfills
+        it starts run to their end here, with the limits still lifted, as they did before the scheduler)."""
+        self.settle()
+        while self.heap and self.heap[0][0] <= time.time():
+            t, _, fn, args = heapq.heappop(self.heap)
+            if fn is None:
+                args.switch()
+            else:
+                self.spawn(fn, *args)
+            self.settle()
+
     def after_event(self, force: bool = False) -> None:
         if force or self.dirty or SFN.started or self.stack.emulator.notifier._jobs:
             self.settle()
@@ -910,10 +922,13 @@ class Sim(Scheduler):
             u.connected = True
             u.calendar_id = next(c["calendar_id"] for c in u.account["calendars"] if not c.get("calendar_readonly"))
             if n % 100 == 99:
-                self.settle()  # the backfills started so far run (their state machine, in virtual time)
+                self.settle_now()  # the backfills started so far run (their state machine, in virtual time)
             if n % 2000 == 1999:
                 print(f"  seeded {n + 1:,} users, {time.process_time():.0f} s CPU", flush=True)
-        self.settle()
+        self.settle_now()
+        # what the seed started ends before the limits are on (with them lifted, the limiter's burst is 1 and
+        # its waits are microseconds: processes still wait a little)
+        self.run_until(time.time() + 3600, idle_stop=True)
         rng = random.Random(self.cfg.seed + 1)
         t0 = T0.timestamp()
         store = wiring.store()
