@@ -2258,6 +2258,17 @@ def table(r: dict) -> str:
         w(f"SIMULATED at 1/{sm['limit_scale']:g} of Cronofy's limits: stands for {sm['equivalent_users']:,} users"
           f" at the real limits (busiest minute {sm['busiest_minute_at_real_limits']} at real scale):")
         w(f"  {sm['conditions']} -> {'ALL MET' if sm['all_met'] else 'NOT MET'}")
+    cc = r.get("concurrency") or {}
+    if cc:
+        lw, tr = cc.get("limiter_write_conflicts", {}), cc.get("token_refreshes", {})
+        w(f"concurrency: at most {cc.get('peak_concurrent')} invocations at once "
+          f"({cc.get('peak_concurrent_by_function')}); overlapping another: "
+          f"{sum(cc.get('invocations_overlapping_another', {}).values()):,}; limiter writes lost to another "
+          f"{lw.get('lost', 0):,} of {lw.get('writes', 0):,}; token refreshes {tr.get('refreshes', 0):,} (racing "
+          f"another of the same token {tr.get('while another refresh of the same token was in flight', 0)}, "
+          f"invalid_grant {tr.get('invalid_grant', 0)}); past their timeout {cc.get('invocations_past_their_timeout')}"
+          f"; events late {cc.get('events_run_late_in_the_period')}, clock moved by a sleep "
+          f"{cc.get('clock_moved_by_a_sleep_in_the_period')}")
     w(f"backfills {r['backfills']}, DLQ {r['dlq']}, core platform {r['core_platform']}")
     mh = r.get("must_hold")
     if mh:
