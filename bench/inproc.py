@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import math
 import random
 import time
 import urllib.parse
@@ -82,6 +83,7 @@ def _body(req: requests.PreparedRequest) -> bytes:
 
 FAULTS: Counter = Counter()  # random faults answered, by kind
 FAULTS_ON = [True]  # switched off while the benchmark seeds its starting state (not a measured period)
+LATENCY_ON = [True]  # likewise
 
 
 class EmulatorAdapter(BaseAdapter):
@@ -89,14 +91,37 @@ class EmulatorAdapter(BaseAdapter):
 
     `faults` (the rough world): each API request, at these rates (seeded), is answered 503 ("5xx"), 429 with
     Retry-After 2 from Cronofy's side ("429"), or handled and then never answered ("timeout": the client
-    gives up after its timeout, which costs that much virtual time; the write may have happened)."""
+    gives up after its timeout, which costs that much virtual time; the write may have happened).
+
+    `latency` ({"median_s", "p99_s"}: log-normal): each API request is handled when it arrives (the
+    emulator's rate limit counts it then) and its answer comes back after a latency drawn from that
+    distribution (seeded), spent in time.sleep (virtual in the benchmark: only the calling invocation waits).
+    An answer later than the client's read timeout is a timeout (the request was handled)."""
 
     def __init__(self, emu: Any, api_router: Any, control_router: Any, faults: dict[str, float] | None = None,
-                 seed: int = 0):
+                 seed: int = 0, latency: dict[str, Any] | None = None):
         super().__init__()
         self.emu, self.api_router, self.control_router = emu, api_router, control_router
         self.faults = faults or {}
         self.rng = random.Random(seed + 21)
+        self.latency_rng = random.Random(seed + 22)
+        self.latency = None
+        if latency:
+            mu = math.log(latency["median_s"])
+            sigma = math.log(latency["p99_s"] / latency["median_s"]) / 2.3263478740408408  # z of the 99th
+            self.latency = (mu, sigma)
+
+    def _answer(self, request: requests.PreparedRequest, out: Response, timeout: Any) -> requests.Response:
+        """The answer, after its latency (or the client's timeout, if that comes first)."""
+        if self.latency is not None and LATENCY_ON[0]:
+            took = self.latency_rng.lognormvariate(*self.latency)
+            limit = timeout[1] if isinstance(timeout, tuple) else timeout
+            if limit is not None and took > float(limit):
+                time.sleep(float(limit))
+                FAULTS["answer slower than the client's timeout"] += 1
+                raise requests.ReadTimeout("the answer took longer than the client's timeout")
+            time.sleep(took)
+        return self._to_requests(request, out)
 
     def _random_fault(self, req: Request) -> str | None:
         if not self.faults or not FAULTS_ON[0] or req.path.startswith(UNMETERED_PREFIXES):
@@ -124,12 +149,12 @@ class EmulatorAdapter(BaseAdapter):
         if chaos == "5xx":
             out = json_response(503, {"error": "service_unavailable", "error_description": "random fault"})
             self.emu.record_request(req, 503, started, "random_5xx")
-            return self._to_requests(request, out)
+            return self._answer(request, out, timeout)
         if chaos == "429":
             out = json_response(429, {"error": "too_many_requests", "error_description": "random fault"},
                                 {"Retry-After": "2"})
             self.emu.record_request(req, 429, started, "random_429")
-            return self._to_requests(request, out)
+            return self._answer(request, out, timeout)
         fault = self.emu.faults.take(req.method, req.path)
         response: Response | None = _fault_response(fault) if fault is not None else None
         if response is None and not req.path.startswith(UNMETERED_PREFIXES):
@@ -148,7 +173,7 @@ class EmulatorAdapter(BaseAdapter):
             wait = timeout[0] if isinstance(timeout, tuple) else timeout
             time.sleep(float(wait or 8.0))  # the client's timeout passes (virtual in the benchmark)
             raise requests.ReadTimeout("random fault: no answer before the client's timeout")
-        return self._to_requests(request, response)
+        return self._answer(request, response, timeout)
 
     @staticmethod
     def _to_requests(request: requests.PreparedRequest, out: Response) -> requests.Response:
@@ -211,14 +236,15 @@ def handle_gateway(gateway: Any, method: str, url: str, raw_headers: dict[str, s
     return int(result.get("statusCode", 200)), raw, out
 
 
-def install(stack: Any, faults: dict[str, float] | None = None, seed: int = 0) -> None:
+def install(stack: Any, faults: dict[str, float] | None = None, seed: int = 0,
+            latency: dict[str, Any] | None = None) -> None:
     """Every requests session in the process reaches the emulator and the gateway in process; the
     emulator's notifier thread is stopped (pushes go out from `deliver_pushes`)."""
     from localdev.emulator.control import build_control_router
     from localdev.emulator.routes import build_api_router
 
     emu = stack.emulator
-    emulator = EmulatorAdapter(emu, build_api_router(emu), build_control_router(emu), faults, seed)
+    emulator = EmulatorAdapter(emu, build_api_router(emu), build_control_router(emu), faults, seed, latency)
     gateway = GatewayAdapter(stack.gateway)
     bases = ((emu.base_url, emulator), (stack.base_url, gateway))
     original = requests.Session.get_adapter

@@ -6,12 +6,12 @@
     ... bench/scale.py --quiet-day         (one day, no changes, every user loses one event silently)
 
 What is real and what is simulated
-- Real: every Lambda handler (invoked through `DevStack.invoke`: SQS batches, the API Gateway stand-in for
-  HTTP, the backfill steps), the service's own Cronofy limiter at its defaults (50/s, 500/min, 5% margin:
-  burst 40 then 7.25/s) and the reconciler's per-run budget (template.yaml ReconcileRequestBudget, 1000),
-  the Cronofy emulator with its application rate limit on at Cronofy's limits (50/s, 500/min, sliding
-  windows), its push notifications (to the webhook intake), OAuth through the consent page and the real
-  callback for joiners, KMS (in memory).
+- Real: every Lambda handler (invoked through `stack.invoke`, Containers.invoke here: SQS batches, the API
+  Gateway stand-in for HTTP, the backfill steps), the service's own Cronofy limiter at its defaults (50/s,
+  500/min, 5% margin: burst 40 then 7.25/s) and the reconciler's per-run budget (template.yaml
+  ReconcileRequestBudget, 1000), the Cronofy emulator with its application rate limit on at Cronofy's limits
+  (50/s, 500/min, sliding windows), its push notifications (to the webhook intake), OAuth through the consent
+  page and the real callback for joiners, KMS (in memory).
 - In process (bench/inproc.py): requests to the emulator and to the API Gateway stand-in go through a
   transport adapter that runs the same fault, rate-limit, routing and logging code as their HTTP servers,
   without sockets or server threads; pushes are delivered by the settle loop, not the notifier thread.
@@ -19,16 +19,40 @@ What is real and what is simulated
   the service's own code after the consent page (ConnectionService._connect_with_code with a code the
   emulator issued, the backfill run by its state machine) with the limits lifted, and then was last
   checked at a random moment of the 24 h before the period. Setup requests are counted apart.
-- Virtual time: one time-machine traveller (tick=False) moves every clock in the process (the
-  service, the emulator). It moves when the simulation advances to its next event, and when anything
-  sleeps (time.sleep is replaced by a shift of the traveller: the client's limiter waits and retry
-  backoffs cost virtual time, not wall time). time.monotonic is virtual as well, and the Lambda context's
-  get_remaining_time_in_millis counts down from the function's template Timeout in virtual time. Handler
-  work itself takes no virtual time, and Cronofy answers at once (no latency distribution yet).
-- NOT concurrent (issue 21 item 3 is not done): invocations run one at a time to completion; a handler
-  waiting for budget moves the one clock and holds every other handler back meanwhile, so latencies
-  measured in a saturated hour include other handlers' waits (an upper bound for those, a lower bound for
-  races: concurrent invocations never race on the limiter item or a connection here).
+- Virtual time and concurrency (issue 21 item 3): one time-machine traveller (tick=False) moves every clock in
+  the process (the service, the emulator), and only a discrete-event scheduler moves it (Scheduler, Sim),
+  always to its earliest pending event. Every Lambda invocation, every simulated actor's action and every
+  push delivery runs as a process of its own (a greenlet: the real synchronous handler code, suspended at its
+  waits, no threads). time.sleep is replaced: a limiter wait, a retry's backoff, the client's timeout and
+  the latency of an answer suspend only the invocation that waits, which resumes at virtual now + d while
+  every other one goes on. time.monotonic is virtual as well, and the Lambda context's
+  get_remaining_time_in_millis counts down from the function's template Timeout from the moment it was
+  invoked. Handler CPU work takes no virtual time (nor do cold starts).
+- Overlap, as Lambda runs it: each SQS event source mapping hands a batch (BatchSize and
+  MaximumBatchingWindowInSeconds from template.yaml) to a new invocation while its function has fewer in
+  flight than its concurrency: ScalingConfig.MaximumConcurrency or ReservedConcurrentExecutions from
+  template.yaml, and where it sets neither (every queue function today) the account's unreserved
+  concurrency, 1,000 - reserved (Lambda's scale-up ramp is not modelled). The reconciler (reserved
+  concurrency 1) gets its scheduled event every 5 minutes whether or not the last run has ended; a throttled
+  one tries again a second later. HTTP routes, pushes and Step Functions tasks start at once (the backfill's
+  Map runs its two chunks at once). Each concurrent invocation has an execution environment of its own (a
+  copy of the handler module and of calsync.wiring's cached objects: the Cronofy client's request count, the
+  token cache, a Powertools resolver's current event), made when none is idle, as Lambda does.
+- Races are real: the limiter item (calsync/ratelimit.py: a consistent read, then a conditional write) and
+  the connections in DynamoDB are shared by every invocation, and DynamoDB answers after a stated latency
+  (DYNAMODB_LATENCY: log-normal, median 4 ms, p99 20 ms; each request applied when it arrives), so two
+  invocations' read-then-write sequences interleave. SQS, Step Functions and KMS answer at once. Cronofy
+  handles (and counts against its rate limit) a request when it arrives and answers after a latency drawn
+  per request from CRONOFY_LATENCY (log-normal, median 150 ms, p99 1.5 s; seeded; an answer later than the
+  client's timeout is a timeout). The results count lost limiter writes and token refreshes that raced
+  (`concurrency`).
+- Latency is measured from the moment the change happened: a milestone change from when the core platform
+  published it, a calendar move from when the user moved it. The scheduler never runs an event late (the
+  results report `events_run_late_in_the_period` and `clock_moved_by_a_sleep_in_the_period`, both 0).
+- Not real: the seeded setup runs outside the scheduler's processes (with the limits lifted, no latency and
+  no faults; a sleep there moves the one clock); pushes are delivered by the scheduler as soon as the
+  emulator queues them (no network delay); handler CPU time and cold starts are free, so a Lambda's own
+  duration is only its waits.
 - Simulated: the schedule (the ReconcilerFunction gets an EventBridge scheduled event, shaped as
   events/reconciler-schedule.json, at every 5-minute boundary of virtual time); Lambda's SQS event source
   mappings (BatchSize and MaximumBatchingWindowInSeconds from template.yaml; a failed message comes back
@@ -82,7 +106,9 @@ are printed beside the measurements.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import heapq
+import importlib.util
 import itertools
 import json
 import math
@@ -105,25 +131,70 @@ os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 for _name in ("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_PER_MINUTE", "RECONCILE_REQUEST_BUDGET"):
     os.environ.pop(_name, None)  # the service's real defaults, never bench/week.py's raised limits
 
+import greenlet  # noqa: E402
 import time_machine  # noqa: E402
 
-# ---- virtual time: one traveller; sleeping moves it -------------------------------------------------------
+# ---- virtual time: one traveller moved by one scheduler; a sleep suspends only its own invocation ----------
 
 _real_sleep = time.sleep
 
 
 class VirtualClock:
+    """One time-machine traveller (every clock in the process) that only the scheduler (Sim.run_until, in
+    the main greenlet) moves, always to the earliest pending event. Every Lambda invocation and every
+    simulated actor runs in its own greenlet (a process); when it sleeps (the patched time.sleep: a
+    limiter wait, a retry's backoff, a Cronofy answer's latency in bench/inproc.py) it registers its
+    wake-up at virtual now + d and hands control back to the scheduler, so only that process waits."""
+
     traveller = None
+    main = None  # the scheduler's greenlet
+    sim = None
     slept = 0.0
+    # Sleeps outside any process (the seeded setup's own calls, with the limits lifted) still move the one
+    # clock; counted, and reported for the measured period (0 there: everything runs in a process).
+    outside_sleeps = 0
+    outside_seconds = 0.0
 
     @classmethod
     def sleep(cls, seconds: float) -> None:
-        if cls.traveller is not None:
-            if seconds > 0:
-                cls.slept += seconds
-                cls.traveller.shift(seconds)
-        else:
+        if cls.traveller is None:
             _real_sleep(seconds)
+            return
+        if seconds <= 0:
+            return
+        cls.slept += seconds
+        current = greenlet.getcurrent()
+        if cls.sim is not None and cls.main is not None and current is not cls.main:
+            cls.sim.wake(current, time.time() + seconds)
+            cls.main.switch()  # back to the scheduler; it switches here again at the wake-up time
+            return
+        cls.outside_sleeps += 1
+        cls.outside_seconds += seconds
+        cls.traveller.shift(seconds)
+
+
+class GreenletLocal:
+    """threading.local for greenlets (bench/meters.py keeps the owner of a request in one): every
+    invocation is a greenlet of the one thread here."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _d() -> dict:
+        g = greenlet.getcurrent()
+        d = getattr(g, "_bench_local", None)
+        if d is None:
+            d = g._bench_local = {}
+        return d
+
+    def __getattr__(self, name: str):
+        try:
+            return self._d()[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value) -> None:
+        self._d()[name] = value
 
 
 # Before anything imports calsync.cronofy (its client takes `sleep=time.sleep` as a default argument).
@@ -142,6 +213,8 @@ from calsync.clock import parse_utc  # noqa: E402
 from localdev import browser, template  # noqa: E402
 from localdev.memory_aws import MemoryKMS, MemorySQS, MemoryStepFunctions, NoMock  # noqa: E402
 from localdev.memory_dynamodb import MemoryDynamoDB  # noqa: E402
+
+meters._local = GreenletLocal()  # each invocation's requests keep their owner while others run
 
 FUNCTIONS = ("MilestonePushFunction", "NotificationProcessorFunction", "ReconcilerFunction", "BackfillFunction",
              "CalendarApiFunction", "OAuthCallbackFunction", "DeactivationCleanupFunction", "WebhookIntakeFunction")
@@ -170,6 +243,81 @@ ROUGH_WORLD = {
     "unschedules": 0.05, "revocations": 0.0005, "closed_channels": 0.001, "silent_losses": 0.002,  # per user/day
     "faults": {"5xx": 0.002, "429": 0.001, "timeout": 0.0005},  # per Cronofy request
 }
+
+
+# Cronofy's answers take time (bench/inproc.py): a request is handled (and counted against the limit) when it
+# arrives, and its answer reaches the client after a latency drawn, per request, from this log-normal
+# distribution (seeded from the run's seed). Stated, not measured: a median of 150 ms and a p99 of 1.5 s
+# (sigma = ln(10) / 2.326) for every API request, reads, writes and token calls alike; an answer slower than
+# the client's read timeout (8 s) is a timeout.
+CRONOFY_LATENCY = {"distribution": "lognormal", "median_s": 0.15, "p99_s": 1.5}
+# DynamoDB's answers take time too, so two invocations' read-then-conditional-write of the limiter item or of a
+# connection can interleave: each request is applied when it arrives and answered after a log-normal latency
+# (stated: median 4 ms, p99 20 ms, single-digit milliseconds as AWS describes DynamoDB within a region). SQS,
+# Step Functions and KMS answer at once.
+DYNAMODB_LATENCY = {"distribution": "lognormal", "median_s": 0.004, "p99_s": 0.02}
+DYNAMODB_OPERATIONS = ("get_item", "put_item", "delete_item", "update_item", "query", "scan", "batch_get_item",
+                       "batch_write_item", "transact_write_items")
+
+
+def install_dynamodb_latency(seed: int) -> None:
+    """The in-memory DynamoDB's answers reach a process after DYNAMODB_LATENCY (the scheduler itself, the
+    harness's own reads and the seeded setup are answered at once)."""
+    rng = random.Random(seed + 23)
+    mu = math.log(DYNAMODB_LATENCY["median_s"])
+    sigma = math.log(DYNAMODB_LATENCY["p99_s"] / DYNAMODB_LATENCY["median_s"]) / 2.3263478740408408
+    for name in DYNAMODB_OPERATIONS:
+        original = getattr(type(DDB), name)
+
+        def answered_later(*args, _original=original, **kwargs):
+            try:
+                return _original(DDB, *args, **kwargs)
+            finally:
+                if inproc.LATENCY_ON[0] and greenlet.getcurrent() is not VirtualClock.main:
+                    time.sleep(rng.lognormvariate(mu, sigma))
+
+        setattr(DDB, name, answered_later)
+
+
+LIMITER_CONFLICTS: Counter = Counter()  # the limiter item's conditional writes that lost a race
+REFRESHES: Counter = Counter()  # access-token refreshes, and those that raced or were refused
+
+
+def instrument_races() -> None:
+    """Counts (wrapping from the outside, nothing changed): conditional writes to the limiter item that
+    another invocation's write beat; token refreshes, refreshes of a refresh token another refresh was
+    already using, and refreshes Cronofy refused (invalid_grant)."""
+    from calsync.cronofy import CronofyUser, InvalidGrant
+    from calsync.ratelimit import RateLimiter
+
+    if getattr(RateLimiter, "_bench_wrapped", False):
+        return
+    write_tat, refresh = RateLimiter._write_tat, CronofyUser.refresh
+    in_flight: Counter = Counter()
+
+    def counted_write(self, old, new):
+        ok = write_tat(self, old, new)
+        LIMITER_CONFLICTS["writes"] += 1
+        LIMITER_CONFLICTS["lost"] += not ok
+        return ok
+
+    def counted_refresh(self):
+        token = self.tokens.refresh_token
+        REFRESHES["refreshes"] += 1
+        REFRESHES["while another refresh of the same token was in flight"] += in_flight[token] > 0
+        in_flight[token] += 1
+        try:
+            return refresh(self)
+        except InvalidGrant:
+            REFRESHES["invalid_grant"] += 1
+            raise
+        finally:
+            in_flight[token] -= 1
+            if not in_flight[token]:
+                del in_flight[token]
+
+    RateLimiter._write_tat, CronofyUser.refresh = counted_write, counted_refresh
+    RateLimiter._bench_wrapped = True
 
 
 def rough_org_sizes(users: int, rng: random.Random) -> list[int]:
@@ -262,6 +410,10 @@ class CronofyLog:
         requests.Session.request = self._original
 
 
+def _poll() -> None:
+    """An event source mapping's next look at its queue (a batching window ends, a message becomes visible)."""
+
+
 # ---- the workload --------------------------------------------------------------------------------------------
 
 @dataclass
@@ -314,13 +466,80 @@ class Config:
     world: str = "gentle"
 
 
-class Sim:
+class Scheduler:
+    """A discrete-event scheduler over greenlets (VirtualClock): a heap of (time, sequence, event); an event
+    starts a process or wakes a sleeping one. The clock never passes a pending event, and the sequence
+    number keeps equal times in the order they were scheduled (the same seed, the same run)."""
+
+    def __init__(self):
+        self.heap: list = []
+        self.seq = itertools.count()
+        self.live = 0  # processes started and not finished (running or waiting)
+        self.dirty = True  # something may be deliverable: settle() looks again
+        self.late_events = 0  # events run after their time (0: the clock never passes a pending event)
+
+    def at(self, t: float, fn, *args) -> None:
+        heapq.heappush(self.heap, (t, next(self.seq), fn, args))
+
+    def wake(self, process, t: float) -> None:
+        """A sleeping process resumes at t (VirtualClock.sleep)."""
+        heapq.heappush(self.heap, (t, next(self.seq), None, process))
+
+    def spawn(self, fn, *args) -> None:
+        """fn runs as a process of its own, now. From the scheduler it starts at once (until it finishes or
+        sleeps); from inside another process it is an event at this same moment (a process never switches
+        to another directly: only the scheduler resumes processes)."""
+        if greenlet.getcurrent() is not VirtualClock.main:
+            self.at(time.time(), fn, *args)
+            return
+        greenlet.greenlet(self._process).switch(fn, args)
+
+    def _process(self, fn, args) -> None:
+        self.live += 1
+        try:
+            fn(*args)
+        finally:
+            self.live -= 1
+            self.dirty = True
+
+    def advance(self, t: float) -> None:
+        now = time.time()
+        if t > now:
+            VirtualClock.traveller.shift(t - now)
+        elif t < now - 1e-6:
+            self.late_events += 1
+
+    def run_until(self, end: float, idle_stop: bool = False) -> None:
+        """The scheduler: always the earliest event next, the clock set to its time first. An event is a
+        new process (an actor's action, a scheduled invocation) or a sleeping process's wake-up."""
+        while self.heap and self.heap[0][0] < end:
+            t, _, fn, args = heapq.heappop(self.heap)
+            self.advance(t)
+            if fn is None:
+                args.switch()  # a wake-up: the process runs until it sleeps again or ends
+            else:
+                self.spawn(fn, *args)
+                self.dirty = True
+            self.after_event()
+            if idle_stop and self.idle():
+                return
+        self.advance(end)
+        self.after_event(force=True)
+
+    def after_event(self, force: bool = False) -> None:
+        """What may start after an event (Sim: deliveries)."""
+        self.dirty = False
+
+    def idle(self) -> bool:
+        return not self.live
+
+
+class Sim(Scheduler):
     def __init__(self, cfg: Config, stack):
+        super().__init__()
         self.cfg = cfg
         self.stack = stack
         self.rng = random.Random(cfg.seed)
-        self.heap: list = []
-        self.seq = itertools.count()
         self.users: dict[str, User] = {}
         self.orgs: dict[str, list[str]] = defaultdict(list)
         self.milestones: dict[str, workload.Milestone] = {}
@@ -350,6 +569,9 @@ class Sim:
         self.lost_at: dict[tuple[str, str], float] = {}
         self.published_by_type: Counter = Counter()  # CalendarChangesQueue messages by type
         self.seeded_checks: dict[str, float] = {}  # seeded state: each user's last check before the period
+        self.inflight: Counter = Counter()  # SQS batches being handled, by function
+        self.throttled: Counter = Counter()  # invocations that waited for their function's reserved concurrency
+        self.containers: Containers | None = None
         tpl = stack.template
         params = {k: v.get("Default") for k, v in (tpl.get("Parameters") or {}).items()}
 
@@ -359,14 +581,21 @@ class Sim:
             return default if v is None else v
 
         self.esm = []  # (function id, queue id, batch size, window)
-        for fid, resource in tpl["Resources"].items():
-            if resource["Type"] != "AWS::Serverless::Function":
-                continue
-            for ev in (resource["Properties"].get("Events") or {}).values():
+        functions = {fid: r["Properties"] for fid, r in tpl["Resources"].items()
+                     if r["Type"] == "AWS::Serverless::Function"}
+        self.reserved = {fid: int(value(p["ReservedConcurrentExecutions"], 0)) for fid, p in functions.items()
+                         if p.get("ReservedConcurrentExecutions") is not None}
+        unreserved = ACCOUNT_CONCURRENCY - sum(self.reserved.values())
+        self.cap: dict[str, int] = {}  # concurrent SQS batches per function (its event source mapping)
+        for fid, props in functions.items():
+            for ev in (props.get("Events") or {}).values():
                 if ev["Type"] == "SQS":
                     p = ev["Properties"]
                     self.esm.append((fid, p["Queue"]["Fn::GetAtt"][0], int(value(p.get("BatchSize"), 10)),
                                      float(value(p.get("MaximumBatchingWindowInSeconds"), 0))))
+                    maximum = (p.get("ScalingConfig") or {}).get("MaximumConcurrency")
+                    self.cap[fid] = min(x for x in (int(value(maximum, 0)) or None, self.reserved.get(fid),
+                                                    unreserved) if x)
         for qid, props in template.queues(tpl).items():  # failed messages return after the real timeout
             SQS.set_visibility_timeout(stack.queue_urls[qid], float(value(props.get("VisibilityTimeout"), 30)))
         asl = json.loads((ROOT / "statemachines" / "backfill.asl.json").read_text())
@@ -375,62 +604,73 @@ class Sim:
 
     # ---- scheduling ----------------------------------------------------------------------------------------
 
-    def at(self, t: float, fn, *args) -> None:
-        heapq.heappush(self.heap, (t, next(self.seq), fn, args))
-
-    def advance(self, t: float) -> None:
-        now = time.time()
-        if t > now:
-            VirtualClock.traveller.shift(t - now)
-
-    def run_until(self, end: float, idle_stop: bool = False) -> None:
-        while self.heap and self.heap[0][0] < end:
-            t, _, fn, args = heapq.heappop(self.heap)
-            self.advance(t)
-            fn(*args)
-            self.settle()
-            if idle_stop and self.idle():
-                return
-        self.advance(end)
+    def settle_now(self) -> None:
+        """Everything that can happen at this moment happens (the seeded setup: no latency, so the backfills
+        it starts run to their end here, with the limits still lifted, as they did before the scheduler)."""
         self.settle()
+        while self.heap and self.heap[0][0] <= time.time():
+            t, _, fn, args = heapq.heappop(self.heap)
+            if fn is None:
+                args.switch()
+            else:
+                self.spawn(fn, *args)
+            self.settle()
+
+    def after_event(self, force: bool = False) -> None:
+        if force or self.dirty or SFN.started or self.stack.emulator.notifier._jobs:
+            self.settle()
 
     def idle(self) -> bool:
-        return not any(SQS.depth(self.stack.queue_urls[q]) for _, q, _, _ in self.esm) and not self.running
+        return (not self.live and not any(SQS.depth(self.stack.queue_urls[q]) for _, q, _, _ in self.esm)
+                and not self.running)
 
     # ---- Lambda's event source mappings, Step Functions, the core platform -----------------------------------
 
     def cronofy_catch_up(self) -> None:
-        """Pushes delivered; with the realistic emulator (asynchronous writes, push retries) everything
-        it would do by itself is done now (its settle(), as DevStack.drain does)."""
-        inproc.deliver_pushes(self.stack.emulator)
+        """Pushes delivered (the webhook intake invoked through the gateway, in a process of their own);
+        with the realistic emulator (asynchronous writes, push retries) everything it would do by itself
+        is done now (its settle(), as DevStack.drain does)."""
+        emu = self.stack.emulator
+        emu.state.tick(flush=True)
+        if emu.notifier._jobs:
+            self.spawn(inproc.deliver_pushes, emu)
 
     def settle(self) -> None:
+        """Whatever can start now starts: pushes, backfill executions, and on each event source mapping an
+        SQS batch per free slot of the function's concurrency (each batch an invocation, a process)."""
         for _ in range(100000):
+            self.dirty = False
             self.cronofy_catch_up()
             for execution in SFN.take_started():
                 BackfillExecution(self, execution).start()
             delivered = 0
             for fid, qid, size, window in self.esm:
                 url = self.stack.queue_urls[qid]
-                while True:
+                while self.inflight[fid] < self.cap[fid]:
                     batch = SQS.take_batch(url, size, window)
                     if not batch:
                         break
-                    self.deliver(fid, qid, batch)
+                    self.inflight[fid] += 1
                     delivered += 1
-                    self.cronofy_catch_up()
+                    self.spawn(self.deliver, fid, qid, batch)
             self.core_platform()
-            if not delivered and not SFN.started:
+            if not delivered and not SFN.started and not self.dirty:
                 break
-        deadlines = [d for _, q, _, w in self.esm
-                     if (d := SQS.next_deadline(self.stack.queue_urls[q], w)) is not None]
+        deadlines = [d for fid, q, _, w in self.esm if self.inflight[fid] < self.cap[fid]
+                     and (d := SQS.next_deadline(self.stack.queue_urls[q], w)) is not None]
         if deadlines:
             t = max(min(deadlines), time.time())
             if self.next_poll is None or t < self.next_poll or self.next_poll <= time.time():
                 self.next_poll = t
-                self.at(t, lambda: None)
+                self.at(t, _poll)
 
     def deliver(self, fid: str, qid: str, batch) -> None:
+        try:
+            self._deliver(fid, qid, batch)
+        finally:
+            self.inflight[fid] -= 1
+
+    def _deliver(self, fid: str, qid: str, batch) -> None:
         arn = self.stack.queue_arns[qid]
         records = [{
             "messageId": m.message_id, "receiptHandle": m.receipt, "body": m.body,
@@ -667,8 +907,11 @@ class Sim:
 
         emu = self.stack.emulator
         inproc.FAULTS_ON[0] = False  # the starting state is seeded without faults (they start with the period)
+        inproc.LATENCY_ON[0] = False  # nor latency: it runs outside the scheduler's processes
         saved_env = {k: os.environ.get(k) for k in ("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_PER_MINUTE")}
-        os.environ["RATE_LIMIT_PER_SECOND"], os.environ["RATE_LIMIT_PER_MINUTE"] = "100000", "6000000"
+        # lifted so far that the limiter's burst (~870,000) covers the whole seed: no process waits on it (with a
+        # burst of 1, overlapping processes spun on microsecond waits)
+        os.environ["RATE_LIMIT_PER_SECOND"], os.environ["RATE_LIMIT_PER_MINUTE"] = "1000000", "6000000"
         emu.set_rate_limit(None)
         wiring.reset()
         redirect = get_settings().oauth_redirect_uri
@@ -681,10 +924,13 @@ class Sim:
             u.connected = True
             u.calendar_id = next(c["calendar_id"] for c in u.account["calendars"] if not c.get("calendar_readonly"))
             if n % 100 == 99:
-                self.settle()  # the backfills started so far run (their state machine, in virtual time)
+                self.settle_now()  # the backfills started so far run (their state machine, in virtual time)
             if n % 2000 == 1999:
                 print(f"  seeded {n + 1:,} users, {time.process_time():.0f} s CPU", flush=True)
-        self.settle()
+        self.settle_now()
+        # what the seed started ends before the limits are on (with them lifted, the limiter's burst is 1 and
+        # its waits are microseconds: processes still wait a little)
+        self.run_until(time.time() + 3600, idle_stop=True)
         rng = random.Random(self.cfg.seed + 1)
         t0 = T0.timestamp()
         store = wiring.store()
@@ -703,6 +949,7 @@ class Sim:
         emu.set_rate_limit((50, 500))
         emu.limiter.reset_stats()  # the emulator's peaks and counts start with the limits (the seed is apart)
         inproc.FAULTS_ON[0] = True
+        inproc.LATENCY_ON[0] = True
         inproc.FAULTS.clear()
         self.seed_requests = len(self.log.requests)
         wiring.reset()
@@ -712,6 +959,11 @@ class Sim:
     # ---- the reconciler's schedule ------------------------------------------------------------------------------
 
     def reconcile_tick(self, t: float) -> None:
+        self.at(t + SCHEDULE, self.reconcile_tick, t + SCHEDULE)  # the schedule does not wait for a run
+        fid = "ReconcilerFunction"
+        while self.containers is not None and self.containers.busy[fid] >= self.reserved.get(fid, ACCOUNT_CONCURRENCY):
+            self.throttled[fid] += 1  # reserved concurrency reached: Lambda retries the scheduled event later
+            time.sleep(THROTTLE_RETRY_SECONDS)
         event = json.loads((ROOT / "events" / "reconciler-schedule.json").read_text()) if not hasattr(
             self, "_sched_event") else dict(self._sched_event)
         self._sched_event = event
@@ -726,7 +978,6 @@ class Sim:
         self.runs.append({"t": t, "requests": len(self.log.requests) - before, "visited": visited,
                           "seconds_virtual": round(time.time() - started, 1),
                           "report": {k: v for k, v in (report or {}).items() if isinstance(v, (int, float, str))}})
-        self.at(t + SCHEDULE, self.reconcile_tick, t + SCHEDULE)
 
     def record_visits(self) -> int:
         """The reconciler's visits since the last run (returned), and every user's checks (`visits`, at
@@ -1011,10 +1262,11 @@ class Sim:
         self.core["joined"] += 1
 
     def disconnect(self) -> None:
-        candidates = [u for u in self.users.values() if u.connected and not u.joiner]
+        candidates = [u for u in self.users.values() if u.connected and not u.joiner and not u.left]
         if not candidates:
             return
         u = self.rng.choice(candidates)
+        u.left = True  # (not chosen again while its request runs)
         managed = [e for e in self.stack.emulator.events(u.calendar_id) if e["managed"]]
         self.naive["disconnect: event deletes + channel + revoke"] += len(managed) + 2
         resp = self.session(u).delete(self.stack.url("/v1/calendar/connection"))
@@ -1103,6 +1355,10 @@ class BackfillExecution:
                            "correlation_id": i.get("correlation_id")}, self.planned)
 
     def task(self, state: str, payload: dict, on_ok, attempts: Counter | None = None) -> None:
+        """A Task state: its Lambda invocation is a process of its own (the Map's two chunks overlap)."""
+        self.sim.spawn(self._task, state, payload, on_ok, attempts)
+
+    def _task(self, state: str, payload: dict, on_ok, attempts: Counter | None = None) -> None:
         if self.failed and state != "MarkFailed":
             return
         attempts = attempts if attempts is not None else Counter()
@@ -1119,7 +1375,7 @@ class BackfillExecution:
                     delay = min(delay, retrier.get("MaxDelaySeconds", delay))
                     if retrier.get("JitterStrategy") == "FULL":
                         delay = self.sim.rng.uniform(0, delay)
-                    self.sim.at(time.time() + delay, self.task, state, payload, on_ok, attempts)
+                    self.sim.at(time.time() + delay, self._task, state, payload, on_ok, attempts)
                     return
                     # (the first matching retrier decides, as in Step Functions)
             if state == "MarkFailed":
@@ -1224,6 +1480,131 @@ class VirtualLambdaContext:
         localdev.stack.LambdaContext = cls  # type: ignore[misc,assignment]
 
 
+# Lambda's default concurrency quota per account and region; an SQS event source mapping without
+# ScalingConfig.MaximumConcurrency (none in template.yaml) may use the unreserved part of it.
+ACCOUNT_CONCURRENCY = 1000
+THROTTLE_RETRY_SECONDS = 1.0  # a throttled scheduled (asynchronous) invocation tries again this much later
+
+
+class Container:
+    """One Lambda execution environment: its own copy of the handler's module and of calsync.wiring's
+    cached objects (the Cronofy client with its request count, the token cache, the limiter object)."""
+
+    def __init__(self, fid: str, n: int):
+        self.fid, self.n = fid, n
+        self.wiring: dict = {}
+        self.handler = None
+
+
+class Containers:
+    """Lambda's execution environments in one process: an invocation takes an idle environment of its
+    function or a new one (a cold start: the handler module imported again, taking no virtual time) and runs
+    in a fresh contextvars.Context with a VirtualLambdaContext. Environments run one invocation at a time,
+    so module-level state (a Powertools resolver's current event, a BatchProcessor, the reconciler's request
+    count) is never shared by two invocations, as in Lambda."""
+
+    def __init__(self, stack):
+        from localdev.provisioning import function_arn
+
+        self.stack, self.function_arn = stack, function_arn
+        self.idle: dict[str, list[Container]] = defaultdict(list)
+        self.made: Counter = Counter()
+        self.busy: Counter = Counter()
+        self.peak: Counter = Counter()
+        self.overran: Counter = Counter()  # invocations still running after their function's Timeout
+        self.overlapped: Counter = Counter()  # invocations that started while another of any function ran
+        self.running = 0
+        self.peak_total = 0
+        self.default = Container("harness", 0)  # wiring outside any invocation (the seeded setup)
+        self._patch_wiring()
+
+    def current(self) -> Container:
+        return getattr(greenlet.getcurrent(), "_bench_container", None) or self.default
+
+    def _patch_wiring(self) -> None:
+        """Each cached factory in calsync.wiring (but the AWS clients: the in-memory AWS is shared, as the
+        cloud is) caches per execution environment."""
+        from calsync import wiring
+
+        containers = self
+        every = [self.default]
+        self._every = every
+        for name in dir(wiring):
+            factory = getattr(wiring, name)
+            if (name == "aws_client" or getattr(factory, "__module__", None) != wiring.__name__
+                    or not hasattr(factory, "cache_clear") or not hasattr(factory, "__wrapped__")):
+                continue
+
+            def per_container(*args, _raw=factory.__wrapped__, _name=name):
+                cache = containers.current().wiring
+                key = (_name, args)
+                try:
+                    return cache[key]
+                except KeyError:
+                    value = cache[key] = _raw(*args)
+                    return value
+
+            def clear(_name=name):
+                for c in every:
+                    for key in [k for k in c.wiring if k[0] == _name]:
+                        del c.wiring[key]
+
+            per_container.cache_clear = clear  # type: ignore[attr-defined]
+            per_container.__wrapped__ = factory.__wrapped__  # type: ignore[attr-defined]
+            setattr(wiring, name, per_container)
+
+    def _new(self, fid: str) -> Container:
+        self.made[fid] += 1
+        c = Container(fid, self.made[fid])
+        self._every.append(c)
+        g = greenlet.getcurrent()
+        saved = getattr(g, "_bench_container", None)
+        g._bench_container = c
+        try:
+            if self.made[fid] == 1:  # the first environment uses the modules the stack imported
+                c.handler = self.stack._handlers[fid]
+            else:
+                fn = self.stack.functions[fid]
+                spec = importlib.util.find_spec(fn.module)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                c.handler = getattr(module, fn.handler)
+        finally:
+            g._bench_container = saved
+        return c
+
+    def invoke(self, fid: str, event) -> object:
+        pool = self.idle[fid]
+        c = pool.pop() if pool else self._new(fid)
+        if self.running:
+            self.overlapped[fid] += 1
+        self.busy[fid] += 1
+        self.running += 1
+        self.peak[fid] = max(self.peak[fid], self.busy[fid])
+        self.peak_total = max(self.peak_total, self.running)
+        self.stack.invocations[fid] += 1
+        context = VirtualLambdaContext(function_name=fid, aws_request_id=str(uuid.uuid4()),
+                                       invoked_function_arn=self.function_arn(fid))
+        g = greenlet.getcurrent()
+        saved = getattr(g, "_bench_container", None)
+        g._bench_container = c
+        try:
+            return contextvars.Context().run(c.handler, event, context)
+        finally:
+            g._bench_container = saved
+            self.busy[fid] -= 1
+            self.running -= 1
+            pool.append(c)
+            if time.time() > context.deadline + 1e-6:
+                self.overran[fid] += 1
+
+    def report(self) -> dict:
+        return {"peak_concurrent_by_function": dict(sorted(self.peak.items())), "peak_concurrent": self.peak_total,
+                "execution_environments_by_function": dict(sorted(self.made.items())),
+                "invocations_overlapping_another": dict(sorted(self.overlapped.items())),
+                "invocations_past_their_timeout": dict(sorted(self.overran.items()))}
+
+
 def run(cfg: Config) -> dict:
     from localdev.stack import DevStack
 
@@ -1235,17 +1616,18 @@ def run(cfg: Config) -> dict:
     start_virtual = T0 - timedelta(seconds=setup_seconds(cfg))
     with time_machine.travel(start_virtual, tick=False) as traveller:
         VirtualClock.traveller = traveller
+        VirtualClock.main = greenlet.getcurrent()
         try:
             stack = DevStack(emulator_options={"rate_limit": (50, 500),
                                                  "access_token_ttl": int(cfg.token_hours * 3600)})
             stack._mock = NoMock()  # every AWS client is in memory: no moto interception of HTTP
             with stack:
                 inproc.install(stack, faults=ROUGH_WORLD["faults"] if cfg.world == "rough" else None,
-                               seed=cfg.seed)
+                               seed=cfg.seed, latency=CRONOFY_LATENCY)
                 VirtualLambdaContext.install(stack.template)
                 return _run(cfg, stack, wall0)
         finally:
-            VirtualClock.traveller = None
+            VirtualClock.traveller = VirtualClock.main = VirtualClock.sim = None
 
 
 def _run(cfg: Config, stack, wall0: float) -> dict:
@@ -1254,10 +1636,22 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
     emu.limiter.check = lambda now=None: limiter_check(time.time())  # the emulator's limit in virtual time
     log = CronofyLog(emu.base_url)
     log.install()
+    instrument_races()
+    install_dynamodb_latency(cfg.seed)
+    containers = Containers(stack)
+    stack.invoke = containers.invoke  # (the gateway, the pushes and the harness all call stack.invoke)
     invocations = meters.InvokeMeter(stack, trace_first=0, trace_every=10**12)
     invocations.install()
     sim = Sim(cfg, stack)
     sim.log = log
+    sim.containers = containers
+    VirtualClock.sim = sim
+    for name in ("send_message", "send_message_batch", "change_message_visibility",
+                 "change_message_visibility_batch"):  # a queue changed: the event source mappings look again
+        def changed(*args, _original=getattr(SQS, name), **kwargs):
+            sim.dirty = True
+            return _original(*args, **kwargs)
+        setattr(SQS, name, changed)
     phases: dict[str, dict] = {}  # cumulative wall and CPU seconds at the end of each phase
     cpu0 = time.process_time()
     sim.phases = phases
@@ -1280,6 +1674,13 @@ def _run(cfg: Config, stack, wall0: float) -> dict:
               f"{len(log.requests):,} Cronofy requests, {setup_wall:.0f} s wall, {phases['setup']['cpu_s']:.0f} s CPU",
               flush=True)
         setup_requests = len(log.requests)
+        sim.outside_at_period = (VirtualClock.outside_sleeps, sim.late_events)
+        LIMITER_CONFLICTS.clear()  # (counted from here: the measured period)
+        containers.peak.clear()
+        containers.peak_total = 0
+        containers.overlapped.clear()
+        containers.overran.clear()
+        REFRESHES.clear()
         if cfg.limit_scale != 1:
             scale_limits(stack, cfg.limit_scale)
         sim.naive_setup = Counter(sim.naive)
@@ -1498,6 +1899,20 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
         "rough_world": ROUGH_WORLD if cfg.world == "rough" else None,
         "faults_injected": dict(inproc.FAULTS),
         "weather_day": weather_day(sim, delays_by_org) if sim.weather else None,
+        "concurrency": {
+            **(sim.containers.report() if sim.containers else {}),
+            "sqs_concurrency_by_function": dict(sorted(sim.cap.items())),
+            "reserved_concurrency": sim.reserved,
+            "throttled_scheduled_invocations": dict(sim.throttled),
+            "cronofy_latency": CRONOFY_LATENCY, "dynamodb_latency": DYNAMODB_LATENCY,
+            # everything in the measured period ran in a process: no sleep moved the one clock, and no
+            # event ran after its time (so a change's latency starts when it happened)
+            "clock_moved_by_a_sleep_in_the_period": VirtualClock.outside_sleeps - getattr(
+                sim, "outside_at_period", (0, 0))[0],
+            "events_run_late_in_the_period": sim.late_events - getattr(sim, "outside_at_period", (0, 0))[1],
+            "limiter_write_conflicts": dict(LIMITER_CONFLICTS),
+            "token_refreshes": dict(REFRESHES),
+        },
     }
     params = stack.template.get("Parameters", {})
     if "ReconcileRequestBudget" in params:
@@ -1845,6 +2260,17 @@ def table(r: dict) -> str:
         w(f"SIMULATED at 1/{sm['limit_scale']:g} of Cronofy's limits: stands for {sm['equivalent_users']:,} users"
           f" at the real limits (busiest minute {sm['busiest_minute_at_real_limits']} at real scale):")
         w(f"  {sm['conditions']} -> {'ALL MET' if sm['all_met'] else 'NOT MET'}")
+    cc = r.get("concurrency") or {}
+    if cc:
+        lw, tr = cc.get("limiter_write_conflicts", {}), cc.get("token_refreshes", {})
+        w(f"concurrency: at most {cc.get('peak_concurrent')} invocations at once "
+          f"({cc.get('peak_concurrent_by_function')}); overlapping another: "
+          f"{sum(cc.get('invocations_overlapping_another', {}).values()):,}; limiter writes lost to another "
+          f"{lw.get('lost', 0):,} of {lw.get('writes', 0):,}; token refreshes {tr.get('refreshes', 0):,} (racing "
+          f"another of the same token {tr.get('while another refresh of the same token was in flight', 0)}, "
+          f"invalid_grant {tr.get('invalid_grant', 0)}); past their timeout {cc.get('invocations_past_their_timeout')}"
+          f"; events late {cc.get('events_run_late_in_the_period')}, clock moved by a sleep "
+          f"{cc.get('clock_moved_by_a_sleep_in_the_period')}")
     w(f"backfills {r['backfills']}, DLQ {r['dlq']}, core platform {r['core_platform']}")
     mh = r.get("must_hold")
     if mh:

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_scale(tmp_path: Path, *args: str) -> dict:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "scale.json"
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'layers' / 'core'}:{ROOT}")
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "scale.py"), "--out", str(out), *args],
@@ -40,6 +41,14 @@ def test_a_small_day_keeps_every_invariant(tmp_path):
     assert r["latency_seconds"]["samples"] > 0 and r["latency_seconds"]["p99"] <= 120
     assert not any(r["dlq"].values()) and r["backfills"]["failed"] == 0
     assert r["ceiling"]["users"] > 0
+    # concurrency in virtual time (issue 21 item 3): invocations overlapped, within Cronofy's limits (above),
+    # the measured period ran wholly in the scheduler's processes and no event ran after its time
+    cc = r["concurrency"]
+    assert cc["peak_concurrent"] >= 2 and sum(cc["invocations_overlapping_another"].values()) > 0, cc
+    assert cc["clock_moved_by_a_sleep_in_the_period"] == 0 and cc["events_run_late_in_the_period"] == 0
+    assert cc["sqs_concurrency_by_function"]["MilestonePushFunction"] == 999  # the account's unreserved
+    assert cc["reserved_concurrency"] == {"ReconcilerFunction": 1} and not cc["invocations_past_their_timeout"]
+    assert cc["limiter_write_conflicts"]["writes"] > 0 and not cc["token_refreshes"].get("invalid_grant")
     # the run is stamped (commit, date, arguments, machine) and prints issue 21's conditions, measured
     prov = r["provenance"]
     assert len(prov["commit"]) == 40 and prov["arguments"][:2] == ["--out", str(tmp_path / "scale.json")]
@@ -80,6 +89,17 @@ def test_the_rough_world_runs_its_profile(tmp_path):
     assert c["counted"]["at_emulator"] == c["counted"]["attributed"] and c["counted"]["unattributed"] == 0
     assert c["over_limit_429"] == 0 and c["busiest_second"] <= 50
     assert len(r["must_hold"]["conditions"]) == 8
+
+
+def test_the_same_seed_gives_the_same_counts_with_invocations_overlapping(tmp_path):
+    """Concurrency keeps determinism: the scheduler orders equal times by when they were scheduled and every
+    latency and fault is drawn from the run's seed, so two runs count the same requests (+-1%)."""
+    from bench.capacity_report import same_counts
+
+    a = run_scale(tmp_path / "a", "--users", "30", "--days", "1", "--seed", "8", "--world", "rough")
+    b = run_scale(tmp_path / "b", "--users", "30", "--days", "1", "--seed", "8", "--world", "rough")
+    assert sum(a["concurrency"]["invocations_overlapping_another"].values()) > 0
+    assert same_counts(a, b)["same"], same_counts(a, b)
 
 
 def test_same_counts_allows_one_percent_and_no_more():
