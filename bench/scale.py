@@ -168,6 +168,7 @@ ROUGH_WORLD = {
     "own_series_share": 0.25,        # own events that belong to weekly series (8 occurrences)
     "weather_org_size": 200, "weather_milestones": 400, "weather_minutes": 15,
     "unschedules": 0.05, "revocations": 0.0005, "closed_channels": 0.001, "silent_losses": 0.002,  # per user/day
+    "calendar_switches": 0.002,  # per user/day: SolarNexus events moved to a calendar the user made for them
     "faults": {"5xx": 0.002, "429": 0.001, "timeout": 0.0005},  # per Cronofy request
 }
 
@@ -278,6 +279,7 @@ class User:
     left: bool = False
     revoked: bool = False  # rough world: revoked on purpose, until they relink
     own: list[str] = field(default_factory=list)  # uids of the user's own events
+    left_calendars: list[str] = field(default_factory=list)  # rough world: calendars switched away from
 
 
 @dataclass
@@ -855,7 +857,8 @@ class Sim:
                 self.at(t0 + rng.uniform(0, w["weather_minutes"] * 60), self.weather_reschedule, mid)
                 self.weather["milestones"] += 1
         for rate, fn in ((w["unschedules"], self.unschedule), (w["revocations"], self.revoke),
-                         (w["closed_channels"], self.close_channel), (w["silent_losses"], self.lose_one)):
+                         (w["closed_channels"], self.close_channel), (w["silent_losses"], self.lose_one),
+                         (w["calendar_switches"], self.switch_calendar)):
             for _ in range(self.count(rate * n)):
                 uid = self.pick(roster, cum)
                 self.at(self.work_time(day_start, uid), fn, uid)
@@ -898,6 +901,31 @@ class Sim:
         self.core["relinked"] += 1
         self.users[uid].revoked = False
         self.connect(uid)
+
+    def switch_calendar(self, uid: str) -> None:
+        """The user makes a calendar for their installs at the provider, opens the picker and chooses it: the
+        service moves every SolarNexus event there (and off the old one)."""
+        from localdev.emulator.model import Calendar
+
+        u = self.users[uid]
+        if not u.connected or u.revoked or u.calendar_id is None:
+            return
+        emu = self.stack.emulator.state
+        with emu.lock:
+            profile = emu.profiles[u.account["profile_id"]]
+            cal = Calendar(calendar_id=f"{profile.calendar_ids[0]}_sw{len(u.left_calendars) + 1}",
+                           profile_id=profile.profile_id, name=f"SolarNexus installs {len(u.left_calendars) + 1}")
+            emu.calendars[cal.calendar_id] = cal
+            profile.calendar_ids.append(cal.calendar_id)
+        session = self.session(u)
+        listed = session.get(self.stack.url("/v1/calendar/calendars"))
+        resp = session.put(self.stack.url("/v1/calendar/connection"), json={"calendar_id": cal.calendar_id})
+        self.core[f"calendar switches {resp.status_code}"] += 1
+        if resp.status_code == 200:
+            u.left_calendars.append(u.calendar_id)
+            u.calendar_id = cal.calendar_id
+        elif listed.status_code != 200:
+            self.core[f"calendar picker {listed.status_code}"] += 1
 
     def close_channel(self, uid: str) -> None:
         conn = self.table.get((f"USER#{uid}", "CONNECTION"))
@@ -997,12 +1025,17 @@ class Sim:
             return
 
     def busy_view(self, org: str) -> None:
+        """A scheduler's two-week busy view of the org, as the scheduler page asks for it: at most
+        busy.MAX_USERS (200) people a request (the API's documented bound), so a big org's view is several."""
+        from calsync.busy import MAX_USERS
+
         members = self.orgs[org]
         viewer = next((self.users[x] for x in members if self.users[x].connected), self.users[members[0]])
         day0 = datetime.fromtimestamp(time.time(), UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        resp = self.session(viewer).get(self.stack.url(f"/v1/orgs/{org}/busy"), params={
-            "user_ids": ",".join(members), "from": z(day0), "to": z(day0 + timedelta(days=14))})
-        self.core[f"busy view {resp.status_code}"] += 1
+        for i in range(0, len(members), MAX_USERS):
+            resp = self.session(viewer).get(self.stack.url(f"/v1/orgs/{org}/busy"), params={
+                "user_ids": ",".join(members[i:i + MAX_USERS]), "from": z(day0), "to": z(day0 + timedelta(days=14))})
+            self.core[f"busy view {resp.status_code}"] += 1
         self.naive["busy views: live free/busy"] += sum(1 for x in members if self.users[x].connected)
 
     def join(self, uid: str) -> None:
@@ -1040,11 +1073,16 @@ class Sim:
         return parse_utc(checked).timestamp() if checked else 0.0
 
     def check_calendars(self) -> dict:
-        wrong = missing = extra = left_over = lost_pending = 0
+        wrong = missing = extra = left_over = lost_pending = left_after_switch = 0
         examples = []
         for u in self.users.values():
             if u.calendar_id is None:
                 continue
+            for old in u.left_calendars:  # a calendar switched away from keeps no SolarNexus event
+                stray = [e["event_id"] for e in self.stack.emulator.events(old) if e["managed"]]
+                left_after_switch += len(stray)
+                if stray and len(examples) < 5:
+                    examples.append((u.user_id, "left on the old calendar", stray[:3]))
             shown = {e["event_id"]: e for e in self.stack.emulator.events(u.calendar_id) if e["managed"]}
             if not u.connected:
                 left_over += len(shown)
@@ -1074,8 +1112,8 @@ class Sim:
                 states[item["state"]["S"] + (f" ({item['last_error']['S']})" if "last_error" in item else "")] += 1
         return {"connection_states_at_end": dict(states),
                 "missing": missing, "extra": extra, "wrong_time": wrong, "left_after_disconnect": left_over,
-                "lost_silently_before_next_check": lost_pending,
-                "ok": missing == extra == wrong == left_over == 0, "examples": examples}
+                "lost_silently_before_next_check": lost_pending, "left_after_calendar_switch": left_after_switch,
+                "ok": missing == extra == wrong == left_over == left_after_switch == 0, "examples": examples}
 
 
 class BackfillExecution:
