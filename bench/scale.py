@@ -1104,6 +1104,23 @@ class Sim:
         checked = item.get("last_checked_at", {}).get("S") if item else None
         return parse_utc(checked).timestamp() if checked else 0.0
 
+    def awaiting_check_after_closed_channel(self, uid: str, mid: str) -> bool:
+        """Moved by the user after Cronofy closed their channel silently, not yet checked: the move reaches
+        SolarNexus at the next daily check (counted apart, as silently lost events are)."""
+        return (mid in self.moves and self.move_user.get(mid) == uid
+                and self.channel_closed_at.get(uid, math.inf) <= self.moves[mid]
+                and self.last_check_of(uid) < self.moves[mid])
+
+    def left_on_old_calendars(self, u: User, examples: list) -> int:
+        """SolarNexus events still on calendars the user switched away from (there should be none)."""
+        n = 0
+        for old in u.left_calendars:
+            stray = [e["event_id"] for e in self.stack.emulator.events(old) if e["managed"]]
+            n += len(stray)
+            if stray and len(examples) < 5:
+                examples.append((u.user_id, "left on the old calendar", stray[:3]))
+        return n
+
     def check_calendars(self) -> dict:
         wrong = missing = extra = left_over = lost_pending = left_after_switch = awaiting_relink = 0
         awaiting_check = 0
@@ -1116,11 +1133,7 @@ class Sim:
                 # nothing can be written until the user connects again; counted apart, with the faults
                 awaiting_relink += 1
                 continue
-            for old in u.left_calendars:  # a calendar switched away from keeps no SolarNexus event
-                stray = [e["event_id"] for e in self.stack.emulator.events(old) if e["managed"]]
-                left_after_switch += len(stray)
-                if stray and len(examples) < 5:
-                    examples.append((u.user_id, "left on the old calendar", stray[:3]))
+            left_after_switch += self.left_on_old_calendars(u, examples)
             shown = {e["event_id"]: e for e in self.stack.emulator.events(u.calendar_id) if e["managed"]}
             if not u.connected:
                 left_over += len(shown)
@@ -1138,12 +1151,7 @@ class Sim:
             extra += len(set(shown) - set(expected))
             for eid, m in expected.items():
                 if eid in shown and shown[eid]["start"] != m.times()[0]:
-                    # moved by the user after Cronofy closed their channel silently, not yet checked: the
-                    # move reaches SolarNexus at the next daily check (counted apart, as lost events are)
-                    mid = eid.removeprefix("sn-")
-                    if (mid in self.moves and self.move_user.get(mid) == u.user_id
-                            and self.channel_closed_at.get(u.user_id, math.inf) <= self.moves[mid]
-                            and self.last_check_of(u.user_id) < self.moves[mid]):
+                    if self.awaiting_check_after_closed_channel(u.user_id, eid.removeprefix("sn-")):
                         awaiting_check += 1
                         continue
                     wrong += 1
@@ -1478,7 +1486,7 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     # milestone message -> calendar write
     delays, delays_peak, unmatched = [], [], 0
     delays_by_org: dict[str, list[float]] = defaultdict(list)
-    for t, mid, start_s, dt in match_writes(sim.sent, log.writes):
+    for t, mid, _start_s, dt in match_writes(sim.sent, log.writes):
         if not start <= t < end:
             continue
         if dt is None:
