@@ -16,8 +16,8 @@ from collections import defaultdict
 from pydantic import TypeAdapter
 
 from calsync import wiring
-from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
 from calsync.fairshare import DEFER_ATTRIBUTE, DEFER_SECONDS, MAX_DEFERRALS, deferrals
+from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
 from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.sqs_failures import PROCESSING_FAILED, REFUSED, THROTTLED, log_failed_record
 from calsync.sqs_handback import hand_back, requeue
