@@ -80,7 +80,7 @@ def test_a_message_deferred_too_often_goes_now(stack, jane_cal, storm_cal):
 
 
 def test_a_small_org_is_never_deferred(stack, jane_cal, storm_cal):
-    wiring.fair_share().record({"org_storm": 10, "org_sunbright": 1, "org_third": 1})  # under the floor
+    wiring.fair_share().record({"org_storm": 10, "org_sunbright": 1, "org_third": 1})  # under the floor (~24)
     _short(stack)
     assert push(stack, milestone("ms_s1", 1, ["u_ana"], org_id="org_storm")) == set()
     assert event_id_for("ms_s1") in managed_events(stack, storm_cal)

@@ -6,7 +6,7 @@ org in the batch, plus one on the all-orgs item: a batch holds up to 100 message
 hundredths of a write per message). Nothing else changes while the shared limiter has room. When it is
 short (less than half its burst left, the point where interactive requests are already refused), the
 batch's orgs are compared with the mean active org over the last minute (one BatchGetItem): an org that
-took more than FACTOR times that mean (and more than FLOOR milestones) has its messages handed back to
+took more than FACTOR times that mean (and more than FLOOR_SHARE of a minute's budget) has its messages handed back to
 SQS as delayed copies, so the other orgs' messages, already in the batch or arriving meanwhile, go
 first. A message is deferred at most MAX_DEFERRALS times (about a minute in all), so the heavy org is
 slowed, never starved; when the limiter has room again nobody is deferred.
@@ -24,7 +24,9 @@ from typing import Any
 BUCKET = 60  # seconds per counting bucket
 SHORT_SHARE = 0.5  # the limiter is "short" when less than this share of its burst is left
 FACTOR = 2.0  # an org over FACTOR x the mean active org's use in the last minute is over its share
-FLOOR = 20  # ... and over this many milestones in the last minute (a small org is never deferred)
+# ... and over this share of what the limiter passes in a minute (about 24 milestones at Cronofy's real
+# limits): an org this small is never deferred
+FLOOR_SHARE = 0.05
 DEFER_SECONDS = 15
 MAX_DEFERRALS = 4
 DEFER_ATTRIBUTE = "calsync-deferrals"
@@ -77,7 +79,8 @@ class FairShare:
         if active < 2:  # one org alone: nobody to make room for
             return set()
         mean = total / active
-        return {o for o in orgs if used(o) > max(FLOOR, FACTOR * mean)}
+        floor = FLOOR_SHARE * self._limiter.rate * BUCKET
+        return {o for o in orgs if used(o) > max(floor, FACTOR * mean)}
 
     def record(self, counts: dict[str, int]) -> None:
         """This batch synced counts[org] milestones of each org."""
