@@ -241,6 +241,7 @@ ROUGH_WORLD = {
     "own_series_share": 0.25,        # own events that belong to weekly series (8 occurrences)
     "weather_org_size": 200, "weather_milestones": 400, "weather_minutes": 15,
     "unschedules": 0.05, "revocations": 0.0005, "closed_channels": 0.001, "silent_losses": 0.002,  # per user/day
+    "calendar_switches": 0.002,  # per user/day: SolarNexus events moved to a calendar the user made for them
     "faults": {"5xx": 0.002, "429": 0.001, "timeout": 0.0005},  # per Cronofy request
 }
 
@@ -430,6 +431,7 @@ class User:
     left: bool = False
     revoked: bool = False  # rough world: revoked on purpose, until they relink
     own: list[str] = field(default_factory=list)  # uids of the user's own events
+    left_calendars: list[str] = field(default_factory=list)  # rough world: calendars switched away from
 
 
 @dataclass
@@ -545,7 +547,8 @@ class Sim(Scheduler):
         self.milestones: dict[str, workload.Milestone] = {}
         self.by_user: dict[str, list[str]] = defaultdict(list)  # user -> milestone ids assigned
         self.mids = itertools.count()
-        self.sent: list[tuple[float, str, str, str]] = []  # (t, milestone id, start, kind) with connected assignees
+        # (t, milestone id, start, kind, already on every calendar) with connected assignees
+        self.sent: list[tuple[float, str, str, str, bool]] = []
         self.naive: Counter = Counter()
         self.core = Counter()
         self.visits: dict[str, list[float]] = defaultdict(list)  # each user's checks (see record_visits)
@@ -560,6 +563,11 @@ class Sim(Scheduler):
         self.two_way: list[tuple[float, float]] = []  # (moved at, reported to the core platform at)
         self.execution_count = 0
         self.failed_backfills = 0
+        # rough world: when each user's grant was found gone and when they relinked (no check is possible
+        # in between: the gap condition measures from the relink)
+        self.reauth_periods: dict[str, list[float]] = defaultdict(list)
+        self.channel_closed_at: dict[str, float] = {}  # rough world: channels Cronofy closed silently
+        self.move_user: dict[str, str] = {}  # calendar moves: who moved the milestone's event
         self.weight: dict[str, float] = {}  # activity weight per user (rough world: heavy-tailed)
         self.org_zone: dict[str, str] = {}
         self.org_saturday: dict[str, bool] = {}
@@ -707,6 +715,8 @@ class Sim(Scheduler):
             message = json.loads(m.body)
             self.core[message["type"]] += 1
             self.published_by_type[message["type"]] += 1  # every type, including ones added later
+            if message["type"] == "calendar.connection_changed" and message.get("state") == "needs_reauth":
+                self.grant_lost(message["user_id"], message.get("reason"))
             if message["type"] != "milestone.rescheduled_on_calendar":
                 continue
             moved_at = self.moves.pop(message["milestone_id"], None)
@@ -740,8 +750,12 @@ class Sim(Scheduler):
         now = time.time()
         # a latency sample needs an assignee whose authorization stands (a user who revoked it on purpose
         # gets their calendar back when they relink; that wait is theirs, not the service's)
-        if {u for u in after if not self.users[u].revoked} and kind != "backlog":
-            self.sent.append((now, m.milestone_id, m.times()[0], kind))
+        standing = {u for u in after if not self.users[u].revoked}
+        if standing and kind != "backlog":
+            already = kind == "applied" and all(
+                any(e["event_id"] == f"sn-{m.milestone_id}" and e["start"] == m.times()[0] and e["managed"]
+                    for e in self.stack.emulator.events(self.users[u].calendar_id)) for u in standing)
+            self.sent.append((now, m.milestone_id, m.times()[0], kind, already))
         with meters.owner("core platform"):
             self.stack.send("MilestoneEventsQueue", workload.upserted(m))
         self.core["milestone messages"] += 1
@@ -1106,7 +1120,8 @@ class Sim(Scheduler):
                 self.at(t0 + rng.uniform(0, w["weather_minutes"] * 60), self.weather_reschedule, mid)
                 self.weather["milestones"] += 1
         for rate, fn in ((w["unschedules"], self.unschedule), (w["revocations"], self.revoke),
-                         (w["closed_channels"], self.close_channel), (w["silent_losses"], self.lose_one)):
+                         (w["closed_channels"], self.close_channel), (w["silent_losses"], self.lose_one),
+                         (w["calendar_switches"], self.switch_calendar)):
             for _ in range(self.count(rate * n)):
                 uid = self.pick(roster, cum)
                 self.at(self.work_time(day_start, uid), fn, uid)
@@ -1148,7 +1163,50 @@ class Sim(Scheduler):
     def relink(self, uid: str) -> None:
         self.core["relinked"] += 1
         self.users[uid].revoked = False
+        self.reauth_periods[uid].append(time.time())
         self.connect(uid)
+
+    def grant_lost(self, uid: str, reason: str | None) -> None:
+        """The core platform hears a connection went to needs_reauth (the app then asks the user to connect
+        again). Revoked on purpose: the relink is already planned. Otherwise a fault cost the user their
+        grant: a refresh whose answer never came back, after Cronofy had rotated the refresh token (the
+        emulator's worst case: no client can get that token back). The user relinks one to four hours
+        later, as after a revocation; it is counted (`grants lost to faults`) and printed with the
+        conditions, and the user's wait is theirs, not a latency sample (as for a revocation)."""
+        u = self.users.get(uid)
+        if u is None or not u.connected:
+            return
+        self.reauth_periods[uid].append(time.time())
+        if u.revoked:
+            return
+        self.core[f"grants lost to faults ({reason})"] += 1
+        u.revoked = True
+        self.at(time.time() + self.rng.uniform(3600, 4 * 3600), self.relink, uid)
+
+    def switch_calendar(self, uid: str) -> None:
+        """The user makes a calendar for their installs at the provider, opens the picker and chooses it: the
+        service moves every SolarNexus event there (and off the old one)."""
+        from localdev.emulator.model import Calendar
+
+        u = self.users[uid]
+        if not u.connected or u.revoked or u.calendar_id is None:
+            return
+        emu = self.stack.emulator.state
+        with emu.lock:
+            profile = emu.profiles[u.account["profile_id"]]
+            cal = Calendar(calendar_id=f"{profile.calendar_ids[0]}_sw{len(u.left_calendars) + 1}",
+                           profile_id=profile.profile_id, name=f"SolarNexus installs {len(u.left_calendars) + 1}")
+            emu.calendars[cal.calendar_id] = cal
+            profile.calendar_ids.append(cal.calendar_id)
+        session = self.session(u)
+        listed = session.get(self.stack.url("/v1/calendar/calendars"))
+        resp = session.put(self.stack.url("/v1/calendar/connection"), json={"calendar_id": cal.calendar_id})
+        self.core[f"calendar switches {resp.status_code}"] += 1
+        if resp.status_code == 200:
+            u.left_calendars.append(u.calendar_id)
+            u.calendar_id = cal.calendar_id
+        elif listed.status_code != 200:
+            self.core[f"calendar picker {listed.status_code}"] += 1
 
     def close_channel(self, uid: str) -> None:
         conn = self.table.get((f"USER#{uid}", "CONNECTION"))
@@ -1156,6 +1214,7 @@ class Sim(Scheduler):
         if channel:
             self.stack.emulator.close_channel(channel)
             self.core["channels closed"] += 1
+            self.channel_closed_at[uid] = time.time()
 
     def lose_one(self, uid: str) -> None:
         u = self.users[uid]
@@ -1245,15 +1304,21 @@ class Sim(Scheduler):
             self.naive["notifications: full re-reads"] += self.full_read(u)
             self.core["calendar moves"] += 1
             self.moves[m.milestone_id] = time.time()
+            self.move_user[m.milestone_id] = uid
             return
 
     def busy_view(self, org: str) -> None:
+        """A scheduler's two-week busy view of the org, as the scheduler page asks for it: at most
+        busy.MAX_USERS (200) people a request (the API's documented bound), so a big org's view is several."""
+        from calsync.busy import MAX_USERS
+
         members = self.orgs[org]
         viewer = next((self.users[x] for x in members if self.users[x].connected), self.users[members[0]])
         day0 = datetime.fromtimestamp(time.time(), UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        resp = self.session(viewer).get(self.stack.url(f"/v1/orgs/{org}/busy"), params={
-            "user_ids": ",".join(members), "from": z(day0), "to": z(day0 + timedelta(days=14))})
-        self.core[f"busy view {resp.status_code}"] += 1
+        for i in range(0, len(members), MAX_USERS):
+            resp = self.session(viewer).get(self.stack.url(f"/v1/orgs/{org}/busy"), params={
+                "user_ids": ",".join(members[i:i + MAX_USERS]), "from": z(day0), "to": z(day0 + timedelta(days=14))})
+            self.core[f"busy view {resp.status_code}"] += 1
         self.naive["busy views: live free/busy"] += sum(1 for x in members if self.users[x].connected)
 
     def join(self, uid: str) -> None:
@@ -1291,12 +1356,36 @@ class Sim(Scheduler):
         checked = item.get("last_checked_at", {}).get("S") if item else None
         return parse_utc(checked).timestamp() if checked else 0.0
 
+    def awaiting_check_after_closed_channel(self, uid: str, mid: str) -> bool:
+        """Moved by the user after Cronofy closed their channel silently, not yet checked: the move reaches
+        SolarNexus at the next daily check (counted apart, as silently lost events are)."""
+        return (mid in self.moves and self.move_user.get(mid) == uid
+                and self.channel_closed_at.get(uid, math.inf) <= self.moves[mid]
+                and self.last_check_of(uid) < self.moves[mid])
+
+    def left_on_old_calendars(self, u: User, examples: list) -> int:
+        """SolarNexus events still on calendars the user switched away from (there should be none)."""
+        n = 0
+        for old in u.left_calendars:
+            stray = [e["event_id"] for e in self.stack.emulator.events(old) if e["managed"]]
+            n += len(stray)
+            if stray and len(examples) < 5:
+                examples.append((u.user_id, "left on the old calendar", stray[:3]))
+        return n
+
     def check_calendars(self) -> dict:
-        wrong = missing = extra = left_over = lost_pending = 0
+        wrong = missing = extra = left_over = lost_pending = left_after_switch = awaiting_relink = 0
+        awaiting_check = 0
         examples = []
         for u in self.users.values():
             if u.calendar_id is None:
                 continue
+            if u.connected and u.revoked:
+                # grant gone (revoked, or lost to a fault) and the relink not yet made when the run ended:
+                # nothing can be written until the user connects again; counted apart, with the faults
+                awaiting_relink += 1
+                continue
+            left_after_switch += self.left_on_old_calendars(u, examples)
             shown = {e["event_id"]: e for e in self.stack.emulator.events(u.calendar_id) if e["managed"]}
             if not u.connected:
                 left_over += len(shown)
@@ -1314,6 +1403,9 @@ class Sim(Scheduler):
             extra += len(set(shown) - set(expected))
             for eid, m in expected.items():
                 if eid in shown and shown[eid]["start"] != m.times()[0]:
+                    if self.awaiting_check_after_closed_channel(u.user_id, eid.removeprefix("sn-")):
+                        awaiting_check += 1
+                        continue
                     wrong += 1
                     if len(examples) < 5:
                         examples.append((u.user_id, eid, shown[eid]["start"], m.times()[0]))
@@ -1326,8 +1418,10 @@ class Sim(Scheduler):
                 states[item["state"]["S"] + (f" ({item['last_error']['S']})" if "last_error" in item else "")] += 1
         return {"connection_states_at_end": dict(states),
                 "missing": missing, "extra": extra, "wrong_time": wrong, "left_after_disconnect": left_over,
-                "lost_silently_before_next_check": lost_pending,
-                "ok": missing == extra == wrong == left_over == 0, "examples": examples}
+                "lost_silently_before_next_check": lost_pending, "left_after_calendar_switch": left_after_switch,
+                "moves_awaiting_daily_check_after_closed_channel": awaiting_check,
+                "users_awaiting_relink": awaiting_relink,
+                "ok": missing == extra == wrong == left_over == left_after_switch == 0, "examples": examples}
 
 
 class BackfillExecution:
@@ -1793,15 +1887,12 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     # milestone message -> calendar write
     delays, delays_peak, unmatched = [], [], 0
     delays_by_org: dict[str, list[float]] = defaultdict(list)
-    for t, mid, start_s, _kind in sim.sent:
+    for t, mid, _start_s, dt in match_writes(sim.sent, log.writes):
         if not start <= t < end:
             continue
-        writes = log.writes.get(f"sn-{mid}", [])
-        times = [w for w in writes if w[1] == start_s and w[0] >= t - 1e-6]
-        if not times:
+        if dt is None:
             unmatched += 1
             continue
-        dt = min(w[0] for w in times) - t
         delays.append(dt)
         delays_by_org[sim.milestones[mid].org_id].append(dt)
         if int(t // 3600) == busiest_hour[0]:
@@ -1814,7 +1905,8 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
         vs = sorted(v for v in sim.visits.get(u.user_id, []) if first < v <= end)
         if not [v for v in vs if v >= start]:
             never.append(u.user_id)
-        points = [first] + vs + [end]
+        points = sorted([first] + vs + [p for p in sim.reauth_periods.get(u.user_id, []) if first < p <= end]
+                        + [end])
         gaps.append(max(b - a for a, b in zip(points, points[1:], strict=False)))
         if gaps[-1] > 24 * 3600 and len(worst_gaps) < 5:
             worst_gaps.append({"user": u.user_id, "checks": [z(datetime.fromtimestamp(p, UTC)) for p in points]})
@@ -1929,6 +2021,39 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     return result
 
 
+def match_writes(sent: list[tuple], writes: dict[str, list[tuple[float, str]]]) -> list[tuple]:
+    """Each milestone message's first calendar write: (t, milestone id, start, seconds or None).
+
+    A message's write is the first write of its start after it was sent and before the calendar moved on to
+    a later message's different start (that write ends its window): a message superseded before it was
+    written, whose start a later message happens to bring back, is not matched to that later write (it
+    was: an hours-long "tail" under 1% of samples at 1,000 users rough and 10,000 / 20,000 gentle). A
+    message whose start every assignee's calendar already showed when it was sent (the core platform
+    applying a move the user made on their calendar) needs no write: 0 s (`already` in `sent`)."""
+    by_mid: dict[str, list[tuple]] = defaultdict(list)
+    for row in sent:
+        by_mid[row[1]].append(row)
+    out = []
+    for mid, rows in by_mid.items():
+        ws = sorted(writes.get(f"sn-{mid}", []))
+        for i, (t, _mid, start_s, _kind, *rest) in enumerate(rows):
+            if rest and rest[0]:
+                out.append((t, mid, start_s, 0.0))
+                continue
+            later = {r[2] for r in rows[i + 1:] if r[2] != start_s and r[0] >= t}
+            dt = None
+            for w_t, w_start in ws:
+                if w_t < t - 1e-6:
+                    continue
+                if w_start == start_s:
+                    dt = w_t - t
+                    break
+                if w_start in later and any(r[0] <= w_t for r in rows[i + 1:] if r[2] == w_start):
+                    break  # the calendar moved on to a later message's start: superseded
+            out.append((t, mid, start_s, dt))
+    return out
+
+
 def weather_day(sim: Sim, delays_by_org: dict) -> dict:
     """The weather day's org and the p99 of every other org (its neighbours share the application)."""
     w = dict(sim.weather or {})
@@ -2001,7 +2126,8 @@ def must_hold(r: dict, cfg: Config) -> dict:
                                                                          (lat["busiest_hour_p99"] or 0) <= 120),
         "p99 calendar move -> core platform's queue <= 120 s": (
             f"{tw.get('p99')} ({tw.get('unreported', 0)} of {tw.get('samples', 0) + tw.get('unreported', 0)} "
-            "never reported)", (tw.get("p99") or 0) <= 120
+            f"never reported; apart: {tw.get('awaiting_daily_check_after_closed_channel', 0)} made after Cronofy "
+            "closed the channel silently, awaiting the daily check)", (tw.get("p99") or 0) <= 120
             and tw.get("unreported", 0) <= 0.01 * (tw.get("samples", 0) + tw.get("unreported", 0))),
         "p99 milestone -> calendar <= 180 s for every org": (f"worst {worst_org[0]}: {worst_org[1]}",
                                                              all(v <= 180 for v in org_p99.values())),
@@ -2011,7 +2137,13 @@ def must_hold(r: dict, cfg: Config) -> dict:
         "every user checked within 24 h of their last check": (
             f"longest gap {rec['longest_gap_hours']} h, {rec.get('gaps_over_24h', 0)} over 24 h",
             not rec.get("gaps_over_24h") and (rec["longest_gap_hours"] or 0) <= 24),
-        "calendars exact at the end": (r["checks"]["ok"], r["checks"]["ok"]),
+        "calendars exact at the end": (
+            f"{r['checks']['ok']} (apart, faults' consequences: {r['checks'].get('lost_silently_before_next_check', 0)}"
+            f" events lost silently and {r['checks'].get('moves_awaiting_daily_check_after_closed_channel', 0)} moves"
+            " after a silently closed channel, both awaiting the daily check; "
+            f"{r['checks'].get('users_awaiting_relink', 0)} users awaiting their relink; grants lost to faults: "
+            f"{sum(v for k, v in r['core_platform'].items() if k.startswith('grants lost'))})",
+            r["checks"]["ok"]),
         "0 dead letters": (sum(r["dlq"].values()), not any(r["dlq"].values())),
         "<= 12 Cronofy requests per user per working day": (c["per_user_per_working_day"],
                                                             c["per_user_per_working_day"] <= 12),
@@ -2028,8 +2160,18 @@ def _two_way(sim: Sim, start: float, end: float, busiest_hour: int) -> dict:
     peak = [b - a for a, b in sim.two_way if start <= a < end and int(a // 3600) == busiest_hour]
     # moves made in the period that never reached the queue (e.g. the channel was closed and no check came
     # before the end): each is a sample beyond any bound
-    unreported = sum(1 for a in sim.moves.values() if start <= a < end)
-    return {"samples": len(all_), "unreported": unreported, "p50": round(pct(all_, 50), 1) if all_ else None,
+    unreported = [mid for mid, a in sim.moves.items() if start <= a < end]
+    # ... of which made after Cronofy closed the mover's channel silently (a fault: no notification can
+    # come) and not followed by a check of that user before the end: the service finds the closed channel
+    # and the move at its next daily check (reconcile.py), which the run ended before
+    def after_closed(mid: str) -> bool:
+        uid, at = sim.move_user.get(mid), sim.moves[mid]
+        closed = sim.channel_closed_at.get(uid or "")
+        return closed is not None and closed <= at and not any(at < v for v in sim.visits.get(uid, []))
+    closed = sum(1 for mid in unreported if after_closed(mid))
+    return {"samples": len(all_), "unreported": len(unreported) - closed,
+            "awaiting_daily_check_after_closed_channel": closed,
+            "p50": round(pct(all_, 50), 1) if all_ else None,
             "p99": round(pct(all_, 99), 1) if all_ else None, "max": round(max(all_), 1) if all_ else None,
             "busiest_hour_samples": len(peak), "busiest_hour_max": round(max(peak), 1) if peak else None}
 

@@ -16,6 +16,7 @@ from collections import defaultdict
 from pydantic import TypeAdapter
 
 from calsync import wiring
+from calsync.fairshare import DEFER_ATTRIBUTE, DEFER_SECONDS, MAX_DEFERRALS, deferrals
 from calsync.milestones import MilestoneDeleted, MilestoneMessage, MilestoneUpserted
 from calsync.observability import adopt_correlation_id, logger, metrics
 from calsync.sqs_failures import PROCESSING_FAILED, REFUSED, THROTTLED, log_failed_record
@@ -47,8 +48,9 @@ def _mirror(message: MilestoneUpserted | MilestoneDeleted) -> tuple[str, bool]:
                                                            message.version, None)
 
 
-def _accept(record: _Record) -> str | None:
-    """Advance the mirror with one record's message: its milestone id, or None when the record fails."""
+def _accept(record: _Record) -> tuple[str, str] | None:
+    """Advance the mirror with one record's message: its (milestone id, org id), or None when the record
+    fails."""
     try:
         message = _messages.validate_json(record.body)
         milestone_id, newer = _mirror(message)
@@ -62,7 +64,7 @@ def _accept(record: _Record) -> str | None:
         return None
     if not newer:
         logger.debug("stale or repeated milestone version", extra={"milestone_id": milestone_id})
-    return milestone_id
+    return milestone_id, message.org_id
 
 
 def _judge_conflicts(milestone_ids: list[str]) -> set[str]:
@@ -132,6 +134,46 @@ def _wait_for_budget(records: list[_Record], throttled: set[str], retry_after: f
         "requeued": requeued, "handed_back": len(throttled) - requeued, "seconds": retry_after})
 
 
+def _fair_share(records: list[_Record], accepted: dict[str, str], org_of: dict[str, str],
+                by_milestone: dict[str, list[str]]) -> None:
+    """When the shared limiter is short, the messages of an org over its share (calsync.fairshare) go back
+    to the queue as delayed copies (at most MAX_DEFERRALS times each) and leave this batch: the other
+    orgs' messages take the budget first. A milestone with a message that stays keeps all of them here."""
+    try:
+        over = wiring.fair_share().over_share({org_of[mid] for mid in by_milestone})
+    except Exception:  # noqa: BLE001 - fairness is an optimisation: without it the batch goes on as before
+        logger.exception("fair share not judged")
+        return
+    if not over:
+        return
+    deferrable = {mid for mid in by_milestone if org_of[mid] in over}
+    for record in records:  # a milestone with a message deferred too often is synced now, all of it
+        mid = accepted.get(record.message_id)
+        if mid in deferrable and deferrals(record.message_attributes) >= MAX_DEFERRALS:
+            deferrable.discard(mid)
+    deferred = 0
+    for record in records:
+        mid = accepted.get(record.message_id)
+        if mid not in deferrable:
+            continue
+        attributes = dict(record.message_attributes)
+        attributes[DEFER_ATTRIBUTE] = {"dataType": "Number",
+                                       "stringValue": str(deferrals(record.message_attributes) + 1)}
+        if not requeue(record.event_source_arn, record.body, attributes, DEFER_SECONDS, count=False):
+            deferrable.discard(mid)  # cannot be copied: it is synced now (fairness never loses a message)
+    for record in records:
+        mid = accepted.get(record.message_id)
+        if mid in deferrable:
+            del accepted[record.message_id]
+            deferred += 1
+    for mid in deferrable:
+        by_milestone.pop(mid, None)
+    if deferred:
+        metrics.add_metric(name="FairShareDeferred", unit="Count", value=deferred)
+        logger.info("over its share while the limiter is short: messages deferred",
+                    extra={"orgs": sorted(over), "deferred": deferred, "seconds": DEFER_SECONDS})
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def lambda_handler(event: dict, context) -> dict:
@@ -141,15 +183,19 @@ def lambda_handler(event: dict, context) -> dict:
     records = [_Record(r) for r in event.get("Records", [])]
     if records:  # one invocation, one batch: continue the first record's correlation id
         adopt_correlation_id(records[0])
+    org_of: dict[str, str] = {}
     for record in records:
-        milestone_id = _accept(record)
-        if milestone_id is None:
+        got = _accept(record)
+        if got is None:
             failures.add(record.message_id)
         else:
             # Stale or repeated versions still go through the sync: an earlier attempt may have
             # updated the mirror and crashed before writing the calendars.
+            milestone_id, org_of[milestone_id] = got
             by_milestone[milestone_id].append(record.message_id)
             accepted[record.message_id] = milestone_id
+    if by_milestone:
+        _fair_share(records, accepted, org_of, by_milestone)
     if by_milestone:
         unjudged = _judge_conflicts(list(by_milestone))
         failed_milestones, retry_after, error = _sync(list(by_milestone))
@@ -159,4 +205,11 @@ def lambda_handler(event: dict, context) -> dict:
         if retry_after is not None and throttled:
             _wait_for_budget(records, throttled, retry_after, failures)
         _explain(records, failures, accepted, retry_after, error, unjudged)
+        used: dict[str, int] = defaultdict(int)
+        for milestone_id in by_milestone:
+            used[org_of[milestone_id]] += 1
+        try:
+            wiring.fair_share().record(used)
+        except Exception:  # noqa: BLE001 - a missed count only makes the share estimate lower for a minute
+            logger.exception("fair share use not recorded")
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in sorted(failures)]}

@@ -111,3 +111,40 @@ def test_same_counts_allows_one_percent_and_no_more():
     assert same_counts(run(1000, 200), run(1010, 200))["same"]
     check = same_counts(run(1000, 200), run(1000, 203))
     assert not check["same"] and not check["rows"]["Reconciler"]["within"] and check["rows"]["total"]["within"]
+
+
+def test_a_message_is_matched_only_to_its_own_write():
+    """bench/scale.py match_writes (in a subprocess: importing the harness patches the process)."""
+    code = """
+import json
+from bench.scale import match_writes
+sent = [(100.0, "m", "S1", "new", False), (200.0, "m", "S2", "reschedule", False),
+        (300.0, "m", "S1", "reschedule", False), (400.0, "a", "S3", "applied", True)]
+writes = {"sn-m": [(110.0, "S1"), (210.0, "S2"), (305.0, "S1")], "sn-a": [(9000.0, "S3")]}
+print(json.dumps(sorted(match_writes(sent, writes))))
+"""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'layers' / 'core'}:{ROOT}")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {(t, mid): dt for t, mid, _start, dt in json.loads(done.stdout.strip().splitlines()[-1])}
+    assert rows[(100.0, "m")] == 10.0 and rows[(200.0, "m")] == 10.0 and rows[(300.0, "m")] == 5.0
+    assert rows[(400.0, "a")] == 0.0  # already on the calendar: no write is due
+
+
+def test_a_superseded_message_is_not_matched_to_a_later_write_of_its_start():
+    code = """
+import json
+from bench.scale import match_writes
+sent = [(100.0, "m", "S1", "applied", False), (150.0, "m", "S2", "reschedule", False),
+        (5000.0, "m", "S1", "reschedule", False)]
+writes = {"sn-m": [(160.0, "S2"), (5005.0, "S1")]}
+print(json.dumps(sorted(match_writes(sent, writes))))
+"""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'layers' / 'core'}:{ROOT}")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {(t, mid): dt for t, mid, _start, dt in json.loads(done.stdout.strip().splitlines()[-1])}
+    assert rows[(100.0, "m")] is None  # superseded (was matched to the write at 5005 s: 4905 s)
+    assert rows[(150.0, "m")] == 10.0 and rows[(5000.0, "m")] == 5.0

@@ -179,3 +179,29 @@ def test_user_tokens_are_never_sent_to_another_host(connected):
     client = service.user_client(conn)
     with pytest.raises(Exception, match="refusing"):
         client.request("GET", "https://attacker.example/v1/events")
+
+
+def test_a_refresh_token_rotated_by_another_refresh_is_not_taken_for_a_lost_grant(stack, connected):
+    """Two clients of one user (two invocations, or two steps of one): the first refreshes and Cronofy
+    rotates the refresh token; the second, holding the spent one, gets invalid_grant, reads the stored
+    tokens again and goes on with them. The connection stays connected (no false needs_reauth)."""
+    service, conn, calendar_id = connected
+    stale = service.user_client(conn)
+    stack.emulator.advance_clock(7200)  # access tokens live one hour
+    first = service.user_client(conn)
+    first.refresh()  # rotates: the refresh token `stale` holds is revoked at Cronofy
+    assert first.tokens.refresh_token != stale.tokens.refresh_token
+    stale.upsert_event(calendar_id, event("ev_rotated"))  # expired -> invalid_grant -> the stored tokens
+    assert stale.tokens.refresh_token == first.tokens.refresh_token
+    assert service.store.get_connection(conn.user_id).state.value == "connected"
+    stack.settle()  # accepted writes land a moment later
+    assert any(e["event_id"] == "ev_rotated" for e in stack.emulator.events(calendar_id))
+
+
+def test_a_grant_revoked_for_good_is_still_invalid_grant_after_the_stored_tokens_are_read(stack, connected, teammate):
+    service, conn, calendar_id = connected
+    stack.emulator.revoke_account(conn.cronofy_sub)
+    stack.emulator.advance_clock(7200)
+    client = service.user_client(conn)
+    with pytest.raises(InvalidGrant):
+        client.upsert_event(calendar_id, event("ev_gone"))

@@ -162,6 +162,19 @@ def test_a_run_visits_the_due_users_within_its_budget_and_one_failure_stops_no_o
     report = world.reconciler.run(["u_1", "u_2"])
     assert report["errors"] == 2 and report["users"] == 2
     assert world.store.get_connection("u_1").reconcile_error == "RuntimeError: boom"
+    assert world.store.get_connection("u_1").reconcile_retry_at >= utcnow() + timedelta(minutes=59)
+
+
+def test_a_visit_cronofy_did_not_answer_is_tried_again_in_ten_minutes(world, monkeypatch):
+    from calsync.cronofy import CronofyUnavailable
+
+    def unanswered(*args, **kwargs):
+        raise CronofyUnavailable("POST /oauth/token: ReadTimeout")
+
+    monkeypatch.setattr(world.processor, "check", unanswered)
+    assert world.reconciler.run(["u_1"])["errors"] == 1
+    retry = world.store.get_connection("u_1").reconcile_retry_at
+    assert utcnow() + timedelta(minutes=9) <= retry <= utcnow() + timedelta(minutes=11)
 
 
 # ---- a notification's read that is the day's check -------------------------------------------------

@@ -166,13 +166,23 @@ class ConnectionService:
             raise InvalidGrant("no tokens stored")
         # A warm container decrypts a user's tokens once: the cache is keyed by the ciphertext, so a
         # refresh (a new ciphertext) or a revoke (no item) is seen at once. Plaintext stays in memory only.
-        cached = self._token_cache.get(conn.user_id)
+        tokens = self._open_tokens(conn.user_id, ciphertext)
+        return self.cronofy.for_user(tokens, lambda fresh: self._save_tokens(conn.user_id, fresh),
+                                     lambda: self._stored_tokens(conn.user_id))
+
+    def _open_tokens(self, user_id: str, ciphertext: bytes) -> TokenSet:
+        cached = self._token_cache.get(user_id)
         if cached is not None and cached[0] == ciphertext:
-            tokens = cached[1]
-        else:
-            tokens = self.vault.open(conn.user_id, ciphertext)
-            self._token_cache[conn.user_id] = (ciphertext, tokens)
-        return self.cronofy.for_user(tokens, lambda fresh: self._save_tokens(conn.user_id, fresh))
+            return cached[1]
+        tokens = self.vault.open(user_id, ciphertext)
+        self._token_cache[user_id] = (ciphertext, tokens)
+        return tokens
+
+    def _stored_tokens(self, user_id: str) -> TokenSet | None:
+        """The tokens stored now (a client whose refresh got invalid_grant asks: another refresh may have
+        rotated the refresh token it holds)."""
+        ciphertext = self.store.get_tokens(user_id)
+        return None if ciphertext is None else self._open_tokens(user_id, ciphertext)
 
     def _save_tokens(self, user_id: str, tokens: TokenSet) -> None:
         ciphertext = self.vault.seal(user_id, tokens)

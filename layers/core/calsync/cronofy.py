@@ -29,7 +29,7 @@ import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from calsync.models import Calendar, TokenSet, utcnow
-from calsync.observability import metrics
+from calsync.observability import logger, metrics
 
 DEFAULT_SCOPE = "read_account list_calendars read_events create_event delete_event"
 
@@ -413,23 +413,57 @@ class CronofyApp:
         )
         return self._grant_or_revoke(ServiceAccountGrant, data)
 
-    def for_user(self, tokens: TokenSet, on_tokens_refreshed: Callable[[TokenSet], None]) -> CronofyUser:
-        return CronofyUser(self, tokens, on_tokens_refreshed)
+    def for_user(self, tokens: TokenSet, on_tokens_refreshed: Callable[[TokenSet], None],
+                 stored_tokens: Callable[[], TokenSet | None] | None = None) -> CronofyUser:
+        return CronofyUser(self, tokens, on_tokens_refreshed, stored_tokens)
+
+
+STALE_REFRESH_RECHECK_SECONDS = 1.0
 
 
 class CronofyUser:
     """Calls made with one user's tokens."""
 
-    def __init__(self, app: CronofyApp, tokens: TokenSet, on_tokens_refreshed: Callable[[TokenSet], None]):
+    def __init__(self, app: CronofyApp, tokens: TokenSet, on_tokens_refreshed: Callable[[TokenSet], None],
+                 stored_tokens: Callable[[], TokenSet | None] | None = None):
         self.app = app
         self.tokens = tokens
         self._on_refreshed = on_tokens_refreshed
+        self._stored = stored_tokens
         self.pages_read = 0  # pages the latest paged read (Read Events, free/busy) has taken so far
 
     def refresh(self) -> None:
-        """New access token now (the rotated refresh token goes to `on_tokens_refreshed`)."""
-        self.tokens = self.app.refresh(self.tokens)
+        """New access token now (the rotated refresh token goes to `on_tokens_refreshed`).
+
+        `invalid_grant` is believed only for the refresh token stored now: another invocation (or another
+        client of this one) may have refreshed first, and Cronofy may rotate the refresh token, so the one
+        this client holds is spent while the grant is fine. The stored tokens are read again (twice, a
+        moment apart, for a refresh still on its way back) and, if they moved on, used instead: a
+        valid access token as it is, an expired one refreshed once with the newer refresh token."""
+        used = self.tokens
+        try:
+            self.tokens = self.app.refresh(used)
+        except InvalidGrant:
+            newer = self._newer_stored(used)
+            if newer is None:
+                raise
+            self.tokens = newer
+            if not newer.expired():
+                return
+            self.tokens = self.app.refresh(newer)
         self._on_refreshed(self.tokens)
+
+    def _newer_stored(self, used: TokenSet) -> TokenSet | None:
+        if self._stored is None:
+            return None
+        for attempt in range(2):
+            if attempt:
+                self.app._sleep(STALE_REFRESH_RECHECK_SECONDS)
+            stored = self._stored()
+            if stored is not None and stored.refresh_token != used.refresh_token:
+                logger.info("refresh token was rotated by another refresh: using the stored one")
+                return stored
+        return None
 
     def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         url = path_or_url if path_or_url.startswith("http") else f"{self.app.api_base_url}{path_or_url}"

@@ -27,8 +27,8 @@ has lapsed).
 
 The run's budget is what the shared limiter has left after live work: before each visit it checks the
 bucket and keeps a reserve for the queues; it never waits long (the rest come next run). A user whose
-visit raises (any error) is recorded, retried an hour later, and never stops the run. The run reports
-its backlog (users due and not visited, the oldest due time) as metrics, with an alarm.
+visit raises (any error) is recorded, retried an hour later (10 minutes when Cronofy did not answer), and
+never stops the run. The run reports its backlog (users due and not visited, the oldest due time) as metrics, with an alarm.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from calsync.clock import parse_utc
-from calsync.cronofy import CronofyAuthError, CronofyRateLimited, InvalidGrant
+from calsync.cronofy import CronofyAuthError, CronofyRateLimited, CronofyUnavailable, InvalidGrant
 from calsync.models import ONE_PAGE, STUCK_AFTER, Connection, ConnectionState, iso, utcnow
 from calsync.notifications import NotificationProcessor, checked
 from calsync.observability import logger, metrics
@@ -51,6 +51,9 @@ CHANNEL_CHECK_EVERY = timedelta(hours=1)
 CHANNEL_MISSING = "push_channel_missing"
 BUSY_REBUILD_EVERY = timedelta(days=7)
 RETRY_FAILED_AFTER = timedelta(hours=1)
+# A visit that failed because Cronofy did not answer (5xx or timeouts past the client's retries) is tried
+# again sooner: a day's check must not slip past 24 h by an hour for one lost answer.
+RETRY_UNAVAILABLE_AFTER = timedelta(minutes=10)
 PER_VISIT_ESTIMATE = 3  # requests a visit may need (refresh, read, a write): kept in hand before each
 DUE_PAGE = 25
 MAX_WAITS = 10
@@ -165,7 +168,7 @@ class Reconciler:
         return dict(totals)
 
     def _failed(self, user_id: str, error: Exception) -> None:
-        retry = utcnow() + RETRY_FAILED_AFTER
+        retry = utcnow() + (RETRY_UNAVAILABLE_AFTER if isinstance(error, CronofyUnavailable) else RETRY_FAILED_AFTER)
         try:
             self.store.update_connection(user_id, lambda c: c.model_copy(update={
                 "reconcile_retry_at": retry, "visit_requested_at": None,

@@ -42,16 +42,18 @@ def hand_back(queue_arn: str, receipt_handles: list[str], seconds: float) -> Non
         logger.warning("could not hand messages back", extra={"error": str(error)})
 
 
-def requeue(queue_arn: str, body: str, message_attributes: dict | None, seconds: float) -> bool:
+def requeue(queue_arn: str, body: str, message_attributes: dict | None, seconds: float, count: bool = True) -> bool:
     """Put a copy of a throttled message back on its queue, delayed by about `seconds`, so the original
     can be deleted: waiting for Cronofy's budget never uses up one of the queue's `maxReceiveCount`
     receives (valid work does not reach the DLQ because the limit was busy). False when the copy could
-    not be sent, or the message was already requeued MAX_REQUEUES times (then it fails as usual)."""
+    not be sent, or the message was already requeued MAX_REQUEUES times (then it fails as usual).
+    `count=False`: a deferral for fairness (calsync.fairshare, bounded there), not counted as a requeue."""
     attributes = _send_attributes(message_attributes or {})
-    count = int(attributes.get(REQUEUE_ATTRIBUTE, {}).get("StringValue") or 0)
-    if count >= MAX_REQUEUES:
-        return False
-    attributes[REQUEUE_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(count + 1)}
+    if count:
+        times = int(attributes.get(REQUEUE_ATTRIBUTE, {}).get("StringValue") or 0)
+        if times >= MAX_REQUEUES:
+            return False
+        attributes[REQUEUE_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(times + 1)}
     delay = min(MAX_DELAY, max(1, math.ceil(seconds * random.uniform(1.0, 1.3))))
     try:
         aws_client("sqs").send_message(QueueUrl=_queue_url(queue_arn), MessageBody=body, DelaySeconds=delay,

@@ -48,6 +48,13 @@ def rate_limiter():
 
 
 @cache
+def fair_share():
+    from calsync.fairshare import FairShare
+
+    return FairShare(aws_client("dynamodb"), get_settings().table_name, rate_limiter())
+
+
+@cache
 def cronofy_app():
     from calsync.cronofy import CronofyApp
 
@@ -86,8 +93,8 @@ def connection_service():
 
 def reset() -> None:
     """Forget every cached object (tests and the local stack switch environments)."""
-    for factory in (aws_client, store, vault, publisher, rate_limiter, cronofy_app, connection_service, sync_engine,
-                    backfill_steps, busy, notification_processor, reconciler, availability, sync_health,
+    for factory in (aws_client, store, vault, publisher, rate_limiter, fair_share, cronofy_app, connection_service,
+                    sync_engine, backfill_steps, busy, notification_processor, reconciler, availability, sync_health,
                     get_settings, enterprise_connect, conflict_watch):
         factory.cache_clear()
 
