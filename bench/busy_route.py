@@ -18,6 +18,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 import botocore.client  # noqa: E402
 
+from bench import provenance  # noqa: E402
 from calsync.busy import Busy  # noqa: E402
 from calsync.models import Connection, ConnectionState, utcnow  # noqa: E402
 from localdev.builders import in_days, iso  # noqa: E402
@@ -80,8 +81,7 @@ def main(users_n: int = 50, calls: int = 200) -> dict:
             "p50_ms": round(statistics.median(times), 2), "p99_ms": round(times[int(len(times) * 0.99) - 1], 2),
         }
     print(json.dumps(result, indent=2))
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "busy_route.json").write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write("busy_route", result, {"users": users_n, "calls": calls})
     return result
 
 

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
+from bench import provenance  # noqa: E402
 from localdev import enterprise_flow as ec  # noqa: E402
 from localdev.builders import in_days, milestone  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
@@ -44,6 +45,8 @@ def run(members: int, per_member: int) -> dict:
         for _user_id, email in crew:
             stack.emulator.add_calendar_account("google", email, calendars=[
                 {"name": "Holidays", "readonly": True}, {"name": email, "primary": True}])
+        print(f"  seeding {members} members' accounts and {members * per_member} milestones ...", file=sys.stderr,
+              flush=True)
         for i in range(0, members * per_member, 10):
             batch = [milestone(f"ms_{j}", 1, [crew[j % members][0]], in_days(1 + j % 60)) for j in range(i, i + 10)]
             stack.invoke("MilestonePushFunction", stack.sqs_event("MilestoneEventsQueue", batch))
@@ -55,6 +58,8 @@ def run(members: int, per_member: int) -> dict:
         resp = ec.request_members(admin, stack.base_url, ORG, crew)
         assert resp.status_code == 202, resp.text
         requested_at = time.perf_counter()
+        print(f"  {members} members requested; their connects and backfills (a line per change of state):",
+              file=sys.stderr, flush=True)
         stack.start_pump()
         try:
             ec.settle(stack, timeout=1800)
@@ -108,10 +113,10 @@ def run(members: int, per_member: int) -> dict:
 def main() -> dict:
     if os.environ.get("BENCH_HANG_DUMP"):
         faulthandler.dump_traceback_later(int(os.environ["BENCH_HANG_DUMP"]), exit=True)
-    result = run(int(os.environ.get("MEMBERS", "200")), int(os.environ.get("MILESTONES", "5")))
-    out = ROOT / "bench" / "results" / "enterprise_connect.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    members, per_member = int(os.environ.get("MEMBERS", "200")), int(os.environ.get("MILESTONES", "5"))
+    result = run(members, per_member)
+    provenance.write("enterprise_connect", result, {"MEMBERS": members, "MILESTONES": per_member,
+                                                    "rate_limit": list(LIMIT)})
     print(json.dumps(result, indent=2))
     ok = (result["members_connected"] == result["members"]
           and result["backfills_succeeded_with_all_events"] == result["members"]

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
+from bench import provenance  # noqa: E402
 from localdev import browser  # noqa: E402
 from localdev.emulator import sign_body  # noqa: E402
 from localdev.stack import CLIENT_SECRET, DevStack  # noqa: E402
@@ -99,8 +100,7 @@ def main() -> dict:
     print(f"first change notification of the container (AWS clients built): {summary['first_change_ms']:.0f} ms")
     print(f"{n} verification notifications (HMAC only): "
           f"p50 {summary['verification']['p50_ms']:.2f} ms, p99 {summary['verification']['p99_ms']:.2f} ms")
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "webhook_intake.json").write_text(json.dumps(summary, indent=2) + "\n")
+    provenance.write("webhook_intake", summary, {"NOTIFICATIONS": n})
     return summary
 
 
