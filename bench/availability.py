@@ -124,6 +124,8 @@ def main(users_n: int = 10, days: int = 14, calls: int = 200) -> dict:
         botocore.client.BaseClient._make_api_call = counting
         try:
             for i in range(calls):
+                if i and i % 50 == 0:
+                    print(f"  {i} of {calls} calls", file=sys.stderr, flush=True)
                 body = {"user_ids": users, "required": "all" if i % 2 else 3, "duration_minutes": 120,
                         "from": z(start), "to": z(start + timedelta(days=days)), "buffer_minutes": 30,
                         "slot_interval_minutes": 30, "max_results": 10, "timezone": ZONES[0]}

@@ -42,6 +42,7 @@ def main(users_n: int = 50, calls: int = 200) -> dict:
 
         busy: Busy = wiring.busy()
         now = utcnow()
+        print(f"  seeding {users_n} users' busy periods, then {calls} calls ...", file=sys.stderr, flush=True)
         for i in range(users_n):
             conn = Connection(user_id=f"u_{i}", org_id="org_1", state=ConnectionState.CONNECTED, provider="google",
                               cronofy_sub=f"acc_{i}", connected_at=now, updated_at=now)
@@ -65,7 +66,9 @@ def main(users_n: int = 50, calls: int = 200) -> dict:
         stack.emulator.clear_request_log()
         times = []
         try:
-            for _ in range(calls):
+            for i in range(calls):
+                if i and i % 50 == 0:
+                    print(f"  {i} of {calls} calls", file=sys.stderr, flush=True)
                 started = time.perf_counter()
                 resp = session.get(stack.url(event_path), params=params, headers={"Authorization": token})
                 times.append((time.perf_counter() - started) * 1000)

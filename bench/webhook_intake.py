@@ -77,6 +77,7 @@ def main() -> dict:
         stack.drain()
         [channel] = stack.emulator.channels()
 
+        print(f"  {warmup + n} signed change notifications, then {n} verifications ...", file=sys.stderr, flush=True)
         changes = [signed_event(channel, "change", i) for i in range(warmup + n)]
         # The first one builds the DynamoDB and SQS clients (part of a real cold start, after the imports)
         [first_ms] = timed(stack, changes[:1], 202)
