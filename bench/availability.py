@@ -95,6 +95,7 @@ def seed(stack, users: list[str], monday, rng: random.Random) -> int:
 
 
 def main(users_n: int = 10, days: int = 14, calls: int = 200) -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     rng = random.Random(13)
     with DevStack() as stack:
         today = datetime.now(UTC).date()

@@ -37,6 +37,7 @@ class OwnEvents:
 
 
 def main(users_n: int = 50, calls: int = 200) -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     with DevStack() as stack:
         from calsync import wiring
 

@@ -99,6 +99,7 @@ def main(runs: int = 5) -> dict:
 if __name__ == "__main__":
     from bench import provenance
 
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     runs = int(os.environ.get("RUNS", "5"))
     out = main(runs)
     provenance.write("cold_imports", out, {"RUNS": runs})

@@ -111,6 +111,7 @@ def run(members: int, per_member: int) -> dict:
 
 
 def main() -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     if os.environ.get("BENCH_HANG_DUMP"):
         faulthandler.dump_traceback_later(int(os.environ["BENCH_HANG_DUMP"]), exit=True)
     members, per_member = int(os.environ.get("MEMBERS", "200")), int(os.environ.get("MILESTONES", "5"))

@@ -54,6 +54,7 @@ def one_run(n: int) -> dict:
 
 
 def main() -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     runs = int(os.environ.get("RUNS", "3"))
     n = int(os.environ.get("MILESTONES", "1000"))
     samples = []

@@ -66,6 +66,7 @@ def timed(stack: DevStack, events: list[dict], expected_status: int) -> list[flo
 
 
 def main() -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     n = int(os.environ.get("NOTIFICATIONS", "1000"))
     warmup = 50
     with DevStack() as stack:

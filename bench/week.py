@@ -775,6 +775,7 @@ def targets(result: dict, summary: dict, cold: dict, backfill: dict | None, pair
 
 
 def main() -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     t0 = time.perf_counter()
     from bench import cold_imports
 
