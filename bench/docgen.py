@@ -230,7 +230,7 @@ def _stamp(data: dict[str, Any]) -> str:
     """commit, date, settings, machine and load of one results file (bench/provenance.py)."""
     p = data.get("provenance")
     if not p:
-        return "unstamped (written before results files carried their commit and date)"
+        return "unstamped: written before results files carried their commit and date"
     m = p.get("machine") or {}
     commit = (p.get("commit") or "?")[:10] + (" (dirty)" if p.get("dirty") else "")
     settings = ", ".join(f"{k}={v}" for k, v in (data.get("settings") or {}).items()) or "defaults"
@@ -470,7 +470,8 @@ def channel_listing(results: Results) -> str:
     rows = [["Cronofy requests per user per working day, all functions",
              *(_n(run["cronofy"]["per_user_per_working_day"]) for run in runs)],
             ["of them the reconciler", *(reconciler(run) for run in runs)],
-            [f"reconciler requests per visit ({' / '.join(str(run['reconciler']['visits']) for run in runs)} visits)",
+            [f"reconciler requests per visit ({' / '.join(sorted({str(run['reconciler']['visits']) for run in runs}))}"
+             " visits)",
              *(_n(run["reconciler"]["requests_per_visit"]) for run in runs)],
             ["model ceiling, one application (`ceiling()` of bench/scale.py: an estimate, see capacity.md)",
              *(f"{c['users']:,} users (latency bound {c['latency_bound']:,}, reconciler bound "
