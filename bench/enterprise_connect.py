@@ -14,6 +14,7 @@ import faulthandler
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,20 @@ def _endpoint(path: str) -> str:
         if path.startswith(prefix):
             return prefix + "..."
     return path
+
+
+def ticker(every: float, line) -> threading.Event:
+    """Print `line()` every `every` seconds (stderr) until the returned event is set: the callbacks and
+    backfills take minutes, and nothing else is printed while they run."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        started = time.monotonic()
+        while not stop.wait(every):
+            print(f"  {time.monotonic() - started:5.0f} s  {line()}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=tick, name="ec-progress", daemon=True).start()
+    return stop
 
 
 def run(members: int, per_member: int) -> dict:
@@ -61,6 +76,10 @@ def run(members: int, per_member: int) -> dict:
         print(f"  {members} members requested; their connects and backfills (a line per change of state):",
               file=sys.stderr, flush=True)
         stack.start_pump()
+        deliveries = stack.emulator.enterprise.deliveries.log
+        progress = ticker(float(os.environ.get("BENCH_PROGRESS", "30")), lambda: (
+            f"{len(deliveries)} of {members} member callbacks delivered, "
+            f"{len(stack.emulator.request_log):,} Cronofy requests"))
         try:
             ec.settle(stack, timeout=1800)
             last_change, seen = time.monotonic(), None
@@ -74,6 +93,7 @@ def run(members: int, per_member: int) -> dict:
                     break
                 time.sleep(2)
         finally:
+            progress.set()
             stack.stop_pump()
         wall = time.perf_counter() - started
         rows = status["members"]
