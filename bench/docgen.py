@@ -255,6 +255,15 @@ def _cold_ratios(results: Results) -> tuple[float, dict[str, float], dict[str, d
     return boto, ratios, results["week"]["paired_import_ratios"]
 
 
+def _not_done(ec: dict[str, Any]) -> str:
+    """Why members did not connect, from the first few the results file lists."""
+    if ec["members_connected"] == ec["members"]:
+        return ""
+    reasons = sorted({f"{m['status']} ({m.get('reason') or m['connection_state']})" for m in ec["not_done"]})
+    return (f" ({ec['members'] - ec['members_connected']} not connected; the first {len(ec['not_done'])} listed: "
+            f"{', '.join(reasons)})")
+
+
 @renderer("bench-figures")
 def bench_figures(results: Results) -> str:
     """One row per `make bench` script: what it measured, from its results file."""
@@ -287,7 +296,8 @@ def bench_figures(results: Results) -> str:
          "`availability.json`"],
         [f"Enterprise Connect, {ec['members']} members x {ec['milestones_per_member']} milestones, Cronofy's "
          f"{ec['limit']['per_second']}/s and {ec['limit']['per_minute']}/min enforced (`bench/enterprise_connect.py`)",
-         f"{ec['members_connected']} of {ec['members']} connected, {ec['backfills_succeeded_with_all_events']} "
+         f"{ec['members_connected']} of {ec['members']} connected{_not_done(ec)}, "
+         f"{ec['backfills_succeeded_with_all_events']} "
          f"backfills with every event; {ec['cronofy_requests']:,} Cronofy requests "
          f"({_n(ec['cronofy_requests_per_member'])} a member), {ec['answered_429']} answered 429, busiest second "
          f"{ec['busiest_second']}, minute {ec['busiest_minute']}; {ec['member_callbacks_retried']} of "
@@ -433,7 +443,8 @@ def enterprise_connect(results: Results) -> str:
             f"each, with the emulator enforcing {ec['limit']['per_second']}/s and {ec['limit']['per_minute']}/min: "
             f"{ec['cronofy_requests']:,} Cronofy requests ({_n(ec['cronofy_requests_per_member'])} per member: "
             f"{endpoints}), {ec['answered_429']} answered 429, busiest second {ec['busiest_second']} and busiest "
-            f"minute {ec['busiest_minute']}; {ec['members_connected']} of {ec['members']} members `connected`, "
+            f"minute {ec['busiest_minute']}; {ec['members_connected']} of {ec['members']} members "
+            f"`connected`{_not_done(ec)}, "
             f"{ec['backfills_succeeded_with_all_events']} with their backfill `succeeded` and all their events on "
             f"their primary calendar; {ec['member_callbacks_retried']} of {ec['member_callbacks']} member callbacks "
             f"needed a second delivery; {_n(ec['seconds_total'], 0)} s wall on this 2-core machine.\n")
