@@ -341,7 +341,7 @@ def bench_week(results: Results) -> str:
     connect, during = phases["connect"], phases["week"]
 
     def ratio(r: dict[str, Any]) -> str:
-        return f"{r['ours']:,} requests (naive {r['naive']:,}: {_n(r['ratio'], 2)}x)" if r["ratio"] is not None \
+        return f"{r['ours']:,} requests (naive {r['naive']:,}: {_n(r['ratio'], 3)}x)" if r["ratio"] is not None \
             else f"{r['ours']:,} requests"
 
     per_batch = summary["event_writes_per_batch_by_phase"]
