@@ -108,7 +108,7 @@ invoke: $(VENV)/.installed ## one function with one sample event on a prepared l
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<function> EVENT=events/<file>.json"; exit 2; }
 	@$(PY) -m localdev.invoke "$(FN)" "$(EVENT)"
 
-bench: $(VENV)/.installed ## make bench: cold imports, backfill, intake, busy route, availability, Enterprise Connect, the week (~10 min)
+bench: $(VENV)/.installed ## cold imports, backfill, intake, busy route, availability, Enterprise Connect, the week (~10-15 min, progress); stamped bench/results/*.json, then `make docs`
 	@echo "bench 1/7: cold imports"; $(PY) bench/cold_imports.py
 	@echo "bench 2/7: backfill and milestone batches"; $(PY) bench/milestones.py
 	@echo "bench 3/7: webhook intake"; $(PY) bench/webhook_intake.py
@@ -116,6 +116,7 @@ bench: $(VENV)/.installed ## make bench: cold imports, backfill, intake, busy ro
 	@echo "bench 5/7: crew availability"; $(PY) bench/availability.py
 	@echo "bench 6/7: Enterprise Connect, 200 members (~3-4 min)"; $(PY) bench/enterprise_connect.py
 	@echo "bench 7/7: a week at a 50-person installer"; BENCH_REUSE=1 $(PY) bench/week.py
+	@echo "bench: done; bench/results/*.json written (stamped): \`make docs\` renders the docs from them"
 
 # Capacity benchmark (issue 11): 1,000 users x 7 simulated days in virtual time, every function counted
 # (under 20 minutes). SCALE_ARGS="--small" for a quick run, "--quiet-day" for the self-healing day.

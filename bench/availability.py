@@ -28,6 +28,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 import botocore.client  # noqa: E402
 
+from bench import provenance  # noqa: E402
 from calsync.models import Connection, ConnectionState, utcnow  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
 
@@ -94,11 +95,14 @@ def seed(stack, users: list[str], monday, rng: random.Random) -> int:
 
 
 def main(users_n: int = 10, days: int = 14, calls: int = 200) -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     rng = random.Random(13)
     with DevStack() as stack:
         today = datetime.now(UTC).date()
         monday = today + timedelta(days=7 + (7 - today.weekday()) % 7)
         users = [f"u_{i}" for i in range(users_n)]
+        print(f"  seeding {users_n} users' busy periods and assignments, then {calls} calls ...", file=sys.stderr,
+              flush=True)
         milestones = seed(stack, users, monday, rng)
         start = datetime.combine(monday, dt_time(0), ZoneInfo(ZONES[0]))
         counts: Counter = Counter()
@@ -121,6 +125,8 @@ def main(users_n: int = 10, days: int = 14, calls: int = 200) -> dict:
         botocore.client.BaseClient._make_api_call = counting
         try:
             for i in range(calls):
+                if i and i % 50 == 0:
+                    print(f"  {i} of {calls} calls", file=sys.stderr, flush=True)
                 body = {"user_ids": users, "required": "all" if i % 2 else 3, "duration_minutes": 120,
                         "from": z(start), "to": z(start + timedelta(days=days)), "buffer_minutes": 30,
                         "slot_interval_minutes": 30, "max_results": 10, "timezone": ZONES[0]}
@@ -156,8 +162,7 @@ def main(users_n: int = 10, days: int = 14, calls: int = 200) -> dict:
             "p99_ms_without_dynamodb": round(own_times[int(len(own_times) * 0.99) - 1], 2),
         }
     print(json.dumps(result, indent=2))
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "availability.json").write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write("availability", result, {"users": users_n, "days": days, "calls": calls, "seed": 13})
     return result
 
 

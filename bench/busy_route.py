@@ -18,6 +18,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
 import botocore.client  # noqa: E402
 
+from bench import provenance  # noqa: E402
 from calsync.busy import Busy  # noqa: E402
 from calsync.models import Connection, ConnectionState, utcnow  # noqa: E402
 from localdev.builders import in_days, iso  # noqa: E402
@@ -36,11 +37,13 @@ class OwnEvents:
 
 
 def main(users_n: int = 50, calls: int = 200) -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     with DevStack() as stack:
         from calsync import wiring
 
         busy: Busy = wiring.busy()
         now = utcnow()
+        print(f"  seeding {users_n} users' busy periods, then {calls} calls ...", file=sys.stderr, flush=True)
         for i in range(users_n):
             conn = Connection(user_id=f"u_{i}", org_id="org_1", state=ConnectionState.CONNECTED, provider="google",
                               cronofy_sub=f"acc_{i}", connected_at=now, updated_at=now)
@@ -64,7 +67,9 @@ def main(users_n: int = 50, calls: int = 200) -> dict:
         stack.emulator.clear_request_log()
         times = []
         try:
-            for _ in range(calls):
+            for i in range(calls):
+                if i and i % 50 == 0:
+                    print(f"  {i} of {calls} calls", file=sys.stderr, flush=True)
                 started = time.perf_counter()
                 resp = session.get(stack.url(event_path), params=params, headers={"Authorization": token})
                 times.append((time.perf_counter() - started) * 1000)
@@ -80,8 +85,7 @@ def main(users_n: int = 50, calls: int = 200) -> dict:
             "p50_ms": round(statistics.median(times), 2), "p99_ms": round(times[int(len(times) * 0.99) - 1], 2),
         }
     print(json.dumps(result, indent=2))
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "busy_route.json").write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write("busy_route", result, {"users": users_n, "calls": calls})
     return result
 
 

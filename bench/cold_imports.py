@@ -9,7 +9,6 @@ runs it (tracing enabled, botocore and requests patched), median of N runs
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
@@ -17,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 
 from localdev import template  # noqa: E402
 
@@ -86,6 +85,7 @@ def main(runs: int = 5) -> dict:
     boto = measure("import boto3", [layer], runs)
     results = {"import boto3": round(boto, 1)}
     for fid, fn in template.functions(template.load()).items():
+        print(f"  {fid} ...", file=sys.stderr, flush=True)
         code_dir = str(ROOT / Path(*fn.module.split(".")[:-1]))
         statement = f"import {fn.module.split('.')[-1]}"
         measure(statement, [code_dir, layer], 1)
@@ -97,9 +97,12 @@ def main(runs: int = 5) -> dict:
 
 
 if __name__ == "__main__":
-    out = main(int(os.environ.get("RUNS", "5")))
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "cold_imports.json").write_text(json.dumps(out, indent=2) + "\n")
+    from bench import provenance
+
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
+    runs = int(os.environ.get("RUNS", "5"))
+    out = main(runs)
+    provenance.write("cold_imports", out, {"RUNS": runs})
     if os.environ.get("XRAY_SDK_PATH"):
-        added = tracer_cost(os.environ["XRAY_SDK_PATH"], int(os.environ.get("RUNS", "5")))
-        (ROOT / "bench" / "results" / "tracer_imports.json").write_text(json.dumps(added, indent=2) + "\n")
+        added = tracer_cost(os.environ["XRAY_SDK_PATH"], runs)
+        provenance.write("tracer_imports", added, {"RUNS": runs, "XRAY_SDK_PATH": os.environ["XRAY_SDK_PATH"]})

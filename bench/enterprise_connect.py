@@ -14,6 +14,7 @@ import faulthandler
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
+from bench import provenance  # noqa: E402
 from localdev import enterprise_flow as ec  # noqa: E402
 from localdev.builders import in_days, milestone  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
@@ -37,6 +39,20 @@ def _endpoint(path: str) -> str:
     return path
 
 
+def ticker(every: float, line) -> threading.Event:
+    """Print `line()` every `every` seconds (stderr) until the returned event is set: the callbacks and
+    backfills take minutes, and nothing else is printed while they run."""
+    stop = threading.Event()
+
+    def tick() -> None:
+        started = time.monotonic()
+        while not stop.wait(every):
+            print(f"  {time.monotonic() - started:5.0f} s  {line()}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=tick, name="ec-progress", daemon=True).start()
+    return stop
+
+
 def run(members: int, per_member: int) -> dict:
     with DevStack(emulator_options={"rate_limit": LIMIT}) as stack:
         stack.emulator.add_enterprise_domain("google", DOMAIN)
@@ -44,6 +60,8 @@ def run(members: int, per_member: int) -> dict:
         for _user_id, email in crew:
             stack.emulator.add_calendar_account("google", email, calendars=[
                 {"name": "Holidays", "readonly": True}, {"name": email, "primary": True}])
+        print(f"  seeding {members} members' accounts and {members * per_member} milestones ...", file=sys.stderr,
+              flush=True)
         for i in range(0, members * per_member, 10):
             batch = [milestone(f"ms_{j}", 1, [crew[j % members][0]], in_days(1 + j % 60)) for j in range(i, i + 10)]
             stack.invoke("MilestonePushFunction", stack.sqs_event("MilestoneEventsQueue", batch))
@@ -55,7 +73,13 @@ def run(members: int, per_member: int) -> dict:
         resp = ec.request_members(admin, stack.base_url, ORG, crew)
         assert resp.status_code == 202, resp.text
         requested_at = time.perf_counter()
+        print(f"  {members} members requested; their connects and backfills (a line per change of state):",
+              file=sys.stderr, flush=True)
         stack.start_pump()
+        deliveries = stack.emulator.enterprise.deliveries.log
+        progress = ticker(float(os.environ.get("BENCH_PROGRESS", "30")), lambda: (
+            f"{len(deliveries)} of {members} member callbacks delivered, "
+            f"{len(stack.emulator.request_log):,} Cronofy requests"))
         try:
             ec.settle(stack, timeout=1800)
             last_change, seen = time.monotonic(), None
@@ -69,6 +93,7 @@ def run(members: int, per_member: int) -> dict:
                     break
                 time.sleep(2)
         finally:
+            progress.set()
             stack.stop_pump()
         wall = time.perf_counter() - started
         rows = status["members"]
@@ -106,12 +131,13 @@ def run(members: int, per_member: int) -> dict:
 
 
 def main() -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     if os.environ.get("BENCH_HANG_DUMP"):
         faulthandler.dump_traceback_later(int(os.environ["BENCH_HANG_DUMP"]), exit=True)
-    result = run(int(os.environ.get("MEMBERS", "200")), int(os.environ.get("MILESTONES", "5")))
-    out = ROOT / "bench" / "results" / "enterprise_connect.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    members, per_member = int(os.environ.get("MEMBERS", "200")), int(os.environ.get("MILESTONES", "5"))
+    result = run(members, per_member)
+    provenance.write("enterprise_connect", result, {"MEMBERS": members, "MILESTONES": per_member,
+                                                    "rate_limit": list(LIMIT)})
     print(json.dumps(result, indent=2))
     ok = (result["members_connected"] == result["members"]
           and result["backfills_succeeded_with_all_events"] == result["members"]

@@ -6,7 +6,6 @@ Prints Cronofy requests and wall time (median of RUNS runs) and writes bench/res
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -17,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
+from bench import provenance  # noqa: E402
 from localdev import browser  # noqa: E402
 from localdev.builders import in_days, milestone  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
@@ -54,9 +54,14 @@ def one_run(n: int) -> dict:
 
 
 def main() -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     runs = int(os.environ.get("RUNS", "3"))
     n = int(os.environ.get("MILESTONES", "1000"))
-    samples = [one_run(n) for _ in range(runs)]
+    samples = []
+    for i in range(runs):
+        print(f"  run {i + 1} of {runs}: backfill of {n} milestones, then one SQS batch ...", file=sys.stderr,
+              flush=True)
+        samples.append(one_run(n))
     summary = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
     summary["milestones"] = n
     summary["runs"] = runs
@@ -65,8 +70,7 @@ def main() -> dict:
           f"wall {summary['backfill_seconds']:.2f} s (median of {runs})")
     print(f"one SQS batch of 10 milestone changes: {summary['sqs_batch_cronofy_requests']:.0f} Cronofy request(s), "
           f"wall {summary['sqs_batch_seconds'] * 1000:.0f} ms")
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "milestones.json").write_text(json.dumps(summary, indent=2) + "\n")
+    provenance.write("milestones", summary, {"RUNS": runs, "MILESTONES": n})
     return summary
 
 

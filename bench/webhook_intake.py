@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 
+from bench import provenance  # noqa: E402
 from localdev import browser  # noqa: E402
 from localdev.emulator import sign_body  # noqa: E402
 from localdev.stack import CLIENT_SECRET, DevStack  # noqa: E402
@@ -65,6 +66,7 @@ def timed(stack: DevStack, events: list[dict], expected_status: int) -> list[flo
 
 
 def main() -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     n = int(os.environ.get("NOTIFICATIONS", "1000"))
     warmup = 50
     with DevStack() as stack:
@@ -76,6 +78,7 @@ def main() -> dict:
         stack.drain()
         [channel] = stack.emulator.channels()
 
+        print(f"  {warmup + n} signed change notifications, then {n} verifications ...", file=sys.stderr, flush=True)
         changes = [signed_event(channel, "change", i) for i in range(warmup + n)]
         # The first one builds the DynamoDB and SQS clients (part of a real cold start, after the imports)
         [first_ms] = timed(stack, changes[:1], 202)
@@ -99,8 +102,7 @@ def main() -> dict:
     print(f"first change notification of the container (AWS clients built): {summary['first_change_ms']:.0f} ms")
     print(f"{n} verification notifications (HMAC only): "
           f"p50 {summary['verification']['p50_ms']:.2f} ms, p99 {summary['verification']['p99_ms']:.2f} ms")
-    (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "webhook_intake.json").write_text(json.dumps(summary, indent=2) + "\n")
+    provenance.write("webhook_intake", summary, {"NOTIFICATIONS": n})
     return summary
 
 

@@ -41,7 +41,7 @@ os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
 os.environ.setdefault("RATE_LIMIT_PER_SECOND", "100000")
 os.environ.setdefault("RATE_LIMIT_PER_MINUTE", "6000000")
 
-from bench import costmodel, meters, workload  # noqa: E402
+from bench import costmodel, meters, provenance, workload  # noqa: E402
 from localdev import template  # noqa: E402
 from localdev.builders import connect  # noqa: E402
 from localdev.stack import DevStack  # noqa: E402
@@ -506,13 +506,18 @@ def run_week(week: workload.Week) -> tuple[Run, dict]:
     with DevStack() as stack, Run(stack, week) as run:
         run.seed_accounts()
         started = time.perf_counter()
+        print(f"  the schedule before connecting ({len(week.before):,} milestones) ...", file=sys.stderr, flush=True)
         with run.phase("before"):
             run.before()
+        print(f"  connecting {len(week.users)} users (consent page, backfill) ...", file=sys.stderr, flush=True)
         with run.phase("connect"):
             run.connect_all()
         with run.phase("week"):
             for s, slot in enumerate(week.slots):
                 run.slot(s, slot)
+                if (s + 1) % 5 == 0 or s + 1 == len(week.slots):
+                    print(f"  the week: hour {s + 1} of {len(week.slots)} done, "
+                          f"{time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
             run.finish()
         workload_seconds = time.perf_counter() - started
         run.aws.active = False
@@ -770,16 +775,21 @@ def targets(result: dict, summary: dict, cold: dict, backfill: dict | None, pair
 
 
 def main() -> dict:
+    provenance.provenance()  # stamped at the start: the commit the run started from, and the load then
     t0 = time.perf_counter()
     from bench import cold_imports
 
     results = ROOT / "bench" / "results"
     reuse = os.environ.get("BENCH_REUSE") == "1"  # make bench ran the three other scripts just before
+    reused = {}
     if reuse and (results / "cold_imports.json").exists():
-        cold = json.loads((results / "cold_imports.json").read_text())
+        cold = provenance.read("cold_imports")
+        reused["cold_imports"] = json.loads((results / "cold_imports.json").read_text()).get("provenance")
     else:
         print("cold imports (fresh processes) ...", flush=True)
         cold = cold_imports.main(int(os.environ.get("COLD_RUNS", "5")))
+    print("resident memory after each handler's import, and alternating handler/boto3 import pairs ...",
+          flush=True)
     rss = import_rss()
     paired = {fid: paired_import_ratio(fid, int(os.environ.get("PAIRS", "9")))
               for fid in template.functions(template.load())}
@@ -794,8 +804,9 @@ def main() -> dict:
     summary = summarize(week, result)
     backfill = intake = None
     if reuse and (results / "milestones.json").exists() and (results / "webhook_intake.json").exists():
-        backfill = json.loads((results / "milestones.json").read_text())
-        intake = json.loads((results / "webhook_intake.json").read_text())
+        backfill, intake = provenance.read("milestones"), provenance.read("webhook_intake")
+        for stem in ("milestones", "webhook_intake"):
+            reused[stem] = json.loads((results / f"{stem}.json").read_text()).get("provenance")
     elif not os.environ.get("SKIP_SUBBENCH"):
         from bench import milestones as milestones_bench
         from bench import webhook_intake
@@ -822,8 +833,10 @@ def main() -> dict:
            "cost": {"prices": costmodel.PRICES, "prices_as_of": costmodel.PRICES_AS_OF,
                     "latency_assumptions": costmodel.LATENCY, "steady_state": cost, "onboarding_1000_users": onboarding,
                     "cronofy_ceiling": ceiling}}
-    results.mkdir(exist_ok=True)
-    (results / "week.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
+    out["reused_results"] = reused  # BENCH_REUSE=1: the files whose figures the week took, by their stamps
+    settings = {k: os.environ[k] for k in ("SEED", "SCALE", "BEFORE_SHARE", "COLD_RUNS", "PAIRS", "SKIP_SUBBENCH",
+                                           "BENCH_REUSE") if k in os.environ}
+    provenance.write("week", out, settings)
     return out
 
 

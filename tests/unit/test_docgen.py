@@ -1,5 +1,6 @@
-"""One source for figures: the generated sections of docs/benchmarks.md and docs/capacity.md, and the
-chart, are what bench/docgen.py renders from bench/results/*.json (issue 22, item 7)."""
+"""One source for figures: the generated sections of docs/benchmarks.md, docs/capacity.md, docs/design.md and
+docs/operations.md, and the chart, are what bench/docgen.py renders from bench/results/*.json (issue 22,
+item 7); every `make bench` script's results file is stamped (bench/provenance.py)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def test_every_section_names_a_renderer_and_every_renderer_is_used():
     used = [name for doc in docgen.DOCS for name in docgen.sections(doc.read_text())]
     assert set(used) == set(docgen.RENDERERS)
     # The headline is in both docs: they cannot give different "latest" figures.
-    assert all("headline" in docgen.sections(doc.read_text()) for doc in docgen.DOCS)
+    assert all("headline" in docgen.sections(doc.read_text()) for doc in docgen.HEADLINE_DOCS)
 
 
 def test_a_changed_results_file_makes_the_check_fail(tmp_path):
@@ -46,7 +47,7 @@ def test_a_changed_results_file_makes_the_check_fail(tmp_path):
     run["cronofy"]["per_user_per_working_day"] = 9.87
     run["cronofy"]["busiest_minute"] = 123
     path.write_text(json.dumps(run))
-    for doc in docgen.DOCS:
+    for doc in docgen.HEADLINE_DOCS:
         text = doc.read_text()
         rendered = docgen.render(text, docgen.Results(tmp_path / "results"))
         assert rendered != text
@@ -84,3 +85,45 @@ def test_the_committed_chart_is_the_one_the_results_draw(tmp_path):
     docgen.chart(docgen.Results(), drawn)
     assert drawn.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert drawn.read_bytes() == docgen.CHART.read_bytes(), "docs/capacity-chart.png is stale: run `make docs`"
+
+
+def test_every_make_bench_script_writes_a_stamped_results_file_the_docs_are_rendered_from():
+    """The seven scripts of `make bench` each have a committed results file with its commit, date, settings
+    and machine, and docs/benchmarks.md renders from every one of them."""
+    makefile = (ROOT / "Makefile").read_text()
+    bench = makefile[makefile.index("\nbench:"):makefile.index("\nbench-scale:")]
+    scripts = [line.split("bench/")[1].split(".py")[0] for line in bench.splitlines() if "bench/" in line
+               and ".py" in line]
+    assert sorted(scripts) == sorted(docgen.BENCH_FILES)
+    for stem in docgen.BENCH_FILES:
+        data = json.loads((docgen.RESULTS / f"{stem}.json").read_text())
+        prov = data["provenance"]
+        assert len(prov["commit"]) == 40 and prov["date"].startswith("20") and prov["machine"]["cpus"] >= 1, stem
+        assert "load_average_at_end" in prov["machine"] and isinstance(data["settings"], dict), stem
+        stamp = f"`bench/results/{stem}.json`: commit {prov['commit'][:10]}"
+        assert stamp in (ROOT / "docs" / "benchmarks.md").read_text(), stem
+
+
+def test_a_new_week_changes_the_benchmarks_doc_and_nothing_outside_its_sections(tmp_path):
+    shutil.copytree(docgen.RESULTS, tmp_path / "results")
+    path = tmp_path / "results" / "week.json"
+    week = json.loads(path.read_text())
+    week["summary"]["week_requests_per_user_working_day"] = 98.76
+    week["cost"]["steady_state"]["usd_per_1000_users_month"] = 54.32
+    path.write_text(json.dumps(week))
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    rendered = docgen.render(text, docgen.Results(tmp_path / "results"))
+    assert "98.76 Cronofy requests per user per working day" in rendered and "**54.32**" in rendered
+    assert docgen.SECTION.sub(lambda m: m[1] + m[4], rendered) == docgen.SECTION.sub(lambda m: m[1] + m[4], text)
+
+
+def test_the_provenance_stamp_and_its_reader(tmp_path):
+    from bench import provenance
+
+    path = provenance.write("probe", {"p50_ms": 1.5}, {"RUNS": 3}, folder=tmp_path)
+    data = json.loads(path.read_text())
+    assert list(data)[:2] == ["provenance", "settings"] and data["settings"] == {"RUNS": 3}
+    assert data["provenance"]["commit"] == provenance.provenance()["commit"]
+    assert {"cpus", "python", "load_average_at_start", "load_average_at_end"} <= set(data["provenance"]["machine"])
+    assert provenance.read("probe", folder=tmp_path) == {"p50_ms": 1.5}
