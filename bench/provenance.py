@@ -1,7 +1,6 @@
 """The stamp every results file carries, and the one way the `make bench` scripts write theirs.
 
-`provenance()` is bench/scale.py's function moved here so every benchmark shares it (scale.py still has
-its own copy until its simulation work is merged; it should then import this one). `write(stem, result,
+`provenance()` is shared by every benchmark, bench/scale.py included. `write(stem, result,
 settings)` writes bench/results/<stem>.json with the result, its `provenance` (commit and whether the
 tree had changes, date, command-line arguments, machine and its load) and `settings` (the environment
 knobs the script read: RUNS, MEMBERS, ...), so a reader can tell what produced each figure.

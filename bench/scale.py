@@ -209,6 +209,7 @@ import boto3  # noqa: E402
 import requests  # noqa: E402
 
 from bench import inproc, meters, workload  # noqa: E402
+from bench.provenance import provenance  # noqa: E402
 from calsync.clock import parse_utc  # noqa: E402
 from localdev import browser, template  # noqa: E402
 from localdev.memory_aws import MemoryKMS, MemorySQS, MemoryStepFunctions, NoMock  # noqa: E402
@@ -2063,31 +2064,6 @@ def weather_day(sim: Sim, delays_by_org: dict) -> dict:
     w.update(p99_s=round(pct(own, 99), 1) if own else None,
              neighbours_worst_p99_s=round(max(others.values()), 1) if others else None)
     return w
-
-
-def provenance() -> dict:
-    """What a reader needs to trust a results file: the commit (and whether the tree had changes), when,
-    with which arguments, on what machine (and how loaded it was: wall times are only comparable with it)."""
-    import platform
-    import subprocess
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    if not hasattr(provenance, "_cached"):
-        provenance._cached = {  # type: ignore[attr-defined]
-            "commit": git("rev-parse", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-            "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
-            "arguments": sys.argv[1:],
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "python": platform.python_version(),
-                        "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-        }
-    return provenance._cached  # type: ignore[attr-defined]
 
 
 def chart_data(sim: Sim, period: list, start: float, end: float, delays_by_org: dict, delays: list[float],
