@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import requests
 from moto import mock_aws
 
@@ -50,6 +52,17 @@ from localdev.provisioning import (
 from localdev.sqs_pump import SqsPump
 
 __all__ = ["CLIENT_ID", "CLIENT_SECRET", "REGION", "SIGNING_KEY", "DevStack", "LambdaContext"]
+
+
+_models = botocore.loaders.create_loader()
+
+
+def _default_session_sharing_models() -> boto3.Session:
+    """A new default boto3 session, as moto gives each mock, whose service models (botocore's JSON) come
+    from one loader for the whole process: a stack per test no longer parses them again for every client."""
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _models)
+    return boto3.Session(botocore_session=session)
 
 
 @dataclass
@@ -88,6 +101,7 @@ class DevStack:
         self.sqs = SqsPump(self.functions, self.resources, lambda fid, event: self.invoke(fid, event))
         self._saved_env: dict[str, str | None] = {}
         self._original_lambda_invoke = None
+        self._saved_session: boto3.Session | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -104,6 +118,8 @@ class DevStack:
         serialize_dynamodb()  # moto's DynamoDB is not thread-safe: see moto_threads
         enforce_item_size()  # DynamoDB's 400 KB as DynamoDB counts it: see moto_limits
         self._mock.start()
+        self._saved_session = boto3.DEFAULT_SESSION
+        boto3.DEFAULT_SESSION = _default_session_sharing_models()
         self.emulator.start()
         self.gateway.start()
         self._route_lambda_invocations()
@@ -122,6 +138,7 @@ class DevStack:
             LambdaSimpleBackend.invoke = self._original_lambda_invoke
         self.gateway.stop()
         self.emulator.stop()
+        boto3.DEFAULT_SESSION = self._saved_session
         self._mock.stop()
         for key, value in self._saved_env.items():
             if value is None:
