@@ -164,10 +164,10 @@ replay-dlq: $(VENV)/.installed ## put a DLQ's messages back on their queue: STAG
 burst: $(VENV)/.installed ## 20,000 milestone changes against Cronofy's limit (~15 min, progress every 30 s)
 	$(PY) bench/burst.py
 
-# The chaos suite and the reconciler's fairness test at full length (short runs of both are part of make test)
+# The chaos suite (its heavy calendar at 2,000 appointments) and the reconciler's fairness test at full length (short runs of both are part of make test)
 chaos: $(VENV)/.installed ## the chaos suite and the reconciler's crew of 40 at full length
 	CHAOS_SEEDS=$${CHAOS_SEEDS:-1,2,3} CHAOS_USERS=$${CHAOS_USERS:-12} CHAOS_CHANGES=$${CHAOS_CHANGES:-600} \
-	  RECONCILE_CREW=$${RECONCILE_CREW:-40} $(PY) -m pytest -s tests/chaos \
+	  CHAOS_HEAVY_EVENTS=$${CHAOS_HEAVY_EVENTS:-2000} RECONCILE_CREW=$${RECONCILE_CREW:-40} $(PY) -m pytest -s tests/chaos \
 	  "tests/integration/test_reconciler.py::test_a_crew_with_room_for_two_a_run_is_all_visited_within_half_as_many_runs"
 
 clean: ## remove the virtualenvs, .aws-sam and node_modules
