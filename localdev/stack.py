@@ -65,6 +65,10 @@ def _default_session_sharing_models() -> boto3.Session:
     return boto3.Session(botocore_session=session)
 
 
+def _share_models(session: botocore.session.Session) -> None:
+    session._components.register_component("data_loader", _models)
+
+
 @dataclass
 class LambdaContext:
     function_name: str
@@ -102,6 +106,7 @@ class DevStack:
         self._saved_env: dict[str, str | None] = {}
         self._original_lambda_invoke = None
         self._saved_session: boto3.Session | None = None
+        self._saved_register_data_loader: Callable[..., None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -120,6 +125,10 @@ class DevStack:
         self._mock.start()
         self._saved_session = boto3.DEFAULT_SESSION
         boto3.DEFAULT_SESSION = _default_session_sharing_models()
+        # ... and so does every session the handlers make (calsync.wiring.aws_client: a new boto3 Session
+        # per client, as in Lambda), which parsed the models and searched botocore's data for each client
+        self._saved_register_data_loader = botocore.session.Session._register_data_loader
+        botocore.session.Session._register_data_loader = _share_models  # type: ignore[method-assign]
         self.emulator.start()
         self.gateway.start()
         self._route_lambda_invocations()
@@ -139,6 +148,9 @@ class DevStack:
         self.gateway.stop()
         self.emulator.stop()
         boto3.DEFAULT_SESSION = self._saved_session
+        if self._saved_register_data_loader is not None:
+            botocore.session.Session._register_data_loader = self._saved_register_data_loader  # type: ignore[method-assign]
+            self._saved_register_data_loader = None
         self._mock.stop()
         for key, value in self._saved_env.items():
             if value is None:
