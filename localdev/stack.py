@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.httpsession
 import botocore.loaders
 import botocore.session
 import requests
@@ -69,6 +70,17 @@ def _share_models(session: botocore.session.Session) -> None:
     session._components.register_component("data_loader", _models)
 
 
+_tls: list[Any] = []
+
+
+def _shared_ssl_context(_http_session: Any) -> Any:
+    """One TLS context for every botocore client in the process: moto answers before any connection is
+    made, and a new context per client (OpenSSL's defaults loaded each time) cost a tenth of a test."""
+    if not _tls:
+        _tls.append(botocore.httpsession.create_urllib3_context())
+    return _tls[0]
+
+
 @dataclass
 class LambdaContext:
     function_name: str
@@ -107,6 +119,7 @@ class DevStack:
         self._original_lambda_invoke = None
         self._saved_session: boto3.Session | None = None
         self._saved_register_data_loader: Callable[..., None] | None = None
+        self._saved_get_ssl_context: Callable[..., Any] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -129,6 +142,8 @@ class DevStack:
         # per client, as in Lambda), which parsed the models and searched botocore's data for each client
         self._saved_register_data_loader = botocore.session.Session._register_data_loader
         botocore.session.Session._register_data_loader = _share_models  # type: ignore[method-assign]
+        self._saved_get_ssl_context = botocore.httpsession.URLLib3Session._get_ssl_context
+        botocore.httpsession.URLLib3Session._get_ssl_context = _shared_ssl_context  # type: ignore[method-assign]
         self.emulator.start()
         self.gateway.start()
         self._route_lambda_invocations()
@@ -151,6 +166,9 @@ class DevStack:
         if self._saved_register_data_loader is not None:
             botocore.session.Session._register_data_loader = self._saved_register_data_loader  # type: ignore[method-assign]
             self._saved_register_data_loader = None
+        if self._saved_get_ssl_context is not None:
+            botocore.httpsession.URLLib3Session._get_ssl_context = self._saved_get_ssl_context  # type: ignore[method-assign]
+            self._saved_get_ssl_context = None
         self._mock.stop()
         for key, value in self._saved_env.items():
             if value is None:
