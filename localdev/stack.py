@@ -33,6 +33,7 @@ import botocore.loaders
 import botocore.session
 import requests
 from moto import mock_aws
+from moto.kms import models as kms_models
 
 from localdev import template
 from localdev.api_gateway import ApiGateway, session_token
@@ -68,6 +69,22 @@ def _default_session_sharing_models() -> boto3.Session:
 
 def _share_models(session: botocore.session.Session) -> None:
     session._components.register_component("data_loader", _models)
+
+
+_unused_private_key: list[Any] = []
+
+
+def _private_key_unless_symmetric(generate: Callable[[str], Any]) -> Callable[[str], Any]:
+    """moto makes an RSA-2048 private key for every KMS key, symmetric ones too (which never use it):
+    ~60 ms of every stack's provisioning. Symmetric keys share one; asymmetric keys get their own."""
+    def private_key(key_spec: str) -> Any:
+        if key_spec.startswith(("RSA_", "ECC_")):
+            return generate(key_spec)
+        if not _unused_private_key:
+            _unused_private_key.append(generate(key_spec))
+        return _unused_private_key[0]
+
+    return private_key
 
 
 _tls: list[Any] = []
@@ -120,6 +137,7 @@ class DevStack:
         self._saved_session: boto3.Session | None = None
         self._saved_register_data_loader: Callable[..., None] | None = None
         self._saved_get_ssl_context: Callable[..., Any] | None = None
+        self._saved_generate_private_key: Callable[[str], Any] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -142,6 +160,8 @@ class DevStack:
         # per client, as in Lambda), which parsed the models and searched botocore's data for each client
         self._saved_register_data_loader = botocore.session.Session._register_data_loader
         botocore.session.Session._register_data_loader = _share_models  # type: ignore[method-assign]
+        self._saved_generate_private_key = kms_models.generate_private_key
+        kms_models.generate_private_key = _private_key_unless_symmetric(kms_models.generate_private_key)
         self._saved_get_ssl_context = botocore.httpsession.URLLib3Session._get_ssl_context
         botocore.httpsession.URLLib3Session._get_ssl_context = _shared_ssl_context  # type: ignore[method-assign]
         self.emulator.start()
@@ -166,6 +186,9 @@ class DevStack:
         if self._saved_register_data_loader is not None:
             botocore.session.Session._register_data_loader = self._saved_register_data_loader  # type: ignore[method-assign]
             self._saved_register_data_loader = None
+        if self._saved_generate_private_key is not None:
+            kms_models.generate_private_key = self._saved_generate_private_key
+            self._saved_generate_private_key = None
         if self._saved_get_ssl_context is not None:
             botocore.httpsession.URLLib3Session._get_ssl_context = self._saved_get_ssl_context  # type: ignore[method-assign]
             self._saved_get_ssl_context = None
