@@ -93,7 +93,9 @@ class ApiGateway:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), _RouterHandler)
         self._server.daemon_threads = True
         self._server.gateway = self  # type: ignore[attr-defined]
-        threading.Thread(target=self._server.serve_forever, name="router", daemon=True).start()
+        # polled every 0.1 s, not serve_forever's 0.5 s: stop() (every test's stack) waits for the next poll
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="router",
+                         daemon=True).start()
 
     def stop(self) -> None:
         if self._server:

@@ -28,8 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import botocore.httpsession
+import botocore.loaders
+import botocore.session
 import requests
 from moto import mock_aws
+from moto.kms import models as kms_models
 
 from localdev import template
 from localdev.api_gateway import ApiGateway, session_token
@@ -50,6 +54,48 @@ from localdev.provisioning import (
 from localdev.sqs_pump import SqsPump
 
 __all__ = ["CLIENT_ID", "CLIENT_SECRET", "REGION", "SIGNING_KEY", "DevStack", "LambdaContext"]
+
+
+_models = botocore.loaders.create_loader()
+
+
+def _default_session_sharing_models() -> boto3.Session:
+    """A new default boto3 session, as moto gives each mock, whose service models (botocore's JSON) come
+    from one loader for the whole process: a stack per test no longer parses them again for every client."""
+    session = botocore.session.get_session()
+    session.register_component("data_loader", _models)
+    return boto3.Session(botocore_session=session)
+
+
+def _share_models(session: botocore.session.Session) -> None:
+    session._components.register_component("data_loader", _models)
+
+
+_unused_private_key: list[Any] = []
+
+
+def _private_key_unless_symmetric(generate: Callable[[str], Any]) -> Callable[[str], Any]:
+    """moto makes an RSA-2048 private key for every KMS key, symmetric ones too (which never use it):
+    ~60 ms of every stack's provisioning. Symmetric keys share one; asymmetric keys get their own."""
+    def private_key(key_spec: str) -> Any:
+        if key_spec.startswith(("RSA_", "ECC_")):
+            return generate(key_spec)
+        if not _unused_private_key:
+            _unused_private_key.append(generate(key_spec))
+        return _unused_private_key[0]
+
+    return private_key
+
+
+_tls: list[Any] = []
+
+
+def _shared_ssl_context(_http_session: Any) -> Any:
+    """One TLS context for every botocore client in the process: moto answers before any connection is
+    made, and a new context per client (OpenSSL's defaults loaded each time) cost a tenth of a test."""
+    if not _tls:
+        _tls.append(botocore.httpsession.create_urllib3_context())
+    return _tls[0]
 
 
 @dataclass
@@ -88,6 +134,10 @@ class DevStack:
         self.sqs = SqsPump(self.functions, self.resources, lambda fid, event: self.invoke(fid, event))
         self._saved_env: dict[str, str | None] = {}
         self._original_lambda_invoke = None
+        self._saved_session: boto3.Session | None = None
+        self._saved_register_data_loader: Callable[..., None] | None = None
+        self._saved_get_ssl_context: Callable[..., Any] | None = None
+        self._saved_generate_private_key: Callable[[str], Any] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -104,6 +154,16 @@ class DevStack:
         serialize_dynamodb()  # moto's DynamoDB is not thread-safe: see moto_threads
         enforce_item_size()  # DynamoDB's 400 KB as DynamoDB counts it: see moto_limits
         self._mock.start()
+        self._saved_session = boto3.DEFAULT_SESSION
+        boto3.DEFAULT_SESSION = _default_session_sharing_models()
+        # ... and so does every session the handlers make (calsync.wiring.aws_client: a new boto3 Session
+        # per client, as in Lambda), which parsed the models and searched botocore's data for each client
+        self._saved_register_data_loader = botocore.session.Session._register_data_loader
+        botocore.session.Session._register_data_loader = _share_models  # type: ignore[method-assign]
+        self._saved_generate_private_key = kms_models.generate_private_key
+        kms_models.generate_private_key = _private_key_unless_symmetric(kms_models.generate_private_key)
+        self._saved_get_ssl_context = botocore.httpsession.URLLib3Session._get_ssl_context
+        botocore.httpsession.URLLib3Session._get_ssl_context = _shared_ssl_context  # type: ignore[method-assign]
         self.emulator.start()
         self.gateway.start()
         self._route_lambda_invocations()
@@ -122,6 +182,16 @@ class DevStack:
             LambdaSimpleBackend.invoke = self._original_lambda_invoke
         self.gateway.stop()
         self.emulator.stop()
+        boto3.DEFAULT_SESSION = self._saved_session
+        if self._saved_register_data_loader is not None:
+            botocore.session.Session._register_data_loader = self._saved_register_data_loader  # type: ignore[method-assign]
+            self._saved_register_data_loader = None
+        if self._saved_generate_private_key is not None:
+            kms_models.generate_private_key = self._saved_generate_private_key
+            self._saved_generate_private_key = None
+        if self._saved_get_ssl_context is not None:
+            botocore.httpsession.URLLib3Session._get_ssl_context = self._saved_get_ssl_context  # type: ignore[method-assign]
+            self._saved_get_ssl_context = None
         self._mock.stop()
         for key, value in self._saved_env.items():
             if value is None:

@@ -4,6 +4,7 @@ subscriptions of every function. Nothing here is deployed; it feeds moto and the
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where PyYAML has it
     """SafeLoader that keeps CloudFormation short-form tags as {"Tag": value} dicts."""
 
 
@@ -35,8 +36,19 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any
 _CfnLoader.add_multi_constructor("!", _tag)
 
 
+_parsed: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+
 def load(path: Path = TEMPLATE) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    """The parsed template, a copy of its own for each caller. It is parsed once per process while the
+    file is unchanged: every local stack (one per test) reads it, and parsing 60 KB of YAML took longer
+    than starting the rest of the stack."""
+    stat = path.stat()
+    key = (stat.st_mtime_ns, stat.st_size)
+    cached = _parsed.get(path)
+    if cached is None or cached[0] != key:
+        cached = _parsed[path] = (key, yaml.load(path.read_text(), Loader=_CfnLoader))  # noqa: S506 - SafeLoader
+    return copy.deepcopy(cached[1])
 
 
 @dataclass

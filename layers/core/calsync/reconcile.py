@@ -28,7 +28,8 @@ has lapsed).
 The run's budget is what the shared limiter has left after live work: before each visit it checks the
 bucket and keeps a reserve for the queues; it never waits long (the rest come next run). A user whose
 visit raises (any error) is recorded, retried an hour later (10 minutes when Cronofy did not answer), and
-never stops the run. The run reports its backlog (users due and not visited, the oldest due time) as metrics, with an alarm.
+never stops the run. The run reports its backlog (users due and not visited, the oldest due time) as
+metrics, with an alarm.
 """
 
 from __future__ import annotations
