@@ -123,11 +123,7 @@ sent = [(100.0, "m", "S1", "new", False), (200.0, "m", "S2", "reschedule", False
 writes = {"sn-m": [(110.0, "S1"), (210.0, "S2"), (305.0, "S1")], "sn-a": [(9000.0, "S3")]}
 print(json.dumps(sorted(match_writes(sent, writes))))
 """
-    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'layers' / 'core'}:{ROOT}")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = {(t, mid): dt for t, mid, _start, dt in json.loads(done.stdout.strip().splitlines()[-1])}
+    rows = _matched(code)
     assert rows[(100.0, "m")] == 10.0 and rows[(200.0, "m")] == 10.0 and rows[(300.0, "m")] == 5.0
     assert rows[(400.0, "a")] == 0.0  # already on the calendar: no write is due
 
@@ -141,10 +137,16 @@ sent = [(100.0, "m", "S1", "applied", False), (150.0, "m", "S2", "reschedule", F
 writes = {"sn-m": [(160.0, "S2"), (5005.0, "S1")]}
 print(json.dumps(sorted(match_writes(sent, writes))))
 """
+    rows = _matched(code)
+    assert rows[(100.0, "m")] is None  # superseded (was matched to the write at 5005 s: 4905 s)
+    assert rows[(150.0, "m")] == 10.0 and rows[(5000.0, "m")] == 5.0
+
+
+def _matched(code: str) -> dict:
+    """bench.scale.match_writes run in a fresh interpreter (scale.py patches clocks on import): (sent at,
+    milestone) -> seconds to its write."""
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'layers' / 'core'}:{ROOT}")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = {(t, mid): dt for t, mid, _start, dt in json.loads(done.stdout.strip().splitlines()[-1])}
-    assert rows[(100.0, "m")] is None  # superseded (was matched to the write at 5005 s: 4905 s)
-    assert rows[(150.0, "m")] == 10.0 and rows[(5000.0, "m")] == 5.0
+    return {(t, mid): dt for t, mid, _start, dt in json.loads(done.stdout.strip().splitlines()[-1])}
