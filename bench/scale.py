@@ -577,6 +577,7 @@ class Sim(Scheduler):
         # rough world: when each user's grant was found gone and when they relinked (no check is possible
         # in between: the gap condition measures from the relink)
         self.reauth_periods: dict[str, list[float]] = defaultdict(list)
+        self.history: dict[str, list[tuple]] = defaultdict(list)
         self.channel_closed_at: dict[str, float] = {}  # rough world: channels Cronofy closed silently
         self.move_user: dict[str, str] = {}  # calendar moves: who moved the milestone's event
         self.weight: dict[str, float] = {}  # activity weight per user (rough world: heavy-tailed)
@@ -764,12 +765,25 @@ class Sim(Scheduler):
         standing = {u for u in after if not self.users[u].revoked}
         if standing and kind != "backlog":
             already = kind == "applied" and all(
-                any(e["event_id"] == f"sn-{m.milestone_id}" and e["start"] == m.times()[0] and e["managed"]
-                    for e in self.stack.emulator.events(self.users[u].calendar_id)) for u in standing)
+                (e := self.shown_event(self.users[u].calendar_id, f"sn-{m.milestone_id}")) is not None
+                and e.start == m.times()[0] for u in standing)
             self.sent.append((now, m.milestone_id, m.times()[0], kind, already))
+        if kind != "backlog":  # what happened to a milestone in the period (the end check's examples)
+            self.history[m.milestone_id].append((round(now), kind, list(m.assignees), m.times()[0]))
         with meters.owner("core platform"):
             self.stack.send("MilestoneEventsQueue", workload.upserted(m))
         self.core["milestone messages"] += 1
+
+    def shown_event(self, calendar_id: str, event_id: str):
+        """The SolarNexus event `event_id` on the calendar now, or None (the emulator's own index: a look at
+        one event, not a snapshot of a calendar of up to 2,000)."""
+        state = self.stack.emulator.state
+        with state.lock:
+            state.tick()
+            cal = state.calendars.get(calendar_id)
+            uid = cal.managed_index.get(event_id) if cal is not None else None
+            event = cal.events.get(uid) if uid is not None else None
+            return None if event is None or event.deleted else event
 
     def new_milestone(self, user_id: str, day0: datetime) -> workload.Milestone:
         rng = self.rng
@@ -1172,6 +1186,15 @@ class Sim(Scheduler):
         self.at(time.time() + self.rng.uniform(3600, 4 * 3600), self.relink, uid)
 
     def relink(self, uid: str) -> None:
+        """The user connects again once the app asks them to (the connection shows needs_reauth). Until the
+        service has met the revoked grant (its next request for the user, at the latest the daily check) the
+        profile still reads "connected" and connecting is refused (409 `conflict`), so the user, not yet
+        asked, looks again an hour later."""
+        conn = self.table.get((f"USER#{uid}", "CONNECTION"))
+        if conn is not None and conn.get("state", {}).get("S") == "connected":
+            self.core["relinks waiting for needs_reauth to show (hours)"] += 1
+            self.at(time.time() + 3600, self.relink, uid)
+            return
         self.core["relinked"] += 1
         self.users[uid].revoked = False
         self.reauth_periods[uid].append(time.time())
@@ -1384,6 +1407,15 @@ class Sim(Scheduler):
                 examples.append((u.user_id, "left on the old calendar", stray[:3]))
         return n
 
+    def explain_extra(self, u: User, stray: set[str], shown: dict, examples: list) -> None:
+        """Examples of SolarNexus events on a calendar that should not be there, with what happened to
+        their milestones in the period (each publish: time, kind, assignees, start)."""
+        for eid in sorted(stray)[:max(0, 5 - len(examples))]:
+            m = self.milestones.get(eid.removeprefix("sn-"))
+            examples.append((u.user_id, "extra", eid, shown[eid]["start"],
+                             {"assignees": m.assignees, "version": m.version, "times": m.times(),
+                              "history": self.history.get(m.milestone_id, [])[-6:]} if m else "unknown"))
+
     def check_calendars(self) -> dict:
         wrong = missing = extra = left_over = lost_pending = left_after_switch = awaiting_relink = 0
         awaiting_check = 0
@@ -1411,7 +1443,9 @@ class Sim(Scheduler):
             lost_pending += len(pending)
             miss -= pending
             missing += len(miss)
-            extra += len(set(shown) - set(expected))
+            stray = set(shown) - set(expected)
+            extra += len(stray)
+            self.explain_extra(u, stray, shown, examples)
             for eid, m in expected.items():
                 if eid in shown and shown[eid]["start"] != m.times()[0]:
                     if self.awaiting_check_after_closed_channel(u.user_id, eid.removeprefix("sn-")):

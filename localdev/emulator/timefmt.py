@@ -21,6 +21,11 @@ def parse_time(value: object) -> datetime:
     """
     if not isinstance(value, str):
         raise ValueError(TIME_HINT)
+    return _parse_time(value)
+
+
+@lru_cache(maxsize=1 << 16)  # pure, and the busiest call of a big calendar's reads (each event's span, every page)
+def _parse_time(value: str) -> datetime:
     match = _TIME_RE.match(value)
     if not match:
         raise ValueError(TIME_HINT)
@@ -47,6 +52,7 @@ def is_time_string(value: object) -> bool:
     return isinstance(value, str) and "T" in value
 
 
+@lru_cache(maxsize=1 << 16)  # pure: an event's times are formatted on every read of it
 def fmt_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
