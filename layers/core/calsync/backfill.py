@@ -59,9 +59,10 @@ class BackfillSteps:
             return {"chunks": [], "total": 0, "stale": True}
         since = iso(utcnow() - timedelta(days=BACKFILL_DAYS))
         ids = self.store.scheduled_for_user(user_id, since)
-        if event.get("previous_calendar_id"):
-            # A switch moves every event already on the old calendar, however old.
-            ids += [r.milestone_id for r in self.store.refs_of_user(user_id)]
+        # Every event already written for the user, however old: a switch moves them to the new calendar, and
+        # after a relink (needs_reauth) those whose milestone moved on or left the user meanwhile are written
+        # again or removed (the sync decides from the mirror; unchanged ones cost no Cronofy request).
+        ids += [r.milestone_id for r in self.store.refs_of_user(user_id)]
         ids = list(dict.fromkeys(ids))
         chunks = [ids[i:i + CHUNK_SIZE] for i in range(0, len(ids), CHUNK_SIZE)]
         self.store.put_chunks(run_id, chunks, int(time.time()) + CHUNK_TTL_SECONDS)

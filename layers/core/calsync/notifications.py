@@ -225,13 +225,19 @@ class NotificationProcessor:
         refs = {r.event_id: r for r in self.store.refs_of_user(conn.user_id)}  # after the catch-up's records
         drift = find_drift(ours, refs, conn.calendar_id, first_day, end_day)
         repairs.update(drift.repairs)
-        scheduled = self.store.scheduled_for_user(conn.user_id, iso(now - timedelta(days=BACKFILL_DAYS)))
-        never_pushed = set(scheduled) - {r.milestone_id for r in refs.values()}
+        scheduled = set(self.store.scheduled_for_user(conn.user_id, iso(now - timedelta(days=BACKFILL_DAYS))))
+        never_pushed = scheduled - {r.milestone_id for r in refs.values()}
+        # Our events on the calendar whose milestone no longer names the user here (unassigned or unscheduled
+        # while the user could not be written to, e.g. in needs_reauth): the sync decides, from the mirror,
+        # whether they go (the rest of the calendar matched its refs; only the mirror knows they are stale).
+        unlisted = {refs[e.event_id].milestone_id for e in ours
+                    if not e.deleted and e.event_id in refs} - scheduled
         if drift.rewrite:
             self._forget(conn.user_id, drift.rewrite)
-        if drift.rewrite or never_pushed:
-            self.engine.sync(sorted(drift.rewrite | never_pushed), only_user=conn.user_id)
+        if drift.rewrite or never_pushed or unlisted:
+            self.engine.sync(sorted(drift.rewrite | never_pushed | unlisted), only_user=conn.user_id)
         repairs["never_pushed"] += len(never_pushed)
+        repairs["unlisted"] += len(unlisted)
         for i in range(0, len(drift.orphans), BATCH_LIMIT):
             client.batch([delete_entry(cal, eid) for cal, eid in drift.orphans[i:i + BATCH_LIMIT]])
         repairs["orphans"] += len(drift.orphans)
