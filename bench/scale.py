@@ -376,6 +376,7 @@ class CronofyLog:
         self.base = base
         self.requests: list[tuple[float, str, str, str]] = []
         self.writes: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        self.ops: dict[str, list[tuple]] = defaultdict(list)
         self._original = requests.Session.request
         self._lock = threading.Lock()
 
@@ -394,12 +395,22 @@ class CronofyLog:
                             for entry in body.get("batch", []):
                                 if entry.get("method") == "POST":
                                     log._write(now, entry.get("data") or {})
+                                log._op(now, entry)
                         elif method == "POST" and path.startswith("/v1/calendars/") and path.endswith("/events"):
                             log._write(now, body)
             session.trust_env = False  # local addresses only: skip the per-request proxy lookup
             return original(session, method, url, *args, **kwargs)
 
         requests.Session.request = request
+
+    def _op(self, now: float, entry: dict) -> None:
+        """Each batch entry of an event of ours (time, method, calendar, start) for the end check's examples."""
+        data = entry.get("data") or {}
+        if data.get("event_id"):
+            start = data.get("start")
+            self.ops[data["event_id"]].append((round(now), entry.get("method"),
+                                               (entry.get("relative_url") or "").split("/")[3:4],
+                                               start.get("time") if isinstance(start, dict) else start))
 
     def _write(self, now: float, data: dict) -> None:
         start = data.get("start")
@@ -1413,8 +1424,19 @@ class Sim(Scheduler):
         for eid in sorted(stray)[:max(0, 5 - len(examples))]:
             m = self.milestones.get(eid.removeprefix("sn-"))
             examples.append((u.user_id, "extra", eid, shown[eid]["start"],
-                             {"assignees": m.assignees, "version": m.version, "times": m.times(),
-                              "history": self.history.get(m.milestone_id, [])[-6:]} if m else "unknown"))
+                             self.story(u, eid) if m else "unknown"))
+
+    def story(self, u: User, eid: str) -> dict:
+        """What happened to a milestone and its event on the user's calendars in the period, and to the user."""
+        m = self.milestones[eid.removeprefix("sn-")]
+        mine = [[c] for c in (u.calendar_id, *u.left_calendars)]
+        return {"assignees": m.assignees, "version": m.version, "times": m.times(),
+                "history": self.history.get(m.milestone_id, [])[-6:],
+                "writes": [o for o in self.log.ops.get(eid, []) if o[2] in mine][-8:],
+                "user": {"reauth": [round(t) for t in self.reauth_periods.get(u.user_id, [])],
+                         "switched": len(u.left_calendars), "joiner": u.joiner,
+                         "channel_closed": self.channel_closed_at.get(u.user_id),
+                         "last_check": round(self.last_check_of(u.user_id))}}
 
     def check_calendars(self) -> dict:
         wrong = missing = extra = left_over = lost_pending = left_after_switch = awaiting_relink = 0
@@ -1453,7 +1475,7 @@ class Sim(Scheduler):
                         continue
                     wrong += 1
                     if len(examples) < 5:
-                        examples.append((u.user_id, eid, shown[eid]["start"], m.times()[0]))
+                        examples.append((u.user_id, eid, shown[eid]["start"], m.times()[0], self.story(u, eid)))
             if miss and len(examples) < 5:
                 examples.append((u.user_id, "missing", sorted(miss)[:3]))
         states = Counter()
