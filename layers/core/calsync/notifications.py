@@ -230,14 +230,19 @@ class NotificationProcessor:
         # Our events on the calendar whose milestone no longer names the user here (unassigned or unscheduled
         # while the user could not be written to, e.g. in needs_reauth): the sync decides, from the mirror,
         # whether they go (the rest of the calendar matched its refs; only the mirror knows they are stale).
-        unlisted = {refs[e.event_id].milestone_id for e in ours
-                    if not e.deleted and e.event_id in refs} - scheduled
+        shown = {e.event_id: refs[e.event_id] for e in ours if not e.deleted and e.event_id in refs}
+        unlisted = {r.milestone_id for r in shown.values()} - scheduled
+        # ... and those still listed whose milestone changed meanwhile (rescheduled while the user was in
+        # needs_reauth, and no relink backfill since): the ref's version is behind the mirror's. One
+        # BatchGetItem per 100 events shown; only those behind are synced (no Cronofy request otherwise).
+        behind = self._behind_their_mirror([r for r in shown.values() if r.milestone_id not in unlisted])
         if drift.rewrite:
             self._forget(conn.user_id, drift.rewrite)
-        if drift.rewrite or never_pushed or unlisted:
-            self.engine.sync(sorted(drift.rewrite | never_pushed | unlisted), only_user=conn.user_id)
+        if drift.rewrite or never_pushed or unlisted or behind:
+            self.engine.sync(sorted(drift.rewrite | never_pushed | unlisted | behind), only_user=conn.user_id)
         repairs["never_pushed"] += len(never_pushed)
         repairs["unlisted"] += len(unlisted)
+        repairs["behind"] += len(behind)
         for i in range(0, len(drift.orphans), BATCH_LIMIT):
             client.batch([delete_entry(cal, eid) for cal, eid in drift.orphans[i:i + BATCH_LIMIT]])
         repairs["orphans"] += len(drift.orphans)
@@ -249,6 +254,14 @@ class NotificationProcessor:
             # judged nowhere else (e.g. an unassignment whose milestone push lost a race with a sync).
             repairs.update(self.conflicts.user_changed(conn, now))
         return repairs
+
+    def _behind_their_mirror(self, refs: list[EventRef]) -> set[str]:
+        """The milestones among `refs` whose mirror has a newer version than the ref records (or none)."""
+        if not refs:
+            return set()
+        mirrors = self.store.mirrors([r.milestone_id for r in refs])
+        return {r.milestone_id for r in refs
+                if r.milestone_id not in mirrors or int(mirrors[r.milestone_id].get("version", 0)) > r.version}
 
     def _forget(self, user_id: str, milestone_ids: set[str]) -> None:
         """Drop the refs of drifted events so the sync writes them again from the mirror."""
