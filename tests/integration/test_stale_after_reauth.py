@@ -8,13 +8,16 @@ calendar, and its event ref stays. Two rules of calsync bring those events in li
 
 - the daily check (`NotificationProcessor.check`, a reconciler visit) syncs our events on the calendar
   whose milestone no longer names the user (`unlisted`), so it deletes them (or moves one rescheduled
-  out of the backfill's window). Proven on a relink whose backfill could not start: the connection is
-  writable again (connected) with nothing but the check to repair it. A check of users whose events
-  all match writes nothing;
+  out of the backfill's window), and those whose milestone still names the user but whose event ref's
+  version is behind the milestone's mirror (`behind`), so it moves one rescheduled meanwhile. Proven on
+  a relink whose backfill could not start: the connection is writable again (connected) with nothing
+  but the check to repair it. A check of users whose events all match writes nothing;
 - the backfill (`BackfillSteps.plan`) plans every event already written for the user (their refs),
   not only on a calendar switch: the relink's backfill, run by its state machine, removes the events
   of milestones that left the user and moves the one rescheduled out of its window.
 """
+
+from datetime import timedelta
 
 import pytest
 from botocore.exceptions import ClientError
@@ -40,6 +43,21 @@ def to_needs_reauth(stack, session, user_id):
     assert session.get(stack.url("/v1/calendar/connection")).json()["state"] == "needs_reauth"
 
 
+def relink_without_backfill(stack, teammate, monkeypatch, miguel_cal):
+    """Miguel relinks through the consent page and the OAuth callback; the backfill could not start (Step
+    Functions throttled): the connection is connected again, and only the daily check repairs the calendar."""
+    def throttled(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "StartExecution")
+
+    executions = len(stack.executions())
+    monkeypatch.setattr(wiring.connection_service().workflow, "start", throttled)
+    assert connect(stack, teammate["session"], "microsoft", teammate["account"]) == miguel_cal
+    monkeypatch.undo()
+    assert len(stack.executions()) == executions  # no backfill ran
+    assert "backfill could not start" in teammate["session"].get(stack.url("/v1/calendar/connection")).json()[
+        "last_error"]
+
+
 def unscheduled(milestone_id, version, assignees):
     message = milestone(milestone_id, version, assignees, status="unscheduled")
     message["milestone"].update(start=None, end=None)
@@ -62,18 +80,7 @@ def test_the_daily_check_removes_an_event_that_left_the_user_while_they_needed_r
     assert wiring.store().get_ref("ms_left", "u_miguel") is not None
     assert (event_id_for("ms_left") in managed_events(stack, jane_cal)) == (left == "reassigned")
 
-    # Miguel relinks through the consent page; the backfill could not start (Step Functions throttled):
-    # the connection is connected again, and only the daily check repairs the calendar
-    def throttled(*args, **kwargs):
-        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "StartExecution")
-
-    executions = len(stack.executions())
-    monkeypatch.setattr(wiring.connection_service().workflow, "start", throttled)
-    assert connect(stack, teammate["session"], "microsoft", teammate["account"]) == miguel_cal
-    monkeypatch.undo()
-    assert len(stack.executions()) == executions  # no backfill ran
-    assert "backfill could not start" in teammate["session"].get(stack.url("/v1/calendar/connection")).json()[
-        "last_error"]
+    relink_without_backfill(stack, teammate, monkeypatch, miguel_cal)
     assert event_id_for("ms_left") in managed_events(stack, miguel_cal)
 
     report = reconcile(stack, "u_miguel")
@@ -92,6 +99,48 @@ def test_the_daily_check_removes_an_event_that_left_the_user_while_they_needed_r
     assert batches(stack) == 0
     assert set(managed_events(stack, miguel_cal)) == {event_id_for("ms_kept")}
     assert set(managed_events(stack, jane_cal)) == jane_has
+
+
+def test_the_daily_check_moves_an_event_rescheduled_while_the_user_needed_reauth(
+        stack, jane_cal, teammate, miguel_cal, monkeypatch):
+    old_day, new_day, kept_day = in_days(4), in_days(6), in_days(5)
+    moved, kept = event_id_for("ms_moved"), event_id_for("ms_kept")
+    assert push(stack, milestone("ms_moved", 1, ["u_miguel", "u_jane"], old_day),
+                milestone("ms_kept", 1, ["u_miguel"], kept_day)) == set()
+    before = managed_events(stack, miguel_cal)
+    assert set(before) == {moved, kept} and before[moved]["start"] == iso(old_day)
+    to_needs_reauth(stack, teammate["session"], "u_miguel")
+
+    # Meanwhile the office moves the milestone to another day within the window, still Miguel's (and
+    # Jane's): Jane's calendar follows, Miguel cannot be written to; his ref stays at the old version
+    assert push(stack, milestone("ms_moved", 2, ["u_miguel", "u_jane"], new_day)) == set()
+    assert managed_events(stack, jane_cal)[moved]["start"] == iso(new_day)
+    assert managed_events(stack, miguel_cal) == before
+    assert wiring.store().get_ref("ms_moved", "u_miguel").version == 1
+
+    relink_without_backfill(stack, teammate, monkeypatch, miguel_cal)
+    assert managed_events(stack, miguel_cal)[moved]["start"] == iso(old_day)  # still the old day
+    executions = len(stack.executions())
+
+    # The milestone still names Miguel and his event matches its ref (no drift): only the ref's version,
+    # behind the mirror's, tells the check his event is stale
+    report = reconcile(stack, "u_miguel")
+    assert report.get("behind", 0) == 1 and report.get("unlisted", 0) == 0, report
+    assert report.get("errors", 0) == 0 and report.get("backfills_restarted", 0) == 0, report
+    after = managed_events(stack, miguel_cal)
+    assert set(after) == {moved, kept}
+    assert (after[moved]["start"], after[moved]["end"]) == (iso(new_day), iso(new_day + timedelta(hours=2)))
+    assert after[kept] == before[kept]  # not written again
+    ref = wiring.store().get_ref("ms_moved", "u_miguel")
+    assert (ref.version, ref.start) == (2, iso(new_day))
+    assert len(stack.executions()) == executions  # the check did it, no backfill
+
+    # The ref caught up with the mirror: the next check finds nothing behind and writes nothing
+    stack.emulator.clear_request_log()
+    report = reconcile(stack, "u_miguel")
+    assert report.get("behind", 0) == 0 and report.get("errors", 0) == 0, report
+    assert batches(stack) == 0
+    assert managed_events(stack, miguel_cal) == after
 
 
 def test_the_relinks_backfill_brings_in_line_what_changed_while_the_user_needed_reauth(stack, teammate, miguel_cal):
