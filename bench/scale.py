@@ -1433,6 +1433,8 @@ class Sim(Scheduler):
         return {"assignees": m.assignees, "version": m.version, "times": m.times(),
                 "history": self.history.get(m.milestone_id, [])[-6:],
                 "writes": [o for o in self.log.ops.get(eid, []) if o[2] in mine][-8:],
+                "unreported_move": (round(self.moves[m.milestone_id]), self.move_user.get(m.milestone_id))
+                if m.milestone_id in self.moves else None,
                 "user": {"reauth": [round(t) for t in self.reauth_periods.get(u.user_id, [])],
                          "switched": len(u.left_calendars), "joiner": u.joiner,
                          "channel_closed": self.channel_closed_at.get(u.user_id),
