@@ -61,12 +61,13 @@ class Queue:
     # or a poll costs O(log n), not O(queue depth) (at 20,000 users the morning's queues hold thousands).
     # An entry whose message was deleted or made visible at another time since is stale and dropped lazily.
     due: list = field(default_factory=list)
+    _entries: itertools.count = field(default_factory=itertools.count)
     sent: int = 0
     moved_to_dlq: int = 0
 
-    def schedule(self, m: Message, seq: int) -> None:
+    def schedule(self, m: Message) -> None:
         """`m` becomes visible at m.visible_at (a send, a receive, a visibility change)."""
-        m.entry = seq
+        m.entry = seq = next(self._entries)
         heapq.heappush(self.due, (m.visible_at, seq, m.message_id))
 
     def top(self) -> Message | None:
@@ -159,7 +160,7 @@ class MemorySQS:
             now = time.time()
             mid = str(uuid.UUID(int=next(self._ids)))
             m = q.messages[mid] = Message(mid, MessageBody, dict(MessageAttributes or {}), now, now + DelaySeconds)
-            q.schedule(m, next(self._ids))
+            q.schedule(m)
             q.sent += 1
             return {"MessageId": mid, "MD5OfMessageBody": hashlib.md5(MessageBody.encode(),
                                                                       usedforsecurity=False).hexdigest()}
@@ -219,7 +220,7 @@ class MemorySQS:
             q = self.queues[found[0]]
             m = q.messages[found[1]]
             m.visible_at = time.time() + VisibilityTimeout
-            q.schedule(m, next(self._ids))
+            q.schedule(m)
             return {}
 
     # ---- for the event source mapping ------------------------------------------------------------------
@@ -238,7 +239,7 @@ class MemorySQS:
                 dlq = self.by_arn(q.dlq_arn)
                 m.receive_count, m.receipt = 0, None
                 dlq.messages[m.message_id] = m
-                dlq.schedule(m, next(self._ids))
+                dlq.schedule(m)
                 q.moved_to_dlq += 1
                 continue
             m.receive_count += 1
@@ -249,7 +250,7 @@ class MemorySQS:
             m.receipt = f"rh-{next(self._ids)}"
             self._receipts[m.receipt] = (q.url, m.message_id)
             m.visible_at = now + (q.visibility_timeout if visibility is None else visibility)
-            q.schedule(m, next(self._ids))
+            q.schedule(m)
             out.append(m)
         return out
 
