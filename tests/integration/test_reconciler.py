@@ -3,6 +3,7 @@ periods; it visits the most overdue users first within what the limiter leaves, 
 never stops a run."""
 
 import os
+import time
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from calsync import wiring
 from calsync.milestones import event_id_for
 from calsync.models import CHECK_BEFORE_EXPIRY, CHECK_EVERY, utcnow
+from calsync.reconcile import URGENT_AFTER
 from tests.helpers import in_days, iso, managed_events, milestone, push
 from tests.schema import assert_valid_message
 
@@ -193,8 +195,9 @@ def test_the_scheduled_run_visits_due_users_only_and_moves_them_a_day_on(stack, 
 
 def test_the_run_keeps_to_its_budget_and_what_the_limiter_leaves(stack, jane_cal, miguel_cal, monkeypatch):
     reconciler = wiring.reconciler()
-    age("u_jane", last_checked_at=timedelta(hours=30))
-    age("u_miguel", last_checked_at=timedelta(hours=26))
+    # both due, neither URGENT_AFTER past due (that is the next test)
+    age("u_jane", last_checked_at=CHECK_EVERY + timedelta(minutes=10))
+    age("u_miguel", last_checked_at=CHECK_EVERY + timedelta(minutes=5))
     monkeypatch.setattr(reconciler, "max_requests", 3)  # one visit (1 request): then 1 + 3 kept in hand > 3
     report = reconcile(stack)
     assert report["users"] == 1 and report["stopped_for_budget"] == 1 and report["backlog"] == 1
@@ -204,6 +207,32 @@ def test_the_run_keeps_to_its_budget_and_what_the_limiter_leaves(stack, jane_cal
     monkeypatch.setattr(limiter, "headroom", lambda: limiter.burst / 2)  # live work is using the rest
     report = reconcile(stack)
     assert report.get("users", 0) == 0 and report["stopped_for_budget"] == 1 and report["backlog"] == 1
+
+
+def test_an_overdue_check_waits_in_line_while_live_work_keeps_the_limiter_busy(stack, jane_cal, miguel_cal,
+                                                                               monkeypatch):
+    """Live work keeps the shared limiter at half its burst for hours (the morning peaks of four time
+    zones): a user due 10 minutes ago waits for a quieter run, but one URGENT_AFTER past due is checked
+    anyway, its requests waiting in line behind calendar writes longer than queue work would (the
+    client's own 1 s), so nobody's check slips past 24 h."""
+    age("u_jane", last_checked_at=CHECK_EVERY + URGENT_AFTER + timedelta(minutes=5))
+    age("u_miguel", last_checked_at=CHECK_EVERY + timedelta(minutes=10))
+    limiter = wiring.rate_limiter()
+    monkeypatch.setattr(limiter, "headroom", lambda: limiter.burst / 2)  # live work is using the rest
+    # and the bucket is 1.5 s past the share calendar writes keep: a read behind them waits ~1.6 s
+    tat = time.time() + (limiter.burst - limiter.interactive_burst) / limiter.rate + 1.5
+    wiring.aws_client("dynamodb").put_item(TableName=wiring.get_settings().table_name, Item={
+        "pk": {"S": "RATELIMIT#cronofy"}, "sk": {"S": "GCRA"}, "tat": {"N": f"{tat:.6f}"}})
+    stack.emulator.clear_request_log()
+    started = time.time()
+    report = reconcile(stack)
+    assert report["urgent"] == 1 and report["users"] == 1, report
+    # behind the writes' share: its first request went when the bucket was back above it, not at once
+    assert min(e["at"] for e in stack.emulator.request_log) - started >= 1.4
+    assert report["stopped_for_budget"] == 1 and report["backlog"] == 1 and report.get("errors", 0) == 0
+    store = wiring.store()
+    assert store.get_connection("u_jane").last_checked_at > utcnow() - timedelta(minutes=1)
+    assert store.get_connection("u_miguel").last_checked_at < utcnow() - CHECK_EVERY
 
 
 def test_a_crew_with_room_for_two_a_run_is_all_visited_within_half_as_many_runs(stack, monkeypatch):

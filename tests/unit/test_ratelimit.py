@@ -120,3 +120,33 @@ def test_calendar_writes_go_before_notification_reads_when_the_limit_is_the_bott
                 granted["queue"] += 1
     assert max(waits) == 0.0  # no push ever waited: background reads never use the share kept for them
     assert granted["background"] >= (limiter.rate - 4) * 30 * 0.9  # the reads got the rest
+
+
+def test_patient_work_waits_in_line_behind_writes_where_queue_work_hands_back(db):
+    """The reconciler's overdue checks (calsync.cronofy.patient): a wait at the limiter longer than the
+    client's own (1 s, then queue work goes back to SQS) is slept, up to the patience given, and at the
+    priority of the reads behind notifications, so calendar writes keep their share."""
+    from calsync.cronofy import CronofyApp, CronofyRateLimited, patient
+
+    clock = Clock()
+    limiter = RateLimiter(db, "t", clock=clock)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    app = CronofyApp("id", "secret", "https://api.example", "https://app.example", sleep=sleep, limiter=limiter,
+                     max_limiter_wait=1.0)
+    limiter.penalize(2.0)  # a 429: nothing for 2 s, then the burst refills from empty
+    with pytest.raises(CronofyRateLimited):
+        app._take_token("GET", "https://api.example/v1/events")  # queue work: no long waits
+    assert slept == []
+    with patient(10.0):
+        app._take_token("GET", "https://api.example/v1/events")
+    # it waited until the bucket was back above the share kept for writes, not merely for one token
+    assert sum(slept) > 2.0 + (limiter.burst - limiter.interactive_burst) / limiter.rate
+    assert limiter.acquire(1, "queue") == 0.0  # what the writes' share kept is still theirs
+    limiter.penalize(2.0)
+    with patient(0.5), pytest.raises(CronofyRateLimited):
+        app._take_token("GET", "https://api.example/v1/events")

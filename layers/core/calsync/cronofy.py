@@ -84,6 +84,28 @@ def _time_left() -> float | None:
 def background():
     """Cronofy requests sent inside may wait behind calendar writes (reads after a notification)."""
     return priority("background")
+
+
+# How long one request sent in this context may wait at the shared limiter (None: the client's own
+# max_limiter_wait, short: queue work hands its message back to SQS rather than holding a Lambda).
+_max_wait: ContextVar[float | None] = ContextVar("cronofy_max_wait", default=None)
+
+
+@contextmanager
+def patient(seconds: float, until: float | None = None) -> Iterator[None]:
+    """Cronofy requests sent inside wait in line behind calendar writes (priority "background") for up to
+    `seconds` each, and never past `until` (time.monotonic()), instead of failing fast: work with nothing
+    to hand back and a deadline of hours, not seconds (the reconciler's overdue checks), takes its turn
+    among the reads behind notifications."""
+    token = _max_wait.set(seconds)
+    deadline = _deadline.set(until) if until is not None else None
+    try:
+        with background():
+            yield
+    finally:
+        _max_wait.reset(token)
+        if deadline is not None:
+            _deadline.reset(deadline)
 BATCH_LIMIT = 50
 # Enterprise Connect: what the service account may do, and at most how many members one delegated-access
 # request names (the offline reference's limit; Cronofy's docs give none, see calsync/enterprise.py).
@@ -306,7 +328,9 @@ class CronofyApp:
             if wait <= 0:
                 return
             left = _time_left()
-            if waited + wait > self.max_limiter_wait or (left is not None and wait >= left):
+            patience = _max_wait.get()
+            if waited + wait > (self.max_limiter_wait if patience is None else patience) or (
+                    left is not None and wait >= left):
                 raise CronofyRateLimited(f"{method} {urlsplit(url).path}: rate limit reached", retry_after=wait)
             self._sleep(wait)
             waited += wait
