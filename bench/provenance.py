@@ -36,7 +36,8 @@ def provenance() -> dict:
     if not hasattr(provenance, "_cached"):
         provenance._cached = {  # type: ignore[attr-defined]
             "commit": git("rev-parse", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            # changed code, not the results files earlier runs of the same tree wrote (their outputs)
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")),
             "date": datetime.now(UTC).replace(microsecond=0).isoformat(),
             "arguments": sys.argv[1:],
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

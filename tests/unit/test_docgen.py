@@ -127,3 +127,32 @@ def test_the_provenance_stamp_and_its_reader(tmp_path):
     assert data["provenance"]["commit"] == provenance.provenance()["commit"]
     assert {"cpus", "python", "load_average_at_start", "load_average_at_end"} <= set(data["provenance"]["machine"])
     assert provenance.read("probe", folder=tmp_path) == {"p50_ms": 1.5}
+
+
+def test_results_written_by_earlier_runs_do_not_make_the_tree_dirty(tmp_path, monkeypatch):
+    """`make bench` runs seven scripts in one tree: the results the first ones write are outputs, not changed
+    code; a changed source file still is."""
+    import subprocess
+
+    from bench import provenance
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "a.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "c")
+    monkeypatch.setattr(provenance, "ROOT", tmp_path)
+
+    def stamp():
+        monkeypatch.delattr(provenance.provenance, "_cached", raising=False)
+        return provenance.provenance()
+
+    (tmp_path / "bench" / "results" / "a.json").write_text('{"p50_ms": 2}')
+    assert stamp()["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert stamp()["dirty"] is True
