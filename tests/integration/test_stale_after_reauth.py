@@ -179,3 +179,30 @@ def test_the_relinks_backfill_brings_in_line_what_changed_while_the_user_needed_
         assert after[event_id_for(kept_event)] == before[event_id_for(kept_event)]  # not written again
     store = wiring.store()
     assert store.get_ref("ms_away", "u_miguel") is None and store.get_ref("ms_off", "u_miguel") is None
+
+
+def test_a_move_the_user_made_while_they_needed_reauth_reaches_solarnexus_after_the_relink(stack, teammate, miguel_cal):
+    """Miguel moves an install on his phone while his grant is revoked: its notification is skipped (nothing
+    can be read) and the relink's backfill writes from the mirror, so neither reports it. The relink asks
+    the reconciler for a check right after the backfill: its first scheduled run reports the move, as a
+    notification would have, instead of a day later."""
+    assert push(stack, milestone("ms_m", 3, ["u_miguel"], in_days(4))) == set()
+    to_needs_reauth(stack, teammate["session"], "u_miguel")
+    stack.queue_messages("CalendarChangesQueue")
+    stack.emulator.advance_clock(5)
+    stack.emulator.move_event(miguel_cal, event_id=event_id_for("ms_m"), start=iso(in_days(5)),
+                              end=iso(in_days(5) + timedelta(hours=2)))
+    stack.drain()  # its notification comes, and is skipped: the connection needs reauth
+
+    assert connect(stack, teammate["session"], "microsoft", teammate["account"]) == miguel_cal
+    stack.wait_for_executions()
+    assert managed_events(stack, miguel_cal)[event_id_for("ms_m")]["start"] == iso(in_days(5))  # not overwritten
+    assert [m for m in stack.queue_messages("CalendarChangesQueue")
+            if m["type"] == "milestone.rescheduled_on_calendar"] == []  # nothing has reported it yet
+
+    report = stack.invoke("ReconcilerFunction", {})  # the schedule's next run, not a manual visit
+    assert report["users"] == 1 and report.get("errors", 0) == 0, report
+    moves = [m for m in stack.queue_messages("CalendarChangesQueue")
+             if m["type"] == "milestone.rescheduled_on_calendar"]
+    assert [(m["milestone_id"], m["based_on_version"], m["start"]) for m in moves] == [("ms_m", 3, iso(in_days(5)))]
+    assert wiring.store().get_connection("u_miguel").visit_requested_at is None  # asked once, done

@@ -378,6 +378,12 @@ class ConnectionService:
                 updated_at=now,
                 timezone=known_zone(account.get("zoneinfo")),
                 timezone_checked_at=now,
+                # A relink (or a new account in place of the old one): what the user changed on the calendar
+                # while we could not read it (needs_reauth skips notifications) reaches no notification and
+                # no backfill (it writes from the mirror), so the reconciler checks it right after the
+                # backfill instead of a day on (the 20,000-user rough run: a move made while the grant was
+                # lost stayed unreported).
+                visit_requested_at=now if replaced is not None else None,
             )
             self.store.create_connection(conn, self.vault.seal(user_id, client.tokens), REPLACEABLE)
         except AccountInUse:
