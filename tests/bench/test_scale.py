@@ -150,3 +150,25 @@ def _matched(code: str) -> dict:
                           timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return {(t, mid): dt for t, mid, _start, dt in json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def test_only_a_message_every_assignee_lost_the_grant_right_after_waits_for_their_relink():
+    """bench/scale.py held_for_relink: the wait is the user's only when every assignee it could be written
+    for lost the grant within 120 s of the message and relinked before the write; otherwise it is a sample."""
+    code = """
+import json
+from types import SimpleNamespace
+from bench.scale import held_for_relink
+sim = SimpleNamespace(standing_at={(100.0, "m"): frozenset({"a"}), (100.0, "two"): frozenset({"a", "b"}),
+                                   (100.0, "late"): frozenset({"c"})},
+                      reauth_periods={"a": [150.0, 5000.0], "b": [], "c": [400.0, 5000.0]})
+print(json.dumps([held_for_relink(sim, 100.0, "m", 5010.0),      # lost 50 s later, relinked, then written
+                  held_for_relink(sim, 100.0, "m", 4000.0),      # written before the relink: not held by it
+                  held_for_relink(sim, 100.0, "two", 5010.0),    # b could be written all along
+                  held_for_relink(sim, 100.0, "late", 5010.0)])) # lost 300 s later: the service was late
+"""
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'layers' / 'core'}:{ROOT}")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [True, False, False, False]
