@@ -1963,21 +1963,8 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     busiest_hour = (peak_hour, hours.get(peak_hour, 0))
     rec_hour = sum(1 for t, o, *_ in period if o == "ReconcilerFunction" and int(t // 3600) == busiest_hour[0])
     # milestone message -> calendar write
-    delays, delays_peak, unmatched, held = [], [], 0, []
-    delays_by_org: dict[str, list[float]] = defaultdict(list)
-    for t, mid, _start_s, dt in match_writes(sim.sent, log.writes):
-        if not start <= t < end:
-            continue
-        if dt is None:
-            unmatched += 1
-            continue
-        if dt > HELD_AFTER and held_for_relink(sim, t, mid, dt):
-            held.append((t, mid, dt))
-            continue
-        delays.append(dt)
-        delays_by_org[sim.milestones[mid].org_id].append(dt)
-        if int(t // 3600) == busiest_hour[0]:
-            delays_peak.append(dt)
+    delays, delays_peak, unmatched, held, slow, delays_by_org = _milestone_delays(sim, log, start, end,
+                                                                                  busiest_hour[0])
     # reconciler visits in the period
     gaps, never, worst_gaps = [], [], []
     connected_all_period = [u for u in sim.users.values() if u.connected and not u.joiner]
@@ -2053,6 +2040,11 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
         },
         "latency_seconds": {
             "samples": len(delays), "unmatched_superseded_or_lost": unmatched,
+            "slowest_samples": [  # the stories behind the tail (an org's p99 over 180 s is often one sample)
+                {"milestone": mid, "org": sim.milestones[mid].org_id, "sent": round(t), "seconds": round(dt, 1),
+                 "assignees": {u: sim.story(sim.users[u], f"sn-{mid}") for u in
+                               sorted(sim.standing_at.get((t, mid), ()))[:3]}}
+                for t, mid, dt in sorted(slow, key=lambda x: -x[2])[:5]],
             "held_for_relink": {"samples": len(held), "examples": [
                 {"milestone": mid, "org": sim.milestones[mid].org_id, "sent": z(datetime.fromtimestamp(t, UTC)),
                  "seconds": round(dt, 1), "assignees": {u: [z(datetime.fromtimestamp(p, UTC))
@@ -2107,6 +2099,29 @@ def report(cfg: Config, sim: Sim, stack, log: CronofyLog, setup_n: int, period: 
     if cfg.limit_scale != 1:
         result["simulated"] = simulated(result, cfg)
     return result
+
+
+def _milestone_delays(sim: Sim, log: CronofyLog, start: float, end: float, busiest_hour: int) -> tuple:
+    """Each milestone message of the period -> its calendar write: (delays, those sent in the busiest hour,
+    unmatched, held for a relink, slower than 180 s, delays by org)."""
+    delays, delays_peak, unmatched, held, slow = [], [], 0, [], []
+    delays_by_org: dict[str, list[float]] = defaultdict(list)
+    for t, mid, _start_s, dt in match_writes(sim.sent, log.writes):
+        if not start <= t < end:
+            continue
+        if dt is None:
+            unmatched += 1
+            continue
+        if dt > HELD_AFTER and held_for_relink(sim, t, mid, dt):
+            held.append((t, mid, dt))
+            continue
+        delays.append(dt)
+        delays_by_org[sim.milestones[mid].org_id].append(dt)
+        if dt > 180:
+            slow.append((t, mid, dt))
+        if int(t // 3600) == busiest_hour:
+            delays_peak.append(dt)
+    return delays, delays_peak, unmatched, held, slow, delays_by_org
 
 
 # A milestone message's wait is the user's, not the service's (as after a revocation, whose messages are no
