@@ -31,9 +31,10 @@ def load(results_dir: Path | str = RESULTS) -> list[tuple[str, dict]]:
         if isinstance(r, dict) and r.get("must_hold"):
             found.append((path.name, r))
     # the rough world (what production is like) first, then the gentle one; the largest first in each, then
-    # the shortest tokens
+    # the shortest tokens, then the newest (a run repeated after a change stands beside the one before it)
+    found.sort(key=lambda fr: (fr[1].get("provenance") or {}).get("date") or "", reverse=True)
     found.sort(key=lambda fr: (fr[1].get("world") != "rough", -fr[1]["period"]["users"],
-                               fr[1]["must_hold"]["token_hours"], fr[0]))
+                               fr[1]["must_hold"]["token_hours"]))
     return found
 
 
@@ -47,8 +48,9 @@ def _stamp(r: dict) -> str:
 
 
 def _label(r: dict) -> str:
+    commit = ((r.get("provenance") or {}).get("commit") or "?")[:7]
     return (f"{r['period']['users']:,} users, {r.get('world', 'gentle')} world, "
-            f"{r['must_hold']['token_hours']:g} h tokens")
+            f"{r['must_hold']['token_hours']:g} h tokens ({commit})")
 
 
 def must_hold_table(runs: list[tuple[str, dict]]) -> str:
