@@ -125,3 +125,29 @@ def test_state_never_carries_milestone_bodies(stack, teammate):
     biggest = max(len(str(e)) for e in history)
     assert biggest < 4000  # chunk numbers only: 120 milestones x 2 KB of notes never enter the state
     assert stack.emulator.count_requests(method="POST", path_prefix="/v1/batch") == math.ceil(n / 50)
+
+
+def test_a_push_writing_while_the_user_switches_calendars_follows_them(stack, jane, jane_cal, monkeypatch):
+    """The switch commits while a milestone push is writing with the connection it read before it: the push
+    lands on the calendar the user just left and records its ref there (the 20,000-user rough run: an
+    event left behind). The push checks the connections it wrote for and moves the event in its next
+    round: nothing of ours stays on the old calendar, the ref names the new one."""
+    new_cal = cal_id(jane["work"], "jane.smith@example.com")
+    engine = wiring.sync_engine()
+    original = engine._send
+    state = {"switched": False}
+
+    def send(client, conn, chunk, result, written):
+        if not state["switched"]:
+            state["switched"] = True  # the picker's switch commits now, between our read and our write
+            wiring.store().update_connection("u_jane", lambda c: c.model_copy(update={
+                "calendar_id": new_cal, "calendar_name": "jane.smith@example.com"}))
+        return original(client, conn, chunk, result, written)
+
+    monkeypatch.setattr(engine, "_send", send)
+    assert push(stack, milestone("ms_race", 1, ["u_jane"], in_days(3))) == set()
+    assert state["switched"]
+    assert event_id_for("ms_race") not in managed_events(stack, jane_cal)
+    assert managed_events(stack, new_cal)[event_id_for("ms_race")]["start"] == in_days(3).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
+    assert wiring.store().get_ref("ms_race", "u_jane").calendar_id == new_cal

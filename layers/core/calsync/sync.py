@@ -320,7 +320,22 @@ class SyncEngine:
                 break
             mirrors = self.store.mirrors(list(written))
             pending = [mid for mid, v in written.items() if int(mirrors.get(mid, {}).get("version", -1)) > v]
+            pending += [mid for mid in self._written_to_a_calendar_left(plan.writes, connections, written)
+                        if mid not in pending]
         return result
+
+    def _written_to_a_calendar_left(self, writes: list[Write], connections: dict[str, Connection],
+                                    written: dict[str, int]) -> list[str]:
+        """Milestones just written on a calendar its user switched away from while we wrote (the switch
+        committed after we read the connection; its backfill may already have moved the event, and our ref
+        now names the old calendar): the next round moves them (upsert on the new, delete on the old). The
+        20,000-user rough run left one such event behind. One BatchGetItem of the users written."""
+        users = sorted({w.user_id for w in writes if w.kind == "upsert" and w.milestone_id in written})
+        if not users:
+            return []
+        now = self.store.connections(users)
+        left = {u for u in users if (c := now.get(u)) is not None and connections[u].calendar_id != c.calendar_id}
+        return list(dict.fromkeys(w.milestone_id for w in writes if w.user_id in left and w.milestone_id in written))
 
     def _apply_bookkeeping(self, plan: Plan) -> None:
         for mid, span in plan.index_span.items():
