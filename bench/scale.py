@@ -2273,10 +2273,22 @@ def _two_way(sim: Sim, start: float, end: float, busiest_hour: int) -> dict:
     closed = sum(1 for mid in unreported if after_closed(mid))
     # ... or made by a user whose grant is gone and who had not relinked when the run ended (nothing can be
     # read until they do: their wait, counted apart as the end check counts their calendars)
-    relink = sum(1 for mid in unreported if not after_closed(mid)
-                 and (u := sim.users.get(sim.move_user.get(mid, ""))) is not None and u.connected and u.revoked)
+    def awaiting_relink(mid: str) -> bool:
+        u = sim.users.get(sim.move_user.get(mid, ""))
+        return u is not None and u.connected and u.revoked
+
+    relink = sum(1 for mid in unreported if not after_closed(mid) and awaiting_relink(mid))
+    never = [mid for mid in unreported if not after_closed(mid) and not awaiting_relink(mid)]
+    # what the core platform published for the milestone after the move (SolarNexus wins: a push that lands
+    # before the move's read puts the calendar back, and nothing is left to report); counted, not excused
+    later = [mid for mid in never if any(h[0] > sim.moves[mid] for h in sim.history.get(mid, []))]
     return {"samples": len(all_), "unreported": len(unreported) - closed - relink,
             "awaiting_daily_check_after_closed_channel": closed, "awaiting_relink": relink,
+            "unreported_with_a_later_publish": len(later),
+            "unreported_examples": [  # their stories, for the next look at them
+                {"milestone": mid, "moved": round(sim.moves[mid]), "by": sim.move_user.get(mid),
+                 "story": sim.story(sim.users[sim.move_user[mid]], f"sn-{mid}")}
+                for mid in never[:5] if sim.move_user.get(mid) in sim.users],
             "p50": round(pct(all_, 50), 1) if all_ else None,
             "p99": round(pct(all_, 99), 1) if all_ else None, "max": round(max(all_), 1) if all_ else None,
             "busiest_hour_samples": len(peak), "busiest_hour_max": round(max(peak), 1) if peak else None}
