@@ -28,9 +28,11 @@ def load(results_dir: Path | str = RESULTS) -> list[tuple[str, dict]]:
             r = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        config = r.get("config") or {} if isinstance(r, dict) else {}
+        if not isinstance(r, dict):
+            continue
+        config = r.get("config") or {}
         # the one-day direct runs (issue 21's), not make bench-scale's weeks or its quiet day
-        if isinstance(r, dict) and r.get("must_hold") and config.get("days") == 1 and not config.get("quiet_day"):
+        if r.get("must_hold") and config.get("days") == 1 and not config.get("quiet_day"):
             found.append((path.name, r))
     # the rough world (what production is like) first, then the gentle one; the largest first in each, then
     # the shortest tokens, then the newest (a run repeated after a change stands beside the one before it)

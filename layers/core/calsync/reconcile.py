@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -143,11 +144,11 @@ class Reconciler:
             if not queue:
                 if explicit:
                     break
-                page = DUE_PAGE + len(done)
-                queue = [u for u in self.store.users_due(iso(now), page) if u not in done]
-                if not queue:
+                due = [(u, at) for u, at in self.store.due_times(iso(now), DUE_PAGE + len(done)) if u not in done]
+                if not due:
                     break
-                urgent = set(self.store.users_due(iso(now - URGENT_AFTER), page))
+                queue = [u for u, _ in due]
+                urgent = {u for u, at in due if at <= iso(now - URGENT_AFTER)}
             if deadline is not None and time.monotonic() > deadline:
                 totals["stopped_for_time"] += 1
                 break
@@ -157,12 +158,10 @@ class Reconciler:
                 break
             queue.pop(0)
             done.add(user_id)
+            if user_id in urgent:
+                totals["urgent"] += 1
             try:
-                if user_id in urgent:
-                    totals["urgent"] += 1
-                    with patient(URGENT_MAX_WAIT, until=deadline):
-                        repairs = self.visit(user_id, now)
-                else:
+                with patient(URGENT_MAX_WAIT, until=deadline) if user_id in urgent else nullcontext():
                     repairs = self.visit(user_id, now)
             except CronofyRateLimited:
                 totals["stopped_for_budget"] += 1

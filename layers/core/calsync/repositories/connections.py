@@ -217,10 +217,14 @@ class ConnectionRepository(Repository):
     def users_due(self, now: str, limit: int) -> list[str]:
         """Up to `limit` users whose reconciler visit is due at `now` (UTC ISO), most overdue first
         (GSI by_due, keys only). No fixed order: a visited user moves to the back by its next due time."""
+        return [user_id for user_id, _ in self.due_times(now, limit)]
+
+    def due_times(self, now: str, limit: int) -> list[tuple[str, str]]:
+        """`users_due` with when each became due (UTC ISO): the index's sort key, no extra read."""
         items = self.table.query_items(max_items=limit, IndexName="by_due",
                                        KeyConditionExpression="due_pk = :p AND due_sk <= :now",
                                        ExpressionAttributeValues={":p": keys.DUE_PK, ":now": now})
-        return [keys.user_of(item["pk"]) for item in items][:limit]
+        return [(keys.user_of(item["pk"]), item["due_sk"]) for item in items][:limit]
 
     def due_backlog(self, now: str) -> DueBacklog:
         """(how many users are due at `now`, the oldest due time): the reconciler's backlog."""
